@@ -1,0 +1,94 @@
+//! Ordinary least squares through linfa-linear.
+
+use linfa::prelude::*;
+use linfa_linear::LinearRegression;
+use serde::{Deserialize, Serialize};
+
+use super::{AlgorithmSpec, Estimator, Predictor, TrainingData};
+use crate::ml::hyperparams::{Hyperparams, ParamKind, ParamSpec};
+use crate::ml::{MlError, MlResult, Task};
+
+pub const SPEC: AlgorithmSpec = AlgorithmSpec {
+    name: "linear_regression",
+    task: Task::Regression,
+    params: &[ParamSpec {
+        name: "fit_intercept",
+        kind: ParamKind::Boolean,
+        default: "true",
+    }],
+    fit,
+};
+
+/// The fitted coefficients. Kept as plain vectors so predicting one row is a
+/// dot product with no ndarray allocation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LinearModel {
+    pub intercept: f64,
+    pub coefficients: Vec<f64>,
+}
+
+fn fit(data: &TrainingData<'_>, params: &Hyperparams) -> MlResult<Estimator> {
+    let dataset = linfa::Dataset::new(data.records(), data.targets());
+    let fitted = LinearRegression::new()
+        .with_intercept(params.boolean("fit_intercept").unwrap_or(true))
+        .fit(&dataset)
+        .map_err(|e| {
+            MlError::insufficient(format!("linear regression could not be fitted: {e}"))
+                .with_hint("check for constant or duplicated feature columns")
+        })?;
+    let model = LinearModel {
+        intercept: fitted.intercept(),
+        coefficients: fitted.params().to_vec(),
+    };
+    if !model.intercept.is_finite() || model.coefficients.iter().any(|c| !c.is_finite()) {
+        return Err(MlError::insufficient(
+            "linear regression gave non-finite coefficients",
+        )
+        .with_hint("check for constant or duplicated feature columns"));
+    }
+    Ok(Estimator::LinearRegression(model))
+}
+
+impl Predictor for LinearModel {
+    fn predict(&self, x: &[f64]) -> f64 {
+        self.intercept
+            + self
+                .coefficients
+                .iter()
+                .zip(x)
+                .map(|(c, v)| c * v)
+                .sum::<f64>()
+    }
+
+    fn predict_proba(&self, _x: &[f64]) -> Option<Vec<f64>> {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ml::dataset::{Dataset, RawLabels};
+
+    #[test]
+    fn recovers_a_plane() {
+        let mut records = Vec::new();
+        let mut y = Vec::new();
+        for i in 0..50 {
+            let (a, b) = (i as f64, ((i * 7) % 11) as f64);
+            records.extend([a, b]);
+            y.push(3.0 + 2.0 * a - 0.5 * b);
+        }
+        let d = Dataset::new(vec!["a".into(), "b".into()], records, RawLabels::Values(y)).unwrap();
+        let rows: Vec<usize> = (0..d.n_rows()).collect();
+        let params = Hyperparams::validate("linear_regression", SPEC.params, &serde_json::json!({}))
+            .unwrap();
+        let Estimator::LinearRegression(m) = fit(&TrainingData { dataset: &d, rows: &rows }, &params).unwrap()
+        else {
+            panic!("wrong estimator")
+        };
+        assert!((m.intercept - 3.0).abs() < 1e-8);
+        assert!((m.coefficients[0] - 2.0).abs() < 1e-8);
+        assert!((m.predict(&[1.0, 2.0]) - 4.0).abs() < 1e-8);
+    }
+}

@@ -1,0 +1,321 @@
+//! Training data in canonical form: rows sorted by value, so the same data
+//! gives the same model and the same hash whatever order the scan returned.
+
+use std::cmp::Ordering;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::{MlError, MlResult, Task};
+
+/// How a classification label was typed in SQL; it decides class order and
+/// what `predict()` returns as a number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LabelKind {
+    Numeric,
+    Boolean,
+    Text,
+}
+
+/// The classes of a classifier, in the order `predict_proba` reports them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LabelEncoding {
+    pub kind: LabelKind,
+    pub classes: Vec<String>,
+}
+
+impl LabelEncoding {
+    /// Sorted distinct classes: numerically for numeric labels, false before
+    /// true for booleans, by bytes for text.
+    fn from_labels(kind: LabelKind, labels: &[String]) -> MlResult<Self> {
+        let mut classes: Vec<String> = labels.to_vec();
+        classes.sort_unstable();
+        classes.dedup();
+        if kind == LabelKind::Numeric {
+            let mut keyed = classes
+                .into_iter()
+                .map(|c| {
+                    c.parse::<f64>()
+                        .map(|v| (v, c.clone()))
+                        .map_err(|_| MlError::wrong_type(format!("label \"{c}\" is not numeric")))
+                })
+                .collect::<MlResult<Vec<_>>>()?;
+            keyed.sort_by(|a, b| a.0.total_cmp(&b.0));
+            classes = keyed.into_iter().map(|(_, c)| c).collect();
+        }
+        Ok(LabelEncoding { kind, classes })
+    }
+
+    pub fn index_of(&self, class: &str) -> Option<usize> {
+        match self.kind {
+            LabelKind::Numeric => {
+                let wanted = class.parse::<f64>().ok()?;
+                self.classes
+                    .iter()
+                    .position(|c| c.parse::<f64>().ok() == Some(wanted))
+            }
+            _ => self.classes.iter().position(|c| c == class),
+        }
+    }
+
+    /// The number `predict()` returns for a class: the label itself when it
+    /// is numeric, 0/1 for booleans, the class index for text labels.
+    pub fn numeric_value(&self, index: usize) -> f64 {
+        let class = &self.classes[index];
+        match self.kind {
+            LabelKind::Numeric => class.parse::<f64>().unwrap_or(f64::NAN),
+            LabelKind::Boolean => {
+                if class == "true" {
+                    1.0
+                } else {
+                    0.0
+                }
+            }
+            LabelKind::Text => index as f64,
+        }
+    }
+}
+
+/// Labels as read from SQL, before encoding.
+pub enum RawLabels {
+    /// Classification labels in their text form, with the SQL kind.
+    Classes(LabelKind, Vec<String>),
+    /// Regression targets.
+    Values(Vec<f64>),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Labels {
+    Classes {
+        encoding: LabelEncoding,
+        index: Vec<usize>,
+    },
+    Values(Vec<f64>),
+}
+
+#[derive(Debug, Clone)]
+pub struct Dataset {
+    pub feature_names: Vec<String>,
+    /// Row-major, `n_rows * feature_names.len()` values, none NaN.
+    pub records: Vec<f64>,
+    pub labels: Labels,
+}
+
+impl Dataset {
+    /// Builds the canonical dataset. `records` is row-major.
+    pub fn new(feature_names: Vec<String>, records: Vec<f64>, labels: RawLabels) -> MlResult<Self> {
+        let width = feature_names.len();
+        if width == 0 {
+            return Err(MlError::invalid("no feature columns to train on")
+                .with_hint("name numeric or boolean columns in features => ARRAY[...]"));
+        }
+        let n_rows = records.len() / width;
+        if records.len() != n_rows * width {
+            return Err(MlError::invalid("records do not fill whole rows"));
+        }
+        if let Some(pos) = records.iter().position(|v| !v.is_finite()) {
+            return Err(MlError::invalid(format!(
+                "feature \"{}\" has a non-finite value (NaN or infinity)",
+                feature_names[pos % width]
+            )));
+        }
+        let labels = match labels {
+            RawLabels::Classes(kind, names) => {
+                check_len(names.len(), n_rows)?;
+                let encoding = LabelEncoding::from_labels(kind, &names)?;
+                let index = names
+                    .iter()
+                    .map(|n| encoding.index_of(n).unwrap_or(0))
+                    .collect();
+                Labels::Classes { encoding, index }
+            }
+            RawLabels::Values(values) => {
+                check_len(values.len(), n_rows)?;
+                if values.iter().any(|v| !v.is_finite()) {
+                    return Err(MlError::invalid(
+                        "the target has a non-finite value (NaN or infinity)",
+                    ));
+                }
+                Labels::Values(values)
+            }
+        };
+        let mut dataset = Dataset {
+            feature_names,
+            records,
+            labels,
+        };
+        dataset.sort_rows();
+        Ok(dataset)
+    }
+
+    pub fn n_rows(&self) -> usize {
+        self.records.len() / self.width()
+    }
+
+    pub fn width(&self) -> usize {
+        self.feature_names.len()
+    }
+
+    pub fn row(&self, i: usize) -> &[f64] {
+        let w = self.width();
+        &self.records[i * w..(i + 1) * w]
+    }
+
+    pub fn task(&self) -> Task {
+        match self.labels {
+            Labels::Classes { .. } => Task::Classification,
+            Labels::Values(_) => Task::Regression,
+        }
+    }
+
+    pub fn encoding(&self) -> Option<&LabelEncoding> {
+        match &self.labels {
+            Labels::Classes { encoding, .. } => Some(encoding),
+            Labels::Values(_) => None,
+        }
+    }
+
+    /// The label of row `i` as a number: class index or target value.
+    pub fn label_value(&self, i: usize) -> f64 {
+        match &self.labels {
+            Labels::Classes { index, .. } => index[i] as f64,
+            Labels::Values(values) => values[i],
+        }
+    }
+
+    /// A hash of the canonical data: features, then labels, then names.
+    pub fn sha256_hex(&self) -> String {
+        let mut hasher = Sha256::new();
+        for name in &self.feature_names {
+            hasher.update(name.as_bytes());
+            hasher.update([0]);
+        }
+        for v in &self.records {
+            hasher.update(v.to_le_bytes());
+        }
+        match &self.labels {
+            Labels::Classes { encoding, index } => {
+                for &i in index {
+                    hasher.update(encoding.classes[i].as_bytes());
+                    hasher.update([0]);
+                }
+            }
+            Labels::Values(values) => {
+                for v in values {
+                    hasher.update(v.to_le_bytes());
+                }
+            }
+        }
+        hex(&hasher.finalize())
+    }
+
+    fn sort_rows(&mut self) {
+        let n = self.n_rows();
+        let mut order: Vec<usize> = (0..n).collect();
+        order.sort_by(|&a, &b| self.compare_rows(a, b));
+        let w = self.width();
+        let mut records = Vec::with_capacity(self.records.len());
+        for &i in &order {
+            records.extend_from_slice(&self.records[i * w..(i + 1) * w]);
+        }
+        self.records = records;
+        self.labels = match &self.labels {
+            Labels::Classes { encoding, index } => Labels::Classes {
+                encoding: encoding.clone(),
+                index: order.iter().map(|&i| index[i]).collect(),
+            },
+            Labels::Values(values) => Labels::Values(order.iter().map(|&i| values[i]).collect()),
+        };
+    }
+
+    fn compare_rows(&self, a: usize, b: usize) -> Ordering {
+        self.row(a)
+            .iter()
+            .zip(self.row(b))
+            .map(|(x, y)| x.total_cmp(y))
+            .find(|o| o.is_ne())
+            .unwrap_or_else(|| self.label_value(a).total_cmp(&self.label_value(b)))
+    }
+}
+
+fn check_len(labels: usize, rows: usize) -> MlResult<()> {
+    if labels == rows {
+        Ok(())
+    } else {
+        Err(MlError::invalid(format!(
+            "{labels} labels for {rows} rows of features"
+        )))
+    }
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(n: &[&str]) -> Vec<String> {
+        n.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn row_order_does_not_change_the_dataset() {
+        let a = Dataset::new(
+            names(&["x", "y"]),
+            vec![1.0, 2.0, 0.5, 9.0, 3.0, 1.0],
+            RawLabels::Classes(LabelKind::Text, names(&["b", "a", "b"])),
+        )
+        .unwrap();
+        let b = Dataset::new(
+            names(&["x", "y"]),
+            vec![3.0, 1.0, 1.0, 2.0, 0.5, 9.0],
+            RawLabels::Classes(LabelKind::Text, names(&["b", "b", "a"])),
+        )
+        .unwrap();
+        assert_eq!(a.records, b.records);
+        assert_eq!(a.labels, b.labels);
+        assert_eq!(a.sha256_hex(), b.sha256_hex());
+        assert_eq!(a.row(0), &[0.5, 9.0]);
+    }
+
+    #[test]
+    fn numeric_classes_sort_by_value_not_text() {
+        let d = Dataset::new(
+            names(&["x"]),
+            vec![1.0, 2.0, 3.0],
+            RawLabels::Classes(LabelKind::Numeric, names(&["10", "2", "-1"])),
+        )
+        .unwrap();
+        let enc = d.encoding().unwrap();
+        assert_eq!(enc.classes, names(&["-1", "2", "10"]));
+        assert_eq!(enc.numeric_value(2), 10.0);
+        assert_eq!(enc.index_of("2.0"), Some(1));
+    }
+
+    #[test]
+    fn non_finite_features_are_rejected() {
+        let err = Dataset::new(
+            names(&["x", "y"]),
+            vec![1.0, f64::NAN],
+            RawLabels::Values(vec![1.0]),
+        )
+        .unwrap_err();
+        assert!(err.message.contains("\"y\""), "{}", err.message);
+    }
+
+    #[test]
+    fn text_labels_predict_their_index() {
+        let d = Dataset::new(
+            names(&["x"]),
+            vec![1.0, 2.0],
+            RawLabels::Classes(LabelKind::Text, names(&["setosa", "iris"])),
+        )
+        .unwrap();
+        let enc = d.encoding().unwrap();
+        assert_eq!(enc.numeric_value(1), 1.0);
+        assert_eq!(enc.classes[1], "setosa");
+    }
+}

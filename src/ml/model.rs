@@ -1,0 +1,219 @@
+//! A trained model as predict sees it: the fitted estimator plus everything
+//! needed to feed it (feature names) and to read its output (classes).
+
+use serde::{Deserialize, Serialize};
+
+use super::algorithms::{self, AlgorithmSpec, Estimator, TrainingData};
+use super::dataset::{Dataset, LabelEncoding, Labels};
+use super::hyperparams::Hyperparams;
+use super::metrics::{self, Metrics};
+use super::split::{self, Split};
+use super::{MlError, MlResult, Task};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Model {
+    pub task: Task,
+    pub feature_names: Vec<String>,
+    /// Classes, for classifiers.
+    pub labels: Option<LabelEncoding>,
+    pub estimator: Estimator,
+    /// `LabelEncoding::numeric_value` of each class, worked out once.
+    #[serde(skip)]
+    class_values: Vec<f64>,
+}
+
+/// What `train` hands back: the model, the split it was scored on, its scores.
+pub struct Trained {
+    pub model: Model,
+    pub split: Split,
+    pub metrics: Metrics,
+}
+
+pub fn train(
+    data: &Dataset,
+    algorithm: &AlgorithmSpec,
+    params: &Hyperparams,
+    test_size: f64,
+    seed: u64,
+) -> MlResult<Trained> {
+    if algorithm.task != data.task() {
+        return Err(MlError::invalid(format!(
+            "algorithm {} is for {}, but this project is {}",
+            algorithm.name,
+            algorithm.task.as_str(),
+            data.task().as_str()
+        )));
+    }
+    if let Some(encoding) = data.encoding() {
+        if encoding.classes.len() < 2 {
+            return Err(MlError::insufficient(format!(
+                "the labels have only one class ({})",
+                encoding.classes.join(", ")
+            ))
+            .with_hint("a classifier needs at least two classes"));
+        }
+    }
+    let split = split::holdout(data, test_size, seed)?;
+    let estimator = (algorithm.fit)(
+        &TrainingData {
+            dataset: data,
+            rows: &split.train,
+        },
+        params,
+    )?;
+    let model = Model::new(
+        data.task(),
+        data.feature_names.clone(),
+        data.encoding().cloned(),
+        estimator,
+    );
+    let metrics = model.evaluate(data, &split.test)?;
+    Ok(Trained {
+        model,
+        split,
+        metrics,
+    })
+}
+
+impl Model {
+    pub fn new(
+        task: Task,
+        feature_names: Vec<String>,
+        labels: Option<LabelEncoding>,
+        estimator: Estimator,
+    ) -> Self {
+        Model {
+            task,
+            feature_names,
+            labels,
+            estimator,
+            class_values: Vec::new(),
+        }
+        .prepared()
+    }
+
+    /// Fills the fields serde skips; call after decoding.
+    pub fn prepared(mut self) -> Self {
+        self.class_values = match &self.labels {
+            Some(enc) => (0..enc.classes.len()).map(|i| enc.numeric_value(i)).collect(),
+            None => Vec::new(),
+        };
+        self
+    }
+
+    pub fn n_features(&self) -> usize {
+        self.feature_names.len()
+    }
+
+    pub fn check_features(&self, x: &[f64]) -> MlResult<()> {
+        if x.len() != self.n_features() {
+            return Err(MlError::invalid(format!(
+                "the model takes {} features, got {}",
+                self.n_features(),
+                x.len()
+            ))
+            .with_hint(format!("features, in order: {}", self.feature_names.join(", "))));
+        }
+        if let Some(j) = x.iter().position(|v| !v.is_finite()) {
+            return Err(MlError::invalid(format!(
+                "feature {} (\"{}\") is {}",
+                j + 1,
+                self.feature_names[j],
+                x[j]
+            )));
+        }
+        Ok(())
+    }
+
+    /// A class index for classifiers.
+    pub fn predict_class(&self, x: &[f64]) -> Option<usize> {
+        self.labels
+            .as_ref()
+            .map(|_| self.estimator.predictor().predict(x) as usize)
+    }
+
+    /// The label as a number (see `LabelEncoding::numeric_value`), or the
+    /// regression estimate.
+    pub fn predict_value(&self, x: &[f64]) -> f64 {
+        match self.predict_class(x) {
+            Some(class) => self.class_values[class],
+            None => self.estimator.predictor().predict(x),
+        }
+    }
+
+    pub fn predict_label(&self, x: &[f64]) -> String {
+        match (&self.labels, self.predict_class(x)) {
+            (Some(enc), Some(class)) => enc.classes[class].clone(),
+            _ => self.estimator.predictor().predict(x).to_string(),
+        }
+    }
+
+    pub fn predict_proba(&self, x: &[f64]) -> MlResult<Vec<f64>> {
+        self.estimator.predictor().predict_proba(x).ok_or_else(|| {
+            MlError::invalid("predict_proba needs a classification model")
+                .with_hint("use predict() for regression")
+        })
+    }
+
+    /// Scores this model on `rows` of `data`, matching features and classes
+    /// by name, so a champion can be scored on a challenger's test rows.
+    pub fn evaluate(&self, data: &Dataset, rows: &[usize]) -> MlResult<Metrics> {
+        let columns = self
+            .feature_names
+            .iter()
+            .map(|name| {
+                data.feature_names
+                    .iter()
+                    .position(|n| n == name)
+                    .ok_or_else(|| MlError::invalid(format!("the data has no feature \"{name}\"")))
+            })
+            .collect::<MlResult<Vec<usize>>>()?;
+        let inputs: Vec<Vec<f64>> = rows
+            .iter()
+            .map(|&i| {
+                let row = data.row(i);
+                columns.iter().map(|&c| row[c]).collect()
+            })
+            .collect();
+        match (&data.labels, &self.labels) {
+            (Labels::Classes { encoding, index }, Some(own)) => {
+                let n_classes = encoding.classes.len();
+                // Our class k is the data's class to_data[k]; unknown ones are n_classes.
+                let to_data: Vec<usize> = own
+                    .classes
+                    .iter()
+                    .map(|c| encoding.index_of(c).unwrap_or(n_classes))
+                    .collect();
+                let truth: Vec<usize> = rows.iter().map(|&i| index[i]).collect();
+                let predicted: Vec<usize> = inputs
+                    .iter()
+                    .map(|x| to_data[self.estimator.predictor().predict(x) as usize])
+                    .collect();
+                let same_classes = own.classes == encoding.classes;
+                let proba: Option<Vec<Vec<f64>>> = same_classes
+                    .then(|| inputs.iter().filter_map(|x| self.estimator.predictor().predict_proba(x)).collect());
+                Ok(metrics::classification(&truth, &predicted, n_classes, proba.as_deref()))
+            }
+            (Labels::Values(values), None) => {
+                let truth: Vec<f64> = rows.iter().map(|&i| values[i]).collect();
+                let predicted: Vec<f64> = inputs.iter().map(|x| self.predict_value(x)).collect();
+                Ok(metrics::regression(&truth, &predicted))
+            }
+            _ => Err(MlError::invalid("the model and the data are for different tasks")),
+        }
+    }
+}
+
+/// Looks up an algorithm, checks its hyper-parameters and trains it.
+pub fn train_named(
+    data: &Dataset,
+    algorithm: &str,
+    hyperparams: &serde_json::Value,
+    test_size: f64,
+    seed: u64,
+) -> MlResult<(Hyperparams, Trained)> {
+    let spec = algorithms::lookup(algorithm)?;
+    let params = Hyperparams::validate(spec.name, spec.params, hyperparams)?;
+    let trained = train(data, spec, &params, test_size, seed)?;
+    Ok((params, trained))
+}

@@ -1,0 +1,116 @@
+//! Per-column statistics of a training snapshot. Drift monitoring compares
+//! new data against these, so they are stored with every model.
+
+use serde::Serialize;
+
+use super::dataset::{Dataset, Labels};
+
+pub const QUANTILES: [f64; 5] = [0.05, 0.25, 0.5, 0.75, 0.95];
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct NumericStats {
+    pub count: usize,
+    pub nulls: usize,
+    pub min: f64,
+    pub max: f64,
+    pub mean: f64,
+    pub std: f64,
+    /// Values at `QUANTILES`, linearly interpolated.
+    pub quantiles: Vec<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CategoryStats {
+    pub count: usize,
+    pub nulls: usize,
+    /// (class, rows), in class order.
+    pub frequencies: Vec<(String, usize)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum ColumnStats {
+    Numeric(NumericStats),
+    Category(CategoryStats),
+}
+
+pub fn numeric(values: &mut [f64], nulls: usize) -> NumericStats {
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    let mean = values.iter().sum::<f64>() / n.max(1) as f64;
+    let var = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n.max(2) - 1) as f64;
+    let quantile = |q: f64| {
+        if n == 0 {
+            return f64::NAN;
+        }
+        let pos = q * (n - 1) as f64;
+        let (lo, hi) = (pos.floor() as usize, pos.ceil() as usize);
+        values[lo] + (values[hi] - values[lo]) * (pos - lo as f64)
+    };
+    NumericStats {
+        count: n,
+        nulls,
+        min: values.first().copied().unwrap_or(f64::NAN),
+        max: values.last().copied().unwrap_or(f64::NAN),
+        mean,
+        std: var.sqrt(),
+        quantiles: QUANTILES.iter().map(|&q| quantile(q)).collect(),
+    }
+}
+
+/// Statistics for every feature, then the label (named `label_name`), whose
+/// NULL count is the unlabeled rows that training skipped.
+pub fn describe(data: &Dataset, label_name: &str, unlabeled: usize) -> Vec<(String, ColumnStats)> {
+    let width = data.width();
+    let mut out: Vec<(String, ColumnStats)> = (0..width)
+        .map(|j| {
+            let mut column: Vec<f64> = data.records.iter().skip(j).step_by(width).copied().collect();
+            (data.feature_names[j].clone(), ColumnStats::Numeric(numeric(&mut column, 0)))
+        })
+        .collect();
+    let label = match &data.labels {
+        Labels::Classes { encoding, index } => {
+            let mut freq = vec![0usize; encoding.classes.len()];
+            for &i in index {
+                freq[i] += 1;
+            }
+            ColumnStats::Category(CategoryStats {
+                count: index.len(),
+                nulls: unlabeled,
+                frequencies: encoding.classes.iter().cloned().zip(freq).collect(),
+            })
+        }
+        Labels::Values(values) => ColumnStats::Numeric(numeric(&mut values.clone(), unlabeled)),
+    };
+    out.push((label_name.to_string(), label));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ml::dataset::{LabelKind, RawLabels};
+
+    #[test]
+    fn numeric_summary() {
+        let s = numeric(&mut [4.0, 1.0, 3.0, 2.0, 5.0], 2);
+        assert_eq!((s.count, s.nulls, s.min, s.max, s.mean), (5, 2, 1.0, 5.0, 3.0));
+        assert!((s.std - 2.5f64.sqrt()).abs() < 1e-12);
+        assert_eq!(s.quantiles, vec![1.2, 2.0, 3.0, 4.0, 4.8]);
+    }
+
+    #[test]
+    fn describe_covers_features_and_label() {
+        let d = Dataset::new(
+            vec!["x".into()],
+            vec![1.0, 2.0, 3.0],
+            RawLabels::Classes(LabelKind::Text, vec!["a".into(), "b".into(), "a".into()]),
+        )
+        .unwrap();
+        let s = describe(&d, "y", 4);
+        assert_eq!(s.len(), 2);
+        let ColumnStats::Category(c) = &s[1].1 else { panic!() };
+        assert_eq!(c.frequencies, vec![("a".into(), 2), ("b".into(), 1)]);
+        assert_eq!(c.nulls, 4);
+    }
+}
