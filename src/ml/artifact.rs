@@ -51,13 +51,19 @@ pub fn decode_verified(bytes: &[u8], expected_sha256: &str) -> MlResult<Model> {
         return Err(MlError::corrupt(format!(
             "artifact checksum mismatch: stored {expected_sha256}, computed {actual}"
         ))
-        .with_hint("the artifact bytes were changed after training; retrain or restore the model"));
+        .with_hint(
+            "the artifact bytes were changed after training; retrain or restore the model",
+        ));
     }
     decode(bytes)
 }
 
 fn decode(bytes: &[u8]) -> MlResult<Model> {
-    let corrupt = |what: String| Err(MlError::corrupt(format!("artifact is not readable: {what}")));
+    let corrupt = |what: String| {
+        Err(MlError::corrupt(format!(
+            "artifact is not readable: {what}"
+        )))
+    };
     if bytes.len() < 7 || &bytes[..4] != MAGIC {
         return corrupt("bad magic".into());
     }
@@ -70,11 +76,10 @@ fn decode(bytes: &[u8]) -> MlResult<Model> {
         return corrupt("truncated header".into());
     };
     let payload = &bytes[7 + tag_len..];
-    let (model, used): (Model, usize) =
-        match bincode::serde::decode_from_slice(payload, config()) {
-            Ok(decoded) => decoded,
-            Err(e) => return corrupt(e.to_string()),
-        };
+    let (model, used): (Model, usize) = match bincode::serde::decode_from_slice(payload, config()) {
+        Ok(decoded) => decoded,
+        Err(e) => return corrupt(e.to_string()),
+    };
     if used != payload.len() {
         return corrupt("trailing bytes".into());
     }
@@ -129,7 +134,10 @@ mod tests {
         let bytes = encode(&m).unwrap();
         let back = decode_verified(&bytes, &sha256_hex(&bytes)).unwrap();
         assert_eq!(back, m);
-        assert_eq!(back.predict_value(&[3.0, 0.0]), m.predict_value(&[3.0, 0.0]));
+        assert_eq!(
+            back.predict_value(&[3.0, 0.0]),
+            m.predict_value(&[3.0, 0.0])
+        );
     }
 
     #[test]
@@ -144,7 +152,10 @@ mod tests {
         let mut bad = bytes.clone();
         let last = bad.len() - 1;
         bad[last] ^= 0xff;
-        assert_eq!(decode_verified(&bad, &sha).unwrap_err().kind, MlErrorKind::CorruptArtifact);
+        assert_eq!(
+            decode_verified(&bad, &sha).unwrap_err().kind,
+            MlErrorKind::CorruptArtifact
+        );
         // Every single-byte flip, each with a matching hash, still never panics.
         for i in 0..bytes.len() {
             let mut flipped = bytes.clone();

@@ -10,9 +10,16 @@ use super::{MlError, MlResult};
 #[derive(Debug, Clone, Copy)]
 pub enum ParamKind {
     /// An integer in `min..=max`; `null` allowed when `nullable`.
-    Integer { min: i64, max: i64, nullable: bool },
+    Integer {
+        min: i64,
+        max: i64,
+        nullable: bool,
+    },
     /// A finite number in `min..=max`.
-    Float { min: f64, max: f64 },
+    Float {
+        min: f64,
+        max: f64,
+    },
     Choice(&'static [&'static str]),
     Boolean,
 }
@@ -43,14 +50,11 @@ impl Hyperparams {
                 )))
             }
         };
-        let valid = || {
-            specs
-                .iter()
-                .map(|s| s.name)
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
-        if let Some(unknown) = given.keys().find(|k| !specs.iter().any(|s| s.name == k.as_str())) {
+        let valid = || specs.iter().map(|s| s.name).collect::<Vec<_>>().join(", ");
+        if let Some(unknown) = given
+            .keys()
+            .find(|k| !specs.iter().any(|s| s.name == k.as_str()))
+        {
             let known = valid();
             return Err(MlError::invalid(format!(
                 "unknown hyperparameter \"{unknown}\" for algorithm {algorithm}"
@@ -183,7 +187,10 @@ mod tests {
     fn unknown_key_lists_the_valid_ones() {
         let e = Hyperparams::validate("t", SPECS, &json!({"depth": 3})).unwrap_err();
         assert_eq!(e.kind, MlErrorKind::InvalidParameter);
-        assert_eq!(e.hint.as_deref(), Some("valid hyperparameters: max_depth, criterion"));
+        assert_eq!(
+            e.hint.as_deref(),
+            Some("valid hyperparameters: max_depth, criterion")
+        );
     }
 
     #[test]

@@ -61,7 +61,11 @@ pub fn classification(
 pub fn regression(truth: &[f64], predicted: &[f64]) -> Metrics {
     let n = truth.len().max(1) as f64;
     let mean = truth.iter().sum::<f64>() / n;
-    let ss_res: f64 = truth.iter().zip(predicted).map(|(t, p)| (t - p).powi(2)).sum();
+    let ss_res: f64 = truth
+        .iter()
+        .zip(predicted)
+        .map(|(t, p)| (t - p).powi(2))
+        .sum();
     let ss_tot: f64 = truth.iter().map(|t| (t - mean).powi(2)).sum();
     // scikit-learn's force_finite: a constant truth scores 1 if matched, else 0.
     let r2 = if ss_tot == 0.0 {
@@ -73,7 +77,12 @@ pub fn regression(truth: &[f64], predicted: &[f64]) -> Metrics {
     } else {
         1.0 - ss_res / ss_tot
     };
-    let mae = truth.iter().zip(predicted).map(|(t, p)| (t - p).abs()).sum::<f64>() / n;
+    let mae = truth
+        .iter()
+        .zip(predicted)
+        .map(|(t, p)| (t - p).abs())
+        .sum::<f64>()
+        / n;
     let mut m = Metrics::new();
     m.insert("r2".into(), r2);
     m.insert("mae".into(), mae);
@@ -138,7 +147,10 @@ mod tests {
     #[test]
     fn binary_adds_auc_and_log_loss() {
         // sklearn: roc_auc_score([0,0,1,1],[0.1,0.4,0.35,0.8]) = 0.75
-        let proba: Vec<Vec<f64>> = [0.1, 0.4, 0.35, 0.8].iter().map(|&p| vec![1.0 - p, p]).collect();
+        let proba: Vec<Vec<f64>> = [0.1, 0.4, 0.35, 0.8]
+            .iter()
+            .map(|&p| vec![1.0 - p, p])
+            .collect();
         let m = classification(&[0, 0, 1, 1], &[0, 0, 0, 1], 2, Some(&proba));
         close(m["roc_auc"], 0.75);
         // log_loss([0,0,1,1],[.1,.4,.35,.8]) = 0.47228795...

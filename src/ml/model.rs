@@ -95,7 +95,9 @@ impl Model {
     /// Fills the fields serde skips; call after decoding.
     pub fn prepared(mut self) -> Self {
         self.class_values = match &self.labels {
-            Some(enc) => (0..enc.classes.len()).map(|i| enc.numeric_value(i)).collect(),
+            Some(enc) => (0..enc.classes.len())
+                .map(|i| enc.numeric_value(i))
+                .collect(),
             None => Vec::new(),
         };
         self
@@ -112,7 +114,10 @@ impl Model {
                 self.n_features(),
                 x.len()
             ))
-            .with_hint(format!("features, in order: {}", self.feature_names.join(", "))));
+            .with_hint(format!(
+                "features, in order: {}",
+                self.feature_names.join(", ")
+            )));
         }
         if let Some(j) = x.iter().position(|v| !v.is_finite()) {
             return Err(MlError::invalid(format!(
@@ -190,16 +195,27 @@ impl Model {
                     .map(|x| to_data[self.estimator.predictor().predict(x) as usize])
                     .collect();
                 let same_classes = own.classes == encoding.classes;
-                let proba: Option<Vec<Vec<f64>>> = same_classes
-                    .then(|| inputs.iter().filter_map(|x| self.estimator.predictor().predict_proba(x)).collect());
-                Ok(metrics::classification(&truth, &predicted, n_classes, proba.as_deref()))
+                let proba: Option<Vec<Vec<f64>>> = same_classes.then(|| {
+                    inputs
+                        .iter()
+                        .filter_map(|x| self.estimator.predictor().predict_proba(x))
+                        .collect()
+                });
+                Ok(metrics::classification(
+                    &truth,
+                    &predicted,
+                    n_classes,
+                    proba.as_deref(),
+                ))
             }
             (Labels::Values(values), None) => {
                 let truth: Vec<f64> = rows.iter().map(|&i| values[i]).collect();
                 let predicted: Vec<f64> = inputs.iter().map(|x| self.predict_value(x)).collect();
                 Ok(metrics::regression(&truth, &predicted))
             }
-            _ => Err(MlError::invalid("the model and the data are for different tasks")),
+            _ => Err(MlError::invalid(
+                "the model and the data are for different tasks",
+            )),
         }
     }
 }

@@ -85,7 +85,11 @@ mod tests {
         let big = dataset(2_000);
         let s_small = holdout(&small, 0.3, 7).unwrap();
         let s_big = holdout(&big, 0.3, 7).unwrap();
-        let test_small: Vec<Vec<f64>> = s_small.test.iter().map(|&i| small.row(i).to_vec()).collect();
+        let test_small: Vec<Vec<f64>> = s_small
+            .test
+            .iter()
+            .map(|&i| small.row(i).to_vec())
+            .collect();
         let test_big: Vec<Vec<f64>> = s_big.test.iter().map(|&i| big.row(i).to_vec()).collect();
         assert!(test_small.iter().all(|r| test_big.contains(r)));
     }

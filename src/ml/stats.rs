@@ -64,8 +64,17 @@ pub fn describe(data: &Dataset, label_name: &str, unlabeled: usize) -> Vec<(Stri
     let width = data.width();
     let mut out: Vec<(String, ColumnStats)> = (0..width)
         .map(|j| {
-            let mut column: Vec<f64> = data.records.iter().skip(j).step_by(width).copied().collect();
-            (data.feature_names[j].clone(), ColumnStats::Numeric(numeric(&mut column, 0)))
+            let mut column: Vec<f64> = data
+                .records
+                .iter()
+                .skip(j)
+                .step_by(width)
+                .copied()
+                .collect();
+            (
+                data.feature_names[j].clone(),
+                ColumnStats::Numeric(numeric(&mut column, 0)),
+            )
         })
         .collect();
     let label = match &data.labels {
@@ -94,7 +103,10 @@ mod tests {
     #[test]
     fn numeric_summary() {
         let s = numeric(&mut [4.0, 1.0, 3.0, 2.0, 5.0], 2);
-        assert_eq!((s.count, s.nulls, s.min, s.max, s.mean), (5, 2, 1.0, 5.0, 3.0));
+        assert_eq!(
+            (s.count, s.nulls, s.min, s.max, s.mean),
+            (5, 2, 1.0, 5.0, 3.0)
+        );
         assert!((s.std - 2.5f64.sqrt()).abs() < 1e-12);
         assert_eq!(s.quantiles, vec![1.2, 2.0, 3.0, 4.0, 4.8]);
     }
@@ -109,7 +121,9 @@ mod tests {
         .unwrap();
         let s = describe(&d, "y", 4);
         assert_eq!(s.len(), 2);
-        let ColumnStats::Category(c) = &s[1].1 else { panic!() };
+        let ColumnStats::Category(c) = &s[1].1 else {
+            panic!()
+        };
         assert_eq!(c.frequencies, vec![("a".into(), 2), ("b".into(), 1)]);
         assert_eq!(c.nulls, 4);
     }

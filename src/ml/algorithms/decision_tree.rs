@@ -204,7 +204,11 @@ impl ClassificationTree {
     /// cannot index out of bounds or loop.
     pub fn validate(&self) -> MlResult<()> {
         let k = self.n_classes as usize;
-        let n_leaves = if k == 0 { 0 } else { self.leaf_counts.len() / k };
+        let n_leaves = if k == 0 {
+            0
+        } else {
+            self.leaf_counts.len() / k
+        };
         let bad = |what: &str| Err(MlError::corrupt(format!("decision tree artifact: {what}")));
         if self.nodes.is_empty() || k == 0 || self.leaf_counts.len() != n_leaves * k {
             return bad("empty or misshapen");
@@ -247,7 +251,10 @@ impl Predictor for ClassificationTree {
             // A leaf no training row reached: all weight on its class.
             (0..k).map(|c| f64::from(c as u32 == class)).collect()
         } else {
-            counts.iter().map(|&c| f64::from(c) / f64::from(total)).collect()
+            counts
+                .iter()
+                .map(|&c| f64::from(c) / f64::from(total))
+                .collect()
         })
     }
 }
@@ -278,7 +285,15 @@ mod tests {
     fn train(d: &Dataset, params: serde_json::Value) -> ClassificationTree {
         let rows: Vec<usize> = (0..d.n_rows()).collect();
         let params = Hyperparams::validate("decision_tree", SPEC.params, &params).unwrap();
-        match fit(&TrainingData { dataset: d, rows: &rows }, &params).unwrap() {
+        match fit(
+            &TrainingData {
+                dataset: d,
+                rows: &rows,
+            },
+            &params,
+        )
+        .unwrap()
+        {
             Estimator::DecisionTree(t) => t,
             other => panic!("{other:?}"),
         }
@@ -290,7 +305,10 @@ mod tests {
         let tree = train(&d, serde_json::json!({}));
         tree.validate().unwrap();
         let rows: Vec<usize> = (0..d.n_rows()).collect();
-        let td = TrainingData { dataset: &d, rows: &rows };
+        let td = TrainingData {
+            dataset: &d,
+            rows: &rows,
+        };
         let (targets, _) = td.class_indices().unwrap();
         let linfa_tree = DecisionTree::params()
             .fit(&linfa::Dataset::new(td.records(), targets))
@@ -318,16 +336,25 @@ mod tests {
             assert_eq!(argmax as f64, tree.predict(d.row(i)));
         }
         // A depth-1 tree cannot separate three classes: some leaf is mixed.
-        assert!(d.row(0).len() == 2 && (0..d.n_rows()).any(|i| {
-            tree.predict_proba(d.row(i)).unwrap().iter().all(|&v| v < 1.0)
-        }));
+        assert!(
+            d.row(0).len() == 2
+                && (0..d.n_rows()).any(|i| {
+                    tree.predict_proba(d.row(i))
+                        .unwrap()
+                        .iter()
+                        .all(|&v| v < 1.0)
+                })
+        );
     }
 
     #[test]
     fn training_is_deterministic() {
         let d = blobs(500);
         for _ in 0..5 {
-            assert_eq!(train(&d, serde_json::json!({"max_depth": 3})), train(&d, serde_json::json!({"max_depth": 3})));
+            assert_eq!(
+                train(&d, serde_json::json!({"max_depth": 3})),
+                train(&d, serde_json::json!({"max_depth": 3}))
+            );
         }
     }
 

@@ -41,10 +41,10 @@ fn fit(data: &TrainingData<'_>, params: &Hyperparams) -> MlResult<Estimator> {
         coefficients: fitted.params().to_vec(),
     };
     if !model.intercept.is_finite() || model.coefficients.iter().any(|c| !c.is_finite()) {
-        return Err(MlError::insufficient(
-            "linear regression gave non-finite coefficients",
-        )
-        .with_hint("check for constant or duplicated feature columns"));
+        return Err(
+            MlError::insufficient("linear regression gave non-finite coefficients")
+                .with_hint("check for constant or duplicated feature columns"),
+        );
     }
     Ok(Estimator::LinearRegression(model))
 }
@@ -81,10 +81,17 @@ mod tests {
         }
         let d = Dataset::new(vec!["a".into(), "b".into()], records, RawLabels::Values(y)).unwrap();
         let rows: Vec<usize> = (0..d.n_rows()).collect();
-        let params = Hyperparams::validate("linear_regression", SPEC.params, &serde_json::json!({}))
-            .unwrap();
-        let Estimator::LinearRegression(m) = fit(&TrainingData { dataset: &d, rows: &rows }, &params).unwrap()
-        else {
+        let params =
+            Hyperparams::validate("linear_regression", SPEC.params, &serde_json::json!({}))
+                .unwrap();
+        let Estimator::LinearRegression(m) = fit(
+            &TrainingData {
+                dataset: &d,
+                rows: &rows,
+            },
+            &params,
+        )
+        .unwrap() else {
             panic!("wrong estimator")
         };
         assert!((m.intercept - 3.0).abs() < 1e-8);

@@ -1,0 +1,46 @@
+# pg_ambient. `make demo` runs a real demo end to end; `make test` runs every
+# test (CI calls exactly this). Both install what is missing first.
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+CONFIG := source scripts/config.sh
+# pgrx-started servers must not see it: see scripts/cluster.sh.
+unexport RUST_BACKTRACE RUST_LIB_BACKTRACE
+
+.PHONY: setup install cluster stop demo test lint unit regress integration bench clean-cluster
+
+setup:
+	scripts/setup.sh
+
+install: setup
+	$(CONFIG); cargo pgrx install --release --pg-config "$$PG_CONFIG" >/dev/null
+
+cluster: install
+	scripts/cluster.sh start
+
+stop:
+	scripts/cluster.sh stop
+
+demo: cluster
+	scripts/demo.sh
+
+lint: setup
+	cargo fmt --check
+	cargo clippy --all-targets --features pg_test -- -D warnings
+
+# Plain #[test]s (src/ml) and #[pg_test]s, in a throwaway cluster pgrx starts.
+unit: setup
+	$(CONFIG); rm -rf target/pgrx-test-data; mkdir -p target; \
+	  cargo pgrx test pg$$PG_MAJOR --runas postgres --pgdata "$$ROOT/target/pgrx-test-data"
+
+regress: cluster
+	scripts/regress.sh
+
+integration: cluster
+	$(CONFIG); python3 -m pytest -q tests/integration
+
+# `unit` installs its own debug build, so `install` (via regress) comes after it.
+test: lint unit regress integration
+	@echo "make test: all suites passed"
+
+bench: cluster
+	scripts/bench.sh

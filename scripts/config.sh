@@ -1,0 +1,13 @@
+# Sourced by the scripts: reads pgrx.toml into shell variables.
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+toml() { sed -n "s/^$1 *= *\"\{0,1\}\([^\"]*\)\"\{0,1\}.*/\1/p" "$ROOT/pgrx.toml"; }
+PG_MAJOR="$(toml pg_major)"
+PG_CONFIG="$(toml pg_config)"
+PGRX_VERSION="$(toml pgrx_version)"
+PGPORT="$(toml dev_port)"
+PGDATA="$ROOT/$(toml dev_data_dir)"
+PGBIN="$(dirname "$PG_CONFIG")"
+PGHOST=/tmp
+export PGPORT PGHOST
+# Tools cargo installed (cargo-pgrx) live here.
+export PATH="$HOME/.cargo/bin:$PATH"

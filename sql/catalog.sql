@@ -1,0 +1,152 @@
+-- The pg_ambient catalog. Models are immutable rows; deployments are an
+-- append-only log whose newest row per project names the live model. Only
+-- the extension's own functions write here (they switch to the extension
+-- owner for the write); everyone may read.
+
+CREATE TABLE ambient.projects (
+    id          bigserial PRIMARY KEY,
+    name        text NOT NULL UNIQUE,
+    task        text NOT NULL CHECK (task IN ('classification', 'regression')),
+    target      text NOT NULL,
+    -- Members of this role may train, deploy, roll back and drop.
+    owner       name NOT NULL,
+    created_at  timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    created_by  name NOT NULL
+);
+
+-- What a model was trained on.
+CREATE TABLE ambient.snapshots (
+    id              bigserial PRIMARY KEY,
+    project_id      bigint NOT NULL REFERENCES ambient.projects (id) ON DELETE CASCADE,
+    source_kind     text NOT NULL CHECK (source_kind IN ('relation', 'query')),
+    -- The schema-qualified relation, or the full query text.
+    source          text NOT NULL,
+    -- Labeled rows read; rows whose label was NULL are counted apart.
+    row_count       bigint NOT NULL,
+    unlabeled_rows  bigint NOT NULL,
+    -- Per column: count, nulls, min, max, mean, std, quantiles (numeric)
+    -- or class frequencies (labels).
+    column_stats    jsonb NOT NULL,
+    -- sha256 of the rows in canonical (sorted) order.
+    data_sha256     text NOT NULL,
+    created_at      timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    created_by      name NOT NULL
+);
+CREATE INDEX ON ambient.snapshots (project_id);
+
+CREATE TABLE ambient.model_store (
+    id                 bigserial PRIMARY KEY,
+    project_id         bigint NOT NULL REFERENCES ambient.projects (id) ON DELETE CASCADE,
+    version            integer NOT NULL,
+    algorithm          text NOT NULL,
+    -- Every hyper-parameter, defaults filled in.
+    hyperparams        jsonb NOT NULL,
+    features           text[] NOT NULL,
+    feature_types      text[] NOT NULL,
+    label_classes      text[],
+    metrics            jsonb NOT NULL,
+    primary_metric     text NOT NULL,
+    -- The primary metric's value, as a number so it orders numerically.
+    score              double precision NOT NULL,
+    test_size          double precision NOT NULL,
+    seed               bigint NOT NULL,
+    train_rows         bigint NOT NULL,
+    test_rows          bigint NOT NULL,
+    training_seconds   double precision NOT NULL,
+    extension_version  text NOT NULL,
+    snapshot_id        bigint NOT NULL REFERENCES ambient.snapshots (id),
+    artifact           bytea NOT NULL,
+    artifact_sha256    text NOT NULL,
+    created_at         timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    created_by         name NOT NULL,
+    UNIQUE (project_id, version)
+);
+
+CREATE TABLE ambient.deployment_log (
+    id                 bigserial PRIMARY KEY,
+    project_id         bigint NOT NULL REFERENCES ambient.projects (id) ON DELETE CASCADE,
+    model_id           bigint NOT NULL REFERENCES ambient.model_store (id),
+    -- The model that was live before this row.
+    previous_model_id  bigint REFERENCES ambient.model_store (id),
+    -- The deployment this one was stacked on; rollback returns to it, so
+    -- repeated rollbacks walk back C -> B -> A.
+    parent_id          bigint REFERENCES ambient.deployment_log (id),
+    strategy           text NOT NULL CHECK (strategy IN
+                         ('if_better', 'always', 'manual', 'best_score', 'most_recent', 'rollback')),
+    reason             text,
+    deployed_at        timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    deployed_by        name NOT NULL
+);
+CREATE INDEX ON ambient.deployment_log (project_id, id DESC);
+
+-- pg_dump keeps models and their history (the sequences too, so ids go on
+-- where they left off after a restore).
+SELECT pg_catalog.pg_extension_config_dump('ambient.projects', '');
+SELECT pg_catalog.pg_extension_config_dump('ambient.projects_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('ambient.snapshots', '');
+SELECT pg_catalog.pg_extension_config_dump('ambient.snapshots_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('ambient.model_store', '');
+SELECT pg_catalog.pg_extension_config_dump('ambient.model_store_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('ambient.deployment_log', '');
+SELECT pg_catalog.pg_extension_config_dump('ambient.deployment_log_id_seq', '');
+
+CREATE VIEW ambient.models AS
+SELECT m.id AS model_id,
+       p.name AS project,
+       m.version,
+       m.algorithm,
+       m.primary_metric,
+       m.score,
+       (m.id = live.model_id) AS live,
+       m.train_rows,
+       m.test_rows,
+       m.metrics,
+       m.hyperparams,
+       m.features,
+       m.created_at AS trained_at,
+       m.created_by AS trained_by,
+       pg_catalog.octet_length(m.artifact) AS artifact_bytes
+  FROM ambient.model_store m
+  JOIN ambient.projects p ON p.id = m.project_id
+  LEFT JOIN LATERAL (
+        SELECT d.model_id FROM ambient.deployment_log d
+         WHERE d.project_id = m.project_id
+         ORDER BY d.id DESC LIMIT 1) live ON true;
+
+CREATE VIEW ambient.deployments AS
+SELECT d.id AS deployment_id,
+       p.name AS project,
+       d.model_id,
+       m.version,
+       m.algorithm,
+       d.previous_model_id,
+       d.strategy,
+       d.reason,
+       d.deployed_at,
+       d.deployed_by
+  FROM ambient.deployment_log d
+  JOIN ambient.projects p ON p.id = d.project_id
+  JOIN ambient.model_store m ON m.id = d.model_id;
+
+CREATE VIEW ambient.overview AS
+SELECT p.name AS project,
+       p.task,
+       p.target,
+       live.model_id AS live_model_id,
+       m.version AS live_version,
+       m.algorithm,
+       m.primary_metric,
+       m.score,
+       live.deployed_at,
+       live.deployed_by,
+       (SELECT pg_catalog.count(*) FROM ambient.model_store c WHERE c.project_id = p.id) AS models
+  FROM ambient.projects p
+  LEFT JOIN LATERAL (
+        SELECT d.model_id, d.deployed_at, d.deployed_by FROM ambient.deployment_log d
+         WHERE d.project_id = p.id
+         ORDER BY d.id DESC LIMIT 1) live ON true
+  LEFT JOIN ambient.model_store m ON m.id = live.model_id;
+
+GRANT USAGE ON SCHEMA ambient TO PUBLIC;
+GRANT SELECT ON ambient.projects, ambient.snapshots, ambient.model_store, ambient.deployment_log,
+                ambient.models, ambient.deployments, ambient.overview TO PUBLIC;

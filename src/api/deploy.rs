@@ -1,0 +1,117 @@
+//! `ambient.deploy` and `ambient.rollback`: append to the deployment log
+//! under the project's row lock, so concurrent deploys queue up and other
+//! sessions see the change when it commits.
+
+use pgrx::prelude::*;
+
+use crate::catalog::deployments::{self, NewDeployment};
+use crate::catalog::{as_extension_owner, current_user_name, models, projects};
+use crate::error::{AmbientError, AmbientResult, OrRaise};
+
+enum Choice {
+    Model(i64),
+    Strategy(&'static str),
+}
+
+/// Makes `model_id` the live model of `project`; returns the new deployment's model.
+#[pg_extern(volatile, parallel_unsafe, name = "deploy")]
+fn deploy_model(project: &str, model_id: i64, reason: default!(Option<&str>, "NULL")) -> i64 {
+    deploy(project, Choice::Model(model_id), reason).or_raise()
+}
+
+/// Deploys the project's model with the best score ('best_score', compared
+/// numerically, newest on ties) or its newest one ('most_recent').
+#[pg_extern(volatile, parallel_unsafe, name = "deploy")]
+fn deploy_strategy(project: &str, strategy: &str, reason: default!(Option<&str>, "NULL")) -> i64 {
+    let strategy = match strategy {
+        "best_score" => "best_score",
+        "most_recent" => "most_recent",
+        other => AmbientError::invalid(format!("unknown deploy strategy \"{other}\""))
+            .hint("strategy is 'best_score' or 'most_recent'; or pass a model_id")
+            .raise(),
+    };
+    deploy(project, Choice::Strategy(strategy), reason).or_raise()
+}
+
+fn deploy(project: &str, choice: Choice, reason: Option<&str>) -> AmbientResult<i64> {
+    let caller = current_user_name();
+    projects::require(project)?;
+    projects::check_owner(project)?;
+    as_extension_owner(|| {
+        let project = projects::lock(project)?;
+        let (model_id, strategy) = match choice {
+            Choice::Model(id) => {
+                if models::project_of(id)? != Some(project.id) {
+                    return Err(AmbientError::undefined_object(format!(
+                        "model {id} does not exist in project \"{}\"",
+                        project.name
+                    ))
+                    .hint("SELECT model_id, version FROM ambient.models WHERE project = ... lists them"));
+                }
+                (id, "manual")
+            }
+            Choice::Strategy(strategy) => (
+                models::pick(project.id, strategy)?.ok_or_else(|| {
+                    AmbientError::not_in_state(format!(
+                        "project \"{}\" has no models",
+                        project.name
+                    ))
+                })?,
+                strategy,
+            ),
+        };
+        let live = deployments::live(project.id)?;
+        if live.is_some_and(|l| l.model_id == model_id) {
+            notice!(
+                "model {model_id} is already live in project \"{}\"",
+                project.name
+            );
+            return Ok(model_id);
+        }
+        deployments::insert(NewDeployment {
+            project_id: project.id,
+            model_id,
+            previous_model_id: live.map(|l| l.model_id),
+            parent_id: live.map(|l| l.id),
+            strategy,
+            reason,
+            deployed_by: &caller,
+        })?;
+        Ok(model_id)
+    })
+}
+
+/// Returns the project to the model that was live before the current
+/// deployment. Repeated calls walk further back (C → B → A).
+#[pg_extern(volatile, parallel_unsafe)]
+fn rollback(project: &str, reason: default!(Option<&str>, "NULL")) -> i64 {
+    rollback_project(project, reason).or_raise()
+}
+
+fn rollback_project(project: &str, reason: Option<&str>) -> AmbientResult<i64> {
+    let caller = current_user_name();
+    projects::require(project)?;
+    projects::check_owner(project)?;
+    as_extension_owner(|| {
+        let project = projects::lock(project)?;
+        let nothing_earlier = || {
+            AmbientError::not_in_state(format!(
+                "project \"{}\" has no earlier deployment to roll back to",
+                project.name
+            ))
+            .hint("SELECT * FROM ambient.deployments WHERE project = ... shows the history")
+        };
+        let live = deployments::live(project.id)?.ok_or_else(nothing_earlier)?;
+        let earlier = deployments::get(live.parent_id.ok_or_else(nothing_earlier)?)?;
+        deployments::insert(NewDeployment {
+            project_id: project.id,
+            model_id: earlier.model_id,
+            previous_model_id: Some(live.model_id),
+            parent_id: earlier.parent_id,
+            strategy: "rollback",
+            reason,
+            deployed_by: &caller,
+        })?;
+        Ok(earlier.model_id)
+    })
+}

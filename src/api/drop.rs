@@ -1,0 +1,55 @@
+//! `ambient.drop_model` and `ambient.drop_project`.
+
+use pgrx::prelude::*;
+
+use crate::catalog::{as_extension_owner, models, projects};
+use crate::error::{AmbientError, AmbientResult, OrRaise};
+
+/// Drops a model that was never deployed.
+#[pg_extern(volatile, parallel_unsafe)]
+fn drop_model(model_id: i64) -> bool {
+    drop_one_model(model_id).or_raise()
+}
+
+fn drop_one_model(model_id: i64) -> AmbientResult<bool> {
+    let project_id = models::project_of(model_id)?.ok_or_else(|| models::unknown(model_id))?;
+    let name = projects::name_of(project_id)?;
+    projects::check_owner(&name)?;
+    as_extension_owner(|| {
+        projects::lock(&name)?;
+        if models::is_in_deployment_history(model_id)? {
+            return Err(AmbientError::dependents(format!(
+                "model {model_id} is in the deployment history of project \"{name}\""
+            ))
+            .hint(
+                "deployed models stay so rollback can reach them; drop_project removes everything",
+            ));
+        }
+        models::delete(model_id)?;
+        Ok(true)
+    })
+}
+
+/// Drops a project. A project with models needs `force => true`, which
+/// drops its models, snapshots and deployment history too.
+#[pg_extern(volatile, parallel_unsafe)]
+fn drop_project(project: &str, force: default!(bool, "false")) -> bool {
+    drop_whole_project(project, force).or_raise()
+}
+
+fn drop_whole_project(name: &str, force: bool) -> AmbientResult<bool> {
+    projects::require(name)?;
+    projects::check_owner(name)?;
+    as_extension_owner(|| {
+        let project = projects::lock(name)?;
+        let count = projects::model_count(project.id)?;
+        if count > 0 && !force {
+            return Err(AmbientError::dependents(format!(
+                "project \"{name}\" has {count} model(s)"
+            ))
+            .hint("drop_project(project, force => true) drops them with it"));
+        }
+        projects::delete(project.id)?;
+        Ok(true)
+    })
+}

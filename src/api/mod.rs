@@ -1,0 +1,23 @@
+//! The SQL surface. Each function parses and checks its arguments, then
+//! calls into `catalog`, `source` and `ml`.
+
+mod deploy;
+mod drop;
+mod model_cache;
+mod predict;
+mod train;
+
+use crate::error::{AmbientError, AmbientResult};
+
+/// Project names are values, bound as parameters everywhere; this only
+/// keeps them printable and of sane length.
+fn check_project_name(name: &str) -> AmbientResult<()> {
+    if name.trim().is_empty() || name.len() > 200 || name.chars().any(char::is_control) {
+        return Err(AmbientError::invalid(format!(
+            "invalid project name \"{}\"",
+            name.escape_default()
+        ))
+        .hint("use 1 to 200 printable characters"));
+    }
+    Ok(())
+}

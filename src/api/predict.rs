@@ -1,0 +1,379 @@
+//! In-query prediction. Every form is STABLE and PARALLEL SAFE: it only
+//! reads the catalog, through read-only SPI. A call site resolves its model
+//! once per statement (cached in `fn_extra`, which lives as long as the
+//! statement's expression state); decoded models come from the backend LRU.
+
+use std::rc::Rc;
+
+use pgrx::datum::{AnyElement, AnyNumeric, Array};
+use pgrx::pg_sys::{self, FunctionCallInfo};
+use pgrx::prelude::*;
+use pgrx::{heap_tuple_header_get_type_id, heap_tuple_header_get_typmod, PgTupleDesc};
+
+use super::model_cache;
+use crate::catalog::{deployments, models, projects};
+use crate::error::{AmbientError, AmbientResult, OrRaise};
+use crate::ml::model::Model;
+use crate::ml::MlResult;
+
+#[derive(Clone, PartialEq)]
+enum ModelKey {
+    Project(String),
+    Id(i64),
+}
+
+/// Where a row type's columns sit, for one model's features.
+struct RowLayout {
+    type_id: pg_sys::Oid,
+    typmod: i32,
+    model: Rc<Model>,
+    /// (1-based attribute number, type) per model feature.
+    columns: Vec<(usize, pg_sys::Oid)>,
+}
+
+/// What one call site remembers for the rest of its statement.
+#[derive(Default)]
+struct CallSite {
+    resolved: Option<(ModelKey, Rc<Model>)>,
+    layout: Option<RowLayout>,
+    features: Vec<f64>,
+}
+
+fn call_site<'a>(fcinfo: FunctionCallInfo) -> &'a mut CallSite {
+    // SAFETY: fcinfo is the live call's; pg_func_extra allocates the CallSite
+    // in fn_mcxt and drops it when that context goes.
+    unsafe {
+        pgrx::pg_func_extra(fcinfo, CallSite::default)
+            .as_ptr()
+            .as_mut()
+    }
+    .expect("fn_extra is allocated")
+}
+
+fn resolve(key: &ModelKey) -> AmbientResult<Rc<Model>> {
+    match key {
+        ModelKey::Project(name) => match deployments::live_model_of(name)? {
+            Some((id, sha)) => model_cache::load_verified(id, &sha),
+            None => Err(match projects::find(name)? {
+                Some(_) => {
+                    AmbientError::not_in_state(format!("project \"{name}\" has no deployed model"))
+                        .hint("deploy one with ambient.deploy(project, model_id)")
+                }
+                None => projects::unknown(name),
+            }),
+        },
+        ModelKey::Id(id) => {
+            let sha = models::sha256_of(*id)?.ok_or_else(|| models::unknown(*id))?;
+            model_cache::load_verified(*id, &sha)
+        }
+    }
+}
+
+impl CallSite {
+    fn model(&mut self, key: ModelKey) -> AmbientResult<Rc<Model>> {
+        if let Some((cached_key, model)) = &self.resolved {
+            if *cached_key == key {
+                return Ok(model.clone());
+            }
+        }
+        let model = resolve(&key)?;
+        self.resolved = Some((key, model.clone()));
+        Ok(model)
+    }
+
+    /// Fills `self.features` from a composite row, matching columns by name.
+    fn read_row(&mut self, model: &Rc<Model>, row: &AnyElement) -> AmbientResult<()> {
+        // SAFETY: the argument is a composite datum (checked by the type test
+        // below before any field is read); its header stays valid for the call.
+        unsafe {
+            if !pg_sys::type_is_rowtype(row.oid()) {
+                return Err(AmbientError::wrong_type(
+                    "predict by row takes a row, such as t.* or ROW(...)",
+                )
+                .hint("pass an array of features as float8[]: ARRAY[...]::float8[]"));
+            }
+            let header =
+                pg_sys::pg_detoast_datum(row.datum().cast_mut_ptr()) as pg_sys::HeapTupleHeader;
+            let type_id = heap_tuple_header_get_type_id(header);
+            let typmod = heap_tuple_header_get_typmod(header);
+            let tupdesc = PgTupleDesc::from_pg(pg_sys::lookup_rowtype_tupdesc(type_id, typmod));
+            let fresh = !self.layout.as_ref().is_some_and(|l| {
+                l.type_id == type_id && l.typmod == typmod && Rc::ptr_eq(&l.model, model)
+            });
+            if fresh {
+                self.layout = Some(layout(model, type_id, typmod, &tupdesc)?);
+            }
+            let layout = self.layout.as_ref().expect("layout was just set");
+            let mut tuple = pg_sys::HeapTupleData {
+                t_len: pgrx::heap_tuple_header_get_datum_length(header) as u32,
+                t_data: header,
+                ..Default::default()
+            };
+            self.features.clear();
+            for (j, &(attno, type_oid)) in layout.columns.iter().enumerate() {
+                let mut is_null = false;
+                let datum =
+                    pg_sys::heap_getattr(&mut tuple, attno as i32, tupdesc.as_ptr(), &mut is_null);
+                if is_null {
+                    return Err(AmbientError::null_value(format!(
+                        "feature \"{}\" is NULL",
+                        model.feature_names[j]
+                    )));
+                }
+                self.features.push(to_f64(datum, type_oid));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn layout(
+    model: &Rc<Model>,
+    type_id: pg_sys::Oid,
+    typmod: i32,
+    tupdesc: &PgTupleDesc,
+) -> AmbientResult<RowLayout> {
+    let columns = model
+        .feature_names
+        .iter()
+        .map(|name| {
+            let (index, attr) = tupdesc
+                .iter()
+                .enumerate()
+                .find(|(_, a)| !a.is_dropped() && a.name() == name)
+                .ok_or_else(|| {
+                    AmbientError::undefined_column(format!("the row has no column \"{name}\""))
+                        .hint(format!(
+                            "the model needs: {}",
+                            model.feature_names.join(", ")
+                        ))
+                })?;
+            let type_oid = attr.type_oid().value();
+            if !is_convertible(type_oid) {
+                return Err(AmbientError::wrong_type(format!(
+                    "column \"{name}\" is not numeric or boolean"
+                )));
+            }
+            Ok((index + 1, type_oid))
+        })
+        .collect::<AmbientResult<Vec<_>>>()?;
+    Ok(RowLayout {
+        type_id,
+        typmod,
+        model: model.clone(),
+        columns,
+    })
+}
+
+fn is_convertible(oid: pg_sys::Oid) -> bool {
+    [
+        pg_sys::FLOAT8OID,
+        pg_sys::FLOAT4OID,
+        pg_sys::INT2OID,
+        pg_sys::INT4OID,
+        pg_sys::INT8OID,
+        pg_sys::NUMERICOID,
+        pg_sys::BOOLOID,
+    ]
+    .contains(&oid)
+}
+
+/// # Safety
+/// `datum` must be a non-null value of type `oid`, one of `is_convertible`'s.
+unsafe fn to_f64(datum: pg_sys::Datum, oid: pg_sys::Oid) -> f64 {
+    unsafe {
+        match oid {
+            o if o == pg_sys::FLOAT8OID => f64::from_datum(datum, false).unwrap_or(f64::NAN),
+            o if o == pg_sys::FLOAT4OID => {
+                f32::from_datum(datum, false).map_or(f64::NAN, f64::from)
+            }
+            o if o == pg_sys::INT2OID => i16::from_datum(datum, false).map_or(f64::NAN, f64::from),
+            o if o == pg_sys::INT4OID => i32::from_datum(datum, false).map_or(f64::NAN, f64::from),
+            o if o == pg_sys::INT8OID => {
+                i64::from_datum(datum, false).map_or(f64::NAN, |v| v as f64)
+            }
+            o if o == pg_sys::BOOLOID => bool::from_datum(datum, false).map_or(f64::NAN, f64::from),
+            _ => AnyNumeric::from_datum(datum, false)
+                .and_then(|n| f64::try_from(n).ok())
+                .unwrap_or(f64::NAN),
+        }
+    }
+}
+
+/// Copies the array's elements into the call site's buffer; NULLs are errors.
+fn read_array(site: &mut CallSite, features: &Array<'_, f64>) -> AmbientResult<()> {
+    site.features.clear();
+    if let Ok(slice) = features.as_slice() {
+        site.features.extend_from_slice(slice);
+        return Ok(());
+    }
+    for (i, v) in features.iter().enumerate() {
+        site.features
+            .push(v.ok_or_else(|| AmbientError::null_value(format!("feature {} is NULL", i + 1)))?);
+    }
+    Ok(())
+}
+
+enum Input<'a, 'b> {
+    Array(&'a Array<'b, f64>),
+    Row(&'a AnyElement),
+}
+
+fn predict_with<R>(
+    fcinfo: FunctionCallInfo,
+    key: ModelKey,
+    input: Input<'_, '_>,
+    answer: impl FnOnce(&Model, &[f64]) -> MlResult<R>,
+) -> AmbientResult<R> {
+    let site = call_site(fcinfo);
+    let model = site.model(key)?;
+    match input {
+        Input::Array(a) => read_array(site, a)?,
+        Input::Row(r) => site.read_row(&model, r)?,
+    }
+    model.check_features(&site.features)?;
+    Ok(answer(&model, &site.features)?)
+}
+
+fn value(model: &Model, x: &[f64]) -> MlResult<f64> {
+    Ok(model.predict_value(x))
+}
+
+fn label(model: &Model, x: &[f64]) -> MlResult<String> {
+    Ok(model.predict_label(x))
+}
+
+fn proba(model: &Model, x: &[f64]) -> MlResult<Vec<f64>> {
+    model.predict_proba(x)
+}
+
+/// The live model's prediction: the label itself for numeric labels, 0/1
+/// for booleans, the class index for text labels, the estimate for
+/// regression.
+///
+/// The row forms take `record`, not `anyelement`: with `anyelement`,
+/// `predict('p', ARRAY[5.1, 3.5])` (a numeric[]) would match both forms and
+/// Postgres would call it ambiguous.
+#[pg_extern(stable, parallel_safe, name = "predict")]
+fn predict_array(project: &str, features: Array<'_, f64>, fcinfo: FunctionCallInfo) -> f64 {
+    predict_with(
+        fcinfo,
+        ModelKey::Project(project.into()),
+        Input::Array(&features),
+        value,
+    )
+    .or_raise()
+}
+
+#[pg_extern(sql = r#"
+CREATE FUNCTION ambient.predict(project text, "row" record) RETURNS float8
+    STRICT STABLE PARALLEL SAFE LANGUAGE c AS 'MODULE_PATHNAME', '@FUNCTION_NAME@';
+"#)]
+fn predict_row(project: &str, row: AnyElement, fcinfo: FunctionCallInfo) -> f64 {
+    predict_with(
+        fcinfo,
+        ModelKey::Project(project.into()),
+        Input::Row(&row),
+        value,
+    )
+    .or_raise()
+}
+
+#[pg_extern(stable, parallel_safe, name = "predict")]
+fn predict_pinned(model_id: i64, features: Array<'_, f64>, fcinfo: FunctionCallInfo) -> f64 {
+    predict_with(
+        fcinfo,
+        ModelKey::Id(model_id),
+        Input::Array(&features),
+        value,
+    )
+    .or_raise()
+}
+
+#[pg_extern(stable, parallel_safe, name = "predict_label")]
+fn predict_label_array(
+    project: &str,
+    features: Array<'_, f64>,
+    fcinfo: FunctionCallInfo,
+) -> String {
+    predict_with(
+        fcinfo,
+        ModelKey::Project(project.into()),
+        Input::Array(&features),
+        label,
+    )
+    .or_raise()
+}
+
+#[pg_extern(sql = r#"
+CREATE FUNCTION ambient.predict_label(project text, "row" record) RETURNS text
+    STRICT STABLE PARALLEL SAFE LANGUAGE c AS 'MODULE_PATHNAME', '@FUNCTION_NAME@';
+"#)]
+fn predict_label_row(project: &str, row: AnyElement, fcinfo: FunctionCallInfo) -> String {
+    predict_with(
+        fcinfo,
+        ModelKey::Project(project.into()),
+        Input::Row(&row),
+        label,
+    )
+    .or_raise()
+}
+
+#[pg_extern(stable, parallel_safe, name = "predict_label")]
+fn predict_label_pinned(
+    model_id: i64,
+    features: Array<'_, f64>,
+    fcinfo: FunctionCallInfo,
+) -> String {
+    predict_with(
+        fcinfo,
+        ModelKey::Id(model_id),
+        Input::Array(&features),
+        label,
+    )
+    .or_raise()
+}
+
+#[pg_extern(stable, parallel_safe, name = "predict_proba")]
+fn predict_proba_array(
+    project: &str,
+    features: Array<'_, f64>,
+    fcinfo: FunctionCallInfo,
+) -> Vec<f64> {
+    predict_with(
+        fcinfo,
+        ModelKey::Project(project.into()),
+        Input::Array(&features),
+        proba,
+    )
+    .or_raise()
+}
+
+#[pg_extern(sql = r#"
+CREATE FUNCTION ambient.predict_proba(project text, "row" record) RETURNS float8[]
+    STRICT STABLE PARALLEL SAFE LANGUAGE c AS 'MODULE_PATHNAME', '@FUNCTION_NAME@';
+"#)]
+fn predict_proba_row(project: &str, row: AnyElement, fcinfo: FunctionCallInfo) -> Vec<f64> {
+    predict_with(
+        fcinfo,
+        ModelKey::Project(project.into()),
+        Input::Row(&row),
+        proba,
+    )
+    .or_raise()
+}
+
+#[pg_extern(stable, parallel_safe, name = "predict_proba")]
+fn predict_proba_pinned(
+    model_id: i64,
+    features: Array<'_, f64>,
+    fcinfo: FunctionCallInfo,
+) -> Vec<f64> {
+    predict_with(
+        fcinfo,
+        ModelKey::Id(model_id),
+        Input::Array(&features),
+        proba,
+    )
+    .or_raise()
+}

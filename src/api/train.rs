@@ -1,0 +1,320 @@
+//! `ambient.train`: read the source as the caller, fit, score on the test
+//! split, store the model and its snapshot, and deploy it if asked to.
+
+use std::time::Instant;
+
+use pgrx::prelude::*;
+use pgrx::{JsonB, PgRelation};
+
+use super::check_project_name;
+use super::model_cache;
+use crate::catalog::models::{NewModel, NewSnapshot};
+use crate::catalog::{self, as_extension_owner, current_user_name, deployments, models, projects};
+use crate::error::{AmbientError, AmbientResult, OrRaise};
+use crate::ml::model::{train_named, Trained};
+use crate::ml::{algorithms, artifact, stats, Task};
+use crate::source::{self, Source};
+
+#[allow(clippy::too_many_arguments)]
+#[pg_extern(volatile, parallel_unsafe)]
+fn train(
+    project: Option<&str>,
+    relation: default!(Option<PgRelation>, "NULL"),
+    query: default!(Option<&str>, "NULL"),
+    target: default!(Option<&str>, "NULL"),
+    task: default!(Option<&str>, "NULL"),
+    algorithm: default!(Option<&str>, "'decision_tree'"),
+    hyperparams: default!(Option<JsonB>, "'{}'"),
+    features: default!(Option<Vec<String>>, "NULL"),
+    test_size: default!(Option<f64>, "0.25"),
+    seed: default!(Option<i64>, "42"),
+    deploy: default!(Option<&str>, "'if_better'"),
+) -> TableIterator<
+    'static,
+    (
+        name!(model_id, i64),
+        name!(version, i32),
+        name!(algorithm, String),
+        name!(metrics, JsonB),
+        name!(deployed, bool),
+    ),
+> {
+    let request = TrainRequest::parse(
+        project,
+        relation,
+        query,
+        target,
+        task,
+        algorithm,
+        hyperparams,
+        features,
+        test_size,
+        seed,
+        deploy,
+    )
+    .or_raise();
+    let outcome = run(request).or_raise();
+    TableIterator::once((
+        outcome.model_id,
+        outcome.version,
+        outcome.algorithm,
+        JsonB(outcome.metrics),
+        outcome.deployed,
+    ))
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum DeployPolicy {
+    IfBetter,
+    Always,
+    Never,
+}
+
+struct TrainRequest {
+    project: String,
+    source: Source,
+    target: Option<String>,
+    task: Option<Task>,
+    algorithm: String,
+    hyperparams: serde_json::Value,
+    features: Option<Vec<String>>,
+    test_size: f64,
+    seed: i64,
+    deploy: DeployPolicy,
+}
+
+impl TrainRequest {
+    #[allow(clippy::too_many_arguments)]
+    fn parse(
+        project: Option<&str>,
+        relation: Option<PgRelation>,
+        query: Option<&str>,
+        target: Option<&str>,
+        task: Option<&str>,
+        algorithm: Option<&str>,
+        hyperparams: Option<JsonB>,
+        features: Option<Vec<String>>,
+        test_size: Option<f64>,
+        seed: Option<i64>,
+        deploy: Option<&str>,
+    ) -> AmbientResult<Self> {
+        let required = |name: &str| AmbientError::null_value(format!("{name} must not be NULL"));
+        let project = project.ok_or_else(|| required("project"))?;
+        check_project_name(project)?;
+        let source = match (relation, query) {
+            (Some(rel), None) => Source::Relation(rel),
+            (None, Some(q)) if !q.trim().is_empty() => Source::Query(q.to_string()),
+            (None, Some(_)) => return Err(AmbientError::invalid("query is empty")),
+            _ => {
+                return Err(
+                    AmbientError::invalid("give exactly one of relation and query")
+                        .hint("relation => 'my_table' or query => 'SELECT ...'"),
+                )
+            }
+        };
+        let deploy = match deploy.ok_or_else(|| required("deploy"))? {
+            "if_better" => DeployPolicy::IfBetter,
+            "always" => DeployPolicy::Always,
+            "never" => DeployPolicy::Never,
+            other => {
+                return Err(
+                    AmbientError::invalid(format!("unknown deploy policy \"{other}\""))
+                        .hint("deploy is 'if_better', 'always' or 'never'"),
+                )
+            }
+        };
+        Ok(TrainRequest {
+            project: project.to_string(),
+            source,
+            target: target.map(str::to_string),
+            task: task.map(Task::parse).transpose()?,
+            algorithm: algorithm.ok_or_else(|| required("algorithm"))?.to_string(),
+            hyperparams: hyperparams.map(|j| j.0).unwrap_or(serde_json::Value::Null),
+            features,
+            test_size: test_size.ok_or_else(|| required("test_size"))?,
+            seed: seed.ok_or_else(|| required("seed"))?,
+            deploy,
+        })
+    }
+}
+
+struct Outcome {
+    model_id: i64,
+    version: i32,
+    algorithm: String,
+    metrics: serde_json::Value,
+    deployed: bool,
+}
+
+fn run(req: TrainRequest) -> AmbientResult<Outcome> {
+    let existing = projects::find(&req.project)?;
+    let (target, task) = match &existing {
+        Some(p) => {
+            projects::check_owner(&p.name)?;
+            if req.target.as_deref().is_some_and(|t| t != p.target) {
+                return Err(AmbientError::invalid(format!(
+                    "project \"{}\" predicts \"{}\", not \"{}\"",
+                    p.name,
+                    p.target,
+                    req.target.as_deref().unwrap_or_default()
+                ))
+                .hint("leave target out, or train a new project"));
+            }
+            if req.task.is_some_and(|t| t != p.task) {
+                return Err(AmbientError::invalid(format!(
+                    "project \"{}\" is a {} project, not {}",
+                    p.name,
+                    p.task.as_str(),
+                    req.task.map(Task::as_str).unwrap_or_default()
+                )));
+            }
+            (p.target.clone(), Some(p.task))
+        }
+        None => (
+            req.target.clone().ok_or_else(|| {
+                AmbientError::null_value(format!(
+                    "target must be given on the first train of project \"{}\"",
+                    req.project
+                ))
+                .hint("name the label column: target => 'column'")
+            })?,
+            req.task,
+        ),
+    };
+    // Reject a bad algorithm or hyper-parameter before reading any data.
+    let spec = algorithms::lookup(&req.algorithm)?;
+    crate::ml::hyperparams::Hyperparams::validate(spec.name, spec.params, &req.hyperparams)?;
+
+    let loaded = source::load(&source::Request {
+        source: &req.source,
+        target: &target,
+        task,
+        features: req.features.as_deref(),
+    })?;
+    if loaded.unlabeled > 0 {
+        notice!(
+            "skipped {} row(s) whose \"{}\" is NULL (unlabeled)",
+            loaded.unlabeled,
+            target
+        );
+    }
+    let data = &loaded.dataset;
+    let started = Instant::now();
+    let (params, trained) = train_named(
+        data,
+        &req.algorithm,
+        &req.hyperparams,
+        req.test_size,
+        req.seed as u64,
+    )?;
+    let training_seconds = started.elapsed().as_secs_f64();
+    let Trained {
+        model,
+        split,
+        metrics,
+    } = trained;
+    let primary = data.task().primary_metric();
+    let score = metrics.get(primary).copied().unwrap_or(f64::NEG_INFINITY);
+    let bytes = artifact::encode(&model)?;
+    let sha = artifact::sha256_hex(&bytes);
+    let column_stats = serde_json::to_value(stats::describe(data, &target, loaded.unlabeled))
+        .unwrap_or(serde_json::Value::Null);
+    let caller = current_user_name();
+
+    as_extension_owner(|| {
+        let project = match existing {
+            Some(_) => projects::lock(&req.project)?,
+            None => projects::create_and_lock(&req.project, data.task(), &target, &caller)?,
+        };
+        if project.task != data.task() {
+            // Another session created the project with another task meanwhile.
+            return Err(AmbientError::invalid(format!(
+                "project \"{}\" is a {} project",
+                project.name,
+                project.task.as_str()
+            )));
+        }
+        let snapshot_id = models::insert_snapshot(NewSnapshot {
+            project_id: project.id,
+            source_kind: req.source.kind(),
+            source: &req.source.describe(),
+            row_count: data.n_rows() as i64,
+            unlabeled_rows: loaded.unlabeled as i64,
+            column_stats,
+            data_sha256: &data.sha256_hex(),
+            created_by: &caller,
+        })?;
+        let (model_id, version) = models::insert(NewModel {
+            project_id: project.id,
+            algorithm: spec.name,
+            hyperparams: params.to_json(),
+            features: data.feature_names.clone(),
+            feature_types: loaded.feature_types.clone(),
+            label_classes: data.encoding().map(|e| e.classes.clone()),
+            metrics: serde_json::to_value(&metrics).unwrap_or_default(),
+            primary_metric: primary,
+            score,
+            test_size: req.test_size,
+            seed: req.seed,
+            train_rows: split.train.len() as i64,
+            test_rows: split.test.len() as i64,
+            training_seconds,
+            snapshot_id,
+            artifact: bytes,
+            artifact_sha256: sha,
+            created_by: &caller,
+        })?;
+
+        let live = deployments::live(project.id)?;
+        let deploy = match (req.deploy, live) {
+            (DeployPolicy::Never, _) => false,
+            (DeployPolicy::Always, _) | (DeployPolicy::IfBetter, None) => true,
+            (DeployPolicy::IfBetter, Some(live)) => {
+                let champion = model_cache::load(live.model_id)?;
+                match champion.evaluate(data, &split.test) {
+                    Ok(champion_metrics) => {
+                        let champion_score = champion_metrics
+                            .get(primary)
+                            .copied()
+                            .unwrap_or(f64::NEG_INFINITY);
+                        notice!(
+                            "{primary} on the same {} test rows: new model {score:.4}, live model {} {champion_score:.4}",
+                            split.test.len(),
+                            live.model_id
+                        );
+                        score > champion_score
+                    }
+                    Err(e) => {
+                        notice!(
+                            "live model {} cannot be scored on this data ({}); not deploying",
+                            live.model_id,
+                            e.message
+                        );
+                        false
+                    }
+                }
+            }
+        };
+        if deploy {
+            deployments::insert(catalog::deployments::NewDeployment {
+                project_id: project.id,
+                model_id,
+                previous_model_id: live.map(|l| l.model_id),
+                parent_id: live.map(|l| l.id),
+                strategy: match req.deploy {
+                    DeployPolicy::Always => "always",
+                    _ => "if_better",
+                },
+                reason: None,
+                deployed_by: &caller,
+            })?;
+        }
+        Ok(Outcome {
+            model_id,
+            version,
+            algorithm: spec.name.to_string(),
+            metrics: serde_json::to_value(&metrics).unwrap_or_default(),
+            deployed: deploy,
+        })
+    })
+}

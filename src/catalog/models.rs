@@ -1,0 +1,194 @@
+//! `ambient.model_store` and `ambient.snapshots`: immutable model rows and
+//! the training data they came from.
+
+use pgrx::prelude::*;
+use pgrx::JsonB;
+
+use super::select_one;
+use crate::error::{AmbientError, AmbientResult};
+
+pub struct NewSnapshot<'a> {
+    pub project_id: i64,
+    pub source_kind: &'a str,
+    pub source: &'a str,
+    pub row_count: i64,
+    pub unlabeled_rows: i64,
+    pub column_stats: serde_json::Value,
+    pub data_sha256: &'a str,
+    pub created_by: &'a str,
+}
+
+/// Call inside `as_extension_owner`.
+pub fn insert_snapshot(s: NewSnapshot<'_>) -> AmbientResult<i64> {
+    Spi::connect_mut(|client| {
+        client
+            .update(
+                "INSERT INTO ambient.snapshots
+                   (project_id, source_kind, source, row_count, unlabeled_rows,
+                    column_stats, data_sha256, created_by)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
+                None,
+                &[
+                    s.project_id.into(),
+                    s.source_kind.into(),
+                    s.source.into(),
+                    s.row_count.into(),
+                    s.unlabeled_rows.into(),
+                    JsonB(s.column_stats).into(),
+                    s.data_sha256.into(),
+                    s.created_by.into(),
+                ],
+            )?
+            .first()
+            .get_one::<i64>()
+    })?
+    .ok_or_else(|| AmbientError::invalid("snapshot insert returned no id"))
+}
+
+pub struct NewModel<'a> {
+    pub project_id: i64,
+    pub algorithm: &'a str,
+    pub hyperparams: serde_json::Value,
+    pub features: Vec<String>,
+    pub feature_types: Vec<String>,
+    pub label_classes: Option<Vec<String>>,
+    pub metrics: serde_json::Value,
+    pub primary_metric: &'a str,
+    pub score: f64,
+    pub test_size: f64,
+    pub seed: i64,
+    pub train_rows: i64,
+    pub test_rows: i64,
+    pub training_seconds: f64,
+    pub snapshot_id: i64,
+    pub artifact: Vec<u8>,
+    pub artifact_sha256: String,
+    pub created_by: &'a str,
+}
+
+/// Inserts a model as the project's next version; returns (id, version).
+/// The caller holds the project lock, so versions never collide.
+/// Call inside `as_extension_owner`.
+pub fn insert(m: NewModel<'_>) -> AmbientResult<(i64, i32)> {
+    Spi::connect_mut(|client| {
+        let row = client
+            .update(
+                "INSERT INTO ambient.model_store
+                   (project_id, version, algorithm, hyperparams, features, feature_types,
+                    label_classes, metrics, primary_metric, score, test_size, seed,
+                    train_rows, test_rows, training_seconds, extension_version,
+                    snapshot_id, artifact, artifact_sha256, created_by)
+                 SELECT $1,
+                        COALESCE((SELECT max(version) FROM ambient.model_store
+                                   WHERE project_id = $1), 0) + 1,
+                        $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15,
+                        $16, $17, $18, $19
+                 RETURNING id, version",
+                None,
+                &[
+                    m.project_id.into(),
+                    m.algorithm.into(),
+                    JsonB(m.hyperparams).into(),
+                    m.features.into(),
+                    m.feature_types.into(),
+                    m.label_classes.into(),
+                    JsonB(m.metrics).into(),
+                    m.primary_metric.into(),
+                    m.score.into(),
+                    m.test_size.into(),
+                    m.seed.into(),
+                    m.train_rows.into(),
+                    m.test_rows.into(),
+                    m.training_seconds.into(),
+                    env!("CARGO_PKG_VERSION").into(),
+                    m.snapshot_id.into(),
+                    m.artifact.into(),
+                    m.artifact_sha256.into(),
+                    m.created_by.into(),
+                ],
+            )?
+            .first();
+        let id = row.get::<i64>(1)?;
+        let version = row.get::<i32>(2)?;
+        AmbientResult::Ok(id.zip(version))
+    })?
+    .ok_or_else(|| AmbientError::invalid("model insert returned no id"))
+}
+
+/// The stored bytes of a model and their sha256. Read-only, as the caller.
+pub fn artifact(model_id: i64) -> AmbientResult<(Vec<u8>, String)> {
+    Spi::connect(|client| {
+        let row = client
+            .select(
+                "SELECT artifact, artifact_sha256 FROM ambient.model_store WHERE id = $1",
+                None,
+                &[model_id.into()],
+            )?
+            .first();
+        if row.is_empty() {
+            return Err(unknown(model_id));
+        }
+        Ok((
+            row.get::<Vec<u8>>(1)?.unwrap_or_default(),
+            row.get::<String>(2)?.unwrap_or_default(),
+        ))
+    })
+}
+
+/// The sha256 of a model's artifact, if the model exists. Read-only.
+pub fn sha256_of(model_id: i64) -> AmbientResult<Option<String>> {
+    select_one::<String>(
+        "SELECT artifact_sha256 FROM ambient.model_store WHERE id = $1",
+        &[model_id.into()],
+    )
+}
+
+pub fn unknown(model_id: i64) -> AmbientError {
+    AmbientError::undefined_object(format!("model {model_id} does not exist"))
+        .hint("SELECT model_id, project, version FROM ambient.models lists the models")
+}
+
+/// The project a model belongs to, if the model exists.
+pub fn project_of(model_id: i64) -> AmbientResult<Option<i64>> {
+    select_one::<i64>(
+        "SELECT project_id FROM ambient.model_store WHERE id = $1",
+        &[model_id.into()],
+    )
+}
+
+/// The model a deploy strategy picks: highest score (newest on ties) or
+/// newest version.
+pub fn pick(project_id: i64, strategy: &str) -> AmbientResult<Option<i64>> {
+    let order = match strategy {
+        "best_score" => "score DESC, version DESC",
+        _ => "version DESC",
+    };
+    select_one::<i64>(
+        &format!(
+            "SELECT id FROM ambient.model_store WHERE project_id = $1 ORDER BY {order} LIMIT 1"
+        ),
+        &[project_id.into()],
+    )
+}
+
+pub fn is_in_deployment_history(model_id: i64) -> AmbientResult<bool> {
+    Ok(select_one::<bool>(
+        "SELECT EXISTS (SELECT 1 FROM ambient.deployment_log
+                                 WHERE model_id = $1 OR previous_model_id = $1)",
+        &[model_id.into()],
+    )?
+    .unwrap_or(true))
+}
+
+/// Deletes a model and, with it, its snapshot. Call inside `as_extension_owner`.
+pub fn delete(model_id: i64) -> AmbientResult<()> {
+    Spi::connect_mut(|client| {
+        client.update(
+            "WITH gone AS (DELETE FROM ambient.model_store WHERE id = $1 RETURNING snapshot_id)
+             DELETE FROM ambient.snapshots WHERE id IN (SELECT snapshot_id FROM gone)",
+            None,
+            &[model_id.into()],
+        )?;
+        Ok(())
+    })
+}
