@@ -6,6 +6,7 @@ source "$(dirname "$0")/config.sh"
 PG_REGRESS="$(dirname "$("$PG_CONFIG" --pgxs)")/../test/regress/pg_regress"
 DB=ambient_regress
 psql -U postgres -qX -d postgres -c "DROP DATABASE IF EXISTS $DB" -c "CREATE DATABASE $DB"
+cd "$ROOT"
 OUT="$ROOT/target/regress"
 rm -rf "$OUT"; mkdir -p "$OUT"
 tests=$(cd "$ROOT/tests/pg_regress/sql" && ls *.sql | sed 's/\.sql$//' | sort)

@@ -1,12 +1,12 @@
 //! Reads training data with the caller's privileges: a role that cannot
 //! SELECT a table cannot train on it. Relations reach SQL only as quoted
-//! identifiers; a query is wrapped as a subquery, so it can only be one
-//! SELECT, and it is read through read-only SPI.
+//! identifiers; a query must parse as exactly one SELECT before it is wrapped
+//! as a subquery, and it is read through read-only SPI.
 
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 use pgrx::spi::quote_identifier;
-use pgrx::PgRelation;
+use pgrx::{PgList, PgRelation};
 
 use crate::error::{AmbientError, AmbientResult};
 use crate::ml::dataset::{Dataset, LabelKind, RawLabels};
@@ -21,6 +21,38 @@ pub enum Source {
 }
 
 impl Source {
+    /// A query source, if its text is exactly one SELECT statement: text
+    /// like `SELECT 1) AS a, (SELECT 2` would otherwise read differently
+    /// once wrapped in parentheses.
+    pub fn query(text: &str) -> AmbientResult<Source> {
+        let text = text.trim().trim_end_matches(';').trim_end();
+        if text.is_empty() {
+            return Err(AmbientError::invalid("query is empty"));
+        }
+        let c_text = std::ffi::CString::new(text)
+            .map_err(|_| AmbientError::invalid("query contains a NUL character"))?;
+        // SAFETY: raw_parser only reads the string; a syntax error is raised
+        // as a Postgres ERROR (42601), which pgrx passes on.
+        let statements = unsafe {
+            PgList::<pg_sys::RawStmt>::from_pg(pg_sys::raw_parser(
+                c_text.as_ptr(),
+                pg_sys::RawParseMode::RAW_PARSE_DEFAULT,
+            ))
+        };
+        let is_select = |stmt: *mut pg_sys::RawStmt| unsafe {
+            // SAFETY: raw_parser returns RawStmt nodes with a parse tree each.
+            pgrx::is_a((*stmt).stmt, pg_sys::NodeTag::T_SelectStmt)
+        };
+        match (statements.len(), statements.get_ptr(0)) {
+            (1, Some(stmt)) if is_select(stmt) => Ok(Source::Query(text.to_string())),
+            (1, _) => Err(AmbientError::invalid("query must be a SELECT")
+                .hint("to train on the rows a statement returns, put them in a table first")),
+            (n, _) => Err(AmbientError::invalid(format!(
+                "query must be one SELECT statement, got {n}"
+            ))),
+        }
+    }
+
     pub fn kind(&self) -> &'static str {
         match self {
             Source::Relation(_) => "relation",
@@ -39,7 +71,7 @@ impl Source {
     fn from_clause(&self) -> String {
         match self {
             Source::Relation(rel) => qualified_name(rel),
-            Source::Query(q) => format!("({}\n) AS source", q.trim().trim_end_matches(';')),
+            Source::Query(q) => format!("({q}\n) AS source"),
         }
     }
 

@@ -63,7 +63,8 @@ fn deploy(project: &str, choice: Choice, reason: Option<&str>) -> AmbientResult<
         let live = deployments::live(project.id)?;
         if live.is_some_and(|l| l.model_id == model_id) {
             notice!(
-                "model {model_id} is already live in project \"{}\"",
+                "version {} is already live in project \"{}\"",
+                live.map_or(0, |l| l.model_version),
                 project.name
             );
             return Ok(model_id);

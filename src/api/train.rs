@@ -103,8 +103,7 @@ impl TrainRequest {
         check_project_name(project)?;
         let source = match (relation, query) {
             (Some(rel), None) => Source::Relation(rel),
-            (None, Some(q)) if !q.trim().is_empty() => Source::Query(q.to_string()),
-            (None, Some(_)) => return Err(AmbientError::invalid("query is empty")),
+            (None, Some(q)) => Source::query(q)?,
             _ => {
                 return Err(
                     AmbientError::invalid("give exactly one of relation and query")
@@ -278,16 +277,16 @@ fn run(req: TrainRequest) -> AmbientResult<Outcome> {
                             .copied()
                             .unwrap_or(f64::NEG_INFINITY);
                         notice!(
-                            "{primary} on the same {} test rows: new model {score:.4}, live model {} {champion_score:.4}",
+                            "{primary} on the same {} test rows: new model {score:.4}, live model (version {}) {champion_score:.4}",
                             split.test.len(),
-                            live.model_id
+                            live.model_version
                         );
                         score > champion_score
                     }
                     Err(e) => {
                         notice!(
-                            "live model {} cannot be scored on this data ({}); not deploying",
-                            live.model_id,
+                            "live model (version {}) cannot be scored on this data ({}); not deploying",
+                            live.model_version,
                             e.message
                         );
                         false

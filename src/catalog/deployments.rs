@@ -10,9 +10,10 @@ pub struct Deployment {
     pub id: i64,
     pub model_id: i64,
     pub parent_id: Option<i64>,
+    pub model_version: i32,
 }
 
-const COLUMNS: &str = "id, model_id, parent_id";
+const COLUMNS: &str = "d.id, d.model_id, d.parent_id, m.version";
 
 fn one(sql: &str, arg: i64) -> AmbientResult<Option<Deployment>> {
     Spi::connect(|client| {
@@ -24,6 +25,7 @@ fn one(sql: &str, arg: i64) -> AmbientResult<Option<Deployment>> {
             id: row.get::<i64>(1)?.unwrap_or_default(),
             model_id: row.get::<i64>(2)?.unwrap_or_default(),
             parent_id: row.get::<i64>(3)?,
+            model_version: row.get::<i32>(4)?.unwrap_or_default(),
         }))
     })
 }
@@ -31,8 +33,9 @@ fn one(sql: &str, arg: i64) -> AmbientResult<Option<Deployment>> {
 pub fn live(project_id: i64) -> AmbientResult<Option<Deployment>> {
     one(
         &format!(
-            "SELECT {COLUMNS} FROM ambient.deployment_log
-              WHERE project_id = $1 ORDER BY id DESC LIMIT 1"
+            "SELECT {COLUMNS} FROM ambient.deployment_log d
+               JOIN ambient.model_store m ON m.id = d.model_id
+              WHERE d.project_id = $1 ORDER BY d.id DESC LIMIT 1"
         ),
         project_id,
     )
@@ -40,7 +43,11 @@ pub fn live(project_id: i64) -> AmbientResult<Option<Deployment>> {
 
 pub fn get(id: i64) -> AmbientResult<Deployment> {
     one(
-        &format!("SELECT {COLUMNS} FROM ambient.deployment_log WHERE id = $1"),
+        &format!(
+            "SELECT {COLUMNS} FROM ambient.deployment_log d
+               JOIN ambient.model_store m ON m.id = d.model_id
+              WHERE d.id = $1"
+        ),
         id,
     )?
     .ok_or_else(|| AmbientError::undefined_object(format!("deployment {id} does not exist")))

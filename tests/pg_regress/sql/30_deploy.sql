@@ -1,0 +1,79 @@
+-- Deployment: champion and challenger, manual deploys, strategies, rollback.
+CREATE TABLE wide AS
+SELECT g AS id, (g % 13)::float8 AS x1, ((g * 7) % 5)::float8 AS x2, ((g * 3) % 11)::float8 AS x3,
+       CASE WHEN g % 13 < 4 THEN 'low' WHEN (g * 3) % 11 < 5 THEN 'mid' ELSE 'high' END AS band
+  FROM generate_series(1, 400) AS g;
+
+-- v1, a stump, deploys: it is the project's first model.
+SELECT version, deployed FROM ambient.train('band', relation => 'wide', target => 'band', hyperparams => '{"max_depth": 1}');
+-- v2 is deeper and beats v1 on the same test rows, so it replaces it.
+SELECT version, deployed FROM ambient.train('band', relation => 'wide', hyperparams => '{"max_depth": 3}');
+-- v3 only ties v2 on the same rows; a tie keeps the live model.
+SELECT version, deployed FROM ambient.train('band', relation => 'wide', hyperparams => '{"max_depth": 2}');
+-- 'never' and 'always' do as they say.
+SELECT version, deployed FROM ambient.train('band', relation => 'wide', deploy => 'never');
+SELECT version, deployed FROM ambient.train('band', relation => 'wide', hyperparams => '{"max_depth": 1}', deploy => 'always');
+SELECT version, round(score::numeric, 4) AS f1, live FROM ambient.models WHERE project = 'band' ORDER BY version;
+SELECT version, previous_model_id IS NOT NULL AS had_previous, strategy FROM ambient.deployments WHERE project = 'band' ORDER BY deployment_id;
+
+-- best_score orders the scores as numbers, newest first on ties.
+SELECT ambient.deploy('band', 'best_score', reason => 'pick the best') IS NOT NULL AS ok;
+SELECT live_version('band'), (SELECT version FROM ambient.models WHERE project = 'band' ORDER BY score DESC, version DESC LIMIT 1) AS best;
+SELECT version, strategy, reason FROM ambient.deployments WHERE project = 'band' ORDER BY deployment_id DESC LIMIT 1;
+SELECT ambient.deploy('band', 'most_recent') IS NOT NULL AS ok;
+SELECT live_version('band');
+
+-- A model by id, with a reason. Deploying the live model again adds nothing.
+SELECT ambient.deploy('band', (SELECT model_id FROM ambient.models WHERE project = 'band' AND version = 3),
+                      reason => 'canary') IS NOT NULL AS ok;
+SELECT count(*) AS deployments_before FROM ambient.deployments WHERE project = 'band';
+SELECT ambient.deploy('band', (SELECT model_id FROM ambient.models WHERE project = 'band' AND live)) IS NOT NULL AS ok;
+SELECT count(*) AS deployments_after FROM ambient.deployments WHERE project = 'band';
+SELECT version, strategy, reason FROM ambient.deployments WHERE project = 'band' ORDER BY deployment_id;
+
+-- Rollback walks back through the history above, one deployment further each time
+-- (3, then 5, 3, 5, 2, 1), instead of flipping between the last two.
+SELECT ambient.rollback('band', reason => 'canary failed') IS NOT NULL AS ok;
+SELECT live_version('band');
+SELECT ambient.rollback('band') IS NOT NULL AS ok;
+SELECT live_version('band');
+SELECT ambient.rollback('band') IS NOT NULL AS ok;
+SELECT live_version('band');
+SELECT ambient.rollback('band') IS NOT NULL AS ok;
+SELECT live_version('band');
+SELECT ambient.rollback('band') IS NOT NULL AS ok;
+SELECT live_version('band');
+SELECT * FROM try($$SELECT ambient.rollback('band')$$);
+SELECT live_version('band');
+SELECT version, previous_model_id IS NOT NULL AS had_previous, strategy, reason
+  FROM ambient.deployments WHERE project = 'band' ORDER BY deployment_id DESC LIMIT 5;
+
+-- Transactions: a train, deploy or rollback that rolls back leaves no trace.
+SELECT ambient.deploy('band', 'best_score') IS NOT NULL AS ok;
+CREATE TEMP TABLE counts AS
+SELECT (SELECT count(*) FROM ambient.model_store) AS models, (SELECT count(*) FROM ambient.snapshots) AS snapshots,
+       (SELECT count(*) FROM ambient.deployment_log) AS deployments, (SELECT count(*) FROM ambient.projects) AS projects,
+       live_version('band') AS live;
+BEGIN;
+SELECT version, deployed FROM ambient.train('band', relation => 'wide', deploy => 'always');
+SELECT version, deployed FROM ambient.train('brand_new', relation => 'wide', target => 'band');
+SELECT ambient.rollback('band') IS NOT NULL AS rolled_back_in_tx;
+SELECT ambient.deploy('band', 'most_recent') IS NOT NULL AS deployed_in_tx;
+ROLLBACK;
+SELECT (SELECT count(*) FROM ambient.model_store) = c.models AS same_models,
+       (SELECT count(*) FROM ambient.snapshots) = c.snapshots AS same_snapshots,
+       (SELECT count(*) FROM ambient.deployment_log) = c.deployments AS same_deployments,
+       (SELECT count(*) FROM ambient.projects) = c.projects AS same_projects,
+       live_version('band') = c.live AS same_live
+  FROM counts c;
+
+-- drop_model drops models that were never deployed, and refuses the others.
+SELECT version FROM ambient.train('band', relation => 'wide', deploy => 'never');
+SELECT ambient.drop_model((SELECT max(model_id) FROM ambient.models WHERE project = 'band')) AS dropped;
+SELECT * FROM try($$SELECT ambient.drop_model((SELECT model_id FROM ambient.models WHERE project = 'band' AND version = 1))$$);
+-- drop_project needs force while the project has models.
+SELECT * FROM try($$SELECT ambient.drop_project('band')$$);
+SELECT ambient.drop_project('band', force => true) AS dropped;
+SELECT (SELECT count(*) FROM ambient.models WHERE project = 'band') AS models_left,
+       (SELECT count(*) FROM ambient.deployments WHERE project = 'band') AS deployments_left;
+SELECT * FROM try($$SELECT ambient.predict('band', ARRAY[1, 2, 3])$$);

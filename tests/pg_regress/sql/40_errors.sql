@@ -1,0 +1,98 @@
+-- Bad input: each failure is an ERROR with its SQLSTATE and a message naming
+-- the thing at fault; the backend survives and nothing partial is written.
+CREATE TEMP TABLE before AS
+SELECT (SELECT count(*) FROM ambient.model_store) AS models, (SELECT count(*) FROM ambient.snapshots) AS snapshots,
+       (SELECT count(*) FROM ambient.deployment_log) AS deployments, (SELECT count(*) FROM ambient.projects) AS projects;
+
+CREATE TABLE empty_source (x float8, y text);
+CREATE TABLE one_class AS SELECT g::float8 AS x, 'a'::text AS y FROM generate_series(1, 50) g;
+CREATE TABLE tiny AS SELECT g::float8 AS x, (g % 2)::text AS y FROM generate_series(1, 3) g;
+CREATE TABLE with_nulls AS SELECT CASE WHEN g = 7 THEN NULL ELSE g::float8 END AS x, (g % 2)::text AS y FROM generate_series(1, 40) g;
+CREATE TABLE with_text AS SELECT g::float8 AS x, 'label ' || g AS note, (g % 2)::text AS y FROM generate_series(1, 40) g;
+CREATE TABLE unlabeled AS SELECT g::float8 AS x, NULL::text AS y FROM generate_series(1, 10) g;
+
+SELECT * FROM try($$SELECT ambient.train('nope', relation => 'iris')$$);
+SELECT * FROM try($$SELECT ambient.train('e1', relation => 'no_such_table', target => 'species')$$);
+SELECT * FROM try($$SELECT ambient.train('e1', relation => 'iris', target => 'no_such_column')$$);
+SELECT * FROM try($$SELECT ambient.train('e1', relation => 'iris', target => 'species', features => ARRAY['petal_length', 'bogus'])$$);
+SELECT * FROM try($$SELECT ambient.train('e1', relation => 'iris', target => 'species', features => ARRAY['species'])$$);
+SELECT * FROM try($$SELECT ambient.train('e1', target => 'species')$$);
+SELECT * FROM try($$SELECT ambient.train('e1', relation => 'iris', query => 'SELECT * FROM iris', target => 'species')$$);
+SELECT * FROM try($$SELECT ambient.train('e1', relation => 'empty_source', target => 'y')$$);
+SELECT * FROM try($$SELECT ambient.train('e1', relation => 'unlabeled', target => 'y')$$);
+SELECT * FROM try($$SELECT ambient.train('e1', relation => 'tiny', target => 'y')$$);
+SELECT * FROM try($$SELECT ambient.train('e1', relation => 'iris', target => 'species', test_size => 1.5)$$);
+SELECT * FROM try($$SELECT ambient.train('e1', relation => 'one_class', target => 'y')$$);
+SELECT * FROM try($$SELECT ambient.train('e1', relation => 'with_nulls', target => 'y')$$);
+SELECT * FROM try($$SELECT ambient.train('e1', relation => 'with_text', target => 'y')$$);
+SELECT * FROM try($$SELECT ambient.train('e1', relation => 'iris', target => 'species', algorithm => 'xgboost')$$);
+SELECT * FROM try($$SELECT ambient.train('e1', relation => 'iris', target => 'species', hyperparams => '{"depth": 3}')$$);
+SELECT * FROM try($$SELECT ambient.train('e1', relation => 'iris', target => 'species', hyperparams => '{"max_depth": "deep"}')$$);
+SELECT * FROM try($$SELECT ambient.train('e1', relation => 'iris', target => 'species', hyperparams => '{"max_depth": 0}')$$);
+SELECT * FROM try($$SELECT ambient.train('e1', relation => 'iris', target => 'species', hyperparams => '[1, 2]')$$);
+SELECT * FROM try($$SELECT ambient.train('e1', relation => 'iris', target => 'species', algorithm => 'linear_regression')$$);
+SELECT * FROM try($$SELECT ambient.train('e1', relation => 'iris', target => 'species', task => 'regression')$$);
+SELECT * FROM try($$SELECT ambient.train('e1', relation => 'iris', target => 'species', task => 'clustering')$$);
+SELECT * FROM try($$SELECT ambient.train('e1', relation => 'iris', target => 'species', deploy => 'sometimes')$$);
+SELECT * FROM try($$SELECT ambient.train(NULL, relation => 'iris', target => 'species')$$);
+SELECT * FROM try($$SELECT ambient.train('', relation => 'iris', target => 'species')$$);
+-- Task and target of an existing project cannot change.
+SELECT * FROM try($$SELECT ambient.train('iris', relation => 'iris', task => 'regression')$$);
+SELECT * FROM try($$SELECT ambient.train('iris', relation => 'iris', target => 'petal_width')$$);
+-- Injection attempts: project names are bound values; a query is one SELECT.
+SELECT * FROM try($$SELECT ambient.train('x''; DROP TABLE iris; --', relation => 'iris', target => 'species', deploy => 'never')$$);
+SELECT name FROM ambient.projects WHERE name LIKE 'x%';
+SELECT ambient.drop_project('x''; DROP TABLE iris; --', force => true) AS dropped;
+SELECT * FROM try($$SELECT ambient.train('e1', query => 'SELECT * FROM iris; DROP TABLE iris', target => 'species')$$);
+SELECT * FROM try($$SELECT ambient.train('e1', query => 'DELETE FROM iris RETURNING *', target => 'species')$$);
+SELECT * FROM try($$SELECT ambient.train('e1', query => 'SELECT * FROM iris) AS a, (SELECT 1', target => 'species')$$);
+SELECT * FROM try($$SELECT ambient.train('e1', query => 'WITH gone AS (DELETE FROM iris RETURNING *) SELECT * FROM gone', target => 'species')$$);
+SELECT * FROM try($$SELECT ambient.train('e1', query => 'VALUES (1, 2)', target => 'species')$$);
+SELECT * FROM try($$SELECT ambient.train('e1', query => '  ', target => 'species')$$);
+SELECT * FROM try($$SELECT ambient.train('e1', relation => 'iris; DROP TABLE iris', target => 'species')$$);
+SELECT count(*) AS iris_still_here FROM iris;
+
+-- Predict.
+SELECT * FROM try($$SELECT ambient.predict('nope', ARRAY[1, 2, 3, 4])$$);
+SELECT * FROM try($$SELECT ambient.predict(999999, ARRAY[1, 2, 3, 4])$$);
+SELECT * FROM try($$SELECT ambient.predict('iris', ARRAY[1, 2, 3])$$);
+SELECT * FROM try($$SELECT ambient.predict('iris', ARRAY[1, 2, NULL, 4])$$);
+SELECT * FROM try($$SELECT ambient.predict('iris', ARRAY[1, 2, 'NaN', 4]::float8[])$$);
+SELECT * FROM try($$SELECT ambient.predict('iris', ARRAY[1, 2, 'Infinity', 4]::float8[])$$);
+SELECT * FROM try($$SELECT ambient.predict_label('iris', ROW(5.1, 3.5, 1.4, 0.2))$$);
+SELECT * FROM try($$SELECT ambient.predict('iris', t.*) FROM (SELECT 1.0 AS sepal_length, 'x'::text AS sepal_width, 1 AS petal_length, 1 AS petal_width) t$$);
+SELECT * FROM try($$SELECT ambient.predict('iris', t.*) FROM (SELECT 1.0 AS sepal_length, NULL::float8 AS sepal_width, 1 AS petal_length, 1 AS petal_width) t$$);
+SELECT ambient.train('undeployed', relation => 'iris', target => 'species', deploy => 'never') IS NOT NULL AS trained;
+SELECT * FROM try($$SELECT ambient.predict('undeployed', ARRAY[1, 2, 3, 4])$$);
+
+-- Deploy and rollback.
+SELECT * FROM try($$SELECT ambient.deploy('nope', 1)$$);
+SELECT * FROM try($$SELECT ambient.deploy('iris', 999999)$$);
+SELECT * FROM try($$SELECT ambient.deploy('iris', (SELECT model_id FROM ambient.models WHERE project = 'lines'))$$);
+SELECT * FROM try($$SELECT ambient.deploy('iris', 'best_guess')$$);
+SELECT * FROM try($$SELECT ambient.rollback('nope')$$);
+SELECT * FROM try($$SELECT ambient.rollback('lines')$$);
+SELECT * FROM try($$SELECT ambient.drop_model(999999)$$);
+SELECT * FROM try($$SELECT ambient.drop_project('nope')$$);
+
+-- Tampered artifact bytes: XX001, never a crash. First with the hash left stale...
+SELECT ambient.train('tamper', relation => 'iris', target => 'species') IS NOT NULL AS trained;
+UPDATE ambient.model_store SET artifact = set_byte(artifact, 20, get_byte(artifact, 20) # 255)
+ WHERE project_id = (SELECT id FROM ambient.projects WHERE name = 'tamper');
+SELECT * FROM try($$SELECT ambient.predict('tamper', ARRAY[1, 2, 3, 4])$$);
+-- ... then with a hash that matches the damaged bytes, and with bytes that are not a model at all.
+UPDATE ambient.model_store SET artifact_sha256 = encode(sha256(artifact), 'hex')
+ WHERE project_id = (SELECT id FROM ambient.projects WHERE name = 'tamper');
+SELECT sqlstate FROM try($$SELECT ambient.predict('tamper', ARRAY[1, 2, 3, 4])$$);
+UPDATE ambient.model_store SET artifact = '\x00010203', artifact_sha256 = encode(sha256('\x00010203'::bytea), 'hex')
+ WHERE project_id = (SELECT id FROM ambient.projects WHERE name = 'tamper');
+SELECT * FROM try($$SELECT ambient.predict('tamper', ARRAY[1, 2, 3, 4])$$);
+SELECT ambient.drop_project('tamper', force => true) AS cleaned_up;
+SELECT ambient.drop_project('undeployed', force => true) AS cleaned_up;
+
+-- Nothing above left a row behind (the two cleaned-up projects are gone again).
+SELECT (SELECT count(*) FROM ambient.model_store) = b.models AS same_models,
+       (SELECT count(*) FROM ambient.snapshots) = b.snapshots AS same_snapshots,
+       (SELECT count(*) FROM ambient.deployment_log) = b.deployments AS same_deployments,
+       (SELECT count(*) FROM ambient.projects) = b.projects AS same_projects
+  FROM before b;
