@@ -29,7 +29,8 @@ lint: setup
 
 # Plain #[test]s (src/ml) and #[pg_test]s, in a throwaway cluster pgrx starts.
 unit: setup
-	$(CONFIG); rm -rf target/pgrx-test-data; mkdir -p target; \
+	$(CONFIG); rm -rf target/pgrx-test-data; mkdir -p target/pgrx-test-data; \
+	  chown postgres: target/pgrx-test-data; chmod o+x "$$ROOT" "$$ROOT/target"; \
 	  cargo pgrx test pg$$PG_MAJOR --runas postgres --pgdata "$$ROOT/target/pgrx-test-data"
 
 regress: cluster

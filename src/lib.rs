@@ -20,6 +20,9 @@ pub extern "C-unwind" fn _PG_init() {
     gucs::init();
 }
 
+#[cfg(any(test, feature = "pg_test"))]
+mod pg_tests;
+
 #[cfg(test)]
 pub mod pg_test {
     pub fn setup(_options: Vec<&str>) {}

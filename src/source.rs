@@ -68,7 +68,7 @@ impl Source {
         }
     }
 
-    fn from_clause(&self) -> String {
+    fn sql_from(&self) -> String {
         match self {
             Source::Relation(rel) => qualified_name(rel),
             Source::Query(q) => format!("({q}\n) AS source"),
@@ -113,7 +113,7 @@ struct Column {
 fn columns(source: &Source) -> AmbientResult<Vec<Column>> {
     Spi::connect(|client| {
         let table = client.select(
-            &format!("SELECT * FROM {} LIMIT 0", source.from_clause()),
+            &format!("SELECT * FROM {} LIMIT 0", source.sql_from()),
             None,
             &[],
         )?;
@@ -288,7 +288,7 @@ pub fn load(req: &Request<'_>) -> AmbientResult<Loaded> {
     let sql = format!(
         "SELECT {} FROM {}",
         select_list.join(", "),
-        req.source.from_clause()
+        req.source.sql_from()
     );
     let width = feature_names.len();
     let mut records = Vec::new();

@@ -9,6 +9,11 @@ mod train;
 
 use crate::error::{AmbientError, AmbientResult};
 
+#[cfg(any(test, feature = "pg_test"))]
+pub use model_cache::cached_models;
+#[cfg(any(test, feature = "pg_test"))]
+pub use predict::RESOLUTIONS;
+
 /// Project names are values, bound as parameters everywhere; this only
 /// keeps them printable and of sane length.
 fn check_project_name(name: &str) -> AmbientResult<()> {

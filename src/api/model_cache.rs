@@ -52,3 +52,8 @@ pub fn load_verified(model_id: i64, sha: &str) -> AmbientResult<Rc<Model>> {
     });
     Ok(model)
 }
+
+#[cfg(any(test, feature = "pg_test"))]
+pub fn cached_models() -> usize {
+    CACHE.with(|c| c.borrow().len())
+}

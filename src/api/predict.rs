@@ -50,7 +50,15 @@ fn call_site<'a>(fcinfo: FunctionCallInfo) -> &'a mut CallSite {
     .expect("fn_extra is allocated")
 }
 
+#[cfg(any(test, feature = "pg_test"))]
+thread_local! {
+    /// Catalog resolutions made by call sites, so tests can count them.
+    pub static RESOLUTIONS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
 fn resolve(key: &ModelKey) -> AmbientResult<Rc<Model>> {
+    #[cfg(any(test, feature = "pg_test"))]
+    RESOLUTIONS.with(|n| n.set(n.get() + 1));
     match key {
         ModelKey::Project(name) => match deployments::live_model_of(name)? {
             Some((id, sha)) => model_cache::load_verified(id, &sha),

@@ -204,11 +204,7 @@ impl ClassificationTree {
     /// cannot index out of bounds or loop.
     pub fn validate(&self) -> MlResult<()> {
         let k = self.n_classes as usize;
-        let n_leaves = if k == 0 {
-            0
-        } else {
-            self.leaf_counts.len() / k
-        };
+        let n_leaves = self.leaf_counts.len().checked_div(k).unwrap_or(0);
         let bad = |what: &str| Err(MlError::corrupt(format!("decision tree artifact: {what}")));
         if self.nodes.is_empty() || k == 0 || self.leaf_counts.len() != n_leaves * k {
             return bad("empty or misshapen");
