@@ -1,0 +1,47 @@
+"""Fixtures for tests driven by real clients (psycopg, psql, pg_dump) against
+the private cluster that scripts/cluster.sh started, with the extension
+installed. PGHOST and PGPORT come from scripts/config.sh via the Makefile."""
+
+import os
+import pathlib
+import subprocess
+
+import psycopg
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+PGBIN = pathlib.Path("/usr/lib/postgresql/15/bin")
+
+
+def dsn(dbname: str) -> str:
+    return f"host={os.environ.get('PGHOST', '/tmp')} port={os.environ['PGPORT']} user=postgres dbname={dbname}"
+
+
+def psql(dbname: str, sql: str, *extra: str) -> str:
+    """Runs SQL through the real psql client and returns what it prints."""
+    result = subprocess.run(
+        [str(PGBIN / "psql"), "-X", "-v", "ON_ERROR_STOP=1", *extra, dsn(dbname)],
+        input=sql, capture_output=True, text=True, check=False,
+    )
+    if result.returncode != 0:
+        raise AssertionError(f"psql failed ({result.returncode}):\n{result.stderr}")
+    return result.stdout
+
+
+def fresh_database(name: str) -> str:
+    with psycopg.connect(dsn("postgres"), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    psql(name, "CREATE EXTENSION pg_ambient;", "-q")
+    psql(name, (ROOT / "examples" / "iris.sql").read_text(), "-q")
+    return name
+
+
+@pytest.fixture
+def database(request) -> str:
+    """A new database with pg_ambient and the Iris table, named after the test."""
+    return fresh_database("it_" + request.node.name[:50].lower())
+
+
+def connect(dbname: str, **kwargs) -> psycopg.Connection:
+    return psycopg.connect(dsn(dbname), **kwargs)

@@ -1,0 +1,49 @@
+"""Deploys become visible to other sessions when, and only when, they commit."""
+
+from conftest import connect
+
+
+def live_label(conn, features=(7.7, 3.0, 6.1, 2.3)):
+    return conn.execute("SELECT ambient.predict_label('iris', %s::float8[])", [list(features)]).fetchone()[0]
+
+
+def test_deploy_is_seen_on_the_next_statement_after_commit(database):
+    with connect(database, autocommit=True) as setup:
+        setup.execute("SELECT * FROM ambient.train('iris', relation => 'iris', target => 'species')")
+        stump = setup.execute(
+            "SELECT model_id FROM ambient.train('iris', relation => 'iris', "
+            "hyperparams => '{\"max_depth\": 1}', deploy => 'never')").fetchone()[0]
+
+    with connect(database) as deployer, connect(database, autocommit=True) as reader:
+        assert live_label(reader) == "virginica"
+        deployer.execute("SELECT ambient.deploy('iris', %s, reason => 'tx test')", [stump])
+        # Inside the deploying transaction the stump is live already ...
+        assert live_label(deployer) == "versicolor"
+        # ... but no one else sees it before COMMIT.
+        assert live_label(reader) == "virginica"
+        deployer.commit()
+        assert live_label(reader) == "versicolor"
+
+        deployer.execute("SELECT ambient.rollback('iris')")
+        assert live_label(reader) == "versicolor"
+        deployer.rollback()
+        assert live_label(reader) == "versicolor"
+        deployer.execute("SELECT ambient.rollback('iris')")
+        deployer.commit()
+        assert live_label(reader) == "virginica"
+
+
+def test_failed_train_inside_a_transaction_leaves_nothing(database):
+    with connect(database) as conn:
+        conn.execute("SELECT * FROM ambient.train('iris', relation => 'iris', target => 'species')")
+        conn.execute("SAVEPOINT before_bad")
+        try:
+            conn.execute("SELECT * FROM ambient.train('iris', relation => 'iris', algorithm => 'nope')")
+        except Exception as error:  # noqa: BLE001 - any SQL error will do
+            assert error.sqlstate == "22023"
+        conn.execute("ROLLBACK TO SAVEPOINT before_bad")
+        conn.commit()
+        counts = conn.execute(
+            "SELECT (SELECT count(*) FROM ambient.model_store), (SELECT count(*) FROM ambient.snapshots),"
+            " (SELECT count(*) FROM ambient.deployment_log)").fetchone()
+        assert counts == (1, 1, 1)
