@@ -1,0 +1,180 @@
+"""pg_ambient benchmark: everything measured side by side in one run on one
+machine, printed as figures and ratios, then written into bench/README.md.
+
+(a) SELECT sum(f1+...+f10)                        the scan baseline
+(b) SELECT sum(ambient.predict('p', ARRAY[...]))   array form
+(c) SELECT sum(ambient.predict('p', b.*))          row form
+(d) psycopg fetch + scikit-learn DecisionTreeClassifier.predict, same depth
+(e) linfa predict in plain Rust, no Postgres (the floor)
+single-row latency: pgbench, prepared, predict vs the same statement without it.
+"""
+
+import json
+import os
+import pathlib
+import platform
+import re
+import statistics
+import subprocess
+import sys
+import time
+
+import numpy as np
+import psycopg
+from sklearn.tree import DecisionTreeClassifier
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+PGBIN = pathlib.Path(os.environ["PGBIN"])
+DB = "ambient_bench"
+ROWS = int(os.environ.get("AMBIENT_BENCH_ROWS", 1_000_000))
+TRAIN_ROWS = 100_000
+DEPTH = 10
+REPEATS = 3
+PGBENCH_SECONDS = int(os.environ.get("AMBIENT_BENCH_PGBENCH_SECONDS", 10))
+FEATURES = ", ".join(f"f{i}" for i in range(1, 11))
+DSN = f"host={os.environ.get('PGHOST', '/tmp')} port={os.environ['PGPORT']} user=postgres dbname={DB}"
+
+
+def log(message):
+    print(message, file=sys.stderr, flush=True)
+
+
+def setup():
+    admin = DSN.replace(f"dbname={DB}", "dbname=postgres")
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)")
+        conn.execute(f"CREATE DATABASE {DB}")
+    with psycopg.connect(DSN, autocommit=True) as conn:
+        log(f"bench: generating {ROWS} rows x 10 features")
+        conn.execute("CREATE EXTENSION pg_ambient")
+        conn.execute("SELECT setseed(0.42)")
+        randoms = ", ".join(f"random() AS f{i}" for i in range(1, 11))
+        conn.execute(f"""
+            CREATE TABLE bench_rows AS
+            SELECT g AS id, {FEATURES},
+                   CASE WHEN f1 + f2 * f3 > 0.9 THEN 2 WHEN f4 > 0.3 + 0.4 * f5 THEN 1 ELSE 0 END AS label
+              FROM (SELECT g, {randoms} FROM generate_series(1, {ROWS}) AS g) s""")
+        conn.execute("ALTER TABLE bench_rows ADD PRIMARY KEY (id)")
+        conn.execute("VACUUM ANALYZE bench_rows")
+        log(f"bench: training a depth-{DEPTH} tree on the first {TRAIN_ROWS} rows")
+        started = time.perf_counter()
+        conn.execute(f"""SELECT * FROM ambient.train('p',
+            query => 'SELECT {FEATURES}, label FROM bench_rows WHERE id <= {TRAIN_ROWS}',
+            target => 'label', hyperparams => '{{"max_depth": {DEPTH}}}')""")
+        return time.perf_counter() - started
+
+
+def timed(conn, sql):
+    times = []
+    result = None
+    for _ in range(REPEATS):
+        started = time.perf_counter()
+        result = conn.execute(sql).fetchone()[0]
+        times.append(time.perf_counter() - started)
+    return statistics.median(times), result
+
+
+def sklearn_path():
+    """What users do without us: fetch the rows, predict in Python."""
+    with psycopg.connect(DSN) as conn:
+        train = np.array(conn.execute(
+            f"SELECT {FEATURES}, label FROM bench_rows WHERE id <= {TRAIN_ROWS} ORDER BY id").fetchall())
+        model = DecisionTreeClassifier(max_depth=DEPTH, random_state=42).fit(train[:, :10], train[:, 10])
+        times = []
+        total = None
+        for _ in range(REPEATS):
+            started = time.perf_counter()
+            rows = conn.execute(f"SELECT {FEATURES} FROM bench_rows").fetchall()
+            total = float(model.predict(np.array(rows, dtype=np.float64)).sum())
+            times.append(time.perf_counter() - started)
+    return statistics.median(times), total
+
+
+def floor():
+    csv_path = ROOT / "target" / "bench" / "rows.csv"
+    csv_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(csv_path, "w") as out:
+        subprocess.run([str(PGBIN / "psql"), "-X", "-q", DSN, "-c",
+                        f"COPY (SELECT {FEATURES}, label FROM bench_rows ORDER BY id) TO STDOUT WITH CSV"],
+                       stdout=out, check=True)
+    artifact_path = csv_path.parent / "model.bin"
+    with psycopg.connect(DSN) as conn:
+        artifact, sha = conn.execute(
+            "SELECT artifact, artifact_sha256 FROM ambient.model_store m"
+            " JOIN ambient.models v ON v.model_id = m.id WHERE v.project = 'p' AND v.live").fetchone()
+    artifact_path.write_bytes(artifact)
+    binary = ROOT / "target" / "release" / "ambient_bench_floor"
+    output = subprocess.run([str(binary), str(csv_path), str(artifact_path), sha, str(TRAIN_ROWS), str(DEPTH)],
+                            capture_output=True, text=True, check=True).stdout
+    return json.loads(output)
+
+
+def pgbench(statement):
+    script = ROOT / "target" / "bench" / "pgbench.sql"
+    script.write_text(statement + "\n")
+    output = subprocess.run(
+        [str(PGBIN / "pgbench"), "-n", "-M", "prepared", "-c", "1", "-T", str(PGBENCH_SECONDS),
+         "-f", str(script), DSN], capture_output=True, text=True, check=True).stdout
+    return float(re.search(r"tps = ([0-9.]+)", output).group(1))
+
+
+def machine():
+    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
+               platform.processor())
+    mem_kb = next(int(line.split()[1]) for line in open("/proc/meminfo") if line.startswith("MemTotal"))
+    return f"{os.cpu_count()} cores ({cpu}), {mem_kb / 1024 / 1024:.0f} GiB RAM, PostgreSQL 15, {platform.system()}"
+
+
+def main():
+    train_seconds = setup()
+    with psycopg.connect(DSN, autocommit=True) as conn:
+        conn.execute(f"SELECT sum(f1) FROM bench_rows")  # warm the cache
+        log("bench: (a) scan, (b) array predict, (c) row predict")
+        a, _ = timed(conn, "SELECT sum(f1+f2+f3+f4+f5+f6+f7+f8+f9+f10) FROM bench_rows")
+        b, b_sum = timed(conn, f"SELECT sum(ambient.predict('p', ARRAY[{FEATURES}])) FROM bench_rows")
+        c, c_sum = timed(conn, "SELECT sum(ambient.predict('p', b.*)) FROM bench_rows b")
+    log("bench: (d) psycopg + scikit-learn")
+    d, d_sum = sklearn_path()
+    log("bench: (e) plain Rust floor")
+    e = floor()
+    log(f"bench: pgbench single-row latency, {PGBENCH_SECONDS}s each")
+    point = ", ".join(["0.5"] * 10)
+    tps_plain = pgbench(f"SELECT ARRAY[{point}]::float8[];")
+    tps_predict = pgbench(f"SELECT ambient.predict('p', ARRAY[{point}]::float8[]);")
+
+    assert b_sum == c_sum == e["checksum"], (b_sum, c_sum, e)
+    figures = [
+        ("training (depth-10 tree, 100k rows, in-database)", f"{train_seconds:.2f} s"),
+        ("(a) scan: sum(f1+...+f10)", f"{a:.3f} s"),
+        ("(b) sum(ambient.predict('p', ARRAY[...]))", f"{b:.3f} s"),
+        ("(c) sum(ambient.predict('p', b.*))", f"{c:.3f} s"),
+        ("(d) psycopg fetch + scikit-learn predict", f"{d:.3f} s"),
+        ("(e) linfa predict, plain Rust (floor)", f"{e['linfa_predict_seconds']:.3f} s"),
+        ("(e') our stored tree, plain Rust", f"{e['stored_tree_seconds']:.3f} s"),
+        ("pgbench TPS, SELECT ARRAY[...] (no predict)", f"{tps_plain:.0f}"),
+        ("pgbench TPS, SELECT ambient.predict(...)", f"{tps_predict:.0f}"),
+    ]
+    ratios = [
+        ("(b)/(a), target <= 3", b / a, b / a <= 3),
+        ("(c)/(a)", c / a, None),
+        ("(d)/(b), target >= 10", d / b, d / b >= 10),
+        ("(b)/(e) (cost of being in Postgres)", b / e["linfa_predict_seconds"], None),
+        ("single-row TPS ratio, target >= 0.7", tps_predict / tps_plain, tps_predict / tps_plain >= 0.7),
+    ]
+    lines = [f"Measured {time.strftime('%Y-%m-%d')} on {machine()}, {ROWS} rows, median of {REPEATS} runs.", "",
+             "| figure | value |", "|---|---|"]
+    lines += [f"| {name} | {value} |" for name, value in figures]
+    lines += ["", "| ratio | value | target met |", "|---|---|---|"]
+    lines += [f"| {name} | {value:.2f} | {'' if met is None else ('yes' if met else 'NO')} |"
+              for name, value, met in ratios]
+    report = "\n".join(lines)
+    print(report)
+    if ROWS == 1_000_000:
+        readme = ROOT / "bench" / "README.md"
+        text = readme.read_text()
+        start, end = "<!-- figures -->", "<!-- /figures -->"
+        readme.write_text(text[:text.index(start) + len(start)] + "\n" + report + "\n" + text[text.index(end):])
+
+
+if __name__ == "__main__":
+    main()
