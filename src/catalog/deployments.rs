@@ -3,6 +3,9 @@
 
 use pgrx::prelude::*;
 
+use pgrx::pg_sys::{PgBuiltInOids, PgOid};
+
+use super::select_kept;
 use crate::error::{AmbientError, AmbientResult};
 
 #[derive(Debug, Clone, Copy)]
@@ -57,24 +60,23 @@ pub fn get(id: i64) -> AmbientResult<Deployment> {
 /// predict path's one catalog read. Read-only SPI, so it runs in parallel
 /// workers and on standbys.
 pub fn live_model_of(project: &str) -> AmbientResult<Option<(i64, String)>> {
-    Spi::connect(|client| {
-        let row = client
-            .select(
-                "SELECT d.model_id, m.artifact_sha256
-                   FROM ambient.projects p
-                   JOIN ambient.deployment_log d ON d.project_id = p.id
-                   JOIN ambient.model_store m ON m.id = d.model_id
-                  WHERE p.name = $1
-                  ORDER BY d.id DESC LIMIT 1",
-                None,
-                &[project.into()],
-            )?
-            .first();
-        if row.is_empty() {
-            return Ok(None);
-        }
-        Ok(row.get::<i64>(1)?.zip(row.get::<String>(2)?))
-    })
+    select_kept(
+        "SELECT d.model_id, m.artifact_sha256
+           FROM ambient.projects p
+           JOIN ambient.deployment_log d ON d.project_id = p.id
+           JOIN ambient.model_store m ON m.id = d.model_id
+          WHERE p.name = $1
+          ORDER BY d.id DESC LIMIT 1",
+        &[PgOid::BuiltIn(PgBuiltInOids::TEXTOID)],
+        &[project.into()],
+        |table| {
+            if table.is_empty() {
+                return Ok(None);
+            }
+            let row = table.first();
+            Ok(row.get::<i64>(1)?.zip(row.get::<String>(2)?))
+        },
+    )
 }
 
 pub struct NewDeployment<'a> {

@@ -8,11 +8,14 @@ pub mod deployments;
 pub mod models;
 pub mod projects;
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::ffi::CStr;
 
 use pgrx::datum::{DatumWithOid, FromDatum, IntoDatum};
-use pgrx::pg_sys;
+use pgrx::pg_sys::{self, PgOid};
 use pgrx::prelude::*;
+use pgrx::spi::{OwnedPreparedStatement, SpiTupleTable};
 
 use crate::error::{AmbientError, AmbientResult};
 
@@ -38,6 +41,35 @@ pub fn select_one<T: FromDatum + IntoDatum>(
             return Ok(None);
         }
         Ok(table.first().get_one::<T>()?)
+    })
+}
+
+thread_local! {
+    /// Plans of the predict path's catalog reads, prepared once per backend.
+    /// Postgres re-plans them by itself if the catalog tables change.
+    static KEPT_PLANS: RefCell<HashMap<&'static str, OwnedPreparedStatement>> =
+        RefCell::new(HashMap::new());
+}
+
+/// Runs a read-only catalog query through a plan kept for the backend's
+/// life, so the statement-per-call predict path pays for parsing and
+/// planning once. `read` gets the result table.
+pub fn select_kept<R>(
+    sql: &'static str,
+    arg_types: &[PgOid],
+    args: &[DatumWithOid<'_>],
+    read: impl FnOnce(SpiTupleTable<'_>) -> AmbientResult<R>,
+) -> AmbientResult<R> {
+    Spi::connect(|client| {
+        KEPT_PLANS.with(|plans| {
+            let mut plans = plans.borrow_mut();
+            if !plans.contains_key(sql) {
+                let plan = client.prepare(sql, arg_types)?.keep();
+                plans.insert(sql, plan);
+            }
+            let table = client.select(&plans[sql], Some(1), args)?;
+            read(table)
+        })
     })
 }
 

@@ -4,7 +4,9 @@
 use pgrx::prelude::*;
 use pgrx::JsonB;
 
-use super::select_one;
+use pgrx::pg_sys::{PgBuiltInOids, PgOid};
+
+use super::{select_kept, select_one};
 use crate::error::{AmbientError, AmbientResult};
 
 pub struct NewSnapshot<'a> {
@@ -135,11 +137,19 @@ pub fn artifact(model_id: i64) -> AmbientResult<(Vec<u8>, String)> {
     })
 }
 
-/// The sha256 of a model's artifact, if the model exists. Read-only.
+/// The sha256 of a model's artifact, if the model exists. Read-only; the
+/// pinned predict path runs it once per statement.
 pub fn sha256_of(model_id: i64) -> AmbientResult<Option<String>> {
-    select_one::<String>(
+    select_kept(
         "SELECT artifact_sha256 FROM ambient.model_store WHERE id = $1",
+        &[PgOid::BuiltIn(PgBuiltInOids::INT8OID)],
         &[model_id.into()],
+        |table| {
+            if table.is_empty() {
+                return Ok(None);
+            }
+            Ok(table.first().get_one::<String>()?)
+        },
     )
 }
 

@@ -5,13 +5,25 @@ AMBIENT_DOCS_UPDATE=1 rewrites the output blocks from a run (review the diff).""
 
 import os
 import re
+import subprocess
 
 import pytest
 
-from conftest import ROOT, fresh_database, psql
+from conftest import PGBIN, ROOT, dsn, fresh_database
 
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 BLOCK = re.compile(r"```sql\n(?P<sql>.*?)```\n(?:\n?```\n(?P<out>.*?)```\n)?", re.S)
+
+
+def run_block(database, sql):
+    """psql's output for one block; if the block fails, its error follows,
+    and the expected output must show that error too."""
+    result = subprocess.run(
+        [str(PGBIN / "psql"), "-X", "-v", "ON_ERROR_STOP=1", "--pset=footer=on", dsn(database)],
+        input=sql, capture_output=True, text=True, check=False)
+    if result.returncode == 0:
+        return result.stdout, False
+    return result.stdout + result.stderr.replace("psql:<stdin>", "psql"), True
 
 
 def normalise(text):
@@ -26,7 +38,9 @@ def test_sql_examples_run_and_match(doc):
     assert blocks, f"{doc.name} has no SQL examples"
     rewritten, last = [], 0
     for block in blocks:
-        actual = psql(database, block["sql"], "--pset=footer=on")
+        actual, failed = run_block(database, block["sql"])
+        if failed and (block["out"] is None or "ERROR:" not in block["out"]) and not os.environ.get("AMBIENT_DOCS_UPDATE"):
+            raise AssertionError(f"{doc.name}: this example fails:\n{block['sql']}\n{actual}")
         if block["out"] is not None:
             if os.environ.get("AMBIENT_DOCS_UPDATE"):
                 start, end = block.span("out")
