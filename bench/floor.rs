@@ -30,7 +30,12 @@ fn main() {
     for line in text.lines() {
         let mut fields = line.split(',');
         for _ in 0..10 {
-            records.push(fields.next().and_then(|f| f.parse::<f64>().ok()).expect("10 numbers"));
+            records.push(
+                fields
+                    .next()
+                    .and_then(|f| f.parse::<f64>().ok())
+                    .expect("10 numbers"),
+            );
         }
         labels.push(fields.next().expect("a label").to_string());
     }
@@ -40,7 +45,10 @@ fn main() {
     let bytes = std::fs::read(artifact).expect("readable artifact");
     let model = ml::artifact::decode_verified(&bytes, sha).expect("a valid artifact");
     let started = Instant::now();
-    let ours: f64 = records.chunks_exact(10).map(|x| model.predict_value(x)).sum();
+    let ours: f64 = records
+        .chunks_exact(10)
+        .map(|x| model.predict_value(x))
+        .sum();
     let ours_seconds = started.elapsed().as_secs_f64();
 
     // linfa's own tree and batch predict, fitted on the same training rows.
@@ -52,7 +60,10 @@ fn main() {
     )
     .expect("valid sample");
     let split = ml::split::holdout(&sample, 0.25, 42).expect("splits");
-    let train = ml::algorithms::TrainingData { dataset: &sample, rows: &split.train };
+    let train = ml::algorithms::TrainingData {
+        dataset: &sample,
+        rows: &split.train,
+    };
     let (targets, _) = train.class_indices().expect("classes");
     let linfa_tree = DecisionTree::params()
         .max_depth(Some(max_depth))

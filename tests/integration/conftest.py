@@ -45,3 +45,13 @@ def database(request) -> str:
 
 def connect(dbname: str, **kwargs) -> psycopg.Connection:
     return psycopg.connect(dsn(dbname), **kwargs)
+
+
+def train_tree_and_stump(dbname: str) -> int:
+    """Trains the 'iris' project: a full tree (deployed) and a depth-1 stump
+    (not deployed) that answers differently. Returns the stump's model id."""
+    with connect(dbname, autocommit=True) as conn:
+        conn.execute("SELECT * FROM ambient.train('iris', relation => 'iris', target => 'species')")
+        return conn.execute(
+            "SELECT model_id FROM ambient.train('iris', relation => 'iris', "
+            "hyperparams => '{\"max_depth\": 1}', deploy => 'never')").fetchone()[0]

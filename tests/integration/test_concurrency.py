@@ -4,7 +4,7 @@ deploys and rolls back in a loop."""
 import threading
 import time
 
-from conftest import connect
+from conftest import connect, train_tree_and_stump
 
 SWITCHES = 30
 READERS = 3
@@ -17,11 +17,8 @@ def predictions(conn):
 
 
 def test_predict_while_deploying_and_rolling_back(database):
+    stump = train_tree_and_stump(database)
     with connect(database, autocommit=True) as setup:
-        setup.execute("SELECT * FROM ambient.train('iris', relation => 'iris', target => 'species')")
-        stump = setup.execute(
-            "SELECT model_id FROM ambient.train('iris', relation => 'iris', "
-            "hyperparams => '{\"max_depth\": 1}', deploy => 'never')").fetchone()[0]
         full_answers = predictions(setup)
         setup.execute("SELECT ambient.deploy('iris', %s)", [stump])
         stump_answers = predictions(setup)

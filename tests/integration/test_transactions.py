@@ -1,6 +1,6 @@
 """Deploys become visible to other sessions when, and only when, they commit."""
 
-from conftest import connect
+from conftest import connect, train_tree_and_stump
 
 
 def live_label(conn, features=(7.7, 3.0, 6.1, 2.3)):
@@ -8,12 +8,7 @@ def live_label(conn, features=(7.7, 3.0, 6.1, 2.3)):
 
 
 def test_deploy_is_seen_on_the_next_statement_after_commit(database):
-    with connect(database, autocommit=True) as setup:
-        setup.execute("SELECT * FROM ambient.train('iris', relation => 'iris', target => 'species')")
-        stump = setup.execute(
-            "SELECT model_id FROM ambient.train('iris', relation => 'iris', "
-            "hyperparams => '{\"max_depth\": 1}', deploy => 'never')").fetchone()[0]
-
+    stump = train_tree_and_stump(database)
     with connect(database) as deployer, connect(database, autocommit=True) as reader:
         assert live_label(reader) == "virginica"
         deployer.execute("SELECT ambient.deploy('iris', %s, reason => 'tx test')", [stump])
