@@ -16,10 +16,38 @@ use crate::error::{AmbientError, AmbientResult, OrRaise};
 use crate::ml::model::Model;
 use crate::ml::MlResult;
 
-#[derive(Clone, PartialEq)]
-enum ModelKey {
+/// Which model a call asks for. Borrowed, so the per-row check against the
+/// call site's cached key allocates nothing.
+#[derive(Clone, Copy, PartialEq)]
+enum ModelKey<'a> {
+    Project(&'a str),
+    Id(i64),
+}
+
+/// The owned form a call site keeps for the rest of its statement.
+
+enum ResolvedKey {
     Project(String),
     Id(i64),
+}
+
+impl ResolvedKey {
+    fn is(&self, key: ModelKey<'_>) -> bool {
+        match (self, key) {
+            (ResolvedKey::Project(a), ModelKey::Project(b)) => a == b,
+            (ResolvedKey::Id(a), ModelKey::Id(b)) => *a == b,
+            _ => false,
+        }
+    }
+}
+
+impl From<ModelKey<'_>> for ResolvedKey {
+    fn from(key: ModelKey<'_>) -> Self {
+        match key {
+            ModelKey::Project(name) => ResolvedKey::Project(name.to_string()),
+            ModelKey::Id(id) => ResolvedKey::Id(id),
+        }
+    }
 }
 
 /// Where a row type's columns sit, for one model's features.
@@ -34,7 +62,7 @@ struct RowLayout {
 /// What one call site remembers for the rest of its statement.
 #[derive(Default)]
 struct CallSite {
-    resolved: Option<(ModelKey, Rc<Model>)>,
+    resolved: Option<(ResolvedKey, Rc<Model>)>,
     layout: Option<RowLayout>,
     features: Vec<f64>,
 }
@@ -56,7 +84,7 @@ thread_local! {
     pub static RESOLUTIONS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
 }
 
-fn resolve(key: &ModelKey) -> AmbientResult<Rc<Model>> {
+fn resolve(key: ModelKey<'_>) -> AmbientResult<Rc<Model>> {
     #[cfg(any(test, feature = "pg_test"))]
     RESOLUTIONS.with(|n| n.set(n.get() + 1));
     match key {
@@ -71,21 +99,21 @@ fn resolve(key: &ModelKey) -> AmbientResult<Rc<Model>> {
             }),
         },
         ModelKey::Id(id) => {
-            let sha = models::sha256_of(*id)?.ok_or_else(|| models::unknown(*id))?;
-            model_cache::load_verified(*id, &sha)
+            let sha = models::sha256_of(id)?.ok_or_else(|| models::unknown(id))?;
+            model_cache::load_verified(id, &sha)
         }
     }
 }
 
 impl CallSite {
-    fn model(&mut self, key: ModelKey) -> AmbientResult<Rc<Model>> {
+    fn model(&mut self, key: ModelKey<'_>) -> AmbientResult<Rc<Model>> {
         if let Some((cached_key, model)) = &self.resolved {
-            if *cached_key == key {
+            if cached_key.is(key) {
                 return Ok(model.clone());
             }
         }
-        let model = resolve(&key)?;
-        self.resolved = Some((key, model.clone()));
+        let model = resolve(key)?;
+        self.resolved = Some((key.into(), model.clone()));
         Ok(model)
     }
 
@@ -229,7 +257,7 @@ enum Input<'a, 'b> {
 
 fn predict_with<R>(
     fcinfo: FunctionCallInfo,
-    key: ModelKey,
+    key: ModelKey<'_>,
     input: Input<'_, '_>,
     answer: impl FnOnce(&Model, &[f64]) -> MlResult<R>,
 ) -> AmbientResult<R> {
@@ -266,7 +294,7 @@ fn proba(model: &Model, x: &[f64]) -> MlResult<Vec<f64>> {
 fn predict_array(project: &str, features: Array<'_, f64>, fcinfo: FunctionCallInfo) -> f64 {
     predict_with(
         fcinfo,
-        ModelKey::Project(project.into()),
+        ModelKey::Project(project),
         Input::Array(&features),
         value,
     )
@@ -278,13 +306,7 @@ CREATE FUNCTION ambient.predict(project text, "row" record) RETURNS float8
     STRICT STABLE PARALLEL SAFE LANGUAGE c AS 'MODULE_PATHNAME', '@FUNCTION_NAME@';
 "#)]
 fn predict_row(project: &str, row: AnyElement, fcinfo: FunctionCallInfo) -> f64 {
-    predict_with(
-        fcinfo,
-        ModelKey::Project(project.into()),
-        Input::Row(&row),
-        value,
-    )
-    .or_raise()
+    predict_with(fcinfo, ModelKey::Project(project), Input::Row(&row), value).or_raise()
 }
 
 #[pg_extern(stable, parallel_safe, name = "predict")]
@@ -306,7 +328,7 @@ fn predict_label_array(
 ) -> String {
     predict_with(
         fcinfo,
-        ModelKey::Project(project.into()),
+        ModelKey::Project(project),
         Input::Array(&features),
         label,
     )
@@ -318,13 +340,7 @@ CREATE FUNCTION ambient.predict_label(project text, "row" record) RETURNS text
     STRICT STABLE PARALLEL SAFE LANGUAGE c AS 'MODULE_PATHNAME', '@FUNCTION_NAME@';
 "#)]
 fn predict_label_row(project: &str, row: AnyElement, fcinfo: FunctionCallInfo) -> String {
-    predict_with(
-        fcinfo,
-        ModelKey::Project(project.into()),
-        Input::Row(&row),
-        label,
-    )
-    .or_raise()
+    predict_with(fcinfo, ModelKey::Project(project), Input::Row(&row), label).or_raise()
 }
 
 #[pg_extern(stable, parallel_safe, name = "predict_label")]
@@ -350,7 +366,7 @@ fn predict_proba_array(
 ) -> Vec<f64> {
     predict_with(
         fcinfo,
-        ModelKey::Project(project.into()),
+        ModelKey::Project(project),
         Input::Array(&features),
         proba,
     )
@@ -362,13 +378,7 @@ CREATE FUNCTION ambient.predict_proba(project text, "row" record) RETURNS float8
     STRICT STABLE PARALLEL SAFE LANGUAGE c AS 'MODULE_PATHNAME', '@FUNCTION_NAME@';
 "#)]
 fn predict_proba_row(project: &str, row: AnyElement, fcinfo: FunctionCallInfo) -> Vec<f64> {
-    predict_with(
-        fcinfo,
-        ModelKey::Project(project.into()),
-        Input::Row(&row),
-        proba,
-    )
-    .or_raise()
+    predict_with(fcinfo, ModelKey::Project(project), Input::Row(&row), proba).or_raise()
 }
 
 #[pg_extern(stable, parallel_safe, name = "predict_proba")]
