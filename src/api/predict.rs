@@ -25,7 +25,6 @@ enum ModelKey<'a> {
 }
 
 /// The owned form a call site keeps for the rest of its statement.
-
 enum ResolvedKey {
     Project(String),
     Id(i64),
