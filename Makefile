@@ -30,7 +30,7 @@ lint: setup
 # Plain #[test]s (src/ml) and #[pg_test]s, in a throwaway cluster pgrx starts.
 unit: setup
 	$(CONFIG); rm -rf target/pgrx-test-data; mkdir -p target/pgrx-test-data; \
-	  chown postgres: target/pgrx-test-data; chmod o+x "$$ROOT" "$$ROOT/target"; \
+	  chown postgres: target/pgrx-test-data; allow_postgres_to_reach "$$ROOT/target/pgrx-test-data"; \
 	  cargo pgrx test pg$$PG_MAJOR --runas postgres --pgdata "$$ROOT/target/pgrx-test-data"
 
 regress: cluster

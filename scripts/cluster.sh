@@ -13,8 +13,7 @@ case "${1:-start}" in
     if [[ ! -f "$PGDATA/PG_VERSION" ]]; then
       mkdir -p "$PGDATA"
       chown postgres:postgres "$PGDATA"
-      # postgres must be able to reach the data dir through the work tree.
-      d="$PGDATA"; while [[ "$d" != / ]]; do d="$(dirname "$d")"; chmod o+x "$d" 2>/dev/null || true; done
+      allow_postgres_to_reach "$PGDATA"
       as_pg "$PGBIN/initdb" -D "$PGDATA" -U postgres --auth=trust -E UTF8 --locale=C >/dev/null
       cat >> "$PGDATA/postgresql.conf" <<CONF
 port = $PGPORT

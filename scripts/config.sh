@@ -11,3 +11,10 @@ PGHOST=/tmp
 export PGPORT PGHOST
 # Tools cargo installed (cargo-pgrx) live here.
 export PATH="$HOME/.cargo/bin:$PATH"
+
+# postgres runs as its own OS user: let it traverse every parent of a path
+# under the work tree (clones can sit in folders only root may enter).
+allow_postgres_to_reach() {
+  local d="$1"
+  while [[ "$d" != / ]]; do d="$(dirname "$d")"; chmod o+x "$d" 2>/dev/null || true; done
+}
