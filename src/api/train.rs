@@ -11,7 +11,8 @@ use super::model_cache;
 use crate::catalog::models::{NewModel, NewSnapshot};
 use crate::catalog::{self, as_extension_owner, current_user_name, deployments, models, projects};
 use crate::error::{AmbientError, AmbientResult, OrRaise};
-use crate::ml::model::{train_named, Trained};
+use crate::ml::hyperparams::Hyperparams;
+use crate::ml::model::{self, Trained};
 use crate::ml::{algorithms, artifact, stats, Task};
 use crate::source::{self, Source};
 
@@ -182,7 +183,7 @@ fn run(req: TrainRequest) -> AmbientResult<Outcome> {
     };
     // Reject a bad algorithm or hyper-parameter before reading any data.
     let spec = algorithms::lookup(&req.algorithm)?;
-    crate::ml::hyperparams::Hyperparams::validate(spec.name, spec.params, &req.hyperparams)?;
+    let params = Hyperparams::validate(spec.name, spec.params, &req.hyperparams)?;
 
     let loaded = source::load(&source::Request {
         source: &req.source,
@@ -199,13 +200,7 @@ fn run(req: TrainRequest) -> AmbientResult<Outcome> {
     }
     let data = &loaded.dataset;
     let started = Instant::now();
-    let (params, trained) = train_named(
-        data,
-        &req.algorithm,
-        &req.hyperparams,
-        req.test_size,
-        req.seed as u64,
-    )?;
+    let trained = model::train(data, spec, &params, req.test_size, req.seed as u64)?;
     let training_seconds = started.elapsed().as_secs_f64();
     let Trained {
         model,

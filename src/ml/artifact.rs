@@ -105,8 +105,10 @@ fn decode(bytes: &[u8]) -> MlResult<Model> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ml::algorithms;
     use crate::ml::dataset::{Dataset, LabelKind, RawLabels};
-    use crate::ml::model::train_named;
+    use crate::ml::hyperparams::Hyperparams;
+    use crate::ml::model::train;
     use crate::ml::MlErrorKind;
 
     fn model() -> Model {
@@ -122,10 +124,9 @@ mod tests {
             RawLabels::Classes(LabelKind::Text, labels),
         )
         .unwrap();
-        train_named(&d, "decision_tree", &serde_json::json!({}), 0.25, 42)
-            .unwrap()
-            .1
-            .model
+        let spec = algorithms::lookup("decision_tree").unwrap();
+        let params = Hyperparams::validate(spec.name, spec.params, &serde_json::json!({})).unwrap();
+        train(&d, spec, &params, 0.25, 42).unwrap().model
     }
 
     #[test]

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::algorithms::{self, AlgorithmSpec, Estimator, TrainingData};
+use super::algorithms::{AlgorithmSpec, Estimator, TrainingData};
 use super::dataset::{Dataset, LabelEncoding, Labels};
 use super::hyperparams::Hyperparams;
 use super::metrics::{self, Metrics};
@@ -218,18 +218,4 @@ impl Model {
             )),
         }
     }
-}
-
-/// Looks up an algorithm, checks its hyper-parameters and trains it.
-pub fn train_named(
-    data: &Dataset,
-    algorithm: &str,
-    hyperparams: &serde_json::Value,
-    test_size: f64,
-    seed: u64,
-) -> MlResult<(Hyperparams, Trained)> {
-    let spec = algorithms::lookup(algorithm)?;
-    let params = Hyperparams::validate(spec.name, spec.params, hyperparams)?;
-    let trained = train(data, spec, &params, test_size, seed)?;
-    Ok((params, trained))
 }
