@@ -92,13 +92,19 @@ mod tests {
         Spi::run("SELECT ambient.predict('once', ARRAY[a, b]), ambient.predict_label('once', pts) FROM pts")
             .expect("predict");
         assert_eq!(resolutions() - before, 2);
-        // The next statement resolves again, so it sees deploys that committed meanwhile.
-        let before = resolutions();
-        assert_eq!(
-            one::<f64>("SELECT sum(ambient.predict('once', ARRAY[a, b])) FROM pts"),
-            100.0
-        );
-        assert_eq!(resolutions() - before, 1);
+        // A deploy in this transaction is seen by the next statement.
+        // (Whether a read-only statement reuses the previous one's answer
+        // cannot be seen from here: SPI increments the command counter
+        // before every statement it runs.)
+        Spi::run("SELECT * FROM ambient.train('once', relation => 'pts', features => ARRAY['b'], deploy => 'always')")
+            .expect("train");
+        let reads = || crate::api::LIVE_MODEL_READS.with(|n| n.get());
+        let reads_before = reads();
+        let stump_sum: f64 = one("SELECT sum((ambient.predict_proba('once', pts))[1]) FROM pts");
+        assert_eq!(reads() - reads_before, 1);
+        Spi::run("SELECT ambient.rollback('once')").expect("rollback");
+        let full_sum: f64 = one("SELECT sum((ambient.predict_proba('once', pts))[1]) FROM pts");
+        assert_ne!(stump_sum, full_sum);
     }
 
     #[pg_test(error = "project \"nope\" does not exist")]

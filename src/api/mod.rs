@@ -10,7 +10,7 @@ mod train;
 use crate::error::{AmbientError, AmbientResult};
 
 #[cfg(any(test, feature = "pg_test"))]
-pub use model_cache::cached_models;
+pub use model_cache::{cached_models, LIVE_MODEL_READS};
 #[cfg(any(test, feature = "pg_test"))]
 pub use predict::RESOLUTIONS;
 

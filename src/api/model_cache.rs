@@ -1,13 +1,20 @@
 //! Decoded models, kept per backend in an LRU bounded by
 //! `ambient.model_cache_size`. Models are immutable rows, so an entry is
 //! good for as long as the row's sha256 is the one it was decoded from.
+//!
+//! Also which model is live per project, remembered for as long as the
+//! statement snapshot shows the same database: no transaction has completed
+//! and this backend has written nothing since. A deploy that commits ends
+//! that at once, so the next statement looks again and sees it.
 
 use std::cell::RefCell;
+use std::collections::HashMap;
 use std::rc::Rc;
 
 use lru::LruCache;
+use pgrx::pg_sys;
 
-use crate::catalog::models;
+use crate::catalog::{deployments, models};
 use crate::error::{AmbientError, AmbientResult};
 use crate::gucs;
 use crate::ml::artifact;
@@ -15,6 +22,98 @@ use crate::ml::model::Model;
 
 thread_local! {
     static CACHE: RefCell<LruCache<i64, (String, Rc<Model>)>> = RefCell::new(LruCache::unbounded());
+    static LIVE: RefCell<LiveModels> = RefCell::new(LiveModels::default());
+}
+
+/// A live model: its id and its artifact's sha256.
+type LiveModel = (i64, String);
+
+/// Live models per project, as seen under one snapshot key.
+#[derive(Default)]
+struct LiveModels {
+    key: Option<SnapshotKey>,
+    by_project: HashMap<String, Option<LiveModel>>,
+}
+
+/// What makes two statement snapshots show the same data: the count of
+/// completed transactions when the snapshot was taken (Postgres 14+), and
+/// where this backend's own transaction stands: its (sub)transaction ids,
+/// which change when a savepoint is rolled back, and its command counter,
+/// which moves after every command that wrote.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+struct SnapshotKey {
+    completed_transactions: u64,
+    own_xid: pg_sys::TransactionId,
+    subtransaction: pg_sys::SubTransactionId,
+    command_id: pg_sys::CommandId,
+}
+
+/// Projects remembered per snapshot, at most; a query over many project
+/// names starts over rather than growing without bound.
+const MAX_REMEMBERED_PROJECTS: usize = 1024;
+
+fn snapshot_key() -> Option<SnapshotKey> {
+    // SAFETY: reads the active snapshot, if there is one, without keeping it.
+    unsafe {
+        if !pg_sys::ActiveSnapshotSet() {
+            return None;
+        }
+        let snapshot = pg_sys::GetActiveSnapshot();
+        // 0: a snapshot not taken by GetSnapshotData (restored in a parallel
+        // worker, imported, ...); on a standby, replay changes data without
+        // the count meaning the same. Neither is remembered.
+        if snapshot.is_null()
+            || (*snapshot).snapXactCompletionCount == 0
+            || (*snapshot).takenDuringRecovery
+        {
+            return None;
+        }
+        Some(SnapshotKey {
+            completed_transactions: (*snapshot).snapXactCompletionCount,
+            own_xid: pg_sys::GetCurrentTransactionIdIfAny(),
+            subtransaction: pg_sys::GetCurrentSubTransactionId(),
+            command_id: (*snapshot).curcid,
+        })
+    }
+}
+
+#[cfg(any(test, feature = "pg_test"))]
+thread_local! {
+    /// Catalog reads of live models, so tests can count them.
+    pub static LIVE_MODEL_READS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// The live model of a project (id and artifact sha256), as the current
+/// statement's snapshot sees it.
+pub fn live_model(project: &str) -> AmbientResult<Option<LiveModel>> {
+    let key = snapshot_key();
+    let remembered = LIVE.with(|live| {
+        let live = live.borrow();
+        if key.is_some() && live.key == key {
+            live.by_project.get(project).cloned()
+        } else {
+            None
+        }
+    });
+    if let Some(found) = remembered {
+        return Ok(found);
+    }
+    #[cfg(any(test, feature = "pg_test"))]
+    LIVE_MODEL_READS.with(|n| n.set(n.get() + 1));
+    let found = deployments::live_model_of(project)?;
+    LIVE.with(|live| {
+        let mut live = live.borrow_mut();
+        if live.key != key || live.by_project.len() >= MAX_REMEMBERED_PROJECTS {
+            *live = LiveModels {
+                key,
+                by_project: HashMap::new(),
+            };
+        }
+        if key.is_some() {
+            live.by_project.insert(project.to_string(), found.clone());
+        }
+    });
+    Ok(found)
 }
 
 /// The model with this id, whatever its sha256.

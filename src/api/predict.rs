@@ -11,7 +11,7 @@ use pgrx::prelude::*;
 use pgrx::{heap_tuple_header_get_type_id, heap_tuple_header_get_typmod, PgTupleDesc};
 
 use super::model_cache;
-use crate::catalog::{deployments, models, projects};
+use crate::catalog::{models, projects};
 use crate::error::{AmbientError, AmbientResult, OrRaise};
 use crate::ml::model::Model;
 use crate::ml::MlResult;
@@ -87,7 +87,7 @@ fn resolve(key: ModelKey<'_>) -> AmbientResult<Rc<Model>> {
     #[cfg(any(test, feature = "pg_test"))]
     RESOLUTIONS.with(|n| n.set(n.get() + 1));
     match key {
-        ModelKey::Project(name) => match deployments::live_model_of(name)? {
+        ModelKey::Project(name) => match model_cache::live_model(name)? {
             Some((id, sha)) => model_cache::load_verified(id, &sha),
             None => Err(match projects::find(name)? {
                 Some(_) => {

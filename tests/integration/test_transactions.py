@@ -42,3 +42,33 @@ def test_failed_train_inside_a_transaction_leaves_nothing(database):
             "SELECT (SELECT count(*) FROM ambient.model_store), (SELECT count(*) FROM ambient.snapshots),"
             " (SELECT count(*) FROM ambient.deployment_log)").fetchone()
         assert counts == (1, 1, 1)
+
+
+def test_rolled_back_savepoint_deploy_is_not_seen_by_the_next_statement(database):
+    stump = train_tree_and_stump(database)
+    with connect(database) as conn:
+        assert live_label(conn) == "virginica"
+        conn.execute("SAVEPOINT before_deploy")
+        conn.execute("SELECT ambient.deploy('iris', %s)", [stump])
+        assert live_label(conn) == "versicolor"
+        conn.execute("ROLLBACK TO SAVEPOINT before_deploy")
+        assert live_label(conn) == "virginica"
+        assert live_label(conn) == "virginica"
+        conn.commit()
+
+
+def test_repeatable_read_keeps_its_snapshot_of_the_live_model(database):
+    stump = train_tree_and_stump(database)
+    with connect(database) as reader, connect(database, autocommit=True) as deployer:
+        reader.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
+        assert live_label(reader) == "virginica"
+        deployer.execute("SELECT ambient.deploy('iris', %s)", [stump])
+        # The reader's snapshot predates the deploy ...
+        assert live_label(reader) == "virginica"
+        reader.commit()
+        # ... and its next transaction sees it.
+        assert live_label(reader) == "versicolor"
+        # Read-only statements in between change nothing; the next commit does.
+        assert live_label(reader) == "versicolor"
+        deployer.execute("SELECT ambient.rollback('iris')")
+        assert live_label(reader) == "virginica"
