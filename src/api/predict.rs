@@ -5,10 +5,16 @@
 
 use std::rc::Rc;
 
-use pgrx::datum::{AnyElement, AnyNumeric, Array};
+use std::ptr::NonNull;
+
+use pgrx::array::RawArray;
+use pgrx::datum::AnyNumeric;
 use pgrx::pg_sys::{self, FunctionCallInfo};
 use pgrx::prelude::*;
-use pgrx::{heap_tuple_header_get_type_id, heap_tuple_header_get_typmod, PgTupleDesc};
+use pgrx::{
+    heap_tuple_header_get_type_id, heap_tuple_header_get_typmod, pg_getarg, pg_getarg_datum_raw,
+    PgTupleDesc,
+};
 
 use super::model_cache;
 use crate::catalog::{models, projects};
@@ -117,18 +123,13 @@ impl CallSite {
     }
 
     /// Fills `self.features` from a composite row, matching columns by name.
-    fn read_row(&mut self, model: &Rc<Model>, row: &AnyElement) -> AmbientResult<()> {
-        // SAFETY: the argument is a composite datum (checked by the type test
-        // below before any field is read); its header stays valid for the call.
+    ///
+    /// # Safety
+    /// `row` must be a non-null composite datum, as a `record` argument is.
+    unsafe fn read_row(&mut self, model: &Rc<Model>, row: pg_sys::Datum) -> AmbientResult<()> {
+        // SAFETY: per the contract; the header stays valid for the call.
         unsafe {
-            if !pg_sys::type_is_rowtype(row.oid()) {
-                return Err(AmbientError::wrong_type(
-                    "predict by row takes a row, such as t.* or ROW(...)",
-                )
-                .hint("pass an array of features as float8[]: ARRAY[...]::float8[]"));
-            }
-            let header =
-                pg_sys::pg_detoast_datum(row.datum().cast_mut_ptr()) as pg_sys::HeapTupleHeader;
+            let header = pg_sys::pg_detoast_datum(row.cast_mut_ptr()) as pg_sys::HeapTupleHeader;
             let type_id = heap_tuple_header_get_type_id(header);
             let typmod = heap_tuple_header_get_typmod(header);
             let tupdesc = PgTupleDesc::from_pg(pg_sys::lookup_rowtype_tupdesc(type_id, typmod));
@@ -235,39 +236,80 @@ unsafe fn to_f64(datum: pg_sys::Datum, oid: pg_sys::Oid) -> f64 {
     }
 }
 
-/// Copies the array's elements into the call site's buffer; NULLs are errors.
-fn read_array(site: &mut CallSite, features: &Array<'_, f64>) -> AmbientResult<()> {
-    site.features.clear();
-    if let Ok(slice) = features.as_slice() {
-        site.features.extend_from_slice(slice);
-        return Ok(());
-    }
-    for (i, v) in features.iter().enumerate() {
+/// Copies a `float8[]` datum's elements into the call site's buffer, read
+/// straight from the array (pgrx's `Array` looks the element type up in the
+/// syscache on every call, which the per-row path cannot afford); NULL
+/// elements are errors.
+///
+/// # Safety
+/// `features` must be a non-null `float8[]` datum.
+unsafe fn read_array(site: &mut CallSite, features: pg_sys::Datum) -> AmbientResult<()> {
+    // SAFETY: per the contract, a float8[] varlena; detoasting gives a plain
+    // ArrayType whose data part holds the non-null elements as f64s.
+    unsafe {
+        let detoasted = pg_sys::pg_detoast_datum(features.cast_mut_ptr()) as *mut pg_sys::ArrayType;
+        let Some(array) = NonNull::new(detoasted) else {
+            return Err(AmbientError::null_value("features are NULL"));
+        };
+        let mut array = RawArray::from_ptr(array);
+        if array.dims().len() > 1 {
+            return Err(AmbientError::invalid(
+                "features must be a one-dimensional array",
+            ));
+        }
+        let len = array.len();
+        if let Some(bitmap) = array.nulls() {
+            let bitmap = bitmap.as_ref();
+            if let Some(i) = (0..len).find(|&i| bitmap[i / 8] & (1 << (i % 8)) == 0) {
+                return Err(AmbientError::null_value(format!(
+                    "feature {} is NULL",
+                    i + 1
+                )));
+            }
+        }
+        site.features.clear();
         site.features
-            .push(v.ok_or_else(|| AmbientError::null_value(format!("feature {} is NULL", i + 1)))?);
+            .extend_from_slice(array.data::<f64>().as_ref());
     }
     Ok(())
 }
 
-enum Input<'a, 'b> {
-    Array(&'a Array<'b, f64>),
-    Row(&'a AnyElement),
+/// How a predict form names its model and passes its features.
+#[derive(Clone, Copy)]
+enum Form {
+    ProjectArray,
+    ProjectRow,
+    PinnedArray,
 }
 
-fn predict_with<R>(
+/// The body of every predict function. Their SQL signatures are written out
+/// below, so the arguments are read straight from `fcinfo`.
+fn predict<R>(
     fcinfo: FunctionCallInfo,
-    key: ModelKey<'_>,
-    input: Input<'_, '_>,
+    form: Form,
     answer: impl FnOnce(&Model, &[f64]) -> MlResult<R>,
-) -> AmbientResult<R> {
-    let site = call_site(fcinfo);
-    let model = site.model(key)?;
-    match input {
-        Input::Array(a) => read_array(site, a)?,
-        Input::Row(r) => site.read_row(&model, r)?,
+) -> R {
+    // SAFETY: the SQL signatures fix each form's argument types, and the
+    // functions are STRICT, so no argument is NULL.
+    unsafe {
+        let key = match form {
+            Form::PinnedArray => ModelKey::Id(pg_getarg::<i64>(fcinfo, 0).unwrap_or_default()),
+            Form::ProjectArray | Form::ProjectRow => {
+                ModelKey::Project(pg_getarg::<&str>(fcinfo, 0).unwrap_or_default())
+            }
+        };
+        let input = pg_getarg_datum_raw(fcinfo, 1);
+        let site = call_site(fcinfo);
+        let outcome = site.model(key).and_then(|model| {
+            match form {
+                Form::ProjectRow => site.read_row(&model, input)?,
+                Form::ProjectArray | Form::PinnedArray => read_array(site, input)?,
+            }
+            model.check_features(&site.features)?;
+            Ok(answer(&model, &site.features)?)
+        });
+        outcome.or_raise()
     }
-    model.check_features(&site.features)?;
-    Ok(answer(&model, &site.features)?)
 }
 
 fn value(model: &Model, x: &[f64]) -> MlResult<f64> {
@@ -289,108 +331,74 @@ fn proba(model: &Model, x: &[f64]) -> MlResult<Vec<f64>> {
 /// The row forms take `record`, not `anyelement`: with `anyelement`,
 /// `predict('p', ARRAY[5.1, 3.5])` (a numeric[]) would match both forms and
 /// Postgres would call it ambiguous.
-#[pg_extern(stable, parallel_safe, name = "predict")]
-fn predict_array(project: &str, features: Array<'_, f64>, fcinfo: FunctionCallInfo) -> f64 {
-    predict_with(
-        fcinfo,
-        ModelKey::Project(project),
-        Input::Array(&features),
-        value,
-    )
-    .or_raise()
+#[pg_extern(sql = r#"
+CREATE FUNCTION ambient.predict(project text, features float8[]) RETURNS float8
+    STRICT STABLE PARALLEL SAFE LANGUAGE c AS 'MODULE_PATHNAME', '@FUNCTION_NAME@';
+"#)]
+fn predict_array(fcinfo: FunctionCallInfo) -> f64 {
+    predict(fcinfo, Form::ProjectArray, value)
 }
 
 #[pg_extern(sql = r#"
 CREATE FUNCTION ambient.predict(project text, "row" record) RETURNS float8
     STRICT STABLE PARALLEL SAFE LANGUAGE c AS 'MODULE_PATHNAME', '@FUNCTION_NAME@';
 "#)]
-fn predict_row(project: &str, row: AnyElement, fcinfo: FunctionCallInfo) -> f64 {
-    predict_with(fcinfo, ModelKey::Project(project), Input::Row(&row), value).or_raise()
+fn predict_row(fcinfo: FunctionCallInfo) -> f64 {
+    predict(fcinfo, Form::ProjectRow, value)
 }
 
-#[pg_extern(stable, parallel_safe, name = "predict")]
-fn predict_pinned(model_id: i64, features: Array<'_, f64>, fcinfo: FunctionCallInfo) -> f64 {
-    predict_with(
-        fcinfo,
-        ModelKey::Id(model_id),
-        Input::Array(&features),
-        value,
-    )
-    .or_raise()
+#[pg_extern(sql = r#"
+CREATE FUNCTION ambient.predict(model_id bigint, features float8[]) RETURNS float8
+    STRICT STABLE PARALLEL SAFE LANGUAGE c AS 'MODULE_PATHNAME', '@FUNCTION_NAME@';
+"#)]
+fn predict_pinned(fcinfo: FunctionCallInfo) -> f64 {
+    predict(fcinfo, Form::PinnedArray, value)
 }
 
-#[pg_extern(stable, parallel_safe, name = "predict_label")]
-fn predict_label_array(
-    project: &str,
-    features: Array<'_, f64>,
-    fcinfo: FunctionCallInfo,
-) -> String {
-    predict_with(
-        fcinfo,
-        ModelKey::Project(project),
-        Input::Array(&features),
-        label,
-    )
-    .or_raise()
+#[pg_extern(sql = r#"
+CREATE FUNCTION ambient.predict_label(project text, features float8[]) RETURNS text
+    STRICT STABLE PARALLEL SAFE LANGUAGE c AS 'MODULE_PATHNAME', '@FUNCTION_NAME@';
+"#)]
+fn predict_label_array(fcinfo: FunctionCallInfo) -> String {
+    predict(fcinfo, Form::ProjectArray, label)
 }
 
 #[pg_extern(sql = r#"
 CREATE FUNCTION ambient.predict_label(project text, "row" record) RETURNS text
     STRICT STABLE PARALLEL SAFE LANGUAGE c AS 'MODULE_PATHNAME', '@FUNCTION_NAME@';
 "#)]
-fn predict_label_row(project: &str, row: AnyElement, fcinfo: FunctionCallInfo) -> String {
-    predict_with(fcinfo, ModelKey::Project(project), Input::Row(&row), label).or_raise()
+fn predict_label_row(fcinfo: FunctionCallInfo) -> String {
+    predict(fcinfo, Form::ProjectRow, label)
 }
 
-#[pg_extern(stable, parallel_safe, name = "predict_label")]
-fn predict_label_pinned(
-    model_id: i64,
-    features: Array<'_, f64>,
-    fcinfo: FunctionCallInfo,
-) -> String {
-    predict_with(
-        fcinfo,
-        ModelKey::Id(model_id),
-        Input::Array(&features),
-        label,
-    )
-    .or_raise()
+#[pg_extern(sql = r#"
+CREATE FUNCTION ambient.predict_label(model_id bigint, features float8[]) RETURNS text
+    STRICT STABLE PARALLEL SAFE LANGUAGE c AS 'MODULE_PATHNAME', '@FUNCTION_NAME@';
+"#)]
+fn predict_label_pinned(fcinfo: FunctionCallInfo) -> String {
+    predict(fcinfo, Form::PinnedArray, label)
 }
 
-#[pg_extern(stable, parallel_safe, name = "predict_proba")]
-fn predict_proba_array(
-    project: &str,
-    features: Array<'_, f64>,
-    fcinfo: FunctionCallInfo,
-) -> Vec<f64> {
-    predict_with(
-        fcinfo,
-        ModelKey::Project(project),
-        Input::Array(&features),
-        proba,
-    )
-    .or_raise()
+#[pg_extern(sql = r#"
+CREATE FUNCTION ambient.predict_proba(project text, features float8[]) RETURNS float8[]
+    STRICT STABLE PARALLEL SAFE LANGUAGE c AS 'MODULE_PATHNAME', '@FUNCTION_NAME@';
+"#)]
+fn predict_proba_array(fcinfo: FunctionCallInfo) -> Vec<f64> {
+    predict(fcinfo, Form::ProjectArray, proba)
 }
 
 #[pg_extern(sql = r#"
 CREATE FUNCTION ambient.predict_proba(project text, "row" record) RETURNS float8[]
     STRICT STABLE PARALLEL SAFE LANGUAGE c AS 'MODULE_PATHNAME', '@FUNCTION_NAME@';
 "#)]
-fn predict_proba_row(project: &str, row: AnyElement, fcinfo: FunctionCallInfo) -> Vec<f64> {
-    predict_with(fcinfo, ModelKey::Project(project), Input::Row(&row), proba).or_raise()
+fn predict_proba_row(fcinfo: FunctionCallInfo) -> Vec<f64> {
+    predict(fcinfo, Form::ProjectRow, proba)
 }
 
-#[pg_extern(stable, parallel_safe, name = "predict_proba")]
-fn predict_proba_pinned(
-    model_id: i64,
-    features: Array<'_, f64>,
-    fcinfo: FunctionCallInfo,
-) -> Vec<f64> {
-    predict_with(
-        fcinfo,
-        ModelKey::Id(model_id),
-        Input::Array(&features),
-        proba,
-    )
-    .or_raise()
+#[pg_extern(sql = r#"
+CREATE FUNCTION ambient.predict_proba(model_id bigint, features float8[]) RETURNS float8[]
+    STRICT STABLE PARALLEL SAFE LANGUAGE c AS 'MODULE_PATHNAME', '@FUNCTION_NAME@';
+"#)]
+fn predict_proba_pinned(fcinfo: FunctionCallInfo) -> Vec<f64> {
+    predict(fcinfo, Form::PinnedArray, proba)
 }

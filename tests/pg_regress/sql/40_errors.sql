@@ -57,6 +57,8 @@ SELECT * FROM try($$SELECT ambient.predict('nope', ARRAY[1, 2, 3, 4])$$);
 SELECT * FROM try($$SELECT ambient.predict(999999, ARRAY[1, 2, 3, 4])$$);
 SELECT * FROM try($$SELECT ambient.predict('iris', ARRAY[1, 2, 3])$$);
 SELECT * FROM try($$SELECT ambient.predict('iris', ARRAY[1, 2, NULL, 4])$$);
+SELECT * FROM try($$SELECT ambient.predict('iris', ARRAY[[1, 2], [3, 4]])$$);
+SELECT * FROM try($$SELECT ambient.predict('iris', '{}'::float8[])$$);
 SELECT * FROM try($$SELECT ambient.predict('iris', ARRAY[1, 2, 'NaN', 4]::float8[])$$);
 SELECT * FROM try($$SELECT ambient.predict('iris', ARRAY[1, 2, 'Infinity', 4]::float8[])$$);
 SELECT * FROM try($$SELECT ambient.predict_label('iris', ROW(5.1, 3.5, 1.4, 0.2))$$);
