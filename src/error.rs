@@ -63,6 +63,11 @@ impl AmbientError {
         )
     }
 
+    /// 25006: a write in a read-only transaction or on a hot standby.
+    pub fn read_only(message: impl Into<String>) -> Self {
+        Self::new(PgSqlErrorCode::ERRCODE_READ_ONLY_SQL_TRANSACTION, message)
+    }
+
     /// 2BP01: something still depends on what is being dropped.
     pub fn dependents(message: impl Into<String>) -> Self {
         Self::new(

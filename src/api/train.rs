@@ -147,6 +147,7 @@ struct Outcome {
 }
 
 fn run(req: TrainRequest) -> AmbientResult<Outcome> {
+    catalog::ensure_writable()?;
     let existing = projects::find(&req.project)?;
     let (target, task) = match &existing {
         Some(p) => {

@@ -73,12 +73,33 @@ pub fn select_kept<R>(
     })
 }
 
+/// Errors with 25006 where the catalog cannot be written: on a hot standby
+/// or in a read-only transaction. Callers that do long work first (training)
+/// ask before they start.
+pub fn ensure_writable() -> AmbientResult<()> {
+    // SAFETY: reads two flags of the current backend.
+    let (in_recovery, read_only) = unsafe { (pg_sys::RecoveryInProgress(), pg_sys::XactReadOnly) };
+    if in_recovery {
+        return Err(
+            AmbientError::read_only("cannot change pg_ambient's catalog on a hot standby")
+                .hint("train, deploy, roll back and drop on the primary; predict works here"),
+        );
+    }
+    if read_only {
+        return Err(AmbientError::read_only(
+            "cannot change pg_ambient's catalog in a read-only transaction",
+        ));
+    }
+    Ok(())
+}
+
 /// Runs `write` as the extension's owner with `search_path` pinned to
 /// `pg_catalog, pg_temp`, as a SECURITY DEFINER function would: callers may
 /// change the catalog only through the checks of this extension's code, and
 /// objects of their own on the search path cannot stand in for ours. If
 /// `write` raises, transaction abort restores the user and the setting.
 pub fn as_extension_owner<R>(write: impl FnOnce() -> AmbientResult<R>) -> AmbientResult<R> {
+    ensure_writable()?;
     let owner = select_one::<pg_sys::Oid>(
         "SELECT extowner FROM pg_catalog.pg_extension WHERE extname = 'pg_ambient'",
         &[],

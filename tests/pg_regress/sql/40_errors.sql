@@ -77,6 +77,12 @@ SELECT * FROM try($$SELECT ambient.rollback('lines')$$);
 SELECT * FROM try($$SELECT ambient.drop_model(999999)$$);
 SELECT * FROM try($$SELECT ambient.drop_project('nope')$$);
 
+-- Writes in a read-only transaction.
+BEGIN READ ONLY;
+SELECT * FROM try($$SELECT ambient.train('iris', relation => 'iris')$$);
+SELECT * FROM try($$SELECT ambient.rollback('lines')$$);
+ROLLBACK;
+
 -- Tampered artifact bytes: XX001, never a crash. First with the hash left stale...
 SELECT ambient.train('tamper', relation => 'iris', target => 'species') IS NOT NULL AS trained;
 UPDATE ambient.model_store SET artifact = set_byte(artifact, 20, get_byte(artifact, 20) # 255)
