@@ -1,11 +1,11 @@
 //! In-query prediction. Every form is STABLE and PARALLEL SAFE: it only
 //! reads the catalog, through read-only SPI. A call site resolves its model
 //! once per statement (cached in `fn_extra`, which lives as long as the
-//! statement's expression state); decoded models come from the backend LRU.
-
-use std::rc::Rc;
+//! statement's expression state); `model_cache` remembers live models across
+//! statements while the data they see is unchanged, and keeps decoded models.
 
 use std::ptr::NonNull;
+use std::rc::Rc;
 
 use pgrx::array::RawArray;
 use pgrx::datum::AnyNumeric;
@@ -24,7 +24,7 @@ use crate::ml::MlResult;
 
 /// Which model a call asks for. Borrowed, so the per-row check against the
 /// call site's cached key allocates nothing.
-#[derive(Clone, Copy, PartialEq)]
+#[derive(Clone, Copy)]
 enum ModelKey<'a> {
     Project(&'a str),
     Id(i64),
