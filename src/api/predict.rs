@@ -73,14 +73,9 @@ struct CallSite {
 }
 
 fn call_site<'a>(fcinfo: FunctionCallInfo) -> &'a mut CallSite {
-    // SAFETY: fcinfo is the live call's; pg_func_extra allocates the CallSite
-    // in fn_mcxt and drops it when that context goes.
-    unsafe {
-        pgrx::pg_func_extra(fcinfo, CallSite::default)
-            .as_ptr()
-            .as_mut()
-    }
-    .expect("fn_extra is allocated")
+    // SAFETY: fcinfo is the live call's; pg_func_extra returns the CallSite it
+    // leaked into fn_extra (never null), which is dropped with fn_mcxt.
+    unsafe { &mut *pgrx::pg_func_extra(fcinfo, CallSite::default).as_ptr() }
 }
 
 #[cfg(any(test, feature = "pg_test"))]
@@ -133,13 +128,16 @@ impl CallSite {
             let type_id = heap_tuple_header_get_type_id(header);
             let typmod = heap_tuple_header_get_typmod(header);
             let tupdesc = PgTupleDesc::from_pg(pg_sys::lookup_rowtype_tupdesc(type_id, typmod));
-            let fresh = !self.layout.as_ref().is_some_and(|l| {
-                l.type_id == type_id && l.typmod == typmod && Rc::ptr_eq(&l.model, model)
-            });
-            if fresh {
-                self.layout = Some(layout(model, type_id, typmod, &tupdesc)?);
-            }
-            let layout = self.layout.as_ref().expect("layout was just set");
+            let layout = match &mut self.layout {
+                Some(known)
+                    if known.type_id == type_id
+                        && known.typmod == typmod
+                        && Rc::ptr_eq(&known.model, model) =>
+                {
+                    known
+                }
+                slot => slot.insert(layout(model, type_id, typmod, &tupdesc)?),
+            };
             let mut tuple = pg_sys::HeapTupleData {
                 t_len: pgrx::heap_tuple_header_get_datum_length(header) as u32,
                 t_data: header,

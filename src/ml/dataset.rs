@@ -2,6 +2,7 @@
 //! gives the same model and the same hash whatever order the scan returned.
 
 use std::cmp::Ordering;
+use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -124,10 +125,15 @@ impl Dataset {
             RawLabels::Classes(kind, names) => {
                 check_len(names.len(), n_rows)?;
                 let encoding = LabelEncoding::from_labels(kind, &names)?;
-                let index = names
+                // The classes are these very strings, deduplicated, so an
+                // exact-text map finds each row's class in one lookup.
+                let position: HashMap<&str, usize> = encoding
+                    .classes
                     .iter()
-                    .map(|n| encoding.index_of(n).unwrap_or(0))
+                    .enumerate()
+                    .map(|(i, c)| (c.as_str(), i))
                     .collect();
+                let index = names.iter().map(|n| position[n.as_str()]).collect();
                 Labels::Classes { encoding, index }
             }
             RawLabels::Values(values) => {
