@@ -1,15 +1,17 @@
 -- The pg_ambient catalog. Models are immutable rows; deployments are an
 -- append-only log whose newest row per project names the live model. Only
--- the extension's own functions write here (they switch to the extension
--- owner for the write); everyone may read.
+-- the extension's own functions read and write these tables (they switch to
+-- the extension owner and check the caller's rights in Rust); roles see the
+-- projects they may read through the views at the end.
 
 CREATE TABLE ambient.projects (
     id          bigserial PRIMARY KEY,
     name        text NOT NULL UNIQUE,
     task        text NOT NULL CHECK (task IN ('classification', 'regression')),
     target      text NOT NULL,
-    -- Members of this role may train, deploy, roll back and drop.
-    owner       name NOT NULL,
+    -- Roles with this role's privileges may train, deploy, roll back, drop
+    -- and grant. A role, not a name: a dump restores it by name.
+    owner       regrole NOT NULL,
     created_at  timestamptz NOT NULL DEFAULT pg_catalog.now(),
     created_by  name NOT NULL
 );
@@ -79,6 +81,17 @@ CREATE TABLE ambient.deployment_log (
 );
 CREATE INDEX ON ambient.deployment_log (project_id, id DESC);
 
+-- Who else may use a project: 'predict' lets a role predict with it, 'read'
+-- also lets it see the project's models, snapshots and history.
+CREATE TABLE ambient.project_grants (
+    project_id  bigint NOT NULL REFERENCES ambient.projects (id) ON DELETE CASCADE,
+    grantee     regrole NOT NULL,
+    privilege   text NOT NULL CHECK (privilege IN ('predict', 'read')),
+    granted_at  timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    granted_by  name NOT NULL,
+    PRIMARY KEY (project_id, grantee, privilege)
+);
+
 -- pg_dump keeps models and their history (the sequences too, so ids go on
 -- where they left off after a restore).
 SELECT pg_catalog.pg_extension_config_dump('ambient.projects', '');
@@ -89,10 +102,51 @@ SELECT pg_catalog.pg_extension_config_dump('ambient.model_store', '');
 SELECT pg_catalog.pg_extension_config_dump('ambient.model_store_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('ambient.deployment_log', '');
 SELECT pg_catalog.pg_extension_config_dump('ambient.deployment_log_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('ambient.project_grants', '');
 
-CREATE VIEW ambient.models AS
-SELECT m.id AS model_id,
+
+-- Nobody but the extension owner reads the tables: models hold training
+-- values (tree thresholds), snapshots hold query texts and column
+-- statistics. Roles read the views below, which show only what they may.
+REVOKE ALL ON ambient.projects, ambient.snapshots, ambient.model_store, ambient.deployment_log,
+              ambient.project_grants FROM PUBLIC;
+
+-- The live model of each project: its newest deployment row. Everything
+-- that asks what is live reads this view, so the rule is written once.
+CREATE VIEW ambient.live_deployments AS
+SELECT p.id AS project_id,
+       d.id AS deployment_id,
+       d.model_id,
+       d.parent_id,
+       d.deployed_at,
+       d.deployed_by
+  FROM ambient.projects p
+ CROSS JOIN LATERAL (
+        SELECT * FROM ambient.deployment_log d
+         WHERE d.project_id = p.id
+         ORDER BY d.id DESC LIMIT 1) d;
+
+-- The projects the current role may read: it has the privileges of the
+-- owning role, or of a role granted 'read'. Every view below starts from
+-- this one, so the rule is written once. security_barrier keeps a caller's
+-- own functions in a WHERE clause from seeing rows before this filter.
+CREATE VIEW ambient.readable_projects WITH (security_barrier) AS
+SELECT p.id AS project_id,
        p.name AS project,
+       p.task,
+       p.target,
+       p.owner,
+       p.created_at,
+       p.created_by
+  FROM ambient.projects p
+ WHERE pg_catalog.pg_has_role(p.owner, 'USAGE')
+    OR EXISTS (SELECT 1 FROM ambient.project_grants g
+                WHERE g.project_id = p.id AND g.privilege = 'read'
+                  AND pg_catalog.pg_has_role(g.grantee, 'USAGE'));
+
+CREATE VIEW ambient.models WITH (security_barrier) AS
+SELECT m.id AS model_id,
+       p.project,
        m.version,
        m.algorithm,
        m.primary_metric,
@@ -107,15 +161,12 @@ SELECT m.id AS model_id,
        m.created_by AS trained_by,
        pg_catalog.octet_length(m.artifact) AS artifact_bytes
   FROM ambient.model_store m
-  JOIN ambient.projects p ON p.id = m.project_id
-  LEFT JOIN LATERAL (
-        SELECT d.model_id FROM ambient.deployment_log d
-         WHERE d.project_id = m.project_id
-         ORDER BY d.id DESC LIMIT 1) live ON true;
+  JOIN ambient.readable_projects p ON p.project_id = m.project_id
+  LEFT JOIN ambient.live_deployments live ON live.project_id = m.project_id;
 
-CREATE VIEW ambient.deployments AS
+CREATE VIEW ambient.deployments WITH (security_barrier) AS
 SELECT d.id AS deployment_id,
-       p.name AS project,
+       p.project,
        d.model_id,
        m.version,
        m.algorithm,
@@ -125,13 +176,14 @@ SELECT d.id AS deployment_id,
        d.deployed_at,
        d.deployed_by
   FROM ambient.deployment_log d
-  JOIN ambient.projects p ON p.id = d.project_id
+  JOIN ambient.readable_projects p ON p.project_id = d.project_id
   JOIN ambient.model_store m ON m.id = d.model_id;
 
-CREATE VIEW ambient.overview AS
-SELECT p.name AS project,
+CREATE VIEW ambient.overview WITH (security_barrier) AS
+SELECT p.project,
        p.task,
        p.target,
+       p.owner,
        live.model_id AS live_model_id,
        m.version AS live_version,
        m.algorithm,
@@ -139,14 +191,22 @@ SELECT p.name AS project,
        m.score,
        live.deployed_at,
        live.deployed_by,
-       (SELECT pg_catalog.count(*) FROM ambient.model_store c WHERE c.project_id = p.id) AS models
-  FROM ambient.projects p
-  LEFT JOIN LATERAL (
-        SELECT d.model_id, d.deployed_at, d.deployed_by FROM ambient.deployment_log d
-         WHERE d.project_id = p.id
-         ORDER BY d.id DESC LIMIT 1) live ON true
+       (SELECT pg_catalog.count(*) FROM ambient.model_store c WHERE c.project_id = p.project_id) AS models
+  FROM ambient.readable_projects p
+  LEFT JOIN ambient.live_deployments live ON live.project_id = p.project_id
   LEFT JOIN ambient.model_store m ON m.id = live.model_id;
 
+-- Who may use the projects the current role owns.
+CREATE VIEW ambient.grants WITH (security_barrier) AS
+SELECT p.name AS project,
+       g.grantee,
+       g.privilege,
+       g.granted_at,
+       g.granted_by
+  FROM ambient.project_grants g
+  JOIN ambient.projects p ON p.id = g.project_id
+ WHERE pg_catalog.pg_has_role(p.owner, 'USAGE');
+
 GRANT USAGE ON SCHEMA ambient TO PUBLIC;
-GRANT SELECT ON ambient.projects, ambient.snapshots, ambient.model_store, ambient.deployment_log,
-                ambient.models, ambient.deployments, ambient.overview TO PUBLIC;
+GRANT SELECT ON ambient.readable_projects, ambient.models, ambient.deployments, ambient.overview,
+                ambient.grants TO PUBLIC;

@@ -76,6 +76,16 @@ impl AmbientError {
         )
     }
 
+    /// 54000: more than a configured limit allows (rows, classes).
+    pub fn limit(message: impl Into<String>) -> Self {
+        Self::new(PgSqlErrorCode::ERRCODE_PROGRAM_LIMIT_EXCEEDED, message)
+    }
+
+    /// 53200: more memory than `ambient.max_training_memory` allows.
+    pub fn out_of_memory(message: impl Into<String>) -> Self {
+        Self::new(PgSqlErrorCode::ERRCODE_OUT_OF_MEMORY, message)
+    }
+
     pub fn hint(mut self, hint: impl Into<String>) -> Self {
         self.hint = Some(hint.into());
         self

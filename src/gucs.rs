@@ -1,8 +1,13 @@
-//! Every setting of the extension, all named `ambient.*`.
+//! Every setting of the extension, all named `ambient.*`. The training
+//! limits protect the server from its users, so only superusers may change
+//! them (`Suset`).
 
 use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting};
 
 static MODEL_CACHE_SIZE: GucSetting<i32> = GucSetting::<i32>::new(16);
+static MAX_TRAINING_MEMORY_KB: GucSetting<i32> = GucSetting::<i32>::new(1024 * 1024);
+static MAX_TRAINING_ROWS: GucSetting<i32> = GucSetting::<i32>::new(10_000_000);
+static MAX_CLASSES: GucSetting<i32> = GucSetting::<i32>::new(100);
 
 pub fn init() {
     GucRegistry::define_int_guc(
@@ -15,8 +20,50 @@ pub fn init() {
         GucContext::Userset,
         GucFlags::default(),
     );
+    GucRegistry::define_int_guc(
+        c"ambient.max_training_memory",
+        c"Memory one training may take for its data and fit.",
+        c"Training is refused (53200) before it allocates more. Its memory is outside Postgres's accounting.",
+        &MAX_TRAINING_MEMORY_KB,
+        1024,
+        i32::MAX,
+        GucContext::Suset,
+        GucFlags::UNIT_KB,
+    );
+    GucRegistry::define_int_guc(
+        c"ambient.max_training_rows",
+        c"Rows one training may read from its source.",
+        c"Training is refused (54000) when the source has more.",
+        &MAX_TRAINING_ROWS,
+        1,
+        i32::MAX,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"ambient.max_classes",
+        c"Classes a classification target may have.",
+        c"An integer target with more distinct values is inferred to be a regression target; an explicit classification with more is refused (54000).",
+        &MAX_CLASSES,
+        2,
+        100_000,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
 }
 
 pub fn model_cache_size() -> usize {
     MODEL_CACHE_SIZE.get().max(0) as usize
+}
+
+pub fn max_training_memory_bytes() -> u64 {
+    MAX_TRAINING_MEMORY_KB.get().max(0) as u64 * 1024
+}
+
+pub fn max_training_rows() -> u64 {
+    MAX_TRAINING_ROWS.get().max(0) as u64
+}
+
+pub fn max_classes() -> usize {
+    MAX_CLASSES.get().max(0) as usize
 }

@@ -17,6 +17,13 @@ extension_sql_file!("../sql/catalog.sql", name = "catalog", bootstrap);
 
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
+    // pgrx captures a Rust backtrace for every error that crosses our code,
+    // Postgres errors raised inside SPI included, and appends it to the
+    // DETAIL users see whenever the server's environment sets
+    // RUST_BACKTRACE (containers often do). RUST_LIB_BACKTRACE=0 turns that
+    // capture off; std reads it once, at the first capture, which cannot
+    // come before this. The backend is single-threaded here.
+    std::env::set_var("RUST_LIB_BACKTRACE", "0");
     gucs::init();
 }
 

@@ -82,11 +82,13 @@ impl Source {
         Spi::connect(|client| {
             client
                 .select(
-                    "SELECT a.attname::text
+                    // Runs as the caller: every operator is qualified.
+                    "SELECT a.attname::pg_catalog.text
                        FROM pg_catalog.pg_index i
                        JOIN pg_catalog.pg_attribute a
-                         ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)
-                      WHERE i.indrelid = $1 AND i.indisprimary",
+                         ON a.attrelid OPERATOR(pg_catalog.=) i.indrelid
+                        AND a.attnum OPERATOR(pg_catalog.=) ANY (i.indkey)
+                      WHERE i.indrelid OPERATOR(pg_catalog.=) $1 AND i.indisprimary",
                     None,
                     &[rel.oid().into()],
                 )?
@@ -164,14 +166,23 @@ fn is_text(oid: pg_sys::Oid) -> bool {
     .contains(&oid)
 }
 
-/// The task a label column implies: fractional numbers are regression;
-/// integers, booleans and text are classes.
-pub fn task_for_label(oid: pg_sys::Oid) -> Option<Task> {
+/// What a label column's type says about the task.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Implied {
+    Task(Task),
+    /// Integers: classes when there are few distinct values, else regression.
+    ByDistinctValues,
+}
+
+/// Fractional numbers are regression; booleans and text are classes;
+/// integers depend on how many distinct values they take.
+fn implied_task(oid: pg_sys::Oid) -> Option<Implied> {
     match oid {
         o if o == pg_sys::FLOAT4OID || o == pg_sys::FLOAT8OID || o == pg_sys::NUMERICOID => {
-            Some(Task::Regression)
+            Some(Implied::Task(Task::Regression))
         }
-        o if is_numeric(o) || o == pg_sys::BOOLOID || is_text(o) => Some(Task::Classification),
+        o if is_numeric(o) => Some(Implied::ByDistinctValues),
+        o if o == pg_sys::BOOLOID || is_text(o) => Some(Implied::Task(Task::Classification)),
         _ => None,
     }
 }
@@ -179,10 +190,23 @@ pub fn task_for_label(oid: pg_sys::Oid) -> Option<Task> {
 pub struct Request<'a> {
     pub source: &'a Source,
     pub target: &'a str,
-    /// `None` picks the project's task from the label's type.
+    /// `None` infers the task from the label (see `implied_task`).
     pub task: Option<Task>,
     /// `None` means every column but the target and the primary key.
     pub features: Option<&'a [String]>,
+    pub limits: Limits,
+}
+
+/// What reading may take before it is refused.
+#[derive(Clone, Copy)]
+pub struct Limits {
+    /// Rows read, labelled or not.
+    pub max_rows: u64,
+    /// Bytes the rows take in memory.
+    pub max_bytes: u64,
+    /// Classes a classifier may have; an integer label with more distinct
+    /// values is inferred to be a regression target.
+    pub max_classes: usize,
 }
 
 pub struct Loaded {
@@ -211,7 +235,7 @@ pub fn load(req: &Request<'_>) -> AmbientResult<Loaded> {
     };
 
     let target = find(req.target).ok_or_else(|| missing("target", req.target))?;
-    let implied = task_for_label(target.type_oid).ok_or_else(|| {
+    let implied = implied_task(target.type_oid).ok_or_else(|| {
         AmbientError::wrong_type(format!(
             "target column \"{}\" has type {}, which cannot be a label",
             target.name,
@@ -219,8 +243,12 @@ pub fn load(req: &Request<'_>) -> AmbientResult<Loaded> {
         ))
         .hint("labels are numeric, boolean or text")
     })?;
-    let task = req.task.unwrap_or(implied);
-    if task == Task::Regression && !is_numeric(target.type_oid) {
+    // Integer labels are read as classes first; see `classes_or_values`.
+    let read_as = match (req.task, implied) {
+        (Some(task), _) | (None, Implied::Task(task)) => task,
+        (None, Implied::ByDistinctValues) => Task::Classification,
+    };
+    if read_as == Task::Regression && !is_numeric(target.type_oid) {
         return Err(AmbientError::wrong_type(format!(
             "regression needs a numeric target, and \"{}\" is {}",
             target.name,
@@ -273,7 +301,7 @@ pub fn load(req: &Request<'_>) -> AmbientResult<Loaded> {
         feature_types.push(type_name(column.type_oid)?);
     }
     let quoted_target = quote_identifier(req.target);
-    select_list.push(match task {
+    select_list.push(match read_as {
         Task::Regression => format!("{quoted_target}::float8"),
         Task::Classification => format!("{quoted_target}::text"),
     });
@@ -295,19 +323,27 @@ pub fn load(req: &Request<'_>) -> AmbientResult<Loaded> {
     let mut class_labels = Vec::new();
     let mut values = Vec::new();
     let mut unlabeled = 0usize;
+    let mut label_bytes = 0u64;
+    let limits = req.limits;
     Spi::connect(|client| {
         let mut cursor = client.try_open_cursor(sql.as_str(), &[])?;
         loop {
+            pgrx::check_for_interrupts!();
             let batch = cursor.fetch(FETCH_BATCH)?;
             if batch.is_empty() {
                 break;
             }
+            let read = (records.len() / width.max(1) + unlabeled) as u64 + batch.len() as u64;
+            if read > limits.max_rows {
+                return Err(too_many_rows(&source_name, limits.max_rows));
+            }
             for row in batch {
                 let label_at = width + 1;
-                let labeled = match task {
-                    Task::Classification => {
-                        row.get::<String>(label_at)?.map(|l| class_labels.push(l))
-                    }
+                let labeled = match read_as {
+                    Task::Classification => row.get::<String>(label_at)?.map(|l| {
+                        label_bytes += (l.len() + std::mem::size_of::<String>()) as u64;
+                        class_labels.push(l)
+                    }),
                     Task::Regression => row.get::<f64>(label_at)?.map(|v| values.push(v)),
                 };
                 if labeled.is_none() {
@@ -326,6 +362,11 @@ pub fn load(req: &Request<'_>) -> AmbientResult<Loaded> {
                     }
                 }
             }
+            // Vectors grow by doubling, so capacity is what is held.
+            let held = (records.capacity() * 8 + values.capacity() * 8) as u64 + label_bytes;
+            if held > limits.max_bytes {
+                return Err(too_much_memory("the training data", held, limits.max_bytes));
+            }
         }
         AmbientResult::Ok(())
     })?;
@@ -341,15 +382,67 @@ pub fn load(req: &Request<'_>) -> AmbientResult<Loaded> {
             "the source is empty".to_string()
         }));
     }
-    let labels = match task {
-        Task::Classification => RawLabels::Classes(label_kind, class_labels),
+    let labels = match read_as {
         Task::Regression => RawLabels::Values(values),
+        Task::Classification => classes_or_values(req, implied, label_kind, class_labels)?,
     };
     Ok(Loaded {
         dataset: Dataset::new(feature_names, records, labels)?,
         feature_types,
         unlabeled,
     })
+}
+
+/// Decides the task of labels read as classes: an integer label with more
+/// distinct values than `max_classes` is a regression target unless the
+/// caller asked for classes, and then it is refused.
+fn classes_or_values(
+    req: &Request<'_>,
+    implied: Implied,
+    kind: LabelKind,
+    classes: Vec<String>,
+) -> AmbientResult<RawLabels> {
+    let max = req.limits.max_classes;
+    let mut distinct = std::collections::HashSet::new();
+    let too_many = classes.iter().any(|c| {
+        distinct.insert(c.as_str());
+        distinct.len() > max
+    });
+    if !too_many {
+        return Ok(RawLabels::Classes(kind, classes));
+    }
+    if req.task.is_none() && implied == Implied::ByDistinctValues {
+        let values = classes
+            .iter()
+            .map(|c| c.parse::<f64>())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|_| AmbientError::wrong_type("an integer label did not read as a number"))?;
+        return Ok(RawLabels::Values(values));
+    }
+    Err(AmbientError::limit(format!(
+        "target \"{}\" has more than {max} classes (ambient.max_classes)",
+        req.target
+    ))
+    .hint("for a numeric target, train with task => 'regression'"))
+}
+
+fn too_many_rows(source: &str, max: u64) -> AmbientError {
+    AmbientError::limit(format!(
+        "{} has more than {max} rows (ambient.max_training_rows)",
+        short(source)
+    ))
+    .hint("train on a sample, e.g. query => 'SELECT ... FROM t TABLESAMPLE SYSTEM (10)', or ask a superuser to raise the setting")
+}
+
+/// 53200 for work that would take more memory than the budget allows.
+pub fn too_much_memory(what: &str, needed: u64, budget: u64) -> AmbientError {
+    let mb = |b: u64| b.div_ceil(1 << 20);
+    AmbientError::out_of_memory(format!(
+        "{what} needs about {} MB, more than ambient.max_training_memory ({} MB)",
+        mb(needed),
+        mb(budget)
+    ))
+    .hint("train on fewer rows or features, limit the tree (max_depth, min_samples_leaf), or ask a superuser to raise the setting")
 }
 
 /// A source for messages: long query texts are cut.

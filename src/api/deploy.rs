@@ -5,7 +5,7 @@
 use pgrx::prelude::*;
 
 use crate::catalog::deployments::{self, NewDeployment};
-use crate::catalog::{as_extension_owner, current_user_name, models, projects};
+use crate::catalog::{as_extension_owner, models, projects, Caller};
 use crate::error::{AmbientError, AmbientResult, OrRaise};
 
 enum Choice {
@@ -34,11 +34,9 @@ fn deploy_strategy(project: &str, strategy: &str, reason: default!(Option<&str>,
 }
 
 fn deploy(project: &str, choice: Choice, reason: Option<&str>) -> AmbientResult<i64> {
-    let caller = current_user_name();
-    projects::require(project)?;
-    projects::check_owner(project)?;
+    let caller = Caller::current();
     as_extension_owner(|| {
-        let project = projects::lock(project)?;
+        let project = projects::lock_for_change(project, &caller)?;
         let (model_id, strategy) = match choice {
             Choice::Model(id) => {
                 if models::project_of(id)? != Some(project.id) {
@@ -76,7 +74,7 @@ fn deploy(project: &str, choice: Choice, reason: Option<&str>) -> AmbientResult<
             parent_id: live.map(|l| l.id),
             strategy,
             reason,
-            deployed_by: &caller,
+            deployed_by: &caller.name(),
         })?;
         Ok(model_id)
     })
@@ -90,11 +88,9 @@ fn rollback(project: &str, reason: default!(Option<&str>, "NULL")) -> i64 {
 }
 
 fn rollback_project(project: &str, reason: Option<&str>) -> AmbientResult<i64> {
-    let caller = current_user_name();
-    projects::require(project)?;
-    projects::check_owner(project)?;
+    let caller = Caller::current();
     as_extension_owner(|| {
-        let project = projects::lock(project)?;
+        let project = projects::lock_for_change(project, &caller)?;
         let nothing_earlier = || {
             AmbientError::not_in_state(format!(
                 "project \"{}\" has no earlier deployment to roll back to",
@@ -111,7 +107,7 @@ fn rollback_project(project: &str, reason: Option<&str>) -> AmbientResult<i64> {
             parent_id: earlier.parent_id,
             strategy: "rollback",
             reason,
-            deployed_by: &caller,
+            deployed_by: &caller.name(),
         })?;
         Ok(earlier.model_id)
     })

@@ -2,7 +2,7 @@
 
 use pgrx::prelude::*;
 
-use crate::catalog::{as_extension_owner, models, projects};
+use crate::catalog::{as_extension_owner, models, projects, Caller};
 use crate::error::{AmbientError, AmbientResult, OrRaise};
 
 /// Drops a model that was never deployed.
@@ -12,11 +12,15 @@ fn drop_model(model_id: i64) -> bool {
 }
 
 fn drop_one_model(model_id: i64) -> AmbientResult<bool> {
+    let caller = Caller::current();
     let project_id = models::project_of(model_id)?.ok_or_else(|| models::unknown(model_id))?;
     let name = projects::name_of(project_id)?;
-    projects::check_owner(&name)?;
     as_extension_owner(|| {
-        projects::lock(&name)?;
+        let project = projects::lock_for_change(&name, &caller)?;
+        // Dropped, or its project dropped, while we waited for the lock.
+        if models::project_of(model_id)? != Some(project.id) {
+            return Err(models::unknown(model_id));
+        }
         if models::is_in_deployment_history(model_id)? {
             return Err(AmbientError::dependents(format!(
                 "model {model_id} is in the deployment history of project \"{name}\""
@@ -38,10 +42,9 @@ fn drop_project(project: &str, force: default!(bool, "false")) -> bool {
 }
 
 fn drop_whole_project(name: &str, force: bool) -> AmbientResult<bool> {
-    projects::require(name)?;
-    projects::check_owner(name)?;
+    let caller = Caller::current();
     as_extension_owner(|| {
-        let project = projects::lock(name)?;
+        let project = projects::lock_for_change(name, &caller)?;
         let count = projects::model_count(project.id)?;
         if count > 0 && !force {
             return Err(AmbientError::dependents(format!(

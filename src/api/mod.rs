@@ -3,6 +3,7 @@
 
 mod deploy;
 mod drop;
+mod grant;
 mod model_cache;
 mod predict;
 mod train;

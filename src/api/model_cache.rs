@@ -2,10 +2,11 @@
 //! `ambient.model_cache_size`. Models are immutable rows, so an entry is
 //! good for as long as the row's sha256 is the one it was decoded from.
 //!
-//! Also which model is live per project, remembered for as long as the
-//! statement snapshot shows the same database: no transaction has completed
-//! and this backend has written nothing since. A deploy that commits ends
-//! that at once, so the next statement looks again and sees it.
+//! Also which model is live per project, and that the calling role may use
+//! it, remembered for as long as the statement snapshot shows the same
+//! database: no transaction has completed and this backend has written
+//! nothing since. A deploy, grant or revoke that commits ends that at once,
+//! so the next statement looks again and sees it.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -14,7 +15,8 @@ use std::rc::Rc;
 use lru::LruCache;
 use pgrx::pg_sys;
 
-use crate::catalog::{deployments, models};
+use crate::catalog::projects::{self, Privilege};
+use crate::catalog::{deployments, models, Caller};
 use crate::error::{AmbientError, AmbientResult};
 use crate::gucs;
 use crate::ml::artifact;
@@ -28,11 +30,12 @@ thread_local! {
 /// A live model: its id and its artifact's sha256.
 type LiveModel = (i64, String);
 
-/// Live models per project, as seen under one snapshot key.
+/// Live models per project and calling role, as seen under one snapshot
+/// key; only lookups the role was allowed to make are remembered.
 #[derive(Default)]
 struct LiveModels {
     key: Option<SnapshotKey>,
-    by_project: HashMap<String, Option<LiveModel>>,
+    by_project: HashMap<(String, pg_sys::Oid), LiveModel>,
 }
 
 /// What makes two statement snapshots show the same data: the count of
@@ -84,13 +87,14 @@ thread_local! {
 }
 
 /// The live model of a project (id and artifact sha256), as the current
-/// statement's snapshot sees it.
-pub fn live_model(project: &str) -> AmbientResult<Option<LiveModel>> {
+/// statement's snapshot sees it, if `caller` may predict with it.
+pub fn live_model(project: &str, caller: &Caller) -> AmbientResult<LiveModel> {
     let key = snapshot_key();
+    let memo_key = (project.to_string(), caller.oid);
     let remembered = LIVE.with(|live| {
         let live = live.borrow();
         if key.is_some() && live.key == key {
-            live.by_project.get(project).cloned()
+            live.by_project.get(&memo_key).cloned()
         } else {
             None
         }
@@ -100,7 +104,18 @@ pub fn live_model(project: &str) -> AmbientResult<Option<LiveModel>> {
     }
     #[cfg(any(test, feature = "pg_test"))]
     LIVE_MODEL_READS.with(|n| n.set(n.get() + 1));
-    let found = deployments::live_model_of(project)?;
+    let found = deployments::live_project(project)?.ok_or_else(|| projects::unknown(project))?;
+    projects::authorize_use(
+        found.project_id,
+        project,
+        found.owner,
+        caller,
+        Privilege::Predict,
+    )?;
+    let model = found.model.ok_or_else(|| {
+        AmbientError::not_in_state(format!("project \"{project}\" has no deployed model"))
+            .hint("deploy one with ambient.deploy(project, model_id)")
+    })?;
     LIVE.with(|live| {
         let mut live = live.borrow_mut();
         if live.key != key || live.by_project.len() >= MAX_REMEMBERED_PROJECTS {
@@ -110,16 +125,30 @@ pub fn live_model(project: &str) -> AmbientResult<Option<LiveModel>> {
             };
         }
         if key.is_some() {
-            live.by_project.insert(project.to_string(), found.clone());
+            live.by_project.insert(memo_key, model.clone());
         }
     });
-    Ok(found)
+    Ok(model)
 }
 
-/// The model with this id, whatever its sha256.
+/// A model by id, if `caller` may predict with its project.
+pub fn pinned_model(model_id: i64, caller: &Caller) -> AmbientResult<Rc<Model>> {
+    let found = models::owner_of(model_id)?.ok_or_else(|| models::unknown(model_id))?;
+    projects::authorize_use(
+        found.project_id,
+        &found.project,
+        found.owner,
+        caller,
+        Privilege::Predict,
+    )?;
+    load_verified(model_id, &found.sha256)
+}
+
+/// The model with this id, for the extension's own use (scoring the live
+/// model against a challenger); callers' rights are checked before.
 pub fn load(model_id: i64) -> AmbientResult<Rc<Model>> {
-    let sha = models::sha256_of(model_id)?.ok_or_else(|| models::unknown(model_id))?;
-    load_verified(model_id, &sha)
+    let found = models::owner_of(model_id)?.ok_or_else(|| models::unknown(model_id))?;
+    load_verified(model_id, &found.sha256)
 }
 
 /// The model with this id, decoded from bytes whose sha256 is `sha`.

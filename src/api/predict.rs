@@ -17,7 +17,7 @@ use pgrx::{
 };
 
 use super::model_cache;
-use crate::catalog::{models, projects};
+use crate::catalog::Caller;
 use crate::error::{AmbientError, AmbientResult, OrRaise};
 use crate::ml::model::Model;
 use crate::ml::MlResult;
@@ -67,7 +67,7 @@ struct RowLayout {
 /// What one call site remembers for the rest of its statement.
 #[derive(Default)]
 struct CallSite {
-    resolved: Option<(ResolvedKey, Rc<Model>)>,
+    resolved: Option<(ResolvedKey, pg_sys::Oid, Rc<Model>)>,
     layout: Option<RowLayout>,
     features: Vec<f64>,
 }
@@ -84,36 +84,33 @@ thread_local! {
     pub static RESOLUTIONS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
 }
 
+/// The model a call site uses, checked against the calling role's rights.
 fn resolve(key: ModelKey<'_>) -> AmbientResult<Rc<Model>> {
     #[cfg(any(test, feature = "pg_test"))]
     RESOLUTIONS.with(|n| n.set(n.get() + 1));
+    let caller = Caller::current();
     match key {
-        ModelKey::Project(name) => match model_cache::live_model(name)? {
-            Some((id, sha)) => model_cache::load_verified(id, &sha),
-            None => Err(match projects::find(name)? {
-                Some(_) => {
-                    AmbientError::not_in_state(format!("project \"{name}\" has no deployed model"))
-                        .hint("deploy one with ambient.deploy(project, model_id)")
-                }
-                None => projects::unknown(name),
-            }),
-        },
-        ModelKey::Id(id) => {
-            let sha = models::sha256_of(id)?.ok_or_else(|| models::unknown(id))?;
+        ModelKey::Project(name) => {
+            let (id, sha) = model_cache::live_model(name, &caller)?;
             model_cache::load_verified(id, &sha)
         }
+        ModelKey::Id(id) => model_cache::pinned_model(id, &caller),
     }
 }
 
 impl CallSite {
+    /// The model for `key`, resolved again when the key or the role changes
+    /// (a PL/pgSQL function can SET ROLE between two uses of one call site).
     fn model(&mut self, key: ModelKey<'_>) -> AmbientResult<Rc<Model>> {
-        if let Some((cached_key, model)) = &self.resolved {
-            if cached_key.is(key) {
+        // SAFETY: reads a backend global.
+        let user = unsafe { pg_sys::GetUserId() };
+        if let Some((cached_key, cached_user, model)) = &self.resolved {
+            if cached_key.is(key) && *cached_user == user {
                 return Ok(model.clone());
             }
         }
         let model = resolve(key)?;
-        self.resolved = Some((key.into(), model.clone()));
+        self.resolved = Some((key.into(), user, model.clone()));
         Ok(model)
     }
 

@@ -9,11 +9,13 @@ use pgrx::{JsonB, PgRelation};
 use super::check_project_name;
 use super::model_cache;
 use crate::catalog::models::{NewModel, NewSnapshot};
-use crate::catalog::{self, as_extension_owner, current_user_name, deployments, models, projects};
+use crate::catalog::{self, as_extension_owner, deployments, models, projects, Caller};
 use crate::error::{AmbientError, AmbientResult, OrRaise};
+use crate::gucs;
+use crate::ml::algorithms::Shape;
 use crate::ml::hyperparams::Hyperparams;
 use crate::ml::model::{self, Trained};
-use crate::ml::{algorithms, artifact, stats, Task};
+use crate::ml::{algorithms, artifact, stats, Interrupts, Task};
 use crate::source::{self, Source};
 
 #[allow(clippy::too_many_arguments)]
@@ -147,50 +149,43 @@ struct Outcome {
 }
 
 fn run(req: TrainRequest) -> AmbientResult<Outcome> {
+    let caller = Caller::current();
     catalog::ensure_writable()?;
+    // Checked now so a stranger fails before a long fit, and again below
+    // holding the project lock.
     let existing = projects::find(&req.project)?;
-    let (target, task) = match &existing {
-        Some(p) => {
-            projects::check_owner(&p.name)?;
-            if req.target.as_deref().is_some_and(|t| t != p.target) {
-                return Err(AmbientError::invalid(format!(
-                    "project \"{}\" predicts \"{}\", not \"{}\"",
-                    p.name,
-                    p.target,
-                    req.target.as_deref().unwrap_or_default()
-                ))
-                .hint("leave target out, or train a new project"));
-            }
-            if req.task.is_some_and(|t| t != p.task) {
-                return Err(AmbientError::invalid(format!(
-                    "project \"{}\" is a {} project, not {}",
-                    p.name,
-                    p.task.as_str(),
-                    req.task.map(Task::as_str).unwrap_or_default()
-                )));
-            }
-            (p.target.clone(), Some(p.task))
+    if let Some(p) = &existing {
+        projects::authorize_change(p, &caller)?;
+    }
+    let target = match (&existing, &req.target) {
+        (Some(p), _) => p.target.clone(),
+        (None, Some(target)) => target.clone(),
+        (None, None) => {
+            return Err(AmbientError::null_value(format!(
+                "target must be given on the first train of project \"{}\"",
+                req.project
+            ))
+            .hint("name the label column: target => 'column'"))
         }
-        None => (
-            req.target.clone().ok_or_else(|| {
-                AmbientError::null_value(format!(
-                    "target must be given on the first train of project \"{}\"",
-                    req.project
-                ))
-                .hint("name the label column: target => 'column'")
-            })?,
-            req.task,
-        ),
     };
+    if let Some(p) = &existing {
+        check_fits(p, req.target.as_deref(), req.task)?;
+    }
     // Reject a bad algorithm or hyper-parameter before reading any data.
     let spec = algorithms::lookup(&req.algorithm)?;
     let params = Hyperparams::validate(spec.name, spec.params, &req.hyperparams)?;
+    let budget = gucs::max_training_memory_bytes();
 
     let loaded = source::load(&source::Request {
         source: &req.source,
         target: &target,
-        task,
+        task: existing.as_ref().map(|p| p.task).or(req.task),
         features: req.features.as_deref(),
+        limits: source::Limits {
+            max_rows: gucs::max_training_rows(),
+            max_bytes: budget,
+            max_classes: gucs::max_classes(),
+        },
     })?;
     if loaded.unlabeled > 0 {
         notice!(
@@ -200,8 +195,34 @@ fn run(req: TrainRequest) -> AmbientResult<Outcome> {
         );
     }
     let data = &loaded.dataset;
+    let shape = Shape {
+        rows: data.n_rows(),
+        features: data.width(),
+        classes: data.encoding().map_or(0, |e| e.classes.len()),
+    };
+    // The data is held twice while the fit runs (the dataset and the
+    // algorithm's own copy), plus what the algorithm itself needs.
+    let needed = data.records.len() as u64 * 8 + (spec.estimated_bytes)(&shape, &params);
+    if needed > budget {
+        return Err(source::too_much_memory(
+            &format!("training {} on {} rows", spec.name, shape.rows),
+            needed,
+            budget,
+        ));
+    }
+    let check_interrupts = || {
+        pgrx::check_for_interrupts!();
+        Ok(())
+    };
     let started = Instant::now();
-    let trained = model::train(data, spec, &params, req.test_size, req.seed as u64)?;
+    let trained = model::train(
+        data,
+        spec,
+        &params,
+        req.test_size,
+        req.seed as u64,
+        &Interrupts::new(&check_interrupts),
+    )?;
     let training_seconds = started.elapsed().as_secs_f64();
     let Trained {
         model,
@@ -209,26 +230,22 @@ fn run(req: TrainRequest) -> AmbientResult<Outcome> {
         metrics,
     } = trained;
     let primary = data.task().primary_metric();
-    let score = metrics.get(primary).copied().unwrap_or(f64::NEG_INFINITY);
+    let score = metrics.get(primary).copied().unwrap_or(f64::NAN);
     let bytes = artifact::encode(&model)?;
     let sha = artifact::sha256_hex(&bytes);
     let column_stats = serde_json::to_value(stats::describe(data, &target, loaded.unlabeled))
         .unwrap_or(serde_json::Value::Null);
-    let caller = current_user_name();
+    let caller_name = caller.name();
 
     as_extension_owner(|| {
         let project = match existing {
             Some(_) => projects::lock(&req.project)?,
             None => projects::create_and_lock(&req.project, data.task(), &target, &caller)?,
         };
-        if project.task != data.task() {
-            // Another session created the project with another task meanwhile.
-            return Err(AmbientError::invalid(format!(
-                "project \"{}\" is a {} project",
-                project.name,
-                project.task.as_str()
-            )));
-        }
+        // During the fit the project may have been created, or dropped and
+        // created again, by another role, or with another target or task.
+        projects::authorize_change(&project, &caller)?;
+        check_fits(&project, Some(&target), Some(data.task()))?;
         let snapshot_id = models::insert_snapshot(NewSnapshot {
             project_id: project.id,
             source_kind: req.source.kind(),
@@ -237,7 +254,7 @@ fn run(req: TrainRequest) -> AmbientResult<Outcome> {
             unlabeled_rows: loaded.unlabeled as i64,
             column_stats,
             data_sha256: &data.sha256_hex(),
-            created_by: &caller,
+            created_by: &caller_name,
         })?;
         let (model_id, version) = models::insert(NewModel {
             project_id: project.id,
@@ -257,7 +274,7 @@ fn run(req: TrainRequest) -> AmbientResult<Outcome> {
             snapshot_id,
             artifact: bytes,
             artifact_sha256: sha,
-            created_by: &caller,
+            created_by: &caller_name,
         })?;
 
         let live = deployments::live(project.id)?;
@@ -268,16 +285,14 @@ fn run(req: TrainRequest) -> AmbientResult<Outcome> {
                 let champion = model_cache::load(live.model_id)?;
                 match champion.evaluate(data, &split.test) {
                     Ok(champion_metrics) => {
-                        let champion_score = champion_metrics
-                            .get(primary)
-                            .copied()
-                            .unwrap_or(f64::NEG_INFINITY);
+                        let champion_score =
+                            champion_metrics.get(primary).copied().unwrap_or(f64::NAN);
                         notice!(
                             "{primary} on the same {} test rows: new model {score:.4}, live model (version {}) {champion_score:.4}",
                             split.test.len(),
                             live.model_version
                         );
-                        score > champion_score
+                        is_better(score, champion_score)
                     }
                     Err(e) => {
                         notice!(
@@ -301,7 +316,7 @@ fn run(req: TrainRequest) -> AmbientResult<Outcome> {
                     _ => "if_better",
                 },
                 reason: None,
-                deployed_by: &caller,
+                deployed_by: &caller_name,
             })?;
         }
         Ok(Outcome {
@@ -312,4 +327,36 @@ fn run(req: TrainRequest) -> AmbientResult<Outcome> {
             deployed: deploy,
         })
     })
+}
+
+/// Whether a challenger's score beats the champion's. A score that is not a
+/// number (a metric undefined on these rows) never wins, and always loses.
+fn is_better(challenger: f64, champion: f64) -> bool {
+    challenger.is_finite() && (!champion.is_finite() || challenger > champion)
+}
+
+/// Errors unless a train request fits the project: same target, same task.
+fn check_fits(
+    project: &projects::Project,
+    asked_target: Option<&str>,
+    asked_task: Option<Task>,
+) -> AmbientResult<()> {
+    if let Some(asked) = asked_target {
+        if asked != project.target {
+            return Err(AmbientError::invalid(format!(
+                "project \"{}\" predicts \"{}\", not \"{asked}\"",
+                project.name, project.target
+            ))
+            .hint("leave target out, or train a new project"));
+        }
+    }
+    if let Some(task) = asked_task.filter(|&t| t != project.task) {
+        return Err(AmbientError::invalid(format!(
+            "project \"{}\" is a {} project, not {}",
+            project.name,
+            project.task.as_str(),
+            task.as_str()
+        )));
+    }
+    Ok(())
 }

@@ -1,11 +1,10 @@
 //! `ambient.deployment_log`: append-only; the newest row of a project is its
-//! live model.
+//! live model, as the view `ambient.live_deployments` says in one place.
 
+use pgrx::pg_sys::{self, PgBuiltInOids, PgOid};
 use pgrx::prelude::*;
 
-use pgrx::pg_sys::{PgBuiltInOids, PgOid};
-
-use super::select_kept;
+use super::{as_owner, select_kept};
 use crate::error::{AmbientError, AmbientResult};
 
 #[derive(Debug, Clone, Copy)]
@@ -16,57 +15,62 @@ pub struct Deployment {
     pub model_version: i32,
 }
 
-const COLUMNS: &str = "d.id, d.model_id, d.parent_id, m.version";
-
 fn one(sql: &str, arg: i64) -> AmbientResult<Option<Deployment>> {
-    Spi::connect(|client| {
-        let row = client.select(sql, None, &[arg.into()])?.first();
-        if row.is_empty() {
-            return Ok(None);
-        }
-        Ok(Some(Deployment {
-            id: row.get::<i64>(1)?.unwrap_or_default(),
-            model_id: row.get::<i64>(2)?.unwrap_or_default(),
-            parent_id: row.get::<i64>(3)?,
-            model_version: row.get::<i32>(4)?.unwrap_or_default(),
-        }))
+    as_owner(|| {
+        Spi::connect(|client| {
+            let row = client.select(sql, None, &[arg.into()])?.first();
+            if row.is_empty() {
+                return Ok(None);
+            }
+            Ok(Some(Deployment {
+                id: row.get::<i64>(1)?.unwrap_or_default(),
+                model_id: row.get::<i64>(2)?.unwrap_or_default(),
+                parent_id: row.get::<i64>(3)?,
+                model_version: row.get::<i32>(4)?.unwrap_or_default(),
+            }))
+        })
     })
 }
 
 pub fn live(project_id: i64) -> AmbientResult<Option<Deployment>> {
     one(
-        &format!(
-            "SELECT {COLUMNS} FROM ambient.deployment_log d
-               JOIN ambient.model_store m ON m.id = d.model_id
-              WHERE d.project_id = $1 ORDER BY d.id DESC LIMIT 1"
-        ),
+        "SELECT l.deployment_id, l.model_id, l.parent_id, m.version
+           FROM ambient.live_deployments l
+           JOIN ambient.model_store m ON m.id OPERATOR(pg_catalog.=) l.model_id
+          WHERE l.project_id OPERATOR(pg_catalog.=) $1",
         project_id,
     )
 }
 
 pub fn get(id: i64) -> AmbientResult<Deployment> {
     one(
-        &format!(
-            "SELECT {COLUMNS} FROM ambient.deployment_log d
-               JOIN ambient.model_store m ON m.id = d.model_id
-              WHERE d.id = $1"
-        ),
+        "SELECT d.id, d.model_id, d.parent_id, m.version
+           FROM ambient.deployment_log d
+           JOIN ambient.model_store m ON m.id OPERATOR(pg_catalog.=) d.model_id
+          WHERE d.id OPERATOR(pg_catalog.=) $1",
         id,
     )?
     .ok_or_else(|| AmbientError::undefined_object(format!("deployment {id} does not exist")))
 }
 
-/// The live model of a project, by name, with its artifact's sha256: the
-/// predict path's one catalog read. Read-only SPI, so it runs in parallel
-/// workers and on standbys.
-pub fn live_model_of(project: &str) -> AmbientResult<Option<(i64, String)>> {
+/// A project as predict sees it: who owns it and which model is live.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LiveProject {
+    pub project_id: i64,
+    pub owner: pg_sys::Oid,
+    /// The live model's id and its artifact's sha256, if one is deployed.
+    pub model: Option<(i64, String)>,
+}
+
+/// The predict path's one catalog read: the project by name with its live
+/// model. Read-only SPI, so it runs in parallel workers and on standbys.
+pub fn live_project(project: &str) -> AmbientResult<Option<LiveProject>> {
     select_kept(
-        "SELECT d.model_id, m.artifact_sha256
+        "SELECT p.id, p.owner::pg_catalog.oid, l.model_id, m.artifact_sha256
            FROM ambient.projects p
-           JOIN ambient.deployment_log d ON d.project_id = p.id
-           JOIN ambient.model_store m ON m.id = d.model_id
-          WHERE p.name = $1
-          ORDER BY d.id DESC LIMIT 1",
+           LEFT JOIN ambient.live_deployments l ON l.project_id OPERATOR(pg_catalog.=) p.id
+           LEFT JOIN ambient.model_store m ON m.id OPERATOR(pg_catalog.=) l.model_id
+          WHERE p.name OPERATOR(pg_catalog.=) $1",
         &[PgOid::BuiltIn(PgBuiltInOids::TEXTOID)],
         &[project.into()],
         |table| {
@@ -74,7 +78,11 @@ pub fn live_model_of(project: &str) -> AmbientResult<Option<(i64, String)>> {
                 return Ok(None);
             }
             let row = table.first();
-            Ok(row.get::<i64>(1)?.zip(row.get::<String>(2)?))
+            Ok(Some(LiveProject {
+                project_id: row.get::<i64>(1)?.unwrap_or_default(),
+                owner: row.get::<pg_sys::Oid>(2)?.unwrap_or(pg_sys::Oid::INVALID),
+                model: row.get::<i64>(3)?.zip(row.get::<String>(4)?),
+            }))
         },
     )
 }

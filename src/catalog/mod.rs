@@ -1,8 +1,10 @@
 //! Typed access to the `ambient` catalog over SPI. This is the only module
-//! that writes catalog SQL. Reads run as the caller with read-only SPI, so
-//! the predict path works in parallel workers and on standbys; writes run as
-//! the extension owner (see `as_extension_owner`), because ordinary roles
-//! may read the catalog but not change it.
+//! that writes catalog SQL. Every catalog query runs as the extension owner
+//! (`as_owner`), because ordinary roles may neither read nor write the
+//! tables: what a role may see and do is decided in Rust from role oids
+//! (`Caller::acts_as`). Reads use read-only SPI, so the predict path works in
+//! parallel workers and on standbys; writes also pin `search_path`
+//! (`as_extension_owner`).
 
 pub mod deployments;
 pub mod models;
@@ -19,28 +21,54 @@ use pgrx::spi::{OwnedPreparedStatement, SpiTupleTable};
 
 use crate::error::{AmbientError, AmbientResult};
 
-/// The role running the statement, recorded as `created_by`/`deployed_by`.
-pub fn current_user_name() -> String {
-    // SAFETY: GetUserNameFromId returns a palloc'd C string or raises.
-    unsafe {
-        CStr::from_ptr(pg_sys::GetUserNameFromId(pg_sys::GetUserId(), false))
-            .to_string_lossy()
-            .into_owned()
+/// The role a call runs as, taken once at the SQL boundary, before any
+/// switch to the extension owner.
+#[derive(Debug, Clone, Copy)]
+pub struct Caller {
+    pub oid: pg_sys::Oid,
+}
+
+impl Caller {
+    pub fn current() -> Caller {
+        // SAFETY: reads a backend global.
+        Caller {
+            oid: unsafe { pg_sys::GetUserId() },
+        }
+    }
+
+    /// The role's name, recorded as `created_by`/`deployed_by`.
+    pub fn name(&self) -> String {
+        // SAFETY: GetUserNameFromId returns a palloc'd C string or raises.
+        unsafe {
+            CStr::from_ptr(pg_sys::GetUserNameFromId(self.oid, false))
+                .to_string_lossy()
+                .into_owned()
+        }
+    }
+
+    /// Whether the caller has the privileges of `role`: is it, inherits it,
+    /// or is a superuser. Decided in Rust from role oids, so no SQL operator
+    /// a caller defines can change the answer.
+    pub fn acts_as(&self, role: pg_sys::Oid) -> bool {
+        // SAFETY: a lookup in Postgres' role membership cache.
+        unsafe { pg_sys::has_privs_of_role(self.oid, role) }
     }
 }
 
 /// The first column of the first row, or `None` when there is no row.
-/// Read-only SPI, as the caller.
-pub fn select_one<T: FromDatum + IntoDatum>(
+/// Read-only SPI, as the extension owner.
+fn select_one<T: FromDatum + IntoDatum>(
     sql: &str,
     args: &[DatumWithOid<'_>],
 ) -> AmbientResult<Option<T>> {
-    Spi::connect(|client| {
-        let table = client.select(sql, Some(1), args)?;
-        if table.is_empty() {
-            return Ok(None);
-        }
-        Ok(table.first().get_one::<T>()?)
+    as_owner(|| {
+        Spi::connect(|client| {
+            let table = client.select(sql, Some(1), args)?;
+            if table.is_empty() {
+                return Ok(None);
+            }
+            Ok(table.first().get_one::<T>()?)
+        })
     })
 }
 
@@ -51,24 +79,30 @@ thread_local! {
         RefCell::new(HashMap::new());
 }
 
-/// Runs a read-only catalog query through a plan kept for the backend's
-/// life, so the statement-per-call predict path pays for parsing and
-/// planning once. `read` gets the result table.
-pub fn select_kept<R>(
+/// Runs a read-only catalog query, as the extension owner, through a plan
+/// kept for the backend's life, so the statement-per-call predict path pays
+/// for parsing and planning once. `read` gets the result table.
+///
+/// A kept plan is parsed again under the caller's `search_path` when the
+/// catalog changes, so every operator, function and type in such a query is
+/// schema-qualified.
+fn select_kept<R>(
     sql: &'static str,
     arg_types: &[PgOid],
     args: &[DatumWithOid<'_>],
     read: impl FnOnce(SpiTupleTable<'_>) -> AmbientResult<R>,
 ) -> AmbientResult<R> {
-    Spi::connect(|client| {
-        KEPT_PLANS.with(|plans| {
-            let mut plans = plans.borrow_mut();
-            if !plans.contains_key(sql) {
-                let plan = client.prepare(sql, arg_types)?.keep();
-                plans.insert(sql, plan);
-            }
-            let table = client.select(&plans[sql], Some(1), args)?;
-            read(table)
+    as_owner(|| {
+        Spi::connect(|client| {
+            KEPT_PLANS.with(|plans| {
+                let mut plans = plans.borrow_mut();
+                if !plans.contains_key(sql) {
+                    let plan = client.prepare(sql, arg_types)?.keep();
+                    plans.insert(sql, plan);
+                }
+                let table = client.select(&plans[sql], None, args)?;
+                read(table)
+            })
         })
     })
 }
@@ -93,6 +127,56 @@ pub fn ensure_writable() -> AmbientResult<()> {
     Ok(())
 }
 
+thread_local! {
+    /// The role that owns the extension, and so its catalog tables; it
+    /// does not change while the extension exists.
+    static EXTENSION_OWNER: std::cell::Cell<Option<pg_sys::Oid>> = const { std::cell::Cell::new(None) };
+}
+
+fn extension_owner() -> AmbientResult<pg_sys::Oid> {
+    if let Some(owner) = EXTENSION_OWNER.get() {
+        return Ok(owner);
+    }
+    // Runs as the caller, so the operator is qualified.
+    let owner = Spi::connect(|client| {
+        client
+            .select(
+                "SELECT extowner FROM pg_catalog.pg_extension
+                  WHERE extname OPERATOR(pg_catalog.=) 'pg_ambient'",
+                None,
+                &[],
+            )?
+            .first()
+            .get_one::<pg_sys::Oid>()
+    })?
+    .ok_or_else(|| AmbientError::undefined_object("extension pg_ambient is not installed"))?;
+    EXTENSION_OWNER.set(Some(owner));
+    Ok(owner)
+}
+
+/// Runs `work` as the extension owner, the only role that may read or
+/// write the catalog tables; the callers' rights are checked in Rust
+/// (`Caller::acts_as`) before. It changes no setting, so it also runs in
+/// parallel workers and on standbys (predict). If `work` raises, (sub)
+/// transaction abort restores the user.
+fn as_owner<R>(work: impl FnOnce() -> AmbientResult<R>) -> AmbientResult<R> {
+    let owner = extension_owner()?;
+    let mut saved_user = pg_sys::Oid::INVALID;
+    let mut saved_context = 0;
+    // SAFETY: plain calls into Postgres' user machinery, paired below.
+    unsafe {
+        pg_sys::GetUserIdAndSecContext(&mut saved_user, &mut saved_context);
+        pg_sys::SetUserIdAndSecContext(
+            owner,
+            saved_context | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32,
+        );
+    }
+    let result = work();
+    // SAFETY: restores exactly what was saved above.
+    unsafe { pg_sys::SetUserIdAndSecContext(saved_user, saved_context) };
+    result
+}
+
 /// Runs `write` as the extension's owner with `search_path` pinned to
 /// `pg_catalog, pg_temp`, as a SECURITY DEFINER function would: callers may
 /// change the catalog only through the checks of this extension's code, and
@@ -100,17 +184,8 @@ pub fn ensure_writable() -> AmbientResult<()> {
 /// `write` raises, transaction abort restores the user and the setting.
 pub fn as_extension_owner<R>(write: impl FnOnce() -> AmbientResult<R>) -> AmbientResult<R> {
     ensure_writable()?;
-    let owner = select_one::<pg_sys::Oid>(
-        "SELECT extowner FROM pg_catalog.pg_extension WHERE extname = 'pg_ambient'",
-        &[],
-    )?
-    .ok_or_else(|| AmbientError::undefined_object("extension pg_ambient is not installed"))?;
-
-    let mut saved_user = pg_sys::Oid::INVALID;
-    let mut saved_context = 0;
-    // SAFETY: plain calls into Postgres' user and GUC machinery, paired below.
+    // SAFETY: plain calls into Postgres' GUC machinery, paired below.
     let nest_level = unsafe {
-        pg_sys::GetUserIdAndSecContext(&mut saved_user, &mut saved_context);
         let nest_level = pg_sys::NewGUCNestLevel();
         pg_sys::set_config_option(
             c"search_path".as_ptr(),
@@ -122,17 +197,10 @@ pub fn as_extension_owner<R>(write: impl FnOnce() -> AmbientResult<R>) -> Ambien
             0,
             false,
         );
-        pg_sys::SetUserIdAndSecContext(
-            owner,
-            saved_context | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32,
-        );
         nest_level
     };
-    let result = write();
-    // SAFETY: restores exactly what was saved above.
-    unsafe {
-        pg_sys::SetUserIdAndSecContext(saved_user, saved_context);
-        pg_sys::AtEOXact_GUC(true, nest_level);
-    }
+    let result = as_owner(write);
+    // SAFETY: restores the setting saved above.
+    unsafe { pg_sys::AtEOXact_GUC(true, nest_level) };
     result
 }

@@ -4,9 +4,9 @@
 use pgrx::prelude::*;
 use pgrx::JsonB;
 
-use pgrx::pg_sys::{PgBuiltInOids, PgOid};
+use pgrx::pg_sys::{self, PgBuiltInOids, PgOid};
 
-use super::{select_kept, select_one};
+use super::{as_owner, select_kept, select_one};
 use crate::error::{AmbientError, AmbientResult};
 
 pub struct NewSnapshot<'a> {
@@ -81,8 +81,9 @@ pub fn insert(m: NewModel<'_>) -> AmbientResult<(i64, i32)> {
                     train_rows, test_rows, training_seconds, extension_version,
                     snapshot_id, artifact, artifact_sha256, created_by)
                  SELECT $1,
-                        COALESCE((SELECT max(version) FROM ambient.model_store
-                                   WHERE project_id = $1), 0) + 1,
+                        COALESCE((SELECT pg_catalog.max(version) FROM ambient.model_store
+                                   WHERE project_id OPERATOR(pg_catalog.=) $1), 0)
+                          OPERATOR(pg_catalog.+) 1,
                         $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15,
                         $16, $17, $18, $19
                  RETURNING id, version",
@@ -117,38 +118,59 @@ pub fn insert(m: NewModel<'_>) -> AmbientResult<(i64, i32)> {
     .ok_or_else(|| AmbientError::invalid("model insert returned no id"))
 }
 
-/// The stored bytes of a model and their sha256. Read-only, as the caller.
+/// The stored bytes of a model and their sha256. Read-only.
 pub fn artifact(model_id: i64) -> AmbientResult<(Vec<u8>, String)> {
-    Spi::connect(|client| {
-        let row = client
-            .select(
-                "SELECT artifact, artifact_sha256 FROM ambient.model_store WHERE id = $1",
-                None,
-                &[model_id.into()],
-            )?
-            .first();
-        if row.is_empty() {
-            return Err(unknown(model_id));
-        }
-        Ok((
-            row.get::<Vec<u8>>(1)?.unwrap_or_default(),
-            row.get::<String>(2)?.unwrap_or_default(),
-        ))
+    as_owner(|| {
+        Spi::connect(|client| {
+            let row = client
+                .select(
+                    "SELECT artifact, artifact_sha256 FROM ambient.model_store
+                      WHERE id OPERATOR(pg_catalog.=) $1",
+                    None,
+                    &[model_id.into()],
+                )?
+                .first();
+            if row.is_empty() {
+                return Err(unknown(model_id));
+            }
+            Ok((
+                row.get::<Vec<u8>>(1)?.unwrap_or_default(),
+                row.get::<String>(2)?.unwrap_or_default(),
+            ))
+        })
     })
 }
 
-/// The sha256 of a model's artifact, if the model exists. Read-only; the
-/// pinned predict path runs it once per statement.
-pub fn sha256_of(model_id: i64) -> AmbientResult<Option<String>> {
+/// A model as the pinned predict path needs it: its artifact's sha256 and
+/// whose project it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelOwner {
+    pub sha256: String,
+    pub project_id: i64,
+    pub project: String,
+    pub owner: pg_sys::Oid,
+}
+
+/// Read-only; the pinned predict path runs it once per statement.
+pub fn owner_of(model_id: i64) -> AmbientResult<Option<ModelOwner>> {
     select_kept(
-        "SELECT artifact_sha256 FROM ambient.model_store WHERE id = $1",
+        "SELECT m.artifact_sha256, p.id, p.name, p.owner::pg_catalog.oid
+           FROM ambient.model_store m
+           JOIN ambient.projects p ON p.id OPERATOR(pg_catalog.=) m.project_id
+          WHERE m.id OPERATOR(pg_catalog.=) $1",
         &[PgOid::BuiltIn(PgBuiltInOids::INT8OID)],
         &[model_id.into()],
         |table| {
             if table.is_empty() {
                 return Ok(None);
             }
-            Ok(table.first().get_one::<String>()?)
+            let row = table.first();
+            Ok(Some(ModelOwner {
+                sha256: row.get::<String>(1)?.unwrap_or_default(),
+                project_id: row.get::<i64>(2)?.unwrap_or_default(),
+                project: row.get::<String>(3)?.unwrap_or_default(),
+                owner: row.get::<pg_sys::Oid>(4)?.unwrap_or(pg_sys::Oid::INVALID),
+            }))
         },
     )
 }
@@ -161,7 +183,7 @@ pub fn unknown(model_id: i64) -> AmbientError {
 /// The project a model belongs to, if the model exists.
 pub fn project_of(model_id: i64) -> AmbientResult<Option<i64>> {
     select_one::<i64>(
-        "SELECT project_id FROM ambient.model_store WHERE id = $1",
+        "SELECT project_id FROM ambient.model_store WHERE id OPERATOR(pg_catalog.=) $1",
         &[model_id.into()],
     )
 }
@@ -175,7 +197,8 @@ pub fn pick(project_id: i64, strategy: &str) -> AmbientResult<Option<i64>> {
     };
     select_one::<i64>(
         &format!(
-            "SELECT id FROM ambient.model_store WHERE project_id = $1 ORDER BY {order} LIMIT 1"
+            "SELECT id FROM ambient.model_store WHERE project_id OPERATOR(pg_catalog.=) $1
+              ORDER BY {order} LIMIT 1"
         ),
         &[project_id.into()],
     )
@@ -184,7 +207,8 @@ pub fn pick(project_id: i64, strategy: &str) -> AmbientResult<Option<i64>> {
 pub fn is_in_deployment_history(model_id: i64) -> AmbientResult<bool> {
     Ok(select_one::<bool>(
         "SELECT EXISTS (SELECT 1 FROM ambient.deployment_log
-                                 WHERE model_id = $1 OR previous_model_id = $1)",
+                         WHERE model_id OPERATOR(pg_catalog.=) $1
+                            OR previous_model_id OPERATOR(pg_catalog.=) $1)",
         &[model_id.into()],
     )?
     .unwrap_or(true))
@@ -194,8 +218,10 @@ pub fn is_in_deployment_history(model_id: i64) -> AmbientResult<bool> {
 pub fn delete(model_id: i64) -> AmbientResult<()> {
     Spi::connect_mut(|client| {
         client.update(
-            "WITH gone AS (DELETE FROM ambient.model_store WHERE id = $1 RETURNING snapshot_id)
-             DELETE FROM ambient.snapshots WHERE id IN (SELECT snapshot_id FROM gone)",
+            "WITH gone AS (DELETE FROM ambient.model_store WHERE id OPERATOR(pg_catalog.=) $1
+                           RETURNING snapshot_id)
+             DELETE FROM ambient.snapshots
+              WHERE id OPERATOR(pg_catalog.=) ANY (SELECT snapshot_id FROM gone)",
             None,
             &[model_id.into()],
         )?;

@@ -1,8 +1,10 @@
-//! `ambient.projects`: one row per project, fixing its task and target.
+//! `ambient.projects`: one row per project, fixing its task, target and
+//! owning role; and `ambient.project_grants`, who else may use it.
 
+use pgrx::pg_sys::{self, PgBuiltInOids, PgOid};
 use pgrx::prelude::*;
 
-use super::select_one;
+use super::{as_owner, select_kept, select_one, Caller};
 use crate::error::{AmbientError, AmbientResult};
 use crate::ml::Task;
 
@@ -12,9 +14,40 @@ pub struct Project {
     pub name: String,
     pub task: Task,
     pub target: String,
+    /// Roles with this role's privileges own the project.
+    pub owner: pg_sys::Oid,
 }
 
-const COLUMNS: &str = "id, name, task, target";
+/// What a grant lets a role do besides its owners.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Privilege {
+    /// Predict with the live model or a pinned one.
+    Predict,
+    /// Predict, and see the project's models, snapshots and history.
+    Read,
+}
+
+impl Privilege {
+    pub fn parse(text: &str) -> AmbientResult<Privilege> {
+        match text {
+            "predict" => Ok(Privilege::Predict),
+            "read" => Ok(Privilege::Read),
+            other => Err(
+                AmbientError::invalid(format!("unknown privilege \"{other}\""))
+                    .hint("privilege is 'predict' or 'read'"),
+            ),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Privilege::Predict => "predict",
+            Privilege::Read => "read",
+        }
+    }
+}
+
+const COLUMNS: &str = "id, name, task, target, owner::pg_catalog.oid";
 
 fn from_row(row: &pgrx::spi::SpiHeapTupleData<'_>) -> AmbientResult<Project> {
     let task: String = row.get(3)?.unwrap_or_default();
@@ -23,20 +56,25 @@ fn from_row(row: &pgrx::spi::SpiHeapTupleData<'_>) -> AmbientResult<Project> {
         name: row.get(2)?.unwrap_or_default(),
         task: Task::parse(&task)?,
         target: row.get(4)?.unwrap_or_default(),
+        owner: row.get(5)?.unwrap_or(pg_sys::Oid::INVALID),
     })
 }
 
 pub fn find(name: &str) -> AmbientResult<Option<Project>> {
-    Spi::connect(|client| {
-        let rows = client.select(
-            &format!("SELECT {COLUMNS} FROM ambient.projects WHERE name = $1"),
-            None,
-            &[name.into()],
-        )?;
-        match rows.into_iter().next() {
-            Some(row) => Ok(Some(from_row(&row)?)),
-            None => Ok(None),
-        }
+    as_owner(|| {
+        Spi::connect(|client| {
+            let rows = client.select(
+                &format!(
+                    "SELECT {COLUMNS} FROM ambient.projects WHERE name OPERATOR(pg_catalog.=) $1"
+                ),
+                None,
+                &[name.into()],
+            )?;
+            match rows.into_iter().next() {
+                Some(row) => Ok(Some(from_row(&row)?)),
+                None => Ok(None),
+            }
+        })
     })
 }
 
@@ -46,36 +84,61 @@ pub fn require(name: &str) -> AmbientResult<Project> {
 
 pub fn unknown(name: &str) -> AmbientError {
     AmbientError::undefined_object(format!("project \"{name}\" does not exist"))
-        .hint("SELECT project FROM ambient.overview lists the projects")
+        .hint("SELECT project FROM ambient.overview lists the projects you may read")
 }
 
-/// Errors with 42501 unless the current user is a member of the project's
-/// owning role (superusers always are). Runs as the caller.
-pub fn check_owner(name: &str) -> AmbientResult<()> {
-    let allowed = select_one::<bool>(
-        "SELECT pg_catalog.pg_has_role(CURRENT_USER, r.oid, 'USAGE')
-                   FROM ambient.projects p
-                   LEFT JOIN pg_catalog.pg_roles r ON r.rolname = p.owner
-                  WHERE p.name = $1",
-        &[name.into()],
-    )?;
-    match allowed {
-        Some(true) => Ok(()),
-        // No role row: the owner was dropped; only superusers may go on.
-        None if is_superuser()? => Ok(()),
-        _ => Err(
-            AmbientError::privilege(format!("permission denied for project \"{name}\""))
-                .hint("only members of the role that created the project may change it"),
-        ),
+/// Errors with 42501 unless the caller has the privileges of the project's
+/// owning role (superusers always do).
+pub fn authorize_change(project: &Project, caller: &Caller) -> AmbientResult<()> {
+    if caller.acts_as(project.owner) {
+        return Ok(());
     }
+    Err(
+        AmbientError::privilege(format!("permission denied for project \"{}\"", project.name))
+            .hint("only roles with the privileges of the project's owner may change it"),
+    )
 }
 
-fn is_superuser() -> AmbientResult<bool> {
-    Ok(select_one::<bool>(
-        "SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = CURRENT_USER",
-        &[],
-    )?
-    .unwrap_or(false))
+/// Errors with 42501 unless the caller owns the project or holds a grant
+/// that covers `wanted` ('read' covers 'predict').
+pub fn authorize_use(
+    project_id: i64,
+    project_name: &str,
+    owner: pg_sys::Oid,
+    caller: &Caller,
+    wanted: Privilege,
+) -> AmbientResult<()> {
+    if caller.acts_as(owner) {
+        return Ok(());
+    }
+    let granted = select_kept(
+        "SELECT grantee::pg_catalog.oid, privilege FROM ambient.project_grants
+          WHERE project_id OPERATOR(pg_catalog.=) $1",
+        &[PgOid::BuiltIn(PgBuiltInOids::INT8OID)],
+        &[project_id.into()],
+        |table| {
+            for row in table {
+                let grantee = row.get::<pg_sys::Oid>(1)?.unwrap_or(pg_sys::Oid::INVALID);
+                let privilege = row.get::<String>(2)?.unwrap_or_default();
+                let covers = privilege == Privilege::Read.as_str() || privilege == wanted.as_str();
+                if covers && caller.acts_as(grantee) {
+                    return Ok(true);
+                }
+            }
+            Ok(false)
+        },
+    )?;
+    if granted {
+        return Ok(());
+    }
+    Err(AmbientError::privilege(format!(
+        "permission denied for project \"{project_name}\""
+    ))
+    .hint(format!(
+        "its owner can allow you with ambient.grant('{project_name}', '{}', '{}')",
+        caller.name().replace('\'', "''"),
+        wanted.as_str()
+    )))
 }
 
 /// Locks the project's row until the transaction ends, so deploys, rollbacks
@@ -84,7 +147,10 @@ fn is_superuser() -> AmbientResult<bool> {
 pub fn lock(name: &str) -> AmbientResult<Project> {
     Spi::connect_mut(|client| {
         let rows = client.update(
-            &format!("SELECT {COLUMNS} FROM ambient.projects WHERE name = $1 FOR UPDATE"),
+            &format!(
+                "SELECT {COLUMNS} FROM ambient.projects
+                  WHERE name OPERATOR(pg_catalog.=) $1 FOR UPDATE"
+            ),
             None,
             &[name.into()],
         )?;
@@ -95,25 +161,37 @@ pub fn lock(name: &str) -> AmbientResult<Project> {
     })
 }
 
-/// Creates the project if no one has yet, then locks it. `owner` is the
-/// caller's role. Call inside `as_extension_owner`.
+/// Locks a project that `caller` is about to change. The right is checked
+/// before the lock, so a stranger cannot queue on it, and again holding it,
+/// because the project may have been dropped and created anew meanwhile.
+/// Call inside `as_extension_owner`.
+pub fn lock_for_change(name: &str, caller: &Caller) -> AmbientResult<Project> {
+    authorize_change(&require(name)?, caller)?;
+    let project = lock(name)?;
+    authorize_change(&project, caller)?;
+    Ok(project)
+}
+
+/// Creates the project for `caller` if no one has yet, then locks it.
+/// Call inside `as_extension_owner`.
 pub fn create_and_lock(
     name: &str,
     task: Task,
     target: &str,
-    owner: &str,
+    caller: &Caller,
 ) -> AmbientResult<Project> {
     Spi::connect_mut(|client| {
         client.update(
             "INSERT INTO ambient.projects (name, task, target, owner, created_by)
-             VALUES ($1, $2, $3, $4, $4)
+             VALUES ($1, $2, $3, $4, $5)
              ON CONFLICT (name) DO NOTHING",
             None,
             &[
                 name.into(),
                 task.as_str().into(),
                 target.into(),
-                owner.into(),
+                caller.oid.into(),
+                caller.name().into(),
             ],
         )?;
         AmbientResult::Ok(())
@@ -121,28 +199,25 @@ pub fn create_and_lock(
     lock(name)
 }
 
-/// Deletes the project with its models, snapshots and deployments.
+/// Deletes the project with its models, snapshots, deployments and grants.
 /// Call inside `as_extension_owner`.
 pub fn delete(id: i64) -> AmbientResult<()> {
     Spi::connect_mut(|client| {
         // Deployment rows reference models, so they go first.
+        for table in [
+            "deployment_log",
+            "model_store",
+            "snapshots",
+            "project_grants",
+        ] {
+            client.update(
+                &format!("DELETE FROM ambient.{table} WHERE project_id OPERATOR(pg_catalog.=) $1"),
+                None,
+                &[id.into()],
+            )?;
+        }
         client.update(
-            "DELETE FROM ambient.deployment_log WHERE project_id = $1",
-            None,
-            &[id.into()],
-        )?;
-        client.update(
-            "DELETE FROM ambient.model_store WHERE project_id = $1",
-            None,
-            &[id.into()],
-        )?;
-        client.update(
-            "DELETE FROM ambient.snapshots WHERE project_id = $1",
-            None,
-            &[id.into()],
-        )?;
-        client.update(
-            "DELETE FROM ambient.projects WHERE id = $1",
+            "DELETE FROM ambient.projects WHERE id OPERATOR(pg_catalog.=) $1",
             None,
             &[id.into()],
         )?;
@@ -150,9 +225,49 @@ pub fn delete(id: i64) -> AmbientResult<()> {
     })
 }
 
+/// Lets `grantee` use the project; true if it could not already.
+/// Call inside `as_extension_owner`, holding the project lock.
+pub fn grant(
+    project_id: i64,
+    grantee: pg_sys::Oid,
+    privilege: Privilege,
+    caller: &Caller,
+) -> AmbientResult<bool> {
+    Spi::connect_mut(|client| {
+        let inserted = client.update(
+            "INSERT INTO ambient.project_grants (project_id, grantee, privilege, granted_by)
+             VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+            None,
+            &[
+                project_id.into(),
+                grantee.into(),
+                privilege.as_str().into(),
+                caller.name().into(),
+            ],
+        )?;
+        Ok(inserted.len() > 0)
+    })
+}
+
+/// Takes a grant back; true if there was one.
+/// Call inside `as_extension_owner`, holding the project lock.
+pub fn revoke(project_id: i64, grantee: pg_sys::Oid, privilege: Privilege) -> AmbientResult<bool> {
+    Spi::connect_mut(|client| {
+        let deleted = client.update(
+            "DELETE FROM ambient.project_grants
+              WHERE project_id OPERATOR(pg_catalog.=) $1
+                AND grantee OPERATOR(pg_catalog.=) $2
+                AND privilege OPERATOR(pg_catalog.=) $3",
+            None,
+            &[project_id.into(), grantee.into(), privilege.as_str().into()],
+        )?;
+        Ok(deleted.len() > 0)
+    })
+}
+
 pub fn name_of(project_id: i64) -> AmbientResult<String> {
     select_one::<String>(
-        "SELECT name FROM ambient.projects WHERE id = $1",
+        "SELECT name FROM ambient.projects WHERE id OPERATOR(pg_catalog.=) $1",
         &[project_id.into()],
     )?
     .ok_or_else(|| AmbientError::undefined_object(format!("project {project_id} does not exist")))
@@ -160,7 +275,8 @@ pub fn name_of(project_id: i64) -> AmbientResult<String> {
 
 pub fn model_count(project_id: i64) -> AmbientResult<i64> {
     Ok(select_one::<i64>(
-        "SELECT count(*) FROM ambient.model_store WHERE project_id = $1",
+        "SELECT pg_catalog.count(*) FROM ambient.model_store
+          WHERE project_id OPERATOR(pg_catalog.=) $1",
         &[project_id.into()],
     )?
     .unwrap_or(0))

@@ -14,6 +14,27 @@ pub mod stats;
 
 pub use error::{MlError, MlErrorKind, MlResult};
 
+/// How long work is stopped from outside: the hook is called between units
+/// of work (a node, a feature, a batch of rows), and an error it returns
+/// ends the work with that error. The extension passes Postgres's interrupt
+/// check, so a cancel or `statement_timeout` stops training promptly.
+pub struct Interrupts<'a>(&'a dyn Fn() -> MlResult<()>);
+
+impl<'a> Interrupts<'a> {
+    pub fn new(check: &'a dyn Fn() -> MlResult<()>) -> Self {
+        Interrupts(check)
+    }
+
+    /// Work that cannot be stopped from outside (tests, benchmarks).
+    pub fn none() -> Interrupts<'static> {
+        Interrupts(&|| Ok(()))
+    }
+
+    pub fn check(&self) -> MlResult<()> {
+        (self.0)()
+    }
+}
+
 /// What a project predicts. Fixed on a project's first train.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]

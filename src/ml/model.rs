@@ -8,7 +8,7 @@ use super::dataset::{Dataset, LabelEncoding, Labels};
 use super::hyperparams::Hyperparams;
 use super::metrics::{self, Metrics};
 use super::split::{self, Split};
-use super::{MlError, MlResult, Task};
+use super::{Interrupts, MlError, MlResult, Task};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Model {
@@ -35,6 +35,7 @@ pub fn train(
     params: &Hyperparams,
     test_size: f64,
     seed: u64,
+    interrupts: &Interrupts<'_>,
 ) -> MlResult<Trained> {
     if algorithm.task != data.task() {
         return Err(MlError::invalid(format!(
@@ -54,13 +55,13 @@ pub fn train(
         }
     }
     let split = split::holdout(data, test_size, seed)?;
-    let estimator = (algorithm.fit)(
-        &TrainingData {
-            dataset: data,
-            rows: &split.train,
-        },
+    let estimator = (algorithm.fit)(&TrainingData {
+        dataset: data,
+        rows: &split.train,
         params,
-    )?;
+        interrupts,
+    })?;
+    interrupts.check()?;
     let model = Model::new(
         data.task(),
         data.feature_names.clone(),

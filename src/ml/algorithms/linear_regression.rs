@@ -4,7 +4,7 @@ use linfa::prelude::*;
 use linfa_linear::LinearRegression;
 use serde::{Deserialize, Serialize};
 
-use super::{AlgorithmSpec, Estimator, Predictor, TrainingData};
+use super::{AlgorithmSpec, Estimator, Predictor, Shape, TrainingData};
 use crate::ml::hyperparams::{Hyperparams, ParamKind, ParamSpec};
 use crate::ml::{MlError, MlResult, Task};
 
@@ -17,6 +17,7 @@ pub const SPEC: AlgorithmSpec = AlgorithmSpec {
         default: "true",
     }],
     fit,
+    estimated_bytes,
 };
 
 /// The fitted coefficients. Kept as plain vectors so predicting one row is a
@@ -27,7 +28,16 @@ pub struct LinearModel {
     pub coefficients: Vec<f64>,
 }
 
-fn fit(data: &TrainingData<'_>, params: &Hyperparams) -> MlResult<Estimator> {
+/// linfa-linear copies the rows into a matrix with an intercept column and
+/// solves the normal equations: about three copies of the data.
+fn estimated_bytes(shape: &Shape, _: &Hyperparams) -> u64 {
+    let width = shape.features as u64 + 1;
+    3 * shape.rows as u64 * width * 8 + 4 * width * width * 8
+}
+
+fn fit(data: &TrainingData<'_>) -> MlResult<Estimator> {
+    let params = data.params;
+    data.interrupts.check()?;
     let dataset = linfa::Dataset::new(data.records(), data.targets());
     let fitted = LinearRegression::new()
         .with_intercept(params.boolean("fit_intercept").unwrap_or(true))
@@ -88,8 +98,9 @@ mod tests {
             &TrainingData {
                 dataset: &d,
                 rows: &rows,
+                params: &params,
+                interrupts: &crate::ml::Interrupts::none(),
             },
-            &params,
         )
         .unwrap() else {
             panic!("wrong estimator")

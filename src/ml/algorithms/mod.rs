@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use super::dataset::{Dataset, Labels};
 use super::hyperparams::{Hyperparams, ParamSpec};
-use super::{MlError, MlResult, Task};
+use super::{Interrupts, MlError, MlResult, Task};
 
 pub trait Predictor {
     /// The class index (as a number) or the regression estimate.
@@ -42,7 +42,19 @@ pub struct AlgorithmSpec {
     pub name: &'static str,
     pub task: Task,
     pub params: &'static [ParamSpec],
-    pub fit: fn(&TrainingData<'_>, &Hyperparams) -> MlResult<Estimator>,
+    pub fit: fn(&TrainingData<'_>) -> MlResult<Estimator>,
+    /// The most `fit` allocates for data of this shape, in bytes, so the
+    /// caller can refuse before anything is allocated.
+    pub estimated_bytes: fn(&Shape, &Hyperparams) -> u64,
+}
+
+/// The size of a training set, for memory estimates.
+#[derive(Debug, Clone, Copy)]
+pub struct Shape {
+    pub rows: usize,
+    pub features: usize,
+    /// Classes of a classifier; 0 for regression.
+    pub classes: usize,
 }
 
 pub const ALGORITHMS: &[AlgorithmSpec] = &[decision_tree::SPEC, linear_regression::SPEC];
@@ -60,13 +72,17 @@ pub fn lookup(name: &str) -> MlResult<&'static AlgorithmSpec> {
     })
 }
 
-/// The training side of a split, as linfa wants it.
+/// The training side of a split, with the validated hyper-parameters and
+/// the caller's interrupt check.
 pub struct TrainingData<'a> {
     pub dataset: &'a Dataset,
     pub rows: &'a [usize],
+    pub params: &'a Hyperparams,
+    pub interrupts: &'a Interrupts<'a>,
 }
 
 impl TrainingData<'_> {
+    /// The rows as linfa wants them.
     pub fn records(&self) -> Array2<f64> {
         let width = self.dataset.width();
         let mut flat = Vec::with_capacity(self.rows.len() * width);

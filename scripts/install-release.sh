@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Builds and installs an earlier release of pg_ambient from its commit, for
+# the upgrade test: `install-release.sh 0.1.0` puts 0.1.0's library, control
+# file and install script where the server looks, exactly as that release
+# shipped them. `make install` puts the current version back afterwards.
+set -euo pipefail
+source "$(dirname "$0")/config.sh"
+version="$1"
+commit="$(sed -n "s/^\"$version\" *= *\"\([0-9a-f]*\)\"/\1/p" "$ROOT/sql/releases.toml")"
+[[ -n "$commit" ]] || { echo "install-release: no commit for $version in sql/releases.toml" >&2; exit 2; }
+src="$ROOT/target/release-src/$version"
+if [[ ! -f "$src/Cargo.toml" ]]; then
+  rm -rf "$src"; mkdir -p "$src"
+  git -C "$ROOT" archive "$commit" | tar -x -C "$src"
+fi
+# The shared target directory reuses the dependencies the current build compiled.
+(cd "$src" && CARGO_TARGET_DIR="$ROOT/target" cargo pgrx install --pg-config "$PG_CONFIG" >/dev/null)
+# The release's install script must be the one kept in sql/ (never edited).
+cmp "$("$PG_CONFIG" --sharedir)/extension/pg_ambient--$version.sql" "$ROOT/sql/pg_ambient--$version.sql"

@@ -1,0 +1,154 @@
+-- pg_ambient 0.1.0 -> 0.2.0. Each change says why; a fresh 0.2.0 install
+-- and this script give the same catalog (tests/upgrade checks it).
+\echo Use "ALTER EXTENSION pg_ambient UPDATE" to load this file. \quit
+
+-- The views change: they filter by what the caller may read. They read
+-- projects.owner, which changes type below, so they go first and are made
+-- again at the end.
+DROP VIEW ambient.overview, ambient.deployments, ambient.models;
+
+-- Owners become roles (regrole) instead of names: ownership is decided in
+-- Rust from role oids, and a dump restores the owner by name. A project
+-- whose owning role no longer exists goes to the bootstrap superuser (oid
+-- 10), so only superusers may change it, as before.
+ALTER TABLE ambient.projects
+    ALTER COLUMN owner TYPE regrole
+    USING COALESCE(pg_catalog.to_regrole(pg_catalog.quote_ident(owner::pg_catalog.text)),
+                   10::pg_catalog.oid::pg_catalog.regrole);
+
+-- Who else may use a project: 'predict' lets a role predict with it, 'read'
+-- also lets it see the project's models, snapshots and history.
+CREATE TABLE ambient.project_grants (
+    project_id  bigint NOT NULL REFERENCES ambient.projects (id) ON DELETE CASCADE,
+    grantee     regrole NOT NULL,
+    privilege   text NOT NULL CHECK (privilege IN ('predict', 'read')),
+    granted_at  timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    granted_by  name NOT NULL,
+    PRIMARY KEY (project_id, grantee, privilege)
+);
+
+SELECT pg_catalog.pg_extension_config_dump('ambient.project_grants', '');
+
+-- ambient.grant and ambient.revoke write the table above.
+CREATE FUNCTION ambient."grant"(
+	"project" TEXT, /* & str */
+	"role" TEXT, /* & str */
+	"privilege" TEXT DEFAULT 'predict' /* & str */
+) RETURNS void
+STRICT VOLATILE PARALLEL UNSAFE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'grant_project_wrapper';
+CREATE FUNCTION ambient."revoke"(
+	"project" TEXT, /* & str */
+	"role" TEXT, /* & str */
+	"privilege" TEXT DEFAULT 'predict' /* & str */
+) RETURNS void
+STRICT VOLATILE PARALLEL UNSAFE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'revoke_project_wrapper';
+
+-- Nobody but the extension owner reads the tables: models hold training
+-- values (tree thresholds), snapshots hold query texts and column
+-- statistics. Roles read the views below, which show only what they may.
+REVOKE ALL ON ambient.projects, ambient.snapshots, ambient.model_store, ambient.deployment_log,
+              ambient.project_grants FROM PUBLIC;
+
+-- The live model of each project: its newest deployment row. Everything
+-- that asks what is live reads this view, so the rule is written once.
+CREATE VIEW ambient.live_deployments AS
+SELECT p.id AS project_id,
+       d.id AS deployment_id,
+       d.model_id,
+       d.parent_id,
+       d.deployed_at,
+       d.deployed_by
+  FROM ambient.projects p
+ CROSS JOIN LATERAL (
+        SELECT * FROM ambient.deployment_log d
+         WHERE d.project_id = p.id
+         ORDER BY d.id DESC LIMIT 1) d;
+
+-- The projects the current role may read: it has the privileges of the
+-- owning role, or of a role granted 'read'. Every view below starts from
+-- this one, so the rule is written once. security_barrier keeps a caller's
+-- own functions in a WHERE clause from seeing rows before this filter.
+CREATE VIEW ambient.readable_projects WITH (security_barrier) AS
+SELECT p.id AS project_id,
+       p.name AS project,
+       p.task,
+       p.target,
+       p.owner,
+       p.created_at,
+       p.created_by
+  FROM ambient.projects p
+ WHERE pg_catalog.pg_has_role(p.owner, 'USAGE')
+    OR EXISTS (SELECT 1 FROM ambient.project_grants g
+                WHERE g.project_id = p.id AND g.privilege = 'read'
+                  AND pg_catalog.pg_has_role(g.grantee, 'USAGE'));
+
+CREATE VIEW ambient.models WITH (security_barrier) AS
+SELECT m.id AS model_id,
+       p.project,
+       m.version,
+       m.algorithm,
+       m.primary_metric,
+       m.score,
+       (m.id = live.model_id) AS live,
+       m.train_rows,
+       m.test_rows,
+       m.metrics,
+       m.hyperparams,
+       m.features,
+       m.created_at AS trained_at,
+       m.created_by AS trained_by,
+       pg_catalog.octet_length(m.artifact) AS artifact_bytes
+  FROM ambient.model_store m
+  JOIN ambient.readable_projects p ON p.project_id = m.project_id
+  LEFT JOIN ambient.live_deployments live ON live.project_id = m.project_id;
+
+CREATE VIEW ambient.deployments WITH (security_barrier) AS
+SELECT d.id AS deployment_id,
+       p.project,
+       d.model_id,
+       m.version,
+       m.algorithm,
+       d.previous_model_id,
+       d.strategy,
+       d.reason,
+       d.deployed_at,
+       d.deployed_by
+  FROM ambient.deployment_log d
+  JOIN ambient.readable_projects p ON p.project_id = d.project_id
+  JOIN ambient.model_store m ON m.id = d.model_id;
+
+CREATE VIEW ambient.overview WITH (security_barrier) AS
+SELECT p.project,
+       p.task,
+       p.target,
+       p.owner,
+       live.model_id AS live_model_id,
+       m.version AS live_version,
+       m.algorithm,
+       m.primary_metric,
+       m.score,
+       live.deployed_at,
+       live.deployed_by,
+       (SELECT pg_catalog.count(*) FROM ambient.model_store c WHERE c.project_id = p.project_id) AS models
+  FROM ambient.readable_projects p
+  LEFT JOIN ambient.live_deployments live ON live.project_id = p.project_id
+  LEFT JOIN ambient.model_store m ON m.id = live.model_id;
+
+-- Who may use the projects the current role owns.
+CREATE VIEW ambient.grants WITH (security_barrier) AS
+SELECT p.name AS project,
+       g.grantee,
+       g.privilege,
+       g.granted_at,
+       g.granted_by
+  FROM ambient.project_grants g
+  JOIN ambient.projects p ON p.id = g.project_id
+ WHERE pg_catalog.pg_has_role(p.owner, 'USAGE');
+
+GRANT USAGE ON SCHEMA ambient TO PUBLIC;
+GRANT SELECT ON ambient.readable_projects, ambient.models, ambient.deployments, ambient.overview,
+                ambient.grants TO PUBLIC;
