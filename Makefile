@@ -6,7 +6,7 @@ CONFIG := source scripts/config.sh
 # pgrx-started servers must not see it: see scripts/cluster.sh.
 unexport RUST_BACKTRACE RUST_LIB_BACKTRACE
 
-.PHONY: setup install cluster stop demo test lint unit regress integration bench clean-cluster
+.PHONY: setup install cluster stop demo test lint unit regress integration upgrade bench clean-cluster
 
 setup:
 	scripts/setup.sh
@@ -39,8 +39,14 @@ regress: cluster
 integration: cluster
 	$(CONFIG); python3 -m pytest -q tests/integration
 
+# Builds each release in sql/releases.toml from its commit, trains on it,
+# then installs this version and checks ALTER EXTENSION UPDATE. Last, as it
+# swaps the installed library (and puts this one back).
+upgrade: cluster
+	$(CONFIG); python3 -m pytest -q tests/upgrade
+
 # `unit` installs its own debug build, so `install` (via regress) comes after it.
-test: lint unit regress integration
+test: lint unit regress integration upgrade
 	@echo "make test: all suites passed"
 
 bench: cluster

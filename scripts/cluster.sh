@@ -3,9 +3,6 @@
 # target/, port from pgrx.toml, run as the postgres OS user.
 set -euo pipefail
 source "$(dirname "$0")/config.sh"
-# The server gets no RUST_BACKTRACE: with it, pgrx appends Rust backtraces
-# to the DETAIL of SQL errors raised under extension code, as no user's
-# server would.
 as_pg() { runuser -u postgres -- env -u RUST_BACKTRACE -u RUST_LIB_BACKTRACE "$@"; }
 
 case "${1:-start}" in
@@ -25,7 +22,9 @@ max_parallel_workers_per_gather = 2
 CONF
     fi
     if ! as_pg "$PGBIN/pg_ctl" -D "$PGDATA" status >/dev/null 2>&1; then
-      as_pg "$PGBIN/pg_ctl" -D "$PGDATA" -l "$PGDATA/server.log" -w start >/dev/null
+      # RUST_BACKTRACE=1, as containers often set it: pgrx would then append
+      # Rust backtraces to errors' DETAIL, and every test checks it does not.
+      as_pg RUST_BACKTRACE=1 "$PGBIN/pg_ctl" -D "$PGDATA" -l "$PGDATA/server.log" -w start >/dev/null
     fi
     ;;
   stop)
