@@ -1,6 +1,7 @@
 """Same data, hyper-parameters and seed give a byte-identical artifact, also at
-a size where split scores nearly tie (upstream linfa-trees summed them in
-hash-map order and, here, one training in three came out different)."""
+a size where split scores nearly tie (linfa-trees 0.8.1, used before 0.2.0,
+summed them in hash-map order and, here, one training in three came out
+different)."""
 
 from conftest import connect
 
