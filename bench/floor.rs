@@ -44,7 +44,5 @@ fn main() {
         .sum();
     let ours_seconds = started.elapsed().as_secs_f64();
 
-    println!(
-        "{{\"rows\": {n}, \"stored_tree_seconds\": {ours_seconds:.4}, \"checksum\": {ours}}}"
-    );
+    println!("{{\"rows\": {n}, \"stored_tree_seconds\": {ours_seconds:.4}, \"checksum\": {ours}}}");
 }

@@ -42,7 +42,11 @@ fn change_grant(project: &str, role: &str, privilege: &str, give: bool) -> Ambie
         if !changed {
             notice!(
                 "role \"{role}\" {} \"{}\" on project \"{}\"",
-                if give { "already has" } else { "has no grant of" },
+                if give {
+                    "already has"
+                } else {
+                    "has no grant of"
+                },
                 privilege.as_str(),
                 project.name
             );

@@ -93,10 +93,11 @@ pub fn authorize_change(project: &Project, caller: &Caller) -> AmbientResult<()>
     if caller.acts_as(project.owner) {
         return Ok(());
     }
-    Err(
-        AmbientError::privilege(format!("permission denied for project \"{}\"", project.name))
-            .hint("only roles with the privileges of the project's owner may change it"),
-    )
+    Err(AmbientError::privilege(format!(
+        "permission denied for project \"{}\"",
+        project.name
+    ))
+    .hint("only roles with the privileges of the project's owner may change it"))
 }
 
 /// Errors with 42501 unless the caller owns the project or holds a grant
@@ -131,14 +132,15 @@ pub fn authorize_use(
     if granted {
         return Ok(());
     }
-    Err(AmbientError::privilege(format!(
-        "permission denied for project \"{project_name}\""
-    ))
-    .hint(format!(
-        "its owner can allow you with ambient.grant('{project_name}', '{}', '{}')",
-        caller.name().replace('\'', "''"),
-        wanted.as_str()
-    )))
+    Err(
+        AmbientError::privilege(format!("permission denied for project \"{project_name}\"")).hint(
+            format!(
+                "its owner can allow you with ambient.grant('{project_name}', '{}', '{}')",
+                caller.name().replace('\'', "''"),
+                wanted.as_str()
+            ),
+        ),
+    )
 }
 
 /// Locks the project's row until the transaction ends, so deploys, rollbacks
@@ -245,7 +247,7 @@ pub fn grant(
                 caller.name().into(),
             ],
         )?;
-        Ok(inserted.len() > 0)
+        Ok(!inserted.is_empty())
     })
 }
 
@@ -261,7 +263,7 @@ pub fn revoke(project_id: i64, grantee: pg_sys::Oid, privilege: Privilege) -> Am
             None,
             &[project_id.into(), grantee.into(), privilege.as_str().into()],
         )?;
-        Ok(deleted.len() > 0)
+        Ok(!deleted.is_empty())
     })
 }
 

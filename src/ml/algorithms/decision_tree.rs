@@ -225,7 +225,13 @@ impl<'a> Learner<'a> {
         }
         let xlogx = match settings.criterion {
             Criterion::Entropy => (0..=n_rows)
-                .map(|c| if c == 0 { 0.0 } else { c as f64 * (c as f64).log2() })
+                .map(|c| {
+                    if c == 0 {
+                        0.0
+                    } else {
+                        c as f64 * (c as f64).log2()
+                    }
+                })
                 .collect(),
             Criterion::Gini => Vec::new(),
         };
@@ -417,8 +423,8 @@ impl<'a> Learner<'a> {
                 }
                 Criterion::Entropy => {
                     xlogx_left += self.xlogx[before as usize + 1] - self.xlogx[before as usize];
-                    xlogx_right += self.xlogx[right_before as usize - 1]
-                        - self.xlogx[right_before as usize];
+                    xlogx_right +=
+                        self.xlogx[right_before as usize - 1] - self.xlogx[right_before as usize];
                 }
             }
             let n_left = p + 1;
@@ -743,8 +749,8 @@ mod tests {
                 Ok(())
             }
         };
-        let err = train_with(&d, serde_json::json!({}), &Interrupts::new(&stop_after_ten))
-            .unwrap_err();
+        let err =
+            train_with(&d, serde_json::json!({}), &Interrupts::new(&stop_after_ten)).unwrap_err();
         assert_eq!(err.message, "canceled");
         assert_eq!(calls.get(), 11);
     }
@@ -759,7 +765,9 @@ mod tests {
             (0..n).map(|i| i as f64).collect(),
             RawLabels::Classes(
                 LabelKind::Text,
-                (0..n).map(|i| ["a", "b"][(i / 2) % 2].to_string()).collect(),
+                (0..n)
+                    .map(|i| ["a", "b"][(i / 2) % 2].to_string())
+                    .collect(),
             ),
         )
         .unwrap();

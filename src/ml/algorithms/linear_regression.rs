@@ -94,14 +94,12 @@ mod tests {
         let params =
             Hyperparams::validate("linear_regression", SPEC.params, &serde_json::json!({}))
                 .unwrap();
-        let Estimator::LinearRegression(m) = fit(
-            &TrainingData {
-                dataset: &d,
-                rows: &rows,
-                params: &params,
-                interrupts: &crate::ml::Interrupts::none(),
-            },
-        )
+        let Estimator::LinearRegression(m) = fit(&TrainingData {
+            dataset: &d,
+            rows: &rows,
+            params: &params,
+            interrupts: &crate::ml::Interrupts::none(),
+        })
         .unwrap() else {
             panic!("wrong estimator")
         };
