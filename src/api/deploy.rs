@@ -51,9 +51,10 @@ fn deploy(project: &str, choice: Choice, reason: Option<&str>) -> AmbientResult<
             Choice::Strategy(strategy) => (
                 models::pick(project.id, strategy)?.ok_or_else(|| {
                     AmbientError::not_in_state(format!(
-                        "project \"{}\" has no models",
+                        "project \"{}\" has no model to pick by {strategy}",
                         project.name
                     ))
+                    .hint("a model counts for best_score only with a finite score")
                 })?,
                 strategy,
             ),

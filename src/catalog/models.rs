@@ -189,15 +189,20 @@ pub fn project_of(model_id: i64) -> AmbientResult<Option<i64>> {
 }
 
 /// The model a deploy strategy picks: highest score (newest on ties) or
-/// newest version.
+/// newest version. A score that is not a finite number is never the best
+/// (in SQL, NaN sorts above every number).
 pub fn pick(project_id: i64, strategy: &str) -> AmbientResult<Option<i64>> {
-    let order = match strategy {
-        "best_score" => "score DESC, version DESC",
-        _ => "version DESC",
+    let (only, order) = match strategy {
+        "best_score" => (
+            "AND score OPERATOR(pg_catalog.>) '-Infinity'::pg_catalog.float8
+             AND score OPERATOR(pg_catalog.<) 'Infinity'::pg_catalog.float8",
+            "score DESC, version DESC",
+        ),
+        _ => ("", "version DESC"),
     };
     select_one::<i64>(
         &format!(
-            "SELECT id FROM ambient.model_store WHERE project_id OPERATOR(pg_catalog.=) $1
+            "SELECT id FROM ambient.model_store WHERE project_id OPERATOR(pg_catalog.=) $1 {only}
               ORDER BY {order} LIMIT 1"
         ),
         &[project_id.into()],

@@ -20,6 +20,13 @@ SELECT version, previous_model_id IS NOT NULL AS had_previous, strategy FROM amb
 SELECT ambient.deploy('band', 'best_score', reason => 'pick the best') IS NOT NULL AS ok;
 SELECT live_version('band'), (SELECT version FROM ambient.models WHERE project = 'band' ORDER BY score DESC, version DESC LIMIT 1) AS best;
 SELECT version, strategy, reason FROM ambient.deployments WHERE project = 'band' ORDER BY deployment_id DESC LIMIT 1;
+-- A score that is not a number never wins (in SQL, NaN sorts above every number).
+UPDATE ambient.model_store SET score = 'NaN'
+ WHERE project_id = (SELECT id FROM ambient.projects WHERE name = 'band') AND version = 1;
+SELECT ambient.deploy('band', 'best_score') IS NOT NULL AS ok;
+SELECT live_version('band');
+UPDATE ambient.model_store SET score = (metrics->>'f1')::float8
+ WHERE project_id = (SELECT id FROM ambient.projects WHERE name = 'band') AND version = 1;
 SELECT ambient.deploy('band', 'most_recent') IS NOT NULL AS ok;
 SELECT live_version('band');
 

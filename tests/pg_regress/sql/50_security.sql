@@ -112,6 +112,23 @@ SELECT count(*) AS projects_bob_sees FROM ambient.overview;
 SELECT * FROM try($$SELECT ambient.predict_label('alice_iris', ARRAY[5.1, 3.5, 1.4, 0.2])$$);
 RESET ROLE;
 
+-- A call site remembers its model for as long as its expression lives,
+-- which for a PL/pgSQL loop is the whole transaction: a role change between
+-- two rounds of one call site is checked again.
+CREATE FUNCTION public.predict_twice_as(later text) RETURNS text LANGUAGE plpgsql AS $$
+DECLARE labels text := '';
+BEGIN
+  FOR round IN 1..2 LOOP
+    IF round = 2 THEN EXECUTE format('SET ROLE %I', later); END IF;
+    labels := labels || ambient.predict_label('alice_iris', ARRAY[5.1, 3.5, 1.4, 0.2]) || ' ';
+  END LOOP;
+  RESET ROLE;
+  RETURN labels;
+END $$;
+SELECT * FROM try($$SELECT predict_twice_as('ambient_alice')$$);
+SELECT * FROM try($$SELECT predict_twice_as('ambient_mallory')$$);
+SELECT current_user;
+
 -- Members of alice's role act as alice.
 GRANT ambient_alice TO ambient_bob;
 SET ROLE ambient_bob;
