@@ -13,7 +13,12 @@ CREATE TABLE ambient.projects (
     -- and grant. A role, not a name: a dump restores it by name.
     owner       regrole NOT NULL,
     created_at  timestamptz NOT NULL DEFAULT pg_catalog.now(),
-    created_by  name NOT NULL
+    created_by  name NOT NULL,
+    -- The input contract: the live model's feature names, in the order the
+    -- array forms of predict take them, and their types. Fixed by the first
+    -- train; only a deploy with new_contract => true changes it.
+    features       text[] NOT NULL,
+    feature_types  text[] NOT NULL
 );
 
 -- What a model was trained on.
@@ -137,7 +142,8 @@ SELECT p.id AS project_id,
        p.target,
        p.owner,
        p.created_at,
-       p.created_by
+       p.created_by,
+       p.features
   FROM ambient.projects p
  WHERE pg_catalog.pg_has_role(p.owner, 'USAGE')
     OR EXISTS (SELECT 1 FROM ambient.project_grants g
@@ -191,7 +197,8 @@ SELECT p.project,
        m.score,
        live.deployed_at,
        live.deployed_by,
-       (SELECT pg_catalog.count(*) FROM ambient.model_store c WHERE c.project_id = p.project_id) AS models
+       (SELECT pg_catalog.count(*) FROM ambient.model_store c WHERE c.project_id = p.project_id) AS models,
+       p.features
   FROM ambient.readable_projects p
   LEFT JOIN ambient.live_deployments live ON live.project_id = p.project_id
   LEFT JOIN ambient.model_store m ON m.id = live.model_id;

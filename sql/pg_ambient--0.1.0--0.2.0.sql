@@ -16,6 +16,23 @@ ALTER TABLE ambient.projects
     USING COALESCE(pg_catalog.to_regrole(pg_catalog.quote_ident(owner::pg_catalog.text)),
                    10::pg_catalog.oid::pg_catalog.regrole);
 
+-- Each project gets an input contract: the features of its live model (or
+-- of its newest model, if none is live), in order. A deploy can no longer
+-- silently change what a position in predict's array means.
+ALTER TABLE ambient.projects
+    ADD COLUMN features text[] NOT NULL DEFAULT '{}',
+    ADD COLUMN feature_types text[] NOT NULL DEFAULT '{}';
+UPDATE ambient.projects p
+   SET features = m.features, feature_types = m.feature_types
+  FROM ambient.model_store m
+ WHERE m.id = COALESCE(
+         (SELECT d.model_id FROM ambient.deployment_log d
+           WHERE d.project_id = p.id ORDER BY d.id DESC LIMIT 1),
+         (SELECT n.id FROM ambient.model_store n
+           WHERE n.project_id = p.id ORDER BY n.version DESC LIMIT 1));
+ALTER TABLE ambient.projects ALTER COLUMN features DROP DEFAULT,
+                             ALTER COLUMN feature_types DROP DEFAULT;
+
 -- Who else may use a project: 'predict' lets a role predict with it, 'read'
 -- also lets it see the project's models, snapshots and history.
 CREATE TABLE ambient.project_grants (
@@ -28,6 +45,62 @@ CREATE TABLE ambient.project_grants (
 );
 
 SELECT pg_catalog.pg_extension_config_dump('ambient.project_grants', '');
+
+-- train, deploy and rollback take new_contract: a model with other features
+-- than the contract goes live only when the caller says so.
+DROP FUNCTION ambient."train"(text, regclass, text, text, text, text, jsonb, text[], double precision, bigint, text);
+DROP FUNCTION ambient."deploy"(text, bigint, text);
+DROP FUNCTION ambient."deploy"(text, text, text);
+DROP FUNCTION ambient."rollback"(text, text);
+CREATE FUNCTION ambient."train"(
+	"project" TEXT, /* Option < & str > */
+	"relation" regclass DEFAULT NULL, /* Option < PgRelation > */
+	"query" TEXT DEFAULT NULL, /* Option < & str > */
+	"target" TEXT DEFAULT NULL, /* Option < & str > */
+	"task" TEXT DEFAULT NULL, /* Option < & str > */
+	"algorithm" TEXT DEFAULT 'decision_tree', /* Option < & str > */
+	"hyperparams" jsonb DEFAULT '{}', /* Option < JsonB > */
+	"features" TEXT[] DEFAULT NULL, /* :: std :: option :: Option < Vec < String > > */
+	"test_size" double precision DEFAULT 0.25, /* Option < f64 > */
+	"seed" bigint DEFAULT 42, /* Option < i64 > */
+	"deploy" TEXT DEFAULT 'if_better', /* Option < & str > */
+	"new_contract" bool DEFAULT false /* bool */
+) RETURNS TABLE (
+	"model_id" bigint,  /* i64 */
+	"version" INT,  /* i32 */
+	"algorithm" TEXT,  /* String */
+	"metrics" jsonb,  /* JsonB */
+	"deployed" bool  /* bool */
+)
+VOLATILE PARALLEL UNSAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'train_wrapper';
+CREATE FUNCTION ambient."deploy"(
+	"project" TEXT, /* & str */
+	"model_id" bigint, /* i64 */
+	"reason" TEXT DEFAULT NULL, /* Option < & str > */
+	"new_contract" bool DEFAULT false /* bool */
+) RETURNS bigint /* i64 */
+VOLATILE PARALLEL UNSAFE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'deploy_model_wrapper';
+CREATE FUNCTION ambient."deploy"(
+	"project" TEXT, /* & str */
+	"strategy" TEXT, /* & str */
+	"reason" TEXT DEFAULT NULL, /* Option < & str > */
+	"new_contract" bool DEFAULT false /* bool */
+) RETURNS bigint /* i64 */
+VOLATILE PARALLEL UNSAFE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'deploy_strategy_wrapper';
+CREATE FUNCTION ambient."rollback"(
+	"project" TEXT, /* & str */
+	"reason" TEXT DEFAULT NULL, /* Option < & str > */
+	"new_contract" bool DEFAULT false /* bool */
+) RETURNS bigint /* i64 */
+VOLATILE PARALLEL UNSAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'rollback_wrapper';
 
 -- ambient.grant and ambient.revoke write the table above.
 CREATE FUNCTION ambient."grant"(
@@ -79,7 +152,8 @@ SELECT p.id AS project_id,
        p.target,
        p.owner,
        p.created_at,
-       p.created_by
+       p.created_by,
+       p.features
   FROM ambient.projects p
  WHERE pg_catalog.pg_has_role(p.owner, 'USAGE')
     OR EXISTS (SELECT 1 FROM ambient.project_grants g
@@ -133,7 +207,8 @@ SELECT p.project,
        m.score,
        live.deployed_at,
        live.deployed_by,
-       (SELECT pg_catalog.count(*) FROM ambient.model_store c WHERE c.project_id = p.project_id) AS models
+       (SELECT pg_catalog.count(*) FROM ambient.model_store c WHERE c.project_id = p.project_id) AS models,
+       p.features
   FROM ambient.readable_projects p
   LEFT JOIN ambient.live_deployments live ON live.project_id = p.project_id
   LEFT JOIN ambient.model_store m ON m.id = live.model_id;

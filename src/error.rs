@@ -86,6 +86,10 @@ impl AmbientError {
         Self::new(PgSqlErrorCode::ERRCODE_OUT_OF_MEMORY, message)
     }
 
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
     pub fn hint(mut self, hint: impl Into<String>) -> Self {
         self.hint = Some(hint.into());
         self

@@ -5,6 +5,7 @@
 use pgrx::prelude::*;
 
 use crate::catalog::deployments::{self, NewDeployment};
+use crate::catalog::projects::Project;
 use crate::catalog::{as_extension_owner, models, projects, Caller};
 use crate::error::{AmbientError, AmbientResult, OrRaise};
 
@@ -15,14 +16,24 @@ enum Choice {
 
 /// Makes `model_id` the live model of `project`; returns the new deployment's model.
 #[pg_extern(volatile, parallel_unsafe, name = "deploy")]
-fn deploy_model(project: &str, model_id: i64, reason: default!(Option<&str>, "NULL")) -> i64 {
-    deploy(project, Choice::Model(model_id), reason).or_raise()
+fn deploy_model(
+    project: &str,
+    model_id: i64,
+    reason: default!(Option<&str>, "NULL"),
+    new_contract: default!(bool, "false"),
+) -> i64 {
+    deploy(project, Choice::Model(model_id), reason, new_contract).or_raise()
 }
 
 /// Deploys the project's model with the best score ('best_score', compared
 /// numerically, newest on ties) or its newest one ('most_recent').
 #[pg_extern(volatile, parallel_unsafe, name = "deploy")]
-fn deploy_strategy(project: &str, strategy: &str, reason: default!(Option<&str>, "NULL")) -> i64 {
+fn deploy_strategy(
+    project: &str,
+    strategy: &str,
+    reason: default!(Option<&str>, "NULL"),
+    new_contract: default!(bool, "false"),
+) -> i64 {
     let strategy = match strategy {
         "best_score" => "best_score",
         "most_recent" => "most_recent",
@@ -30,10 +41,15 @@ fn deploy_strategy(project: &str, strategy: &str, reason: default!(Option<&str>,
             .hint("strategy is 'best_score' or 'most_recent'; or pass a model_id")
             .raise(),
     };
-    deploy(project, Choice::Strategy(strategy), reason).or_raise()
+    deploy(project, Choice::Strategy(strategy), reason, new_contract).or_raise()
 }
 
-fn deploy(project: &str, choice: Choice, reason: Option<&str>) -> AmbientResult<i64> {
+fn deploy(
+    project: &str,
+    choice: Choice,
+    reason: Option<&str>,
+    new_contract: bool,
+) -> AmbientResult<i64> {
     let caller = Caller::current();
     as_extension_owner(|| {
         let project = projects::lock_for_change(project, &caller)?;
@@ -68,15 +84,19 @@ fn deploy(project: &str, choice: Choice, reason: Option<&str>) -> AmbientResult<
             );
             return Ok(model_id);
         }
-        deployments::insert(NewDeployment {
-            project_id: project.id,
-            model_id,
-            previous_model_id: live.map(|l| l.model_id),
-            parent_id: live.map(|l| l.id),
-            strategy,
-            reason,
-            deployed_by: &caller.name(),
-        })?;
+        make_live(
+            &project,
+            NewDeployment {
+                project_id: project.id,
+                model_id,
+                previous_model_id: live.map(|l| l.model_id),
+                parent_id: live.map(|l| l.id),
+                strategy,
+                reason,
+                deployed_by: &caller.name(),
+            },
+            new_contract,
+        )?;
         Ok(model_id)
     })
 }
@@ -84,11 +104,15 @@ fn deploy(project: &str, choice: Choice, reason: Option<&str>) -> AmbientResult<
 /// Returns the project to the model that was live before the current
 /// deployment. Repeated calls walk further back (C → B → A).
 #[pg_extern(volatile, parallel_unsafe)]
-fn rollback(project: &str, reason: default!(Option<&str>, "NULL")) -> i64 {
-    rollback_project(project, reason).or_raise()
+fn rollback(
+    project: &str,
+    reason: default!(Option<&str>, "NULL"),
+    new_contract: default!(bool, "false"),
+) -> i64 {
+    rollback_project(project, reason, new_contract).or_raise()
 }
 
-fn rollback_project(project: &str, reason: Option<&str>) -> AmbientResult<i64> {
+fn rollback_project(project: &str, reason: Option<&str>, new_contract: bool) -> AmbientResult<i64> {
     let caller = Caller::current();
     as_extension_owner(|| {
         let project = projects::lock_for_change(project, &caller)?;
@@ -101,15 +125,58 @@ fn rollback_project(project: &str, reason: Option<&str>) -> AmbientResult<i64> {
         };
         let live = deployments::live(project.id)?.ok_or_else(nothing_earlier)?;
         let earlier = deployments::get(live.parent_id.ok_or_else(nothing_earlier)?)?;
-        deployments::insert(NewDeployment {
-            project_id: project.id,
-            model_id: earlier.model_id,
-            previous_model_id: Some(live.model_id),
-            parent_id: earlier.parent_id,
-            strategy: "rollback",
-            reason,
-            deployed_by: &caller.name(),
-        })?;
+        make_live(
+            &project,
+            NewDeployment {
+                project_id: project.id,
+                model_id: earlier.model_id,
+                previous_model_id: Some(live.model_id),
+                parent_id: earlier.parent_id,
+                strategy: "rollback",
+                reason,
+                deployed_by: &caller.name(),
+            },
+            new_contract,
+        )?;
         Ok(earlier.model_id)
     })
+}
+
+/// The one way a model becomes live, for deploy, rollback and train: the
+/// model must take the project's input contract (its features, in order),
+/// because application code passes arrays by position. With `new_contract`
+/// the model's features become the contract instead.
+/// Call inside `as_extension_owner`, holding the project lock.
+pub(super) fn make_live(
+    project: &Project,
+    deployment: NewDeployment<'_>,
+    new_contract: bool,
+) -> AmbientResult<()> {
+    let model_id = deployment.model_id;
+    let features = models::features_of(model_id)?;
+    check_contract(project, &features, new_contract)?;
+    deployments::insert(deployment)?;
+    if features != project.features {
+        projects::set_contract(project.id, model_id)?;
+    }
+    Ok(())
+}
+
+/// Errors (55000) unless a model with `features` may become live.
+pub(super) fn check_contract(
+    project: &Project,
+    features: &[String],
+    new_contract: bool,
+) -> AmbientResult<()> {
+    // An empty contract: a project from 0.1.0 whose models were all dropped.
+    if new_contract || features == project.features.as_slice() || project.features.is_empty() {
+        return Ok(());
+    }
+    Err(AmbientError::not_in_state(format!(
+        "the model's features ({}) differ from project \"{}\"'s input contract ({})",
+        features.join(", "),
+        project.name,
+        project.features.join(", ")
+    ))
+    .hint("predict('project', ARRAY[...]) takes features by position; pass new_contract => true to change what the positions mean"))
 }

@@ -7,8 +7,11 @@ use pgrx::prelude::*;
 use pgrx::{JsonB, PgRelation};
 
 use super::check_project_name;
+use super::deploy::{check_contract, make_live};
 use super::model_cache;
 use crate::catalog::models::{NewModel, NewSnapshot};
+use crate::catalog::deployments::NewDeployment;
+use crate::catalog::projects::NewProject;
 use crate::catalog::{self, as_extension_owner, deployments, models, projects, Caller};
 use crate::error::{AmbientError, AmbientResult, OrRaise};
 use crate::gucs;
@@ -32,6 +35,7 @@ fn train(
     test_size: default!(Option<f64>, "0.25"),
     seed: default!(Option<i64>, "42"),
     deploy: default!(Option<&str>, "'if_better'"),
+    new_contract: default!(bool, "false"),
 ) -> TableIterator<
     'static,
     (
@@ -54,6 +58,7 @@ fn train(
         test_size,
         seed,
         deploy,
+        new_contract,
     )
     .or_raise();
     let outcome = run(request).or_raise();
@@ -84,6 +89,9 @@ struct TrainRequest {
     test_size: f64,
     seed: i64,
     deploy: DeployPolicy,
+    /// Whether the model may go live with other features than the project's
+    /// input contract, and make them the contract.
+    new_contract: bool,
 }
 
 impl TrainRequest {
@@ -100,6 +108,7 @@ impl TrainRequest {
         test_size: Option<f64>,
         seed: Option<i64>,
         deploy: Option<&str>,
+        new_contract: bool,
     ) -> AmbientResult<Self> {
         let required = |name: &str| AmbientError::null_value(format!("{name} must not be NULL"));
         let project = project.ok_or_else(|| required("project"))?;
@@ -136,6 +145,7 @@ impl TrainRequest {
             test_size: test_size.ok_or_else(|| required("test_size"))?,
             seed: seed.ok_or_else(|| required("seed"))?,
             deploy,
+            new_contract,
         })
     }
 }
@@ -240,7 +250,16 @@ fn run(req: TrainRequest) -> AmbientResult<Outcome> {
     as_extension_owner(|| {
         let project = match existing {
             Some(_) => projects::lock(&req.project)?,
-            None => projects::create_and_lock(&req.project, data.task(), &target, &caller)?,
+            None => projects::create_and_lock(
+                NewProject {
+                    name: &req.project,
+                    task: data.task(),
+                    target: &target,
+                    features: &data.feature_names,
+                    feature_types: &loaded.feature_types,
+                },
+                &caller,
+            )?,
         };
         // During the fit the project may have been created, or dropped and
         // created again, by another role, or with another target or task.
@@ -278,8 +297,17 @@ fn run(req: TrainRequest) -> AmbientResult<Outcome> {
         })?;
 
         let live = deployments::live(project.id)?;
+        let contract_refusal =
+            check_contract(&project, &data.feature_names, req.new_contract).err();
         let deploy = match (req.deploy, live) {
             (DeployPolicy::Never, _) => false,
+            _ if contract_refusal.is_some() => {
+                notice!(
+                    "not deploying: {}; train with new_contract => true to deploy it",
+                    contract_refusal.as_ref().map_or("", AmbientError::message)
+                );
+                false
+            }
             (DeployPolicy::Always, _) | (DeployPolicy::IfBetter, None) => true,
             (DeployPolicy::IfBetter, Some(live)) => {
                 let champion = model_cache::load(live.model_id)?;
@@ -306,18 +334,22 @@ fn run(req: TrainRequest) -> AmbientResult<Outcome> {
             }
         };
         if deploy {
-            deployments::insert(catalog::deployments::NewDeployment {
-                project_id: project.id,
-                model_id,
-                previous_model_id: live.map(|l| l.model_id),
-                parent_id: live.map(|l| l.id),
-                strategy: match req.deploy {
-                    DeployPolicy::Always => "always",
-                    _ => "if_better",
+            make_live(
+                &project,
+                NewDeployment {
+                    project_id: project.id,
+                    model_id,
+                    previous_model_id: live.map(|l| l.model_id),
+                    parent_id: live.map(|l| l.id),
+                    strategy: match req.deploy {
+                        DeployPolicy::Always => "always",
+                        _ => "if_better",
+                    },
+                    reason: None,
+                    deployed_by: &caller_name,
                 },
-                reason: None,
-                deployed_by: &caller_name,
-            })?;
+                req.new_contract,
+            )?;
         }
         Ok(Outcome {
             model_id,

@@ -180,6 +180,15 @@ pub fn unknown(model_id: i64) -> AmbientError {
         .hint("SELECT model_id, project, version FROM ambient.models lists the models")
 }
 
+/// A model's feature names, in the order its array form takes them.
+pub fn features_of(model_id: i64) -> AmbientResult<Vec<String>> {
+    Ok(select_one::<Vec<String>>(
+        "SELECT features FROM ambient.model_store WHERE id OPERATOR(pg_catalog.=) $1",
+        &[model_id.into()],
+    )?
+    .unwrap_or_default())
+}
+
 /// The project a model belongs to, if the model exists.
 pub fn project_of(model_id: i64) -> AmbientResult<Option<i64>> {
     select_one::<i64>(

@@ -16,6 +16,10 @@ pub struct Project {
     pub target: String,
     /// Roles with this role's privileges own the project.
     pub owner: pg_sys::Oid,
+    /// The input contract: the live model's feature names, in the order the
+    /// array forms of predict take them. Fixed by the first train; only a
+    /// deploy that says `new_contract => true` changes it.
+    pub features: Vec<String>,
 }
 
 /// What a grant lets a role do besides its owners.
@@ -47,7 +51,7 @@ impl Privilege {
     }
 }
 
-const COLUMNS: &str = "id, name, task, target, owner::pg_catalog.oid";
+const COLUMNS: &str = "id, name, task, target, owner::pg_catalog.oid, features";
 
 fn from_row(row: &pgrx::spi::SpiHeapTupleData<'_>) -> AmbientResult<Project> {
     let task: String = row.get(3)?.unwrap_or_default();
@@ -57,6 +61,7 @@ fn from_row(row: &pgrx::spi::SpiHeapTupleData<'_>) -> AmbientResult<Project> {
         task: Task::parse(&task)?,
         target: row.get(4)?.unwrap_or_default(),
         owner: row.get(5)?.unwrap_or(pg_sys::Oid::INVALID),
+        features: row.get(6)?.unwrap_or_default(),
     })
 }
 
@@ -174,31 +179,54 @@ pub fn lock_for_change(name: &str, caller: &Caller) -> AmbientResult<Project> {
     Ok(project)
 }
 
+/// What a new project is made of.
+pub struct NewProject<'a> {
+    pub name: &'a str,
+    pub task: Task,
+    pub target: &'a str,
+    /// Its first model's features and their types: its input contract.
+    pub features: &'a [String],
+    pub feature_types: &'a [String],
+}
+
 /// Creates the project for `caller` if no one has yet, then locks it.
 /// Call inside `as_extension_owner`.
-pub fn create_and_lock(
-    name: &str,
-    task: Task,
-    target: &str,
-    caller: &Caller,
-) -> AmbientResult<Project> {
+pub fn create_and_lock(new: NewProject<'_>, caller: &Caller) -> AmbientResult<Project> {
     Spi::connect_mut(|client| {
         client.update(
-            "INSERT INTO ambient.projects (name, task, target, owner, created_by)
-             VALUES ($1, $2, $3, $4, $5)
+            "INSERT INTO ambient.projects
+               (name, task, target, owner, created_by, features, feature_types)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)
              ON CONFLICT (name) DO NOTHING",
             None,
             &[
-                name.into(),
-                task.as_str().into(),
-                target.into(),
+                new.name.into(),
+                new.task.as_str().into(),
+                new.target.into(),
                 caller.oid.into(),
                 caller.name().into(),
+                new.features.to_vec().into(),
+                new.feature_types.to_vec().into(),
             ],
         )?;
         AmbientResult::Ok(())
     })?;
-    lock(name)
+    lock(new.name)
+}
+
+/// Makes a model's features the project's input contract.
+/// Call inside `as_extension_owner`, holding the project lock.
+pub fn set_contract(project_id: i64, model_id: i64) -> AmbientResult<()> {
+    Spi::connect_mut(|client| {
+        client.update(
+            "UPDATE ambient.projects p SET features = m.features, feature_types = m.feature_types
+               FROM ambient.model_store m
+              WHERE p.id OPERATOR(pg_catalog.=) $1 AND m.id OPERATOR(pg_catalog.=) $2",
+            None,
+            &[project_id.into(), model_id.into()],
+        )?;
+        Ok(())
+    })
 }
 
 /// Deletes the project with its models, snapshots, deployments and grants.

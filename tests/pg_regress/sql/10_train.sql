@@ -48,7 +48,7 @@ SELECT m.version, s.features FROM ambient.models m JOIN ambient.model_store s ON
 SELECT version, algorithm, deployed, (metrics->>'r2')::float8 > 0.999 AS r2_near_1,
        metrics ?& ARRAY['r2', 'mae', 'rmse'] AS has_metrics
   FROM ambient.train('lines', relation => 'lines', target => 'y', algorithm => 'linear_regression');
-SELECT task, features FROM ambient.projects p JOIN ambient.model_store m ON m.project_id = p.id WHERE p.name = 'lines';
+SELECT task, m.features FROM ambient.projects p JOIN ambient.model_store m ON m.project_id = p.id WHERE p.name = 'lines';
 
 -- Integer, boolean and text labels are classes; integer classes keep numeric order.
 CREATE TABLE grades AS
