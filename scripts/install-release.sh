@@ -13,7 +13,10 @@ if [[ ! -f "$src/Cargo.toml" ]]; then
   rm -rf "$src"; mkdir -p "$src"
   git -C "$ROOT" archive "$commit" | tar -x -C "$src"
 fi
-# The shared target directory reuses the dependencies the current build compiled.
-(cd "$src" && CARGO_TARGET_DIR="$ROOT/target" cargo pgrx install --pg-config "$PG_CONFIG" >/dev/null)
+# A target directory of its own: in a shared one the release's library and
+# schema generator have the same file names as the current build's, and
+# cargo can take one for the other.
+(cd "$src" && CARGO_TARGET_DIR="$ROOT/target/release-build/$version" \
+   cargo pgrx install --pg-config "$PG_CONFIG" >/dev/null)
 # The release's install script must be the one kept in sql/ (never edited).
 cmp "$("$PG_CONFIG" --sharedir)/extension/pg_ambient--$version.sql" "$ROOT/sql/pg_ambient--$version.sql"
