@@ -1,7 +1,7 @@
 //! `ambient.deployment_log`: append-only; the newest row of a project is its
 //! live model, as the view `ambient.live_deployments` says in one place.
 
-use pgrx::pg_sys::{self, PgBuiltInOids, PgOid};
+use pgrx::pg_sys;
 use pgrx::prelude::*;
 
 use super::{as_owner, select_kept};
@@ -71,17 +71,17 @@ pub fn live_project(project: &str) -> AmbientResult<Option<LiveProject>> {
            LEFT JOIN ambient.live_deployments l ON l.project_id OPERATOR(pg_catalog.=) p.id
            LEFT JOIN ambient.model_store m ON m.id OPERATOR(pg_catalog.=) l.model_id
           WHERE p.name OPERATOR(pg_catalog.=) $1",
-        &[PgOid::BuiltIn(PgBuiltInOids::TEXTOID)],
         &[project.into()],
-        |table| {
-            if table.is_empty() {
+        |rows| {
+            if rows.is_empty() {
                 return Ok(None);
             }
-            let row = table.first();
             Ok(Some(LiveProject {
-                project_id: row.get::<i64>(1)?.unwrap_or_default(),
-                owner: row.get::<pg_sys::Oid>(2)?.unwrap_or(pg_sys::Oid::INVALID),
-                model: row.get::<i64>(3)?.zip(row.get::<String>(4)?),
+                project_id: rows.get::<i64>(0, 1)?.unwrap_or_default(),
+                owner: rows
+                    .get::<pg_sys::Oid>(0, 2)?
+                    .unwrap_or(pg_sys::Oid::INVALID),
+                model: rows.get::<i64>(0, 3)?.zip(rows.get::<String>(0, 4)?),
             }))
         },
     )

@@ -12,12 +12,12 @@ pub mod projects;
 
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::ffi::CStr;
+use std::ffi::{CStr, CString};
+use std::ptr::NonNull;
 
 use pgrx::datum::{DatumWithOid, FromDatum, IntoDatum};
-use pgrx::pg_sys::{self, PgOid};
+use pgrx::pg_sys;
 use pgrx::prelude::*;
-use pgrx::spi::{OwnedPreparedStatement, SpiTupleTable};
 
 use crate::error::{AmbientError, AmbientResult};
 
@@ -75,36 +75,123 @@ fn select_one<T: FromDatum + IntoDatum>(
 thread_local! {
     /// Plans of the predict path's catalog reads, prepared once per backend.
     /// Postgres re-plans them by itself if the catalog tables change.
-    static KEPT_PLANS: RefCell<HashMap<&'static str, OwnedPreparedStatement>> =
-        RefCell::new(HashMap::new());
+    static KEPT_PLANS: RefCell<HashMap<&'static str, KeptPlan>> = RefCell::new(HashMap::new());
 }
 
-/// Runs a read-only catalog query, as the extension owner, through a plan
-/// kept for the backend's life, so the statement-per-call predict path pays
-/// for parsing and planning once. `read` gets the result table.
+/// A plan `SPI_keepplan` moved out of SPI's memory, for the backend's life.
+struct KeptPlan(NonNull<pg_sys::_SPI_plan>);
+
+/// The rows a `select_kept` query returned, readable while its `read` runs.
+pub struct KeptRows {
+    table: *mut pg_sys::SPITupleTable,
+    len: usize,
+}
+
+impl KeptRows {
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Column `column` (from 1) of row `row` (from 0), as `T`; the caller's
+    /// query fixes the column types.
+    pub fn get<T: FromDatum>(&self, row: usize, column: usize) -> AmbientResult<Option<T>> {
+        if row >= self.len {
+            return Err(AmbientError::invalid(format!(
+                "no row {row} in a catalog read"
+            )));
+        }
+        // SAFETY: SPI_execute_plan left `len` tuples in `table`, alive until
+        // SPI_finish, which comes after `read` returns; SPI_getbinval checks
+        // the column number.
+        unsafe {
+            let tupdesc = (*self.table).tupdesc;
+            let tuple = *(*self.table).vals.add(row);
+            let mut is_null = false;
+            let datum = pg_sys::SPI_getbinval(tuple, tupdesc, column as i32, &mut is_null);
+            let type_oid = pg_sys::SPI_gettypeid(tupdesc, column as i32);
+            Ok(T::from_polymorphic_datum(datum, is_null, type_oid))
+        }
+    }
+}
+
+/// Runs a catalog query, as the extension owner, through a plan kept for the
+/// backend's life, so the statement-per-call predict path pays for parsing
+/// and planning once. It runs truly read-only (`SPI_execute_plan` with
+/// `read_only`): under the calling statement's own snapshot, without a new
+/// snapshot or a command counter increment even in a transaction that has
+/// written, so every call site of a statement, and a parallel leader and
+/// its workers, see one catalog. `read` gets the rows.
 ///
-/// A kept plan is parsed again under the caller's `search_path` when the
-/// catalog changes, so every operator, function and type in such a query is
-/// schema-qualified.
+/// A kept plan is parsed again when the catalog changes, so every operator,
+/// function and type in such a query is schema-qualified.
 fn select_kept<R>(
     sql: &'static str,
-    arg_types: &[PgOid],
     args: &[DatumWithOid<'_>],
-    read: impl FnOnce(SpiTupleTable<'_>) -> AmbientResult<R>,
+    read: impl FnOnce(&KeptRows) -> AmbientResult<R>,
 ) -> AmbientResult<R> {
     as_owner(|| {
-        Spi::connect(|client| {
-            KEPT_PLANS.with(|plans| {
-                let mut plans = plans.borrow_mut();
-                if !plans.contains_key(sql) {
-                    let plan = client.prepare(sql, arg_types)?.keep();
-                    plans.insert(sql, plan);
+        Spi::connect(|_client| {
+            let plan = kept_plan(sql, args)?;
+            let mut values: Vec<pg_sys::Datum> = args
+                .iter()
+                .map(|a| {
+                    a.datum()
+                        .map_or(pg_sys::Datum::null(), |d| d.sans_lifetime())
+                })
+                .collect();
+            let nulls: Vec<std::ffi::c_char> = args
+                .iter()
+                .map(|a| if a.datum().is_some() { b' ' } else { b'n' } as std::ffi::c_char)
+                .collect();
+            // SAFETY: the plan is kept and takes exactly these arguments;
+            // SPI is connected for the closure's length.
+            let rows = unsafe {
+                let status = pg_sys::SPI_execute_plan(
+                    plan.as_ptr(),
+                    values.as_mut_ptr(),
+                    nulls.as_ptr(),
+                    true,
+                    0,
+                );
+                if status != pg_sys::SPI_OK_SELECT as i32 {
+                    return Err(AmbientError::invalid(format!(
+                        "catalog read failed with SPI status {status}"
+                    )));
                 }
-                let table = client.select(&plans[sql], None, args)?;
-                read(table)
-            })
+                KeptRows {
+                    table: pg_sys::SPI_tuptable,
+                    len: pg_sys::SPI_processed as usize,
+                }
+            };
+            read(&rows)
         })
     })
+}
+
+fn kept_plan(
+    sql: &'static str,
+    args: &[DatumWithOid<'_>],
+) -> AmbientResult<NonNull<pg_sys::_SPI_plan>> {
+    if let Some(plan) = KEPT_PLANS.with(|plans| plans.borrow().get(sql).map(|p| p.0)) {
+        return Ok(plan);
+    }
+    let text = CString::new(sql).map_err(|_| AmbientError::invalid("catalog query has a NUL"))?;
+    let mut types: Vec<pg_sys::Oid> = args.iter().map(DatumWithOid::oid).collect();
+    // SAFETY: SPI is connected (select_kept); a parse error is a Postgres
+    // ERROR. SPI_keepplan moves the plan out of SPI's memory.
+    let plan = unsafe {
+        let plan = pg_sys::SPI_prepare(text.as_ptr(), types.len() as i32, types.as_mut_ptr());
+        let plan = NonNull::new(plan)
+            .ok_or_else(|| AmbientError::invalid("catalog query could not be prepared"))?;
+        pg_sys::SPI_keepplan(plan.as_ptr());
+        plan
+    };
+    KEPT_PLANS.with(|plans| plans.borrow_mut().insert(sql, KeptPlan(plan)));
+    Ok(plan)
 }
 
 /// Errors with 25006 where the catalog cannot be written: on a hot standby

@@ -4,7 +4,7 @@
 use pgrx::prelude::*;
 use pgrx::JsonB;
 
-use pgrx::pg_sys::{self, PgBuiltInOids, PgOid};
+use pgrx::pg_sys;
 
 use super::{as_owner, select_kept, select_one};
 use crate::error::{AmbientError, AmbientResult};
@@ -158,18 +158,18 @@ pub fn owner_of(model_id: i64) -> AmbientResult<Option<ModelOwner>> {
            FROM ambient.model_store m
            JOIN ambient.projects p ON p.id OPERATOR(pg_catalog.=) m.project_id
           WHERE m.id OPERATOR(pg_catalog.=) $1",
-        &[PgOid::BuiltIn(PgBuiltInOids::INT8OID)],
         &[model_id.into()],
-        |table| {
-            if table.is_empty() {
+        |rows| {
+            if rows.is_empty() {
                 return Ok(None);
             }
-            let row = table.first();
             Ok(Some(ModelOwner {
-                sha256: row.get::<String>(1)?.unwrap_or_default(),
-                project_id: row.get::<i64>(2)?.unwrap_or_default(),
-                project: row.get::<String>(3)?.unwrap_or_default(),
-                owner: row.get::<pg_sys::Oid>(4)?.unwrap_or(pg_sys::Oid::INVALID),
+                sha256: rows.get::<String>(0, 1)?.unwrap_or_default(),
+                project_id: rows.get::<i64>(0, 2)?.unwrap_or_default(),
+                project: rows.get::<String>(0, 3)?.unwrap_or_default(),
+                owner: rows
+                    .get::<pg_sys::Oid>(0, 4)?
+                    .unwrap_or(pg_sys::Oid::INVALID),
             }))
         },
     )

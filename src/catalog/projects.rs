@@ -1,7 +1,7 @@
 //! `ambient.projects`: one row per project, fixing its task, target and
 //! owning role; and `ambient.project_grants`, who else may use it.
 
-use pgrx::pg_sys::{self, PgBuiltInOids, PgOid};
+use pgrx::pg_sys;
 use pgrx::prelude::*;
 
 use super::{as_owner, select_kept, select_one, Caller};
@@ -120,12 +120,13 @@ pub fn authorize_use(
     let granted = select_kept(
         "SELECT grantee::pg_catalog.oid, privilege FROM ambient.project_grants
           WHERE project_id OPERATOR(pg_catalog.=) $1",
-        &[PgOid::BuiltIn(PgBuiltInOids::INT8OID)],
         &[project_id.into()],
-        |table| {
-            for row in table {
-                let grantee = row.get::<pg_sys::Oid>(1)?.unwrap_or(pg_sys::Oid::INVALID);
-                let privilege = row.get::<String>(2)?.unwrap_or_default();
+        |rows| {
+            for row in 0..rows.len() {
+                let grantee = rows
+                    .get::<pg_sys::Oid>(row, 1)?
+                    .unwrap_or(pg_sys::Oid::INVALID);
+                let privilege = rows.get::<String>(row, 2)?.unwrap_or_default();
                 let covers = privilege == Privilege::Read.as_str() || privilege == wanted.as_str();
                 if covers && caller.acts_as(grantee) {
                     return Ok(true);

@@ -71,3 +71,15 @@ SELECT sum(ambient.predict('iris', i.*)) AS in_worker,
   FROM iris i;
 COMMIT;
 SELECT sum(ambient.predict('iris', i.*)) AS in_leader FROM iris i;
+
+-- Predict reads the catalog under its statement's snapshot, also in a
+-- transaction that has written (pgrx's own reads would take a new snapshot
+-- there): a model dropped by an earlier column of the same statement is
+-- still there for a later one, and gone for the next statement.
+BEGIN;
+SELECT model_id AS spare FROM ambient.train('iris', relation => 'iris', deploy => 'never') \gset
+SELECT ambient.predict_label(:spare, ARRAY[5.1, 3.5, 1.4, 0.2]) AS before,
+       ambient.drop_model(:spare) AS dropped,
+       ambient.predict_label(:spare, ARRAY[5.1, 3.5, 1.4, 0.2]) AS later_in_the_same_statement;
+SELECT sqlstate FROM try(format('SELECT ambient.predict_label(%s, ARRAY[5.1, 3.5, 1.4, 0.2])', :spare));
+ROLLBACK;
