@@ -51,33 +51,56 @@ struct SnapshotKey {
     command_id: pg_sys::CommandId,
 }
 
+/// The snapshot a statement runs under, as a call site compares it: when it
+/// changes, a call site that outlives its statement (a PL/pgSQL expression
+/// lives for the whole transaction) resolves its model again, and sees its
+/// own deploys and others' commits as a new statement would.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct StatementView {
+    key: SnapshotKey,
+    xmin: pg_sys::TransactionId,
+    xmax: pg_sys::TransactionId,
+    /// Whether `key` may be remembered across statements: not for a
+    /// snapshot that GetSnapshotData did not take (restored in a parallel
+    /// worker, imported: the count is 0), nor on a standby, where replay
+    /// changes data without the count meaning the same.
+    memoizable: bool,
+}
+
 /// Projects remembered per snapshot, at most; a query over many project
 /// names starts over rather than growing without bound.
 const MAX_REMEMBERED_PROJECTS: usize = 1024;
 
-fn snapshot_key() -> Option<SnapshotKey> {
+/// The active snapshot's view, if there is an active snapshot.
+pub fn statement_view() -> Option<StatementView> {
     // SAFETY: reads the active snapshot, if there is one, without keeping it.
     unsafe {
         if !pg_sys::ActiveSnapshotSet() {
             return None;
         }
         let snapshot = pg_sys::GetActiveSnapshot();
-        // 0: a snapshot not taken by GetSnapshotData (restored in a parallel
-        // worker, imported, ...); on a standby, replay changes data without
-        // the count meaning the same. Neither is remembered.
-        if snapshot.is_null()
-            || (*snapshot).snapXactCompletionCount == 0
-            || (*snapshot).takenDuringRecovery
-        {
+        if snapshot.is_null() {
             return None;
         }
-        Some(SnapshotKey {
-            completed_transactions: (*snapshot).snapXactCompletionCount,
-            own_xid: pg_sys::GetCurrentTransactionIdIfAny(),
-            subtransaction: pg_sys::GetCurrentSubTransactionId(),
-            command_id: (*snapshot).curcid,
+        Some(StatementView {
+            key: SnapshotKey {
+                completed_transactions: (*snapshot).snapXactCompletionCount,
+                own_xid: pg_sys::GetCurrentTransactionIdIfAny(),
+                subtransaction: pg_sys::GetCurrentSubTransactionId(),
+                command_id: (*snapshot).curcid,
+            },
+            xmin: (*snapshot).xmin,
+            xmax: (*snapshot).xmax,
+            memoizable: (*snapshot).snapXactCompletionCount != 0
+                && !(*snapshot).takenDuringRecovery,
         })
     }
+}
+
+fn snapshot_key() -> Option<SnapshotKey> {
+    statement_view()
+        .filter(|view| view.memoizable)
+        .map(|view| view.key)
 }
 
 #[cfg(any(test, feature = "pg_test"))]

@@ -1,8 +1,10 @@
 //! In-query prediction. Every form is STABLE and PARALLEL SAFE: it only
-//! reads the catalog, through read-only SPI. A call site resolves its model
-//! once per statement (cached in `fn_extra`, which lives as long as the
-//! statement's expression state); `model_cache` remembers live models across
-//! statements while the data they see is unchanged, and keeps decoded models.
+//! reads the catalog, through read-only SPI under the statement's snapshot.
+//! A call site resolves its model once per statement snapshot (cached in
+//! `fn_extra`, which lives as long as the expression state: a statement, or
+//! a whole transaction for a PL/pgSQL expression); `model_cache` remembers
+//! live models across statements while the data they see is unchanged, and
+//! keeps decoded models.
 
 use std::ptr::NonNull;
 use std::rc::Rc;
@@ -16,7 +18,7 @@ use pgrx::{
     PgTupleDesc,
 };
 
-use super::model_cache;
+use super::model_cache::{self, StatementView};
 use crate::catalog::Caller;
 use crate::error::{AmbientError, AmbientResult, OrRaise};
 use crate::ml::model::Model;
@@ -64,10 +66,18 @@ struct RowLayout {
     columns: Vec<(usize, pg_sys::Oid)>,
 }
 
-/// What one call site remembers for the rest of its statement.
+/// A call site's model, and what it was resolved for.
+struct Resolved {
+    key: ResolvedKey,
+    user: pg_sys::Oid,
+    statement: Option<StatementView>,
+    model: Rc<Model>,
+}
+
+/// What one call site remembers while its statement lasts.
 #[derive(Default)]
 struct CallSite {
-    resolved: Option<(ResolvedKey, pg_sys::Oid, Rc<Model>)>,
+    resolved: Option<Resolved>,
     layout: Option<RowLayout>,
     features: Vec<f64>,
 }
@@ -99,18 +109,29 @@ fn resolve(key: ModelKey<'_>) -> AmbientResult<Rc<Model>> {
 }
 
 impl CallSite {
-    /// The model for `key`, resolved again when the key or the role changes
-    /// (a PL/pgSQL function can SET ROLE between two uses of one call site).
+    /// The model for `key`. A call site can outlive its statement (PL/pgSQL
+    /// keeps an expression's state for the whole transaction), so the model
+    /// is resolved again when the statement's snapshot changes, and the row
+    /// layout is worked out again (a column's type may have been altered),
+    /// as well as when the key or the role changes (a function can SET ROLE
+    /// between two uses of one call site).
     fn model(&mut self, key: ModelKey<'_>) -> AmbientResult<Rc<Model>> {
         // SAFETY: reads a backend global.
         let user = unsafe { pg_sys::GetUserId() };
-        if let Some((cached_key, cached_user, model)) = &self.resolved {
-            if cached_key.is(key) && *cached_user == user {
-                return Ok(model.clone());
+        let statement = model_cache::statement_view();
+        if let Some(resolved) = &self.resolved {
+            if resolved.key.is(key) && resolved.user == user && resolved.statement == statement {
+                return Ok(resolved.model.clone());
             }
         }
+        self.layout = None;
         let model = resolve(key)?;
-        self.resolved = Some((key.into(), user, model.clone()));
+        self.resolved = Some(Resolved {
+            key: key.into(),
+            user,
+            statement,
+            model: model.clone(),
+        });
         Ok(model)
     }
 

@@ -84,3 +84,37 @@ SELECT ambient.drop_project('band', force => true) AS dropped;
 SELECT (SELECT count(*) FROM ambient.models WHERE project = 'band') AS models_left,
        (SELECT count(*) FROM ambient.deployments WHERE project = 'band') AS deployments_left;
 SELECT * FROM try($$SELECT ambient.predict('band', ARRAY[1, 2, 3])$$);
+
+-- A PL/pgSQL loop keeps its expressions, and their call sites, for the
+-- whole transaction. Each round still sees the deploys made before it, as a
+-- new statement would ...
+SELECT model_id AS looped_full FROM ambient.train('looped', relation => 'iris', target => 'species') \gset
+SELECT model_id AS looped_stump FROM ambient.train('looped', relation => 'iris', hyperparams => '{"max_depth": 1}', deploy => 'never') \gset
+CREATE FUNCTION public.labels_across_deploys(stump bigint) RETURNS text LANGUAGE plpgsql AS $$
+DECLARE seen text := '';
+BEGIN
+  FOR round IN 1..3 LOOP
+    seen := seen || ambient.predict_label('looped', ARRAY[7.7, 3.0, 6.1, 2.3]) || ' ';
+    IF round = 1 THEN PERFORM ambient.deploy('looped', stump); END IF;
+    IF round = 2 THEN PERFORM ambient.rollback('looped'); END IF;
+  END LOOP;
+  RETURN seen;
+END $$;
+SELECT labels_across_deploys(:looped_stump);
+-- A row type can change while a statement runs: here a function alters two
+-- columns to numeric between the rows it returns. Both rows are read right.
+-- (Postgres coerces the function's result to the type the statement was
+-- planned with, and a PL/pgSQL loop re-plans an expression after ALTER
+-- TABLE; predict also works its row layout out again for every statement.)
+CREATE TABLE looped_rows AS SELECT * FROM iris WHERE id = 101;
+CREATE FUNCTION public.row_altered_on(round int) RETURNS looped_rows LANGUAGE plpgsql AS $$
+DECLARE r looped_rows;
+BEGIN
+  IF round = 2 THEN
+    ALTER TABLE looped_rows ALTER COLUMN petal_length TYPE numeric(4, 1), ALTER COLUMN petal_width TYPE numeric(4, 1);
+  END IF;
+  SELECT * INTO r FROM looped_rows;
+  RETURN r;
+END $$;
+SELECT round, ambient.predict_label('looped', row_altered_on(round)) AS label FROM generate_series(1, 2) AS round;
+SELECT ambient.drop_project('looped', force => true) AS cleaned_up;
