@@ -77,7 +77,8 @@ SELECT (SELECT count(*) FROM ambient.model_store) = c.models AS same_models,
 -- drop_model drops models that were never deployed, and refuses the others.
 SELECT version FROM ambient.train('band', relation => 'wide', deploy => 'never');
 SELECT ambient.drop_model((SELECT max(model_id) FROM ambient.models WHERE project = 'band')) AS dropped;
-SELECT * FROM try($$SELECT ambient.drop_model((SELECT model_id FROM ambient.models WHERE project = 'band' AND version = 1))$$);
+SELECT sqlstate, regexp_replace(message, 'model [0-9]+', 'model <id>') AS message, hint
+  FROM try($$SELECT ambient.drop_model((SELECT model_id FROM ambient.models WHERE project = 'band' AND version = 1))$$);
 -- drop_project needs force while the project has models.
 SELECT * FROM try($$SELECT ambient.drop_project('band')$$);
 SELECT ambient.drop_project('band', force => true) AS dropped;
