@@ -1,5 +1,11 @@
 """Deploys become visible to other sessions when, and only when, they commit."""
 
+import threading
+import time
+
+import psycopg
+import pytest
+
 from conftest import connect, train_tree_and_stump
 
 
@@ -32,10 +38,9 @@ def test_failed_train_inside_a_transaction_leaves_nothing(database):
     with connect(database) as conn:
         conn.execute("SELECT * FROM ambient.train('iris', relation => 'iris', target => 'species')")
         conn.execute("SAVEPOINT before_bad")
-        try:
+        with pytest.raises(psycopg.Error) as error:
             conn.execute("SELECT * FROM ambient.train('iris', relation => 'iris', algorithm => 'nope')")
-        except Exception as error:  # noqa: BLE001 - any SQL error will do
-            assert error.sqlstate == "22023"
+        assert error.value.sqlstate == "22023"
         conn.execute("ROLLBACK TO SAVEPOINT before_bad")
         conn.commit()
         counts = conn.execute(
@@ -72,3 +77,33 @@ def test_repeatable_read_keeps_its_snapshot_of_the_live_model(database):
         assert live_label(reader) == "versicolor"
         deployer.execute("SELECT ambient.rollback('iris')")
         assert live_label(reader) == "virginica"
+
+
+def test_a_plpgsql_loop_sees_a_deploy_another_session_commits(database):
+    """PL/pgSQL keeps an expression's call site for the whole transaction;
+    each round of the loop still sees others' commits, as a statement would."""
+    stump = train_tree_and_stump(database)
+    with connect(database, autocommit=True) as conn:
+        conn.execute("""
+            CREATE FUNCTION labels_over_time() RETURNS text LANGUAGE plpgsql AS $$
+            DECLARE seen text := '';
+            BEGIN
+              FOR round IN 1..2 LOOP
+                seen := seen || ambient.predict_label('iris', ARRAY[7.7, 3.0, 6.1, 2.3]) || ' ';
+                IF round = 1 THEN PERFORM pg_sleep(1.5); END IF;
+              END LOOP;
+              RETURN seen;
+            END $$""")
+    result = {}
+
+    def loop():
+        with connect(database, autocommit=True) as conn:
+            result["labels"] = conn.execute("SELECT labels_over_time()").fetchone()[0]
+
+    thread = threading.Thread(target=loop)
+    thread.start()
+    time.sleep(0.5)
+    with connect(database, autocommit=True) as deployer:
+        deployer.execute("SELECT ambient.deploy('iris', %s)", [stump])
+    thread.join(timeout=30)
+    assert result["labels"] == "virginica versicolor "
