@@ -6,7 +6,7 @@ CONFIG := source scripts/config.sh
 # pgrx-started servers must not see it: see scripts/cluster.sh.
 unexport RUST_BACKTRACE RUST_LIB_BACKTRACE
 
-.PHONY: setup install cluster stop demo test lint unit regress integration upgrade bench clean-cluster
+.PHONY: setup install cluster stop demo test lint unit regress isolation integration upgrade bench clean-cluster
 
 setup:
 	scripts/setup.sh
@@ -36,6 +36,11 @@ unit: setup
 regress: cluster
 	scripts/regress.sh
 
+# Concurrency specs: two sessions training, deploying, rolling back and
+# dropping at once, under READ COMMITTED and REPEATABLE READ.
+isolation: cluster
+	scripts/isolation.sh
+
 integration: cluster
 	$(CONFIG); python3 -m pytest -q tests/integration
 
@@ -46,7 +51,7 @@ upgrade: cluster
 	$(CONFIG); python3 -m pytest -q tests/upgrade
 
 # `unit` installs its own debug build, so `install` (via regress) comes after it.
-test: lint unit regress integration upgrade
+test: lint unit regress isolation integration upgrade
 	@echo "make test: all suites passed"
 
 bench: cluster

@@ -220,6 +220,30 @@ fn run(req: TrainRequest) -> AmbientResult<Outcome> {
             budget,
         ));
     }
+    // The project is created or locked before the fit, and stays locked
+    // until the transaction ends: trains, deploys and rollbacks of one
+    // project queue behind it, and one whose snapshot is too old fails now
+    // with 40001, not after its fit. While the data was read, the project
+    // may have been created, or dropped and created again, by another role,
+    // or with another target or task.
+    let project = as_extension_owner(|| {
+        let project = match &existing {
+            Some(_) => projects::lock(&req.project)?,
+            None => projects::create_and_lock(
+                NewProject {
+                    name: &req.project,
+                    task: data.task(),
+                    target: &target,
+                    features: &data.feature_names,
+                    feature_types: &loaded.feature_types,
+                },
+                &caller,
+            )?,
+        };
+        projects::authorize_change(&project, &caller)?;
+        check_fits(&project, Some(&target), Some(data.task()))?;
+        Ok(project)
+    })?;
     let check_interrupts = || {
         pgrx::check_for_interrupts!();
         Ok(())
@@ -248,23 +272,6 @@ fn run(req: TrainRequest) -> AmbientResult<Outcome> {
     let caller_name = caller.name();
 
     as_extension_owner(|| {
-        let project = match existing {
-            Some(_) => projects::lock(&req.project)?,
-            None => projects::create_and_lock(
-                NewProject {
-                    name: &req.project,
-                    task: data.task(),
-                    target: &target,
-                    features: &data.feature_names,
-                    feature_types: &loaded.feature_types,
-                },
-                &caller,
-            )?,
-        };
-        // During the fit the project may have been created, or dropped and
-        // created again, by another role, or with another target or task.
-        projects::authorize_change(&project, &caller)?;
-        check_fits(&project, Some(&target), Some(data.task()))?;
         let snapshot_id = models::insert_snapshot(NewSnapshot {
             project_id: project.id,
             source_kind: req.source.kind(),

@@ -149,15 +149,22 @@ pub fn authorize_use(
     )
 }
 
-/// Locks the project's row until the transaction ends, so deploys, rollbacks
-/// and version numbers of one project are handed out one at a time.
+/// Locks the project's row until the transaction ends, so trains, deploys,
+/// rollbacks and grants of one project happen one at a time.
+///
+/// It updates the row (to itself) rather than `SELECT ... FOR UPDATE`: a
+/// lock alone would let a REPEATABLE READ or SERIALIZABLE transaction whose
+/// snapshot predates another's committed change take the lock and then act
+/// on stale rows (number a version that exists, stack a deployment on the
+/// wrong parent). Updating makes it fail at once with 40001 instead, and
+/// READ COMMITTED transactions wait, then read the committed change.
 /// Call inside `as_extension_owner`.
 pub fn lock(name: &str) -> AmbientResult<Project> {
     Spi::connect_mut(|client| {
         let rows = client.update(
             &format!(
-                "SELECT {COLUMNS} FROM ambient.projects
-                  WHERE name OPERATOR(pg_catalog.=) $1 FOR UPDATE"
+                "UPDATE ambient.projects SET task = task
+                  WHERE name OPERATOR(pg_catalog.=) $1 RETURNING {COLUMNS}"
             ),
             None,
             &[name.into()],
