@@ -76,6 +76,11 @@ impl AmbientError {
         )
     }
 
+    /// 22003: a number beyond the range of its target type.
+    pub fn out_of_range(message: impl Into<String>) -> Self {
+        Self::new(PgSqlErrorCode::ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE, message)
+    }
+
     /// 54000: more than a configured limit allows (rows, classes).
     pub fn limit(message: impl Into<String>) -> Self {
         Self::new(PgSqlErrorCode::ERRCODE_PROGRAM_LIMIT_EXCEEDED, message)

@@ -172,7 +172,8 @@ impl CallSite {
                         model.feature_names[j]
                     )));
                 }
-                self.features.push(to_f64(datum, type_oid));
+                self.features
+                    .push(to_f64(datum, type_oid, &model.feature_names[j])?);
             }
         }
         Ok(())
@@ -232,9 +233,10 @@ fn is_convertible(oid: pg_sys::Oid) -> bool {
 
 /// # Safety
 /// `datum` must be a non-null value of type `oid`, one of `is_convertible`'s.
-unsafe fn to_f64(datum: pg_sys::Datum, oid: pg_sys::Oid) -> f64 {
+/// A numeric beyond float8's range is an error (22003), not a NaN.
+unsafe fn to_f64(datum: pg_sys::Datum, oid: pg_sys::Oid, name: &str) -> AmbientResult<f64> {
     unsafe {
-        match oid {
+        Ok(match oid {
             o if o == pg_sys::FLOAT8OID => f64::from_datum(datum, false).unwrap_or(f64::NAN),
             o if o == pg_sys::FLOAT4OID => {
                 f32::from_datum(datum, false).map_or(f64::NAN, f64::from)
@@ -245,10 +247,16 @@ unsafe fn to_f64(datum: pg_sys::Datum, oid: pg_sys::Oid) -> f64 {
                 i64::from_datum(datum, false).map_or(f64::NAN, |v| v as f64)
             }
             o if o == pg_sys::BOOLOID => bool::from_datum(datum, false).map_or(f64::NAN, f64::from),
-            _ => AnyNumeric::from_datum(datum, false)
-                .and_then(|n| f64::try_from(n).ok())
-                .unwrap_or(f64::NAN),
-        }
+            _ => match AnyNumeric::from_datum(datum, false).map(f64::try_from) {
+                Some(Ok(value)) => value,
+                Some(Err(_)) => {
+                    return Err(AmbientError::out_of_range(format!(
+                        "feature \"{name}\" is beyond the range of double precision"
+                    )))
+                }
+                None => f64::NAN,
+            },
+        })
     }
 }
 

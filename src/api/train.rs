@@ -31,7 +31,7 @@ fn train(
     task: default!(Option<&str>, "NULL"),
     algorithm: default!(Option<&str>, "'decision_tree'"),
     hyperparams: default!(Option<JsonB>, "'{}'"),
-    features: default!(Option<Vec<String>>, "NULL"),
+    features: default!(Option<Vec<Option<String>>>, "NULL"),
     test_size: default!(Option<f64>, "0.25"),
     seed: default!(Option<i64>, "42"),
     deploy: default!(Option<&str>, "'if_better'"),
@@ -104,7 +104,7 @@ impl TrainRequest {
         task: Option<&str>,
         algorithm: Option<&str>,
         hyperparams: Option<JsonB>,
-        features: Option<Vec<String>>,
+        features: Option<Vec<Option<String>>>,
         test_size: Option<f64>,
         seed: Option<i64>,
         deploy: Option<&str>,
@@ -141,7 +141,10 @@ impl TrainRequest {
             task: task.map(Task::parse).transpose()?,
             algorithm: algorithm.ok_or_else(|| required("algorithm"))?.to_string(),
             hyperparams: hyperparams.map(|j| j.0).unwrap_or(serde_json::Value::Null),
-            features,
+            features: features
+                .map(|list| list.into_iter().collect::<Option<Vec<String>>>())
+                .map(|list| list.ok_or_else(|| required("an element of features")))
+                .transpose()?,
             test_size: test_size.ok_or_else(|| required("test_size"))?,
             seed: seed.ok_or_else(|| required("seed"))?,
             deploy,

@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 use super::algorithms::Estimator;
 use super::dataset::hex;
 use super::model::Model;
-use super::{MlError, MlResult};
+use super::{MlError, MlResult, Task};
 
 const MAGIC: &[u8; 4] = b"AMBM";
 const FORMAT_VERSION: u16 = 1;
@@ -86,6 +86,18 @@ fn decode(bytes: &[u8]) -> MlResult<Model> {
     if tag != self::tag(&model).as_bytes() {
         return corrupt("algorithm tag does not match the payload".into());
     }
+    // Predict indexes classes by what the estimator returns, so a classifier
+    // must be a tree with classes, and a regressor a linear model without.
+    let consistent = match (&model.estimator, model.task, &model.labels) {
+        (Estimator::DecisionTree(_), Task::Classification, Some(labels)) => {
+            !labels.classes.is_empty()
+        }
+        (Estimator::LinearRegression(_), Task::Regression, None) => true,
+        _ => false,
+    };
+    if !consistent {
+        return corrupt("its task, classes and estimator do not fit together".into());
+    }
     if let Estimator::DecisionTree(tree) = &model.estimator {
         tree.validate()?;
         if model.labels.as_ref().map(|l| l.classes.len()) != Some(tree.n_classes as usize)
@@ -141,6 +153,26 @@ mod tests {
             back.predict_value(&[3.0, 0.0]),
             m.predict_value(&[3.0, 0.0])
         );
+    }
+
+    #[test]
+    fn a_well_formed_payload_that_breaks_an_invariant_is_corrupt() {
+        // A classifier whose estimator is a linear model: its "class index"
+        // would be any number, and predict would index out of bounds.
+        let m = model();
+        let mismatched = Model::new(
+            m.task,
+            m.feature_names.clone(),
+            m.labels.clone(),
+            Estimator::LinearRegression(crate::ml::algorithms::LinearModel {
+                intercept: 1e9,
+                coefficients: vec![0.0; m.n_features()],
+            }),
+        );
+        let bytes = encode(&mismatched).unwrap();
+        let err = decode_verified(&bytes, &sha256_hex(&bytes)).unwrap_err();
+        assert_eq!(err.kind, MlErrorKind::CorruptArtifact);
+        assert!(err.message.contains("do not fit together"), "{}", err.message);
     }
 
     #[test]

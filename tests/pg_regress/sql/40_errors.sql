@@ -16,6 +16,7 @@ SELECT * FROM try($$SELECT ambient.train('e1', relation => 'no_such_table', targ
 SELECT * FROM try($$SELECT ambient.train('e1', relation => 'iris', target => 'no_such_column')$$);
 SELECT * FROM try($$SELECT ambient.train('e1', relation => 'iris', target => 'species', features => ARRAY['petal_length', 'bogus'])$$);
 SELECT * FROM try($$SELECT ambient.train('e1', relation => 'iris', target => 'species', features => ARRAY['species'])$$);
+SELECT * FROM try($$SELECT ambient.train('e1', relation => 'iris', target => 'species', features => ARRAY['petal_length', NULL])$$);
 SELECT * FROM try($$SELECT ambient.train('e1', target => 'species')$$);
 SELECT * FROM try($$SELECT ambient.train('e1', relation => 'iris', query => 'SELECT * FROM iris', target => 'species')$$);
 SELECT * FROM try($$SELECT ambient.train('e1', relation => 'empty_source', target => 'y')$$);
@@ -64,6 +65,9 @@ SELECT * FROM try($$SELECT ambient.predict('iris', ARRAY[1, 2, 'Infinity', 4]::f
 SELECT * FROM try($$SELECT ambient.predict_label('iris', ROW(5.1, 3.5, 1.4, 0.2))$$);
 SELECT * FROM try($$SELECT ambient.predict('iris', t.*) FROM (SELECT 1.0 AS sepal_length, 'x'::text AS sepal_width, 1 AS petal_length, 1 AS petal_width) t$$);
 SELECT * FROM try($$SELECT ambient.predict('iris', t.*) FROM (SELECT 1.0 AS sepal_length, NULL::float8 AS sepal_width, 1 AS petal_length, 1 AS petal_width) t$$);
+-- A numeric beyond double precision is out of range (22003), in both forms.
+SELECT * FROM try($$SELECT ambient.predict('iris', t.*) FROM (SELECT 1e400::numeric AS sepal_length, 3.5 AS sepal_width, 1.4 AS petal_length, 0.2 AS petal_width) t$$);
+SELECT * FROM try($$SELECT ambient.predict('iris', ARRAY[1e400, 3.5, 1.4, 0.2])$$);
 SELECT ambient.train('undeployed', relation => 'iris', target => 'species', deploy => 'never') IS NOT NULL AS trained;
 SELECT * FROM try($$SELECT ambient.predict('undeployed', ARRAY[1, 2, 3, 4])$$);
 
