@@ -3,10 +3,10 @@
 //! good for as long as the row's sha256 is the one it was decoded from.
 //!
 //! Also which model is live per project, and that the calling role may use
-//! it, remembered for as long as the statement snapshot shows the same
-//! database: no transaction has completed and this backend has written
-//! nothing since. A deploy, grant or revoke that commits ends that at once,
-//! so the next statement looks again and sees it.
+//! it, remembered for as long as statement snapshots show the same database
+//! (`SnapshotView`): no transaction has completed and this backend has
+//! written nothing since. A deploy, grant or revoke that commits ends that at
+//! once, so the next statement looks again and sees it.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -24,84 +24,135 @@ use crate::ml::model::Model;
 
 thread_local! {
     static CACHE: RefCell<LruCache<i64, (String, Rc<Model>)>> = RefCell::new(LruCache::unbounded());
-    static LIVE: RefCell<LiveModels> = RefCell::new(LiveModels::default());
+    static RESOLVED: RefCell<Resolutions> = RefCell::new(Resolutions::default());
 }
 
-/// A live model: its id and its artifact's sha256.
+/// A resolved model: its id and its artifact's sha256.
 type LiveModel = (i64, String);
 
-/// Live models per project and calling role, as seen under one snapshot
-/// key; only lookups the role was allowed to make are remembered.
-#[derive(Default)]
-struct LiveModels {
-    key: Option<SnapshotKey>,
-    by_project: HashMap<(String, pg_sys::Oid), LiveModel>,
+/// What a model name stands for: a project's live model, or a pinned id.
+#[derive(Clone, PartialEq, Eq, Hash)]
+enum Wanted {
+    Live(String),
+    Pinned(i64),
 }
 
-/// What makes two statement snapshots show the same data: the count of
-/// completed transactions when the snapshot was taken (Postgres 14+), and
-/// where this backend's own transaction stands: its (sub)transaction ids,
-/// which change when a savepoint is rolled back, and its command counter,
-/// which moves after every command that wrote.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-struct SnapshotKey {
-    completed_transactions: u64,
+/// Models resolved per name and calling role (id and sha256), as seen under
+/// one snapshot view; only lookups the role was allowed to make are
+/// remembered.
+#[derive(Default)]
+struct Resolutions {
+    view: Option<SnapshotView>,
+    by_name: HashMap<(Wanted, pg_sys::Oid), LiveModel>,
+}
+
+/// Exactly what a statement's snapshot shows: two snapshots with the same
+/// xmin, xmax and in-progress transactions see the same committed data, and
+/// this backend's own transaction stands where its (sub)transaction ids
+/// (which change when a savepoint is rolled back) and command counter (which
+/// moves after every command that wrote) say.
+///
+/// 0.1.0 keyed this on the snapshot's completion count, but the active
+/// snapshot is a copy, and Postgres zeroes the count in copies: the key never
+/// matched, and every statement read the catalog again.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct SnapshotView {
+    xmin: pg_sys::TransactionId,
+    xmax: pg_sys::TransactionId,
+    in_progress: Vec<pg_sys::TransactionId>,
+    sub_in_progress: Vec<pg_sys::TransactionId>,
+    suboverflowed: bool,
+    during_recovery: bool,
     own_xid: pg_sys::TransactionId,
     subtransaction: pg_sys::SubTransactionId,
     command_id: pg_sys::CommandId,
 }
 
-/// The snapshot a statement runs under, as a call site compares it: when it
-/// changes, a call site that outlives its statement (a PL/pgSQL expression
-/// lives for the whole transaction) resolves its model again, and sees its
-/// own deploys and others' commits as a new statement would.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub struct StatementView {
-    key: SnapshotKey,
-    xmin: pg_sys::TransactionId,
-    xmax: pg_sys::TransactionId,
-    /// Whether `key` may be remembered across statements: not for a
-    /// snapshot that GetSnapshotData did not take (restored in a parallel
-    /// worker, imported: the count is 0), nor on a standby, where replay
-    /// changes data without the count meaning the same.
-    memoizable: bool,
-}
-
-/// Projects remembered per snapshot, at most; a query over many project
-/// names starts over rather than growing without bound.
-const MAX_REMEMBERED_PROJECTS: usize = 1024;
-
-/// The active snapshot's view, if there is an active snapshot.
-pub fn statement_view() -> Option<StatementView> {
-    // SAFETY: reads the active snapshot, if there is one, without keeping it.
+/// The active snapshot, if there is one.
+fn active_snapshot() -> Option<&'static pg_sys::SnapshotData> {
+    // SAFETY: reads the active snapshot, which outlives the caller's use of
+    // it (the calling function's evaluation), without keeping it.
     unsafe {
         if !pg_sys::ActiveSnapshotSet() {
             return None;
         }
-        let snapshot = pg_sys::GetActiveSnapshot();
-        if snapshot.is_null() {
-            return None;
-        }
-        Some(StatementView {
-            key: SnapshotKey {
-                completed_transactions: (*snapshot).snapXactCompletionCount,
-                own_xid: pg_sys::GetCurrentTransactionIdIfAny(),
-                subtransaction: pg_sys::GetCurrentSubTransactionId(),
-                command_id: (*snapshot).curcid,
-            },
-            xmin: (*snapshot).xmin,
-            xmax: (*snapshot).xmax,
-            memoizable: (*snapshot).snapXactCompletionCount != 0
-                && !(*snapshot).takenDuringRecovery,
-        })
+        pg_sys::GetActiveSnapshot().as_ref()
     }
 }
 
-fn snapshot_key() -> Option<SnapshotKey> {
-    statement_view()
-        .filter(|view| view.memoizable)
-        .map(|view| view.key)
+/// This backend's (sub)transaction ids.
+fn own_transaction() -> (pg_sys::TransactionId, pg_sys::SubTransactionId) {
+    // SAFETY: reads backend globals.
+    unsafe {
+        (
+            pg_sys::GetCurrentTransactionIdIfAny(),
+            pg_sys::GetCurrentSubTransactionId(),
+        )
+    }
 }
+
+/// # Safety
+/// `ptr` points to `len` transaction ids (or `len` is 0).
+unsafe fn xids<'a>(ptr: *const pg_sys::TransactionId, len: usize) -> &'a [pg_sys::TransactionId] {
+    if len == 0 || ptr.is_null() {
+        &[]
+    } else {
+        // SAFETY: per the contract.
+        unsafe { std::slice::from_raw_parts(ptr, len) }
+    }
+}
+
+impl SnapshotView {
+    /// The active snapshot's view, if there is an active snapshot.
+    pub fn current() -> Option<SnapshotView> {
+        let s = active_snapshot()?;
+        let (own_xid, subtransaction) = own_transaction();
+        // SAFETY: xip and subxip hold xcnt and subxcnt ids.
+        unsafe {
+            Some(SnapshotView {
+                xmin: s.xmin,
+                xmax: s.xmax,
+                in_progress: xids(s.xip, s.xcnt as usize).to_vec(),
+                sub_in_progress: xids(s.subxip, s.subxcnt.max(0) as usize).to_vec(),
+                suboverflowed: s.suboverflowed,
+                during_recovery: s.takenDuringRecovery,
+                own_xid,
+                subtransaction,
+                command_id: s.curcid,
+            })
+        }
+    }
+
+    /// Whether the active snapshot shows the data this view showed: the
+    /// same transactions, and this backend's own writes up to the same
+    /// command. Allocates nothing, so a call site can ask for every row.
+    pub fn shows_current_data(&self) -> bool {
+        let Some(s) = active_snapshot() else {
+            return false;
+        };
+        // SAFETY: as in `current`.
+        unsafe {
+            self.xmin == s.xmin
+                && self.xmax == s.xmax
+                && self.command_id == s.curcid
+                && self.suboverflowed == s.suboverflowed
+                && self.during_recovery == s.takenDuringRecovery
+                && self.in_progress == xids(s.xip, s.xcnt as usize)
+                && self.sub_in_progress == xids(s.subxip, s.subxcnt.max(0) as usize)
+        }
+    }
+
+    /// `shows_current_data`, and this backend's transaction stands where it
+    /// stood: a savepoint rolled back since then undid writes that the
+    /// command counter alone does not tell.
+    pub fn is_current(&self) -> bool {
+        self.shows_current_data() && (self.own_xid, self.subtransaction) == own_transaction()
+    }
+}
+
+/// Names remembered per snapshot view, at most; a query over many project
+/// names or model ids starts over rather than growing without bound.
+const MAX_REMEMBERED_NAMES: usize = 1024;
 
 #[cfg(any(test, feature = "pg_test"))]
 thread_local! {
@@ -112,59 +163,75 @@ thread_local! {
 /// The live model of a project (id and artifact sha256), as the current
 /// statement's snapshot sees it, if `caller` may predict with it.
 pub fn live_model(project: &str, caller: &Caller) -> AmbientResult<LiveModel> {
-    let key = snapshot_key();
-    let memo_key = (project.to_string(), caller.oid);
-    let remembered = LIVE.with(|live| {
-        let live = live.borrow();
-        if key.is_some() && live.key == key {
-            live.by_project.get(&memo_key).cloned()
-        } else {
-            None
-        }
-    });
-    if let Some(found) = remembered {
-        return Ok(found);
-    }
-    #[cfg(any(test, feature = "pg_test"))]
-    LIVE_MODEL_READS.with(|n| n.set(n.get() + 1));
-    let found = deployments::live_project(project)?.ok_or_else(|| projects::unknown(project))?;
-    projects::authorize_use(
-        found.project_id,
-        project,
-        found.owner,
-        caller,
-        Privilege::Predict,
-    )?;
-    let model = found.model.ok_or_else(|| {
-        AmbientError::not_in_state(format!("project \"{project}\" has no deployed model"))
-            .hint("deploy one with ambient.deploy(project, model_id)")
-    })?;
-    LIVE.with(|live| {
-        let mut live = live.borrow_mut();
-        if live.key != key || live.by_project.len() >= MAX_REMEMBERED_PROJECTS {
-            *live = LiveModels {
-                key,
-                by_project: HashMap::new(),
-            };
-        }
-        if key.is_some() {
-            live.by_project.insert(memo_key, model.clone());
-        }
-    });
-    Ok(model)
+    remembered(Wanted::Live(project.to_string()), caller, || {
+        let found =
+            deployments::live_project(project)?.ok_or_else(|| projects::unknown(project))?;
+        projects::authorize_use(
+            found.project_id,
+            project,
+            found.owner,
+            caller,
+            Privilege::Predict,
+        )?;
+        found.model.ok_or_else(|| {
+            AmbientError::not_in_state(format!("project \"{project}\" has no deployed model"))
+                .hint("deploy one with ambient.deploy(project, model_id)")
+        })
+    })
 }
 
 /// A model by id, if `caller` may predict with its project.
 pub fn pinned_model(model_id: i64, caller: &Caller) -> AmbientResult<Rc<Model>> {
-    let found = models::owner_of(model_id)?.ok_or_else(|| models::unknown(model_id))?;
-    projects::authorize_use(
-        found.project_id,
-        &found.project,
-        found.owner,
-        caller,
-        Privilege::Predict,
-    )?;
-    load_verified(model_id, &found.sha256)
+    let (id, sha) = remembered(Wanted::Pinned(model_id), caller, || {
+        let found = models::owner_of(model_id)?.ok_or_else(|| models::unknown(model_id))?;
+        projects::authorize_use(
+            found.project_id,
+            &found.project,
+            found.owner,
+            caller,
+            Privilege::Predict,
+        )?;
+        Ok((model_id, found.sha256))
+    })?;
+    load_verified(id, &sha)
+}
+
+/// What `look_up` finds for `wanted` and `caller`, remembered while the
+/// snapshot view lasts, so a stream of single-row statements reads the
+/// catalog only after something changed.
+fn remembered(
+    wanted: Wanted,
+    caller: &Caller,
+    look_up: impl FnOnce() -> AmbientResult<LiveModel>,
+) -> AmbientResult<LiveModel> {
+    let memo_key = (wanted, caller.oid);
+    let found = RESOLVED.with(|memo| {
+        let memo = memo.borrow();
+        match &memo.view {
+            Some(view) if view.is_current() => memo.by_name.get(&memo_key).cloned(),
+            _ => None,
+        }
+    });
+    if let Some(found) = found {
+        return Ok(found);
+    }
+    #[cfg(any(test, feature = "pg_test"))]
+    LIVE_MODEL_READS.with(|n| n.set(n.get() + 1));
+    let found = look_up()?;
+    RESOLVED.with(|memo| {
+        let mut memo = memo.borrow_mut();
+        let still_current = memo.view.as_ref().is_some_and(SnapshotView::is_current);
+        if !still_current || memo.by_name.len() >= MAX_REMEMBERED_NAMES {
+            *memo = Resolutions {
+                view: SnapshotView::current(),
+                by_name: HashMap::new(),
+            };
+        }
+        if memo.view.is_some() {
+            memo.by_name.insert(memo_key, found.clone());
+        }
+    });
+    Ok(found)
 }
 
 /// The model with this id, for the extension's own use (scoring the live

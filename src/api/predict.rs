@@ -18,7 +18,7 @@ use pgrx::{
     PgTupleDesc,
 };
 
-use super::model_cache::{self, StatementView};
+use super::model_cache::{self, SnapshotView};
 use crate::catalog::Caller;
 use crate::error::{AmbientError, AmbientResult, OrRaise};
 use crate::ml::model::Model;
@@ -70,7 +70,7 @@ struct RowLayout {
 struct Resolved {
     key: ResolvedKey,
     user: pg_sys::Oid,
-    statement: Option<StatementView>,
+    statement: Option<SnapshotView>,
     model: Rc<Model>,
 }
 
@@ -118,9 +118,14 @@ impl CallSite {
     fn model(&mut self, key: ModelKey<'_>) -> AmbientResult<Rc<Model>> {
         // SAFETY: reads a backend global.
         let user = unsafe { pg_sys::GetUserId() };
-        let statement = model_cache::statement_view();
         if let Some(resolved) = &self.resolved {
-            if resolved.key.is(key) && resolved.user == user && resolved.statement == statement {
+            if resolved.key.is(key)
+                && resolved.user == user
+                && resolved
+                    .statement
+                    .as_ref()
+                    .is_some_and(SnapshotView::shows_current_data)
+            {
                 return Ok(resolved.model.clone());
             }
         }
@@ -129,7 +134,7 @@ impl CallSite {
         self.resolved = Some(Resolved {
             key: key.into(),
             user,
-            statement,
+            statement: SnapshotView::current(),
             model: model.clone(),
         });
         Ok(model)

@@ -172,7 +172,11 @@ mod tests {
         let bytes = encode(&mismatched).unwrap();
         let err = decode_verified(&bytes, &sha256_hex(&bytes)).unwrap_err();
         assert_eq!(err.kind, MlErrorKind::CorruptArtifact);
-        assert!(err.message.contains("do not fit together"), "{}", err.message);
+        assert!(
+            err.message.contains("do not fit together"),
+            "{}",
+            err.message
+        );
     }
 
     #[test]

@@ -107,3 +107,33 @@ def test_a_plpgsql_loop_sees_a_deploy_another_session_commits(database):
         deployer.execute("SELECT ambient.deploy('iris', %s)", [stump])
     thread.join(timeout=30)
     assert result["labels"] == "virginica versicolor "
+
+
+def test_single_row_predicts_read_the_catalog_only_after_something_changed(database):
+    """A stream of single-row statements resolves the live model from memory
+    while nothing has changed (0.1.0 read the catalog every statement: its
+    memo was keyed on a count Postgres zeroes in the snapshot it reads), and
+    reads it again after another session's deploy commits."""
+    stump = train_tree_and_stump(database)
+    with connect(database, autocommit=True) as reader, connect(database, autocommit=True) as observer:
+        def catalog_scans():
+            reader.execute("SELECT pg_stat_force_next_flush()")
+            reader.execute("SELECT 1")
+            observer.execute("SELECT pg_stat_clear_snapshot()")
+            return observer.execute(
+                "SELECT idx_scan + seq_scan FROM pg_stat_all_tables"
+                " WHERE schemaname = 'ambient' AND relname = 'projects'").fetchone()[0]
+
+        assert live_label(reader) == "virginica"
+        before = catalog_scans()
+        for _ in range(200):
+            assert live_label(reader) == "virginica"
+        assert catalog_scans() - before == 0
+        with connect(database, autocommit=True) as deployer:
+            deployer.execute("SELECT ambient.deploy('iris', %s)", [stump])
+        before = catalog_scans()
+        assert live_label(reader) == "versicolor"
+        looked_up = catalog_scans()
+        assert looked_up > before
+        assert live_label(reader) == "versicolor"
+        assert catalog_scans() == looked_up
