@@ -227,3 +227,15 @@ SELECT p.name AS project,
 GRANT USAGE ON SCHEMA ambient TO PUBLIC;
 GRANT SELECT ON ambient.readable_projects, ambient.models, ambient.deployments, ambient.overview,
                 ambient.grants TO PUBLIC;
+
+-- predict's COST is measured (src/api/predict.rs says how), so the planner
+-- evaluates it after cheaper filters.
+ALTER FUNCTION ambient.predict(text, float8[]) COST 20;
+ALTER FUNCTION ambient.predict(bigint, float8[]) COST 20;
+ALTER FUNCTION ambient.predict(text, record) COST 40;
+ALTER FUNCTION ambient.predict_label(text, float8[]) COST 20;
+ALTER FUNCTION ambient.predict_label(bigint, float8[]) COST 20;
+ALTER FUNCTION ambient.predict_label(text, record) COST 40;
+ALTER FUNCTION ambient.predict_proba(text, float8[]) COST 20;
+ALTER FUNCTION ambient.predict_proba(bigint, float8[]) COST 20;
+ALTER FUNCTION ambient.predict_proba(text, record) COST 40;

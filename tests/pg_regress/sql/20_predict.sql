@@ -56,7 +56,7 @@ SELECT ambient.predict('iris', NULL::float8[]) IS NULL AS null_features,
        ambient.predict(NULL::text, ARRAY[1, 2, 3, 4]) IS NULL AS null_project;
 
 -- Predict is STABLE and PARALLEL SAFE, never IMMUTABLE.
-SELECT p.proname, pg_get_function_identity_arguments(p.oid) AS args, p.provolatile, p.proparallel, p.proisstrict
+SELECT p.proname, pg_get_function_identity_arguments(p.oid) AS args, p.provolatile, p.proparallel, p.proisstrict, p.procost
   FROM pg_proc p WHERE p.pronamespace = 'ambient'::regnamespace AND p.proname LIKE 'predict%'
  ORDER BY 1, 2;
 
