@@ -96,13 +96,13 @@ mod tests {
         // (Whether a read-only statement reuses the previous one's answer
         // cannot be seen from here: SPI increments the command counter
         // before every statement it runs.)
-        Spi::run("SELECT * FROM ambient.train('once', relation => 'pts', features => ARRAY['b'], deploy => 'always')")
+        Spi::run("SELECT * FROM ambient.train('once', relation => 'pts', features => ARRAY['b'], deploy => 'always', new_contract => true)")
             .expect("train");
         let reads = || crate::api::LIVE_MODEL_READS.with(|n| n.get());
         let reads_before = reads();
         let stump_sum: f64 = one("SELECT sum((ambient.predict_proba('once', pts))[1]) FROM pts");
         assert_eq!(reads() - reads_before, 1);
-        Spi::run("SELECT ambient.rollback('once')").expect("rollback");
+        Spi::run("SELECT ambient.rollback('once', new_contract => true)").expect("rollback");
         let full_sum: f64 = one("SELECT sum((ambient.predict_proba('once', pts))[1]) FROM pts");
         assert_ne!(stump_sum, full_sum);
     }

@@ -258,6 +258,9 @@ fn run(req: TrainRequest) -> AmbientResult<Outcome> {
         &params,
         req.test_size,
         req.seed as u64,
+        // The project's input contract keys the split, so a row keeps its
+        // side when a later model uses more columns.
+        &project.features,
         &Interrupts::new(&check_interrupts),
     )?;
     let training_seconds = started.elapsed().as_secs_f64();

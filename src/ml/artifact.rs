@@ -138,9 +138,17 @@ mod tests {
         .unwrap();
         let spec = algorithms::lookup("decision_tree").unwrap();
         let params = Hyperparams::validate(spec.name, spec.params, &serde_json::json!({})).unwrap();
-        train(&d, spec, &params, 0.25, 42, &crate::ml::Interrupts::none())
-            .unwrap()
-            .model
+        train(
+            &d,
+            spec,
+            &params,
+            0.25,
+            42,
+            &d.feature_names,
+            &crate::ml::Interrupts::none(),
+        )
+        .unwrap()
+        .model
     }
 
     #[test]

@@ -35,6 +35,7 @@ pub fn train(
     params: &Hyperparams,
     test_size: f64,
     seed: u64,
+    split_key: &[String],
     interrupts: &Interrupts<'_>,
 ) -> MlResult<Trained> {
     if algorithm.task != data.task() {
@@ -54,7 +55,7 @@ pub fn train(
             .with_hint("a classifier needs at least two classes"));
         }
     }
-    let split = split::holdout(data, test_size, seed)?;
+    let split = split::holdout(data, test_size, seed, split_key)?;
     let estimator = (algorithm.fit)(&TrainingData {
         dataset: data,
         rows: &split.train,
