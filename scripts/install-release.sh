@@ -10,6 +10,9 @@ commit="$(sed -n "s/^\"$version\" *= *\"\([0-9a-f]*\)\"/\1/p" "$ROOT/sql/release
 [[ -n "$commit" ]] || { echo "install-release: no commit for $version in sql/releases.toml" >&2; exit 2; }
 src="$ROOT/target/release-src/$version"
 if [[ ! -f "$src/Cargo.toml" ]]; then
+  # A shallow clone may lack the release's commit: fetch it from origin.
+  git -C "$ROOT" cat-file -e "$commit^{commit}" 2>/dev/null \
+    || git -C "$ROOT" fetch --quiet origin "$commit"
   rm -rf "$src"; mkdir -p "$src"
   git -C "$ROOT" archive "$commit" | tar -x -C "$src"
 fi
