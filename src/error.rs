@@ -7,7 +7,7 @@ use pgrx::{PgLogLevel, PgSqlErrorCode};
 
 use crate::ml::{MlError, MlErrorKind};
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct AmbientError {
     code: PgSqlErrorCode,
     message: String,

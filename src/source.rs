@@ -282,6 +282,13 @@ pub fn load(req: &Request<'_>) -> AmbientResult<Loaded> {
                 .collect()
         }
     };
+    if feature_names.is_empty() {
+        return Err(AmbientError::invalid(format!(
+            "{} has no feature columns besides the target",
+            short(&source_name)
+        ))
+        .hint("name numeric or boolean columns in features => ARRAY[...]"));
+    }
     let mut feature_types = Vec::with_capacity(feature_names.len());
     let mut select_list = Vec::with_capacity(feature_names.len() + 1);
     for name in &feature_names {
@@ -362,8 +369,19 @@ pub fn load(req: &Request<'_>) -> AmbientResult<Loaded> {
                     }
                 }
             }
-            // Vectors grow by doubling, so capacity is what is held.
-            let held = (records.capacity() * 8 + values.capacity() * 8) as u64 + label_bytes;
+            // pgrx keeps every fetched batch until SPI ends; the rows are
+            // copied out, so the batch is freed now.
+            // SAFETY: SPI_tuptable is the batch just read, and nothing
+            // borrows from it any more.
+            unsafe { pg_sys::SPI_freetuptable(pg_sys::SPI_tuptable) };
+            // Vectors grow by doubling, so capacity is what is held; making
+            // the dataset copies the rows once more and adds a class index
+            // per row, so that is counted before it is allocated.
+            let rows = (records.len() / width.max(1)) as u64;
+            let held = (records.capacity() * 8 + values.capacity() * 8) as u64
+                + label_bytes
+                + records.len() as u64 * 8
+                + rows * 8;
             if held > limits.max_bytes {
                 return Err(too_much_memory("the training data", held, limits.max_bytes));
             }

@@ -15,6 +15,14 @@ fn drop_one_model(model_id: i64) -> AmbientResult<bool> {
     let caller = Caller::current();
     let project_id = models::project_of(model_id)?.ok_or_else(|| models::unknown(model_id))?;
     let name = projects::name_of(project_id)?;
+    // Refused in terms of the model the caller named, not its project's
+    // name, which a stranger may not learn.
+    if !caller.acts_as(projects::require(&name)?.owner) {
+        return Err(
+            AmbientError::privilege(format!("permission denied for model {model_id}"))
+                .hint("only roles with the privileges of its project's owner may drop it"),
+        );
+    }
     as_extension_owner(|| {
         let project = projects::lock_for_change(&name, &caller)?;
         // Dropped, or its project dropped, while we waited for the lock.

@@ -15,7 +15,7 @@ use std::rc::Rc;
 use lru::LruCache;
 use pgrx::pg_sys;
 
-use crate::catalog::projects::{self, Privilege};
+use crate::catalog::projects::{self, Named, Privilege};
 use crate::catalog::{deployments, models, Caller};
 use crate::error::{AmbientError, AmbientResult};
 use crate::gucs;
@@ -37,13 +37,11 @@ enum Wanted {
     Pinned(i64),
 }
 
-/// Models resolved per name and calling role (id and sha256), as seen under
-/// one snapshot view; only lookups the role was allowed to make are
-/// remembered.
+/// What each name resolved to, as seen under one snapshot view.
 #[derive(Default)]
 struct Resolutions {
     view: Option<SnapshotView>,
-    by_name: HashMap<(Wanted, pg_sys::Oid), LiveModel>,
+    by_name: HashMap<Wanted, Resolution>,
 }
 
 /// Exactly what a statement's snapshot shows: two snapshots with the same
@@ -125,8 +123,8 @@ impl SnapshotView {
 
     /// Whether the active snapshot shows the data this view showed: the
     /// same transactions, and this backend's own writes up to the same
-    /// command. Allocates nothing, so a call site can ask for every row.
-    pub fn shows_current_data(&self) -> bool {
+    /// command.
+    fn shows_current_data(&self) -> bool {
         let Some(s) = active_snapshot() else {
             return false;
         };
@@ -144,7 +142,8 @@ impl SnapshotView {
 
     /// `shows_current_data`, and this backend's transaction stands where it
     /// stood: a savepoint rolled back since then undid writes that the
-    /// command counter alone does not tell.
+    /// command counter alone does not tell. Allocates nothing, so a call
+    /// site can ask for every row.
     pub fn is_current(&self) -> bool {
         self.shows_current_data() && (self.own_xid, self.subtransaction) == own_transaction()
     }
@@ -163,85 +162,112 @@ thread_local! {
 /// The live model of a project (id and artifact sha256), as the current
 /// statement's snapshot sees it, if `caller` may predict with it.
 pub fn live_model(project: &str, caller: &Caller) -> AmbientResult<LiveModel> {
-    remembered(Wanted::Live(project.to_string()), caller, || {
+    let named = || Named::Project(project);
+    remembered(Wanted::Live(project.to_string()), caller, named, || {
         let found =
             deployments::live_project(project)?.ok_or_else(|| projects::unknown(project))?;
-        projects::authorize_use(
-            found.project_id,
-            project,
-            found.owner,
-            caller,
-            Privilege::Predict,
-        )?;
-        found.model.ok_or_else(|| {
+        let model = found.model.ok_or_else(|| {
             AmbientError::not_in_state(format!("project \"{project}\" has no deployed model"))
                 .hint("deploy one with ambient.deploy(project, model_id)")
+        });
+        Ok(Resolution {
+            owner: found.owner,
+            grants: projects::grants_of(found.project_id)?,
+            model,
         })
     })
 }
 
 /// A model by id, if `caller` may predict with its project.
 pub fn pinned_model(model_id: i64, caller: &Caller) -> AmbientResult<Rc<Model>> {
-    let (id, sha) = remembered(Wanted::Pinned(model_id), caller, || {
+    let named = || Named::Model(model_id);
+    let (id, sha) = remembered(Wanted::Pinned(model_id), caller, named, || {
         let found = models::owner_of(model_id)?.ok_or_else(|| models::unknown(model_id))?;
-        projects::authorize_use(
-            found.project_id,
-            &found.project,
-            found.owner,
-            caller,
-            Privilege::Predict,
-        )?;
-        Ok((model_id, found.sha256))
+        Ok(Resolution {
+            owner: found.owner,
+            grants: projects::grants_of(found.project_id)?,
+            model: Ok((model_id, found.sha256)),
+        })
     })?;
     load_verified(id, &sha)
 }
 
-/// What `look_up` finds for `wanted` and `caller`, remembered while the
-/// snapshot view lasts, so a stream of single-row statements reads the
-/// catalog only after something changed.
-fn remembered(
+/// What a name resolved to: who may use its project (its owner and grants)
+/// and the model, or why there is none.
+#[derive(Clone)]
+struct Resolution {
+    owner: pg_sys::Oid,
+    grants: projects::Grants,
+    model: AmbientResult<LiveModel>,
+}
+
+/// What `look_up` finds for `wanted`, remembered while the snapshot view
+/// lasts, so a stream of single-row statements reads the catalog only after
+/// something changed. The caller's right to use the project is checked every
+/// time, remembered or not: role membership is current, not part of the
+/// snapshot, and a revoked membership counts at once.
+fn remembered<'a>(
     wanted: Wanted,
     caller: &Caller,
-    look_up: impl FnOnce() -> AmbientResult<LiveModel>,
+    named: impl FnOnce() -> Named<'a>,
+    look_up: impl FnOnce() -> AmbientResult<Resolution>,
 ) -> AmbientResult<LiveModel> {
-    let memo_key = (wanted, caller.oid);
     let found = RESOLVED.with(|memo| {
         let memo = memo.borrow();
         match &memo.view {
-            Some(view) if view.is_current() => memo.by_name.get(&memo_key).cloned(),
+            Some(view) if view.is_current() => memo.by_name.get(&wanted).cloned(),
             _ => None,
         }
     });
-    if let Some(found) = found {
-        return Ok(found);
-    }
-    #[cfg(any(test, feature = "pg_test"))]
-    LIVE_MODEL_READS.with(|n| n.set(n.get() + 1));
-    let found = look_up()?;
-    RESOLVED.with(|memo| {
-        let mut memo = memo.borrow_mut();
-        let still_current = memo.view.as_ref().is_some_and(SnapshotView::is_current);
-        if !still_current || memo.by_name.len() >= MAX_REMEMBERED_NAMES {
-            *memo = Resolutions {
-                view: SnapshotView::current(),
-                by_name: HashMap::new(),
-            };
+    let resolution = match found {
+        Some(found) => found,
+        None => {
+            #[cfg(any(test, feature = "pg_test"))]
+            LIVE_MODEL_READS.with(|n| n.set(n.get() + 1));
+            let found = look_up()?;
+            RESOLVED.with(|memo| {
+                let mut memo = memo.borrow_mut();
+                let still_current = memo.view.as_ref().is_some_and(SnapshotView::is_current);
+                if !still_current || memo.by_name.len() >= MAX_REMEMBERED_NAMES {
+                    *memo = Resolutions {
+                        view: SnapshotView::current(),
+                        by_name: HashMap::new(),
+                    };
+                }
+                if memo.view.is_some() {
+                    memo.by_name.insert(wanted, found.clone());
+                }
+            });
+            found
         }
-        if memo.view.is_some() {
-            memo.by_name.insert(memo_key, found.clone());
-        }
-    });
-    Ok(found)
+    };
+    // A statement that locks no relation (SELECT predict(...)) would not
+    // read the invalidations of a committed REVOKE of a role membership;
+    // read them, as opening a table would, so the check below is current.
+    // SAFETY: processes pending invalidation messages; no cache entry is
+    // held across the call.
+    unsafe { pg_sys::AcceptInvalidationMessages() };
+    projects::authorize_use(
+        named(),
+        resolution.owner,
+        &resolution.grants,
+        caller,
+        Privilege::Predict,
+    )?;
+    resolution.model
 }
 
-/// The model with this id, for the extension's own use (scoring the live
-/// model against a challenger); callers' rights are checked before.
-pub fn load(model_id: i64) -> AmbientResult<Rc<Model>> {
-    let found = models::owner_of(model_id)?.ok_or_else(|| models::unknown(model_id))?;
-    load_verified(model_id, &found.sha256)
+/// The model with this id as the latest committed rows show it, for a
+/// writer holding the project lock (training scores the live model, which
+/// another session may have deployed after this statement began); callers'
+/// rights are checked before.
+pub fn load_latest(model_id: i64) -> AmbientResult<Rc<Model>> {
+    let (bytes, sha) = models::latest_artifact(model_id)?;
+    decode_and_keep(model_id, &bytes, sha)
 }
 
-/// The model with this id, decoded from bytes whose sha256 is `sha`.
+/// The model with this id, decoded from bytes whose sha256 is `sha`, read
+/// under the statement's snapshot (predict).
 pub fn load_verified(model_id: i64, sha: &str) -> AmbientResult<Rc<Model>> {
     let cached = CACHE.with(|c| {
         c.borrow_mut()
@@ -253,7 +279,11 @@ pub fn load_verified(model_id: i64, sha: &str) -> AmbientResult<Rc<Model>> {
         return Ok(model);
     }
     let (bytes, stored_sha) = models::artifact(model_id)?;
-    let model = Rc::new(artifact::decode_verified(&bytes, &stored_sha).map_err(|e| {
+    decode_and_keep(model_id, &bytes, stored_sha)
+}
+
+fn decode_and_keep(model_id: i64, bytes: &[u8], sha: String) -> AmbientResult<Rc<Model>> {
+    let model = Rc::new(artifact::decode_verified(bytes, &sha).map_err(|e| {
         AmbientError::from(e).hint(format!(
             "model {model_id} is damaged; drop it or restore it from a backup"
         ))
@@ -262,7 +292,7 @@ pub fn load_verified(model_id: i64, sha: &str) -> AmbientResult<Rc<Model>> {
     CACHE.with(|c| {
         let mut cache = c.borrow_mut();
         if capacity > 0 {
-            cache.put(model_id, (stored_sha, model.clone()));
+            cache.put(model_id, (sha, model.clone()));
         }
         while cache.len() > capacity {
             cache.pop_lru();

@@ -124,7 +124,7 @@ impl CallSite {
                 && resolved
                     .statement
                     .as_ref()
-                    .is_some_and(SnapshotView::shows_current_data)
+                    .is_some_and(SnapshotView::is_current)
             {
                 return Ok(resolved.model.clone());
             }
@@ -155,7 +155,8 @@ impl CallSite {
                 Some(known)
                     if known.type_id == type_id
                         && known.typmod == typmod
-                        && Rc::ptr_eq(&known.model, model) =>
+                        && Rc::ptr_eq(&known.model, model)
+                        && known.fits(&tupdesc) =>
                 {
                     known
                 }
@@ -182,6 +183,19 @@ impl CallSite {
             }
         }
         Ok(())
+    }
+}
+
+impl RowLayout {
+    /// Whether the row type still has each column where, and of the type,
+    /// the layout says: a column altered or dropped since is worked out
+    /// again rather than decoded as the type it had.
+    fn fits(&self, tupdesc: &PgTupleDesc) -> bool {
+        self.columns.iter().all(|&(attno, type_oid)| {
+            tupdesc
+                .get(attno - 1)
+                .is_some_and(|attr| !attr.is_dropped() && attr.type_oid().value() == type_oid)
+        })
     }
 }
 

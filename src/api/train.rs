@@ -251,6 +251,7 @@ fn run(req: TrainRequest) -> AmbientResult<Outcome> {
         pgrx::check_for_interrupts!();
         Ok(())
     };
+    let interrupts = Interrupts::new(&check_interrupts);
     let started = Instant::now();
     let trained = model::train(
         data,
@@ -261,7 +262,7 @@ fn run(req: TrainRequest) -> AmbientResult<Outcome> {
         // The project's input contract keys the split, so a row keeps its
         // side when a later model uses more columns.
         &project.features,
-        &Interrupts::new(&check_interrupts),
+        &interrupts,
     )?;
     let training_seconds = started.elapsed().as_secs_f64();
     let Trained {
@@ -273,8 +274,15 @@ fn run(req: TrainRequest) -> AmbientResult<Outcome> {
     let score = metrics.get(primary).copied().unwrap_or(f64::NAN);
     let bytes = artifact::encode(&model)?;
     let sha = artifact::sha256_hex(&bytes);
-    let column_stats = serde_json::to_value(stats::describe(data, &target, loaded.unlabeled))
-        .unwrap_or(serde_json::Value::Null);
+    let column_stats = serde_json::to_value(stats::describe(
+        data,
+        &target,
+        loaded.unlabeled,
+        &interrupts,
+    )?)
+    .unwrap_or(serde_json::Value::Null);
+    interrupts.check()?;
+    let data_sha256 = data.sha256_hex();
     let caller_name = caller.name();
 
     as_extension_owner(|| {
@@ -285,7 +293,7 @@ fn run(req: TrainRequest) -> AmbientResult<Outcome> {
             row_count: data.n_rows() as i64,
             unlabeled_rows: loaded.unlabeled as i64,
             column_stats,
-            data_sha256: &data.sha256_hex(),
+            data_sha256: &data_sha256,
             created_by: &caller_name,
         })?;
         let (model_id, version) = models::insert(NewModel {
@@ -323,7 +331,7 @@ fn run(req: TrainRequest) -> AmbientResult<Outcome> {
             }
             (DeployPolicy::Always, _) | (DeployPolicy::IfBetter, None) => true,
             (DeployPolicy::IfBetter, Some(live)) => {
-                let champion = model_cache::load(live.model_id)?;
+                let champion = model_cache::load_latest(live.model_id)?;
                 match champion.evaluate(data, &split.test) {
                     Ok(champion_metrics) => {
                         let champion_score =

@@ -96,9 +96,13 @@ impl KeptRows {
         self.len == 0
     }
 
-    /// Column `column` (from 1) of row `row` (from 0), as `T`; the caller's
-    /// query fixes the column types.
-    pub fn get<T: FromDatum>(&self, row: usize, column: usize) -> AmbientResult<Option<T>> {
+    /// Column `column` (from 1) of row `row` (from 0), as `T`, an owned type
+    /// (the rows' memory ends with SPI) of the column's SQL type.
+    pub fn get<T: FromDatum + IntoDatum + 'static>(
+        &self,
+        row: usize,
+        column: usize,
+    ) -> AmbientResult<Option<T>> {
         if row >= self.len {
             return Err(AmbientError::invalid(format!(
                 "no row {row} in a catalog read"
@@ -111,8 +115,14 @@ impl KeptRows {
             let tupdesc = (*self.table).tupdesc;
             let tuple = *(*self.table).vals.add(row);
             let mut is_null = false;
-            let datum = pg_sys::SPI_getbinval(tuple, tupdesc, column as i32, &mut is_null);
             let type_oid = pg_sys::SPI_gettypeid(tupdesc, column as i32);
+            if !T::is_compatible_with(type_oid) {
+                return Err(AmbientError::wrong_type(format!(
+                    "catalog read: column {column} has type oid {}",
+                    type_oid.to_u32()
+                )));
+            }
+            let datum = pg_sys::SPI_getbinval(tuple, tupdesc, column as i32, &mut is_null);
             Ok(T::from_polymorphic_datum(datum, is_null, type_oid))
         }
     }
@@ -133,42 +143,49 @@ fn select_kept<R>(
     args: &[DatumWithOid<'_>],
     read: impl FnOnce(&KeptRows) -> AmbientResult<R>,
 ) -> AmbientResult<R> {
-    as_owner(|| {
-        Spi::connect(|_client| {
-            let plan = kept_plan(sql, args)?;
-            let mut values: Vec<pg_sys::Datum> = args
-                .iter()
-                .map(|a| {
-                    a.datum()
-                        .map_or(pg_sys::Datum::null(), |d| d.sans_lifetime())
-                })
-                .collect();
-            let nulls: Vec<std::ffi::c_char> = args
-                .iter()
-                .map(|a| if a.datum().is_some() { b' ' } else { b'n' } as std::ffi::c_char)
-                .collect();
-            // SAFETY: the plan is kept and takes exactly these arguments;
-            // SPI is connected for the closure's length.
-            let rows = unsafe {
-                let status = pg_sys::SPI_execute_plan(
-                    plan.as_ptr(),
-                    values.as_mut_ptr(),
-                    nulls.as_ptr(),
-                    true,
-                    0,
-                );
-                if status != pg_sys::SPI_OK_SELECT as i32 {
-                    return Err(AmbientError::invalid(format!(
-                        "catalog read failed with SPI status {status}"
-                    )));
-                }
-                KeptRows {
-                    table: pg_sys::SPI_tuptable,
-                    len: pg_sys::SPI_processed as usize,
-                }
-            };
-            read(&rows)
-        })
+    as_owner(|| select_read_only(sql, args, read))
+}
+
+/// `select_kept`'s read, as whoever runs it.
+fn select_read_only<R>(
+    sql: &'static str,
+    args: &[DatumWithOid<'_>],
+    read: impl FnOnce(&KeptRows) -> AmbientResult<R>,
+) -> AmbientResult<R> {
+    Spi::connect(|_client| {
+        let plan = kept_plan(sql, args)?;
+        let mut values: Vec<pg_sys::Datum> = args
+            .iter()
+            .map(|a| {
+                a.datum()
+                    .map_or(pg_sys::Datum::null(), |d| d.sans_lifetime())
+            })
+            .collect();
+        let nulls: Vec<std::ffi::c_char> = args
+            .iter()
+            .map(|a| if a.datum().is_some() { b' ' } else { b'n' } as std::ffi::c_char)
+            .collect();
+        // SAFETY: the plan is kept and takes exactly these arguments;
+        // SPI is connected for the closure's length.
+        let rows = unsafe {
+            let status = pg_sys::SPI_execute_plan(
+                plan.as_ptr(),
+                values.as_mut_ptr(),
+                nulls.as_ptr(),
+                true,
+                0,
+            );
+            if status != pg_sys::SPI_OK_SELECT as i32 {
+                return Err(AmbientError::invalid(format!(
+                    "catalog read failed with SPI status {status}"
+                )));
+            }
+            KeptRows {
+                table: pg_sys::SPI_tuptable,
+                len: pg_sys::SPI_processed as usize,
+            }
+        };
+        read(&rows)
     })
 }
 
@@ -215,29 +232,36 @@ pub fn ensure_writable() -> AmbientResult<()> {
 }
 
 thread_local! {
-    /// The role that owns the extension, and so its catalog tables; it
-    /// does not change while the extension exists.
-    static EXTENSION_OWNER: std::cell::Cell<Option<pg_sys::Oid>> = const { std::cell::Cell::new(None) };
+    /// The role that owns the extension, and so its catalog tables, with the
+    /// local transaction it was read in: it is read again in each
+    /// transaction, so a re-created or reassigned extension is seen.
+    static EXTENSION_OWNER: std::cell::Cell<Option<(pg_sys::LocalTransactionId, pg_sys::Oid)>> =
+        const { std::cell::Cell::new(None) };
 }
 
 fn extension_owner() -> AmbientResult<pg_sys::Oid> {
-    if let Some(owner) = EXTENSION_OWNER.get() {
-        return Ok(owner);
+    // SAFETY: MyProc is this backend's PGPROC, set for its whole life.
+    let transaction = unsafe { (*pg_sys::MyProc).lxid };
+    if let Some((read_in, owner)) = EXTENSION_OWNER.get() {
+        if read_in == transaction {
+            return Ok(owner);
+        }
     }
-    // Runs as the caller, so the operator is qualified.
-    let owner = Spi::connect(|client| {
-        client
-            .select(
-                "SELECT extowner FROM pg_catalog.pg_extension
-                  WHERE extname OPERATOR(pg_catalog.=) 'pg_ambient'",
-                None,
-                &[],
-            )?
-            .first()
-            .get_one::<pg_sys::Oid>()
-    })?
+    // Read-only like every read predict makes, as the caller (everyone may
+    // read pg_extension), with the operator qualified.
+    let owner = select_read_only(
+        "SELECT extowner FROM pg_catalog.pg_extension
+          WHERE extname OPERATOR(pg_catalog.=) 'pg_ambient'",
+        &[],
+        |rows| {
+            if rows.is_empty() {
+                return Ok(None);
+            }
+            rows.get::<pg_sys::Oid>(0, 1)
+        },
+    )?
     .ok_or_else(|| AmbientError::undefined_object("extension pg_ambient is not installed"))?;
-    EXTENSION_OWNER.set(Some(owner));
+    EXTENSION_OWNER.set(Some((transaction, owner)));
     Ok(owner)
 }
 

@@ -118,8 +118,28 @@ pub fn insert(m: NewModel<'_>) -> AmbientResult<(i64, i32)> {
     .ok_or_else(|| AmbientError::invalid("model insert returned no id"))
 }
 
-/// The stored bytes of a model and their sha256. Read-only.
+/// The stored bytes of a model and their sha256, as the statement's
+/// snapshot shows them (read-only: predict).
 pub fn artifact(model_id: i64) -> AmbientResult<(Vec<u8>, String)> {
+    select_kept(
+        "SELECT artifact, artifact_sha256 FROM ambient.model_store
+          WHERE id OPERATOR(pg_catalog.=) $1",
+        &[model_id.into()],
+        |rows| {
+            if rows.is_empty() {
+                return Err(unknown(model_id));
+            }
+            Ok((
+                rows.get::<Vec<u8>>(0, 1)?.unwrap_or_default(),
+                rows.get::<String>(0, 2)?.unwrap_or_default(),
+            ))
+        },
+    )
+}
+
+/// The same, as the latest committed rows show them: for a writer that
+/// holds the project lock.
+pub fn latest_artifact(model_id: i64) -> AmbientResult<(Vec<u8>, String)> {
     as_owner(|| {
         Spi::connect(|client| {
             let row = client
@@ -147,14 +167,13 @@ pub fn artifact(model_id: i64) -> AmbientResult<(Vec<u8>, String)> {
 pub struct ModelOwner {
     pub sha256: String,
     pub project_id: i64,
-    pub project: String,
     pub owner: pg_sys::Oid,
 }
 
 /// Read-only; the pinned predict path runs it once per statement.
 pub fn owner_of(model_id: i64) -> AmbientResult<Option<ModelOwner>> {
     select_kept(
-        "SELECT m.artifact_sha256, p.id, p.name, p.owner::pg_catalog.oid
+        "SELECT m.artifact_sha256, p.id, p.owner::pg_catalog.oid
            FROM ambient.model_store m
            JOIN ambient.projects p ON p.id OPERATOR(pg_catalog.=) m.project_id
           WHERE m.id OPERATOR(pg_catalog.=) $1",
@@ -166,9 +185,8 @@ pub fn owner_of(model_id: i64) -> AmbientResult<Option<ModelOwner>> {
             Ok(Some(ModelOwner {
                 sha256: rows.get::<String>(0, 1)?.unwrap_or_default(),
                 project_id: rows.get::<i64>(0, 2)?.unwrap_or_default(),
-                project: rows.get::<String>(0, 3)?.unwrap_or_default(),
                 owner: rows
-                    .get::<pg_sys::Oid>(0, 4)?
+                    .get::<pg_sys::Oid>(0, 3)?
                     .unwrap_or(pg_sys::Oid::INVALID),
             }))
         },

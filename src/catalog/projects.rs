@@ -105,48 +105,71 @@ pub fn authorize_change(project: &Project, caller: &Caller) -> AmbientResult<()>
     .hint("only roles with the privileges of the project's owner may change it"))
 }
 
-/// Errors with 42501 unless the caller owns the project or holds a grant
-/// that covers `wanted` ('read' covers 'predict').
-pub fn authorize_use(
-    project_id: i64,
-    project_name: &str,
-    owner: pg_sys::Oid,
-    caller: &Caller,
-    wanted: Privilege,
-) -> AmbientResult<()> {
-    if caller.acts_as(owner) {
-        return Ok(());
-    }
-    let granted = select_kept(
+/// What a caller asked for by name: a project, or a model by id. A refusal
+/// names only what the caller named, so model ids cannot be used to learn
+/// the names of projects the caller may not see.
+pub enum Named<'a> {
+    Project(&'a str),
+    Model(i64),
+}
+
+/// Who may use a project besides its owners, as its grant rows say.
+pub type Grants = Vec<(pg_sys::Oid, Privilege)>;
+
+/// A project's grants, read-only under the statement's snapshot (predict).
+pub fn grants_of(project_id: i64) -> AmbientResult<Grants> {
+    select_kept(
         "SELECT grantee::pg_catalog.oid, privilege FROM ambient.project_grants
           WHERE project_id OPERATOR(pg_catalog.=) $1",
         &[project_id.into()],
         |rows| {
-            for row in 0..rows.len() {
-                let grantee = rows
-                    .get::<pg_sys::Oid>(row, 1)?
-                    .unwrap_or(pg_sys::Oid::INVALID);
-                let privilege = rows.get::<String>(row, 2)?.unwrap_or_default();
-                let covers = privilege == Privilege::Read.as_str() || privilege == wanted.as_str();
-                if covers && caller.acts_as(grantee) {
-                    return Ok(true);
-                }
-            }
-            Ok(false)
+            (0..rows.len())
+                .map(|row| {
+                    let grantee = rows
+                        .get::<pg_sys::Oid>(row, 1)?
+                        .unwrap_or(pg_sys::Oid::INVALID);
+                    let privilege =
+                        Privilege::parse(&rows.get::<String>(row, 2)?.unwrap_or_default())?;
+                    Ok((grantee, privilege))
+                })
+                .collect()
         },
-    )?;
-    if granted {
+    )
+}
+
+/// Errors with 42501 unless the caller has the privileges of the owner, or
+/// of a role granted what covers `wanted` ('read' covers 'predict'). Role
+/// membership is decided now, in Rust, from role oids.
+pub fn authorize_use(
+    named: Named<'_>,
+    owner: pg_sys::Oid,
+    grants: &Grants,
+    caller: &Caller,
+    wanted: Privilege,
+) -> AmbientResult<()> {
+    let granted = || {
+        grants.iter().any(|&(grantee, privilege)| {
+            (privilege == Privilege::Read || privilege == wanted) && caller.acts_as(grantee)
+        })
+    };
+    if caller.acts_as(owner) || granted() {
         return Ok(());
     }
-    Err(
-        AmbientError::privilege(format!("permission denied for project \"{project_name}\"")).hint(
-            format!(
-                "its owner can allow you with ambient.grant('{project_name}', '{}', '{}')",
-                caller.name().replace('\'', "''"),
+    Err(match named {
+        Named::Project(name) => AmbientError::privilege(format!(
+            "permission denied for project \"{name}\""
+        ))
+        .hint(format!(
+            "its owner can allow you with ambient.grant('{name}', '{}', '{}')",
+            caller.name().replace('\'', "''"),
+            wanted.as_str()
+        )),
+        Named::Model(id) => AmbientError::privilege(format!("permission denied for model {id}"))
+            .hint(format!(
+                "the owner of its project can allow you with ambient.grant(project, role, '{}')",
                 wanted.as_str()
-            ),
-        ),
-    )
+            )),
+    })
 }
 
 /// Locks the project's row until the transaction ends, so trains, deploys,

@@ -30,9 +30,10 @@ impl LabelEncoding {
     /// Sorted distinct classes: numerically for numeric labels, false before
     /// true for booleans, by bytes for text.
     fn from_labels(kind: LabelKind, labels: &[String]) -> MlResult<Self> {
-        let mut classes: Vec<String> = labels.to_vec();
-        classes.sort_unstable();
-        classes.dedup();
+        // Only the distinct labels are copied.
+        let distinct: std::collections::BTreeSet<&str> =
+            labels.iter().map(String::as_str).collect();
+        let mut classes: Vec<String> = distinct.into_iter().map(str::to_string).collect();
         if kind == LabelKind::Numeric {
             let mut keyed = classes
                 .into_iter()

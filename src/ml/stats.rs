@@ -4,6 +4,7 @@
 use serde::Serialize;
 
 use super::dataset::{Dataset, Labels};
+use super::{Interrupts, MlResult};
 
 pub const QUANTILES: [f64; 5] = [0.05, 0.25, 0.5, 0.75, 0.95];
 
@@ -60,10 +61,18 @@ pub fn numeric(values: &mut [f64], nulls: usize) -> NumericStats {
 
 /// Statistics for every feature, then the label (named `label_name`), whose
 /// NULL count is the unlabeled rows that training skipped.
-pub fn describe(data: &Dataset, label_name: &str, unlabeled: usize) -> Vec<(String, ColumnStats)> {
+/// Statistics of every column (one sort each), checking for interrupts
+/// between columns.
+pub fn describe(
+    data: &Dataset,
+    label_name: &str,
+    unlabeled: usize,
+    interrupts: &Interrupts<'_>,
+) -> MlResult<Vec<(String, ColumnStats)>> {
     let width = data.width();
     let mut out: Vec<(String, ColumnStats)> = (0..width)
         .map(|j| {
+            interrupts.check()?;
             let mut column: Vec<f64> = data
                 .records
                 .iter()
@@ -71,12 +80,12 @@ pub fn describe(data: &Dataset, label_name: &str, unlabeled: usize) -> Vec<(Stri
                 .step_by(width)
                 .copied()
                 .collect();
-            (
+            Ok((
                 data.feature_names[j].clone(),
                 ColumnStats::Numeric(numeric(&mut column, 0)),
-            )
+            ))
         })
-        .collect();
+        .collect::<MlResult<_>>()?;
     let label = match &data.labels {
         Labels::Classes { encoding, index } => {
             let mut freq = vec![0usize; encoding.classes.len()];
@@ -92,7 +101,7 @@ pub fn describe(data: &Dataset, label_name: &str, unlabeled: usize) -> Vec<(Stri
         Labels::Values(values) => ColumnStats::Numeric(numeric(&mut values.clone(), unlabeled)),
     };
     out.push((label_name.to_string(), label));
-    out
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -119,7 +128,7 @@ mod tests {
             RawLabels::Classes(LabelKind::Text, vec!["a".into(), "b".into(), "a".into()]),
         )
         .unwrap();
-        let s = describe(&d, "y", 4);
+        let s = describe(&d, "y", 4, &Interrupts::none()).unwrap();
         assert_eq!(s.len(), 2);
         let ColumnStats::Category(c) = &s[1].1 else {
             panic!()

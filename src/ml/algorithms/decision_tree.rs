@@ -137,14 +137,16 @@ fn max_leaves(rows: u64, params: &Hyperparams) -> u64 {
 }
 
 /// What `fit` allocates at most, in bytes: the column copy and sorted
-/// orders (12 bytes per value), per-row bookkeeping, and the tree itself,
-/// whose leaf class counts dominate when there are many classes.
+/// orders (12 bytes per value), per-row bookkeeping (the split's row lists,
+/// class indices in three forms, the partition's flags and scratch: 48
+/// bytes), and the tree itself, whose leaf class counts dominate when there
+/// are many classes; its vectors grow by doubling, hence twice.
 fn estimated_bytes(shape: &Shape, params: &Hyperparams) -> u64 {
     let rows = shape.rows as u64;
     let leaves = max_leaves(rows, params);
     let classes = shape.classes.max(1) as u64;
-    let data = rows * shape.features as u64 * 12 + rows * 24;
-    let tree = leaves * (2 * std::mem::size_of::<Node>() as u64 + classes * 4);
+    let data = rows * shape.features as u64 * 12 + rows * 48;
+    let tree = 2 * leaves * (2 * std::mem::size_of::<Node>() as u64 + classes * 4);
     data + tree + classes * 16
 }
 

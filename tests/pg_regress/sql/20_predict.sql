@@ -96,3 +96,11 @@ SELECT ambient.predict_label(:spare, ARRAY[5.1, 3.5, 1.4, 0.2]) AS before,
        ambient.predict_label(:spare, ARRAY[5.1, 3.5, 1.4, 0.2]) AS later_in_the_same_statement;
 SELECT sqlstate FROM try(format('SELECT ambient.predict_label(%s, ARRAY[5.1, 3.5, 1.4, 0.2])', :spare));
 ROLLBACK;
+-- The same with no decoded model kept, so the later column reads the
+-- artifact itself, under the statement's snapshot too.
+BEGIN;
+SET LOCAL ambient.model_cache_size = 0;
+SELECT model_id AS spare FROM ambient.train('iris', relation => 'iris', deploy => 'never') \gset
+SELECT ambient.drop_model(:spare) AS dropped,
+       ambient.predict_label(:spare, ARRAY[5.1, 3.5, 1.4, 0.2]) AS later_in_the_same_statement;
+ROLLBACK;

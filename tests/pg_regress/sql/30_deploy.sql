@@ -102,6 +102,25 @@ BEGIN
   RETURN seen;
 END $$;
 SELECT labels_across_deploys(:looped_stump);
+-- A deploy undone by a rolled-back exception block is undone for the call
+-- site too, though the snapshot (REPEATABLE READ) and the command counter
+-- are the same as before it.
+BEGIN ISOLATION LEVEL REPEATABLE READ;
+CREATE FUNCTION pg_temp.labels_across_undone_deploy(stump bigint) RETURNS text LANGUAGE plpgsql AS $$
+DECLARE seen text := '';
+BEGIN
+  FOR round IN 1..2 LOOP
+    BEGIN
+      IF round = 1 THEN PERFORM ambient.deploy('looped', stump); END IF;
+      seen := seen || ambient.predict_label('looped', ARRAY[7.7, 3.0, 6.1, 2.3]) || ' ';
+      IF round = 1 THEN RAISE EXCEPTION 'undo the deploy'; END IF;
+    EXCEPTION WHEN raise_exception THEN NULL;
+    END;
+  END LOOP;
+  RETURN seen;
+END $$;
+SELECT pg_temp.labels_across_undone_deploy(:looped_stump);
+COMMIT;
 -- A row type can change while a statement runs: here a function alters two
 -- columns to numeric between the rows it returns. Both rows are read right.
 -- (Postgres coerces the function's result to the type the statement was

@@ -43,7 +43,9 @@ CREATE FUNCTION mine.peek(text) RETURNS boolean LANGUAGE plpgsql COST 0.0000001 
 BEGIN RAISE NOTICE 'peeked at %', $1; RETURN true; END $$;
 SELECT count(*) AS models_seen FROM ambient.models WHERE mine.peek(algorithm || ' ' || hyperparams::text);
 SELECT * FROM try($$SELECT ambient.predict_label('alice_iris', ARRAY[5.1, 3.5, 1.4, 0.2])$$);
-SELECT * FROM try(format('SELECT ambient.predict_label(%s, ARRAY[5.1, 3.5, 1.4, 0.2])', :alice_model));
+-- A model id she names is refused as that model, without naming its project.
+SELECT sqlstate, replace(message, :'alice_model', '<id>') AS message, hint
+  FROM try(format('SELECT ambient.predict_label(%s, ARRAY[5.1, 3.5, 1.4, 0.2])', :alice_model));
 
 -- The hijack that 0.1.0 fell to: an `=` of her own, first on her
 -- search_path, that says every name (and text, oid, bigint) is equal to
@@ -75,7 +77,8 @@ SELECT p.name, p.owner, (SELECT count(*) FROM ambient.deployment_log d WHERE d.p
 SET ROLE ambient_bob;
 SELECT * FROM try($$SELECT ambient.predict_label('alice_iris', ARRAY[5.1, 3.5, 1.4, 0.2])$$);
 SELECT * FROM try($$SELECT ambient.deploy('alice_iris', 'most_recent')$$);
-SELECT * FROM try(format('SELECT ambient.drop_model(%s)', :alice_model));
+SELECT sqlstate, replace(message, :'alice_model', '<id>') AS message, hint
+  FROM try(format('SELECT ambient.drop_model(%s)', :alice_model));
 SELECT * FROM try($$SELECT ambient.train('alice_iris', relation => 'iris')$$);
 RESET ROLE;
 -- ... until alice grants him 'predict': he predicts, but still sees nothing.
