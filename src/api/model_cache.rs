@@ -66,25 +66,41 @@ pub struct SnapshotView {
     command_id: pg_sys::CommandId,
 }
 
+/// Postgres getters that only read backend state and cannot raise an
+/// ERROR, declared here without the longjmp guard pgrx puts around every
+/// call (a sigsetjmp each): a call site asks them for every row, and through
+/// pgrx's declarations that doubled the cost of predicting a row.
+mod unguarded {
+    use pgrx::pg_sys;
+
+    extern "C" {
+        pub fn ActiveSnapshotSet() -> bool;
+        pub fn GetActiveSnapshot() -> pg_sys::Snapshot;
+        pub fn GetCurrentTransactionIdIfAny() -> pg_sys::TransactionId;
+        pub fn GetCurrentSubTransactionId() -> pg_sys::SubTransactionId;
+    }
+}
+
 /// The active snapshot, if there is one.
 fn active_snapshot() -> Option<&'static pg_sys::SnapshotData> {
-    // SAFETY: reads the active snapshot, which outlives the caller's use of
-    // it (the calling function's evaluation), without keeping it.
+    // SAFETY: plain getters (see `unguarded`); the active snapshot outlives
+    // the caller's use of it (the calling function's evaluation), and is
+    // not kept.
     unsafe {
-        if !pg_sys::ActiveSnapshotSet() {
+        if !unguarded::ActiveSnapshotSet() {
             return None;
         }
-        pg_sys::GetActiveSnapshot().as_ref()
+        unguarded::GetActiveSnapshot().as_ref()
     }
 }
 
 /// This backend's (sub)transaction ids.
 fn own_transaction() -> (pg_sys::TransactionId, pg_sys::SubTransactionId) {
-    // SAFETY: reads backend globals.
+    // SAFETY: plain getters of backend state (see `unguarded`).
     unsafe {
         (
-            pg_sys::GetCurrentTransactionIdIfAny(),
-            pg_sys::GetCurrentSubTransactionId(),
+            unguarded::GetCurrentTransactionIdIfAny(),
+            unguarded::GetCurrentSubTransactionId(),
         )
     }
 }

@@ -194,7 +194,7 @@ impl RowLayout {
         self.columns.iter().all(|&(attno, type_oid)| {
             tupdesc
                 .get(attno - 1)
-                .is_some_and(|attr| !attr.is_dropped() && attr.type_oid().value() == type_oid)
+                .is_some_and(|attr| !attr.attisdropped && attr.atttypid == type_oid)
         })
     }
 }
