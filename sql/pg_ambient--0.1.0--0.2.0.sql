@@ -213,6 +213,24 @@ SELECT p.project,
   LEFT JOIN ambient.live_deployments live ON live.project_id = p.project_id
   LEFT JOIN ambient.model_store m ON m.id = live.model_id;
 
+-- What each model of a readable project was trained on: the source (table
+-- or full query text), row counts, per-column statistics and the data hash.
+CREATE VIEW ambient.model_snapshots WITH (security_barrier) AS
+SELECT m.id AS model_id,
+       p.project,
+       m.version,
+       s.source_kind,
+       s.source,
+       s.row_count,
+       s.unlabeled_rows,
+       s.column_stats,
+       s.data_sha256,
+       s.created_at,
+       s.created_by
+  FROM ambient.model_store m
+  JOIN ambient.readable_projects p ON p.project_id = m.project_id
+  JOIN ambient.snapshots s ON s.id = m.snapshot_id;
+
 -- Who may use the projects the current role owns.
 CREATE VIEW ambient.grants WITH (security_barrier) AS
 SELECT p.name AS project,
@@ -226,7 +244,7 @@ SELECT p.name AS project,
 
 GRANT USAGE ON SCHEMA ambient TO PUBLIC;
 GRANT SELECT ON ambient.readable_projects, ambient.models, ambient.deployments, ambient.overview,
-                ambient.grants TO PUBLIC;
+                ambient.model_snapshots, ambient.grants TO PUBLIC;
 
 -- predict's COST is measured (src/api/predict.rs says how), so the planner
 -- evaluates it after cheaper filters.

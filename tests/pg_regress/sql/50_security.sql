@@ -38,6 +38,7 @@ SET ROLE ambient_mallory;
 SELECT count(*) AS projects FROM ambient.overview;
 SELECT count(*) AS models FROM ambient.models;
 SELECT count(*) AS deployments FROM ambient.deployments;
+SELECT count(*) AS snapshots FROM ambient.model_snapshots;
 CREATE SCHEMA mine;
 CREATE FUNCTION mine.peek(text) RETURNS boolean LANGUAGE plpgsql COST 0.0000001 AS $$
 BEGIN RAISE NOTICE 'peeked at %', $1; RETURN true; END $$;
@@ -104,6 +105,7 @@ RESET ROLE;
 SET ROLE ambient_bob;
 SELECT project, owner, live_version FROM ambient.overview;
 SELECT count(*) AS models_bob_sees FROM ambient.models;
+SELECT version, source_kind, source, row_count FROM ambient.model_snapshots ORDER BY version;
 RESET ROLE;
 SET ROLE ambient_alice;
 SELECT ambient.revoke('alice_iris', 'ambient_bob', 'read');
