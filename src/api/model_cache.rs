@@ -2,11 +2,13 @@
 //! `ambient.model_cache_size`. Models are immutable rows, so an entry is
 //! good for as long as the row's sha256 is the one it was decoded from.
 //!
-//! Also which model is live per project, and that the calling role may use
-//! it, remembered for as long as statement snapshots show the same database
-//! (`SnapshotView`): no transaction has completed and this backend has
-//! written nothing since. A deploy, grant or revoke that commits ends that at
-//! once, so the next statement looks again and sees it.
+//! Also which model each project name (or pinned id) resolves to, with its
+//! project's owner and grants, remembered for as long as statement snapshots
+//! show the same database (`SnapshotView`): no transaction has completed and
+//! this backend has written nothing since. A deploy, grant or revoke that
+//! commits ends that at once, so the next statement looks again and sees it.
+//! The caller's right to use the model is checked on every resolution, not
+//! remembered.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -76,9 +78,18 @@ mod unguarded {
     extern "C" {
         pub fn ActiveSnapshotSet() -> bool;
         pub fn GetActiveSnapshot() -> pg_sys::Snapshot;
-        pub fn GetCurrentTransactionIdIfAny() -> pg_sys::TransactionId;
+        pub fn GetTopTransactionIdIfAny() -> pg_sys::TransactionId;
         pub fn GetCurrentSubTransactionId() -> pg_sys::SubTransactionId;
+        pub fn GetCurrentStatementStartTimestamp() -> pg_sys::TimestampTz;
     }
+}
+
+/// When the top-level statement began: a PL/pgSQL expression's call site
+/// lives across statements, and each new one checks the caller's rights
+/// again.
+pub fn statement_start() -> pg_sys::TimestampTz {
+    // SAFETY: a plain getter (see `unguarded`).
+    unsafe { unguarded::GetCurrentStatementStartTimestamp() }
 }
 
 /// The active snapshot, if there is one.
@@ -94,12 +105,13 @@ fn active_snapshot() -> Option<&'static pg_sys::SnapshotData> {
     }
 }
 
-/// This backend's (sub)transaction ids.
+/// This backend's top transaction id (invalid until it writes) and its
+/// current subtransaction.
 fn own_transaction() -> (pg_sys::TransactionId, pg_sys::SubTransactionId) {
     // SAFETY: plain getters of backend state (see `unguarded`).
     unsafe {
         (
-            unguarded::GetCurrentTransactionIdIfAny(),
+            unguarded::GetTopTransactionIdIfAny(),
             unguarded::GetCurrentSubTransactionId(),
         )
     }
@@ -158,10 +170,15 @@ impl SnapshotView {
 
     /// `shows_current_data`, and this backend's transaction stands where it
     /// stood: a savepoint rolled back since then undid writes that the
-    /// command counter alone does not tell. Allocates nothing, so a call
-    /// site can ask for every row.
+    /// command counter alone does not tell. A transaction that has written
+    /// nothing (no transaction id) has nothing to undo, so then its
+    /// subtransactions do not matter: a function that catches errors opens
+    /// one per call. Allocates nothing, so a call site can ask for every row.
     pub fn is_current(&self) -> bool {
-        self.shows_current_data() && (self.own_xid, self.subtransaction) == own_transaction()
+        let (own_xid, subtransaction) = own_transaction();
+        self.shows_current_data()
+            && self.own_xid == own_xid
+            && (own_xid == pg_sys::InvalidTransactionId || self.subtransaction == subtransaction)
     }
 }
 

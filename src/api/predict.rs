@@ -70,7 +70,10 @@ struct RowLayout {
 struct Resolved {
     key: ResolvedKey,
     user: pg_sys::Oid,
-    statement: Option<SnapshotView>,
+    /// The top-level statement it was resolved in: a new one resolves
+    /// again, which checks the caller's rights again.
+    statement_start: pg_sys::TimestampTz,
+    snapshot: Option<SnapshotView>,
     model: Rc<Model>,
 }
 
@@ -118,11 +121,13 @@ impl CallSite {
     fn model(&mut self, key: ModelKey<'_>) -> AmbientResult<Rc<Model>> {
         // SAFETY: reads a backend global.
         let user = unsafe { pg_sys::GetUserId() };
+        let statement_start = model_cache::statement_start();
         if let Some(resolved) = &self.resolved {
             if resolved.key.is(key)
                 && resolved.user == user
+                && resolved.statement_start == statement_start
                 && resolved
-                    .statement
+                    .snapshot
                     .as_ref()
                     .is_some_and(SnapshotView::is_current)
             {
@@ -134,7 +139,8 @@ impl CallSite {
         self.resolved = Some(Resolved {
             key: key.into(),
             user,
-            statement: SnapshotView::current(),
+            statement_start,
+            snapshot: SnapshotView::current(),
             model: model.clone(),
         });
         Ok(model)
@@ -187,15 +193,18 @@ impl CallSite {
 }
 
 impl RowLayout {
-    /// Whether the row type still has each column where, and of the type,
-    /// the layout says: a column altered or dropped since is worked out
-    /// again rather than decoded as the type it had.
+    /// Whether the row type still has each column where, of the type and
+    /// under the name the layout says: a column altered, renamed or dropped
+    /// since is worked out again rather than read as it was.
     fn fits(&self, tupdesc: &PgTupleDesc) -> bool {
-        self.columns.iter().all(|&(attno, type_oid)| {
-            tupdesc
-                .get(attno - 1)
-                .is_some_and(|attr| !attr.attisdropped && attr.atttypid == type_oid)
-        })
+        self.columns
+            .iter()
+            .zip(&self.model.feature_names)
+            .all(|(&(attno, type_oid), name)| {
+                tupdesc.get(attno - 1).is_some_and(|attr| {
+                    !attr.attisdropped && attr.atttypid == type_oid && attr.name() == name
+                })
+            })
     }
 }
 

@@ -138,7 +138,9 @@ pub fn artifact(model_id: i64) -> AmbientResult<(Vec<u8>, String)> {
 }
 
 /// The same, as the latest committed rows show them: for a writer that
-/// holds the project lock.
+/// holds the project lock. pgrx reads with a fresh snapshot once the
+/// transaction has a transaction id, which taking the project lock (an
+/// update) gives it; call it only after that.
 pub fn latest_artifact(model_id: i64) -> AmbientResult<(Vec<u8>, String)> {
     as_owner(|| {
         Spi::connect(|client| {

@@ -121,13 +121,12 @@ BEGIN
 END $$;
 SELECT pg_temp.labels_across_undone_deploy(:looped_stump);
 COMMIT;
--- A row type can change while a statement runs: here a function alters two
--- columns to numeric between the rows it returns. Both rows are read right.
--- (Postgres coerces the function's result to the type the statement was
--- planned with, and a PL/pgSQL loop re-plans an expression after ALTER
--- TABLE; predict also works its row layout out again for every statement.)
-CREATE TABLE looped_rows AS SELECT * FROM iris WHERE id = 101;
-CREATE FUNCTION public.row_altered_on(round int) RETURNS looped_rows LANGUAGE plpgsql AS $$
+-- A row type can change while a statement runs: here functions alter or
+-- rename columns between the rows they return. The transaction has written
+-- already, so nothing but the row's own type tells the second row apart.
+BEGIN;
+CREATE TABLE looped_rows AS SELECT * FROM iris WHERE id = 51;
+CREATE FUNCTION pg_temp.row_altered_on(round int) RETURNS looped_rows LANGUAGE plpgsql AS $$
 DECLARE r looped_rows;
 BEGIN
   IF round = 2 THEN
@@ -136,5 +135,23 @@ BEGIN
   SELECT * INTO r FROM looped_rows;
   RETURN r;
 END $$;
-SELECT round, ambient.predict_label('looped', row_altered_on(round)) AS label FROM generate_series(1, 2) AS round;
+SELECT round, ambient.predict_label('looped', pg_temp.row_altered_on(round)) AS label
+  FROM generate_series(1, 2) AS round;
+-- Renamed: by name, petal_length now holds 1.4 and petal_width 4.7, and the
+-- second row is read so, as a new statement reads it.
+CREATE FUNCTION pg_temp.row_swapped_on(round int) RETURNS looped_rows LANGUAGE plpgsql AS $$
+DECLARE r looped_rows;
+BEGIN
+  IF round = 2 THEN
+    ALTER TABLE looped_rows RENAME COLUMN petal_length TO swapping;
+    ALTER TABLE looped_rows RENAME COLUMN petal_width TO petal_length;
+    ALTER TABLE looped_rows RENAME COLUMN swapping TO petal_width;
+  END IF;
+  SELECT * INTO r FROM looped_rows;
+  RETURN r;
+END $$;
+SELECT round, ambient.predict_label('looped', pg_temp.row_swapped_on(round)) AS label
+  FROM generate_series(1, 2) AS round;
+SELECT ambient.predict_label('looped', l.*) AS new_statement FROM looped_rows l;
+COMMIT;
 SELECT ambient.drop_project('looped', force => true) AS cleaned_up;
