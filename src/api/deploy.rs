@@ -84,17 +84,10 @@ fn deploy(
             );
             return Ok(model_id);
         }
+        let caller_name = caller.name();
         make_live(
             &project,
-            NewDeployment {
-                project_id: project.id,
-                model_id,
-                previous_model_id: live.map(|l| l.model_id),
-                parent_id: live.map(|l| l.id),
-                strategy,
-                reason,
-                deployed_by: &caller.name(),
-            },
+            NewDeployment::on_top_of(live, project.id, model_id, strategy, reason, &caller_name),
             new_contract,
         )?;
         Ok(model_id)

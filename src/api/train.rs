@@ -355,20 +355,13 @@ fn run(req: TrainRequest) -> AmbientResult<Outcome> {
             }
         };
         if deploy {
+            let strategy = match req.deploy {
+                DeployPolicy::Always => "always",
+                _ => "if_better",
+            };
             make_live(
                 &project,
-                NewDeployment {
-                    project_id: project.id,
-                    model_id,
-                    previous_model_id: live.map(|l| l.model_id),
-                    parent_id: live.map(|l| l.id),
-                    strategy: match req.deploy {
-                        DeployPolicy::Always => "always",
-                        _ => "if_better",
-                    },
-                    reason: None,
-                    deployed_by: &caller_name,
-                },
+                NewDeployment::on_top_of(live, project.id, model_id, strategy, None, &caller_name),
                 req.new_contract,
             )?;
         }

@@ -97,6 +97,29 @@ pub struct NewDeployment<'a> {
     pub deployed_by: &'a str,
 }
 
+impl<'a> NewDeployment<'a> {
+    /// A deployment of `model_id` stacked on the live one, so that
+    /// rollback returns to it.
+    pub fn on_top_of(
+        live: Option<Deployment>,
+        project_id: i64,
+        model_id: i64,
+        strategy: &'a str,
+        reason: Option<&'a str>,
+        deployed_by: &'a str,
+    ) -> Self {
+        NewDeployment {
+            project_id,
+            model_id,
+            previous_model_id: live.map(|l| l.model_id),
+            parent_id: live.map(|l| l.id),
+            strategy,
+            reason,
+            deployed_by,
+        }
+    }
+}
+
 /// Call inside `as_extension_owner`, holding the project lock.
 pub fn insert(d: NewDeployment<'_>) -> AmbientResult<i64> {
     Spi::connect_mut(|client| {
