@@ -10,7 +10,7 @@ use pgrx::{PgList, PgRelation};
 
 use crate::error::{AmbientError, AmbientResult};
 use crate::ml::dataset::{Dataset, LabelKind, RawLabels};
-use crate::ml::Task;
+use crate::ml::{Interrupts, Task};
 
 /// Rows fetched per round trip through the cursor.
 const FETCH_BATCH: i64 = 10_000;
@@ -405,7 +405,7 @@ pub fn load(req: &Request<'_>) -> AmbientResult<Loaded> {
         Task::Classification => classes_or_values(req, implied, label_kind, class_labels)?,
     };
     Ok(Loaded {
-        dataset: Dataset::new(feature_names, records, labels)?,
+        dataset: Dataset::new_interruptible(feature_names, records, labels, &check_interrupts())?,
         feature_types,
         unlabeled,
     })
@@ -461,6 +461,15 @@ pub fn too_much_memory(what: &str, needed: u64, budget: u64) -> AmbientError {
         mb(budget)
     ))
     .hint("train on fewer rows or features, limit the tree (max_depth, min_samples_leaf), or ask a superuser to raise the setting")
+}
+
+/// Postgres's interrupt check, as the pure-Rust layer takes it: a cancel
+/// or `statement_timeout` raises its ERROR from inside the check.
+pub fn check_interrupts() -> Interrupts<'static> {
+    Interrupts::new(&|| {
+        pgrx::check_for_interrupts!();
+        Ok(())
+    })
 }
 
 /// A source for messages: long query texts are cut.

@@ -18,7 +18,7 @@ use crate::gucs;
 use crate::ml::algorithms::Shape;
 use crate::ml::hyperparams::Hyperparams;
 use crate::ml::model::{self, Trained};
-use crate::ml::{algorithms, artifact, stats, Interrupts, Task};
+use crate::ml::{algorithms, artifact, stats, Task};
 use crate::source::{self, Source};
 
 #[allow(clippy::too_many_arguments)]
@@ -247,11 +247,7 @@ fn run(req: TrainRequest) -> AmbientResult<Outcome> {
         check_fits(&project, Some(&target), Some(data.task()))?;
         Ok(project)
     })?;
-    let check_interrupts = || {
-        pgrx::check_for_interrupts!();
-        Ok(())
-    };
-    let interrupts = Interrupts::new(&check_interrupts);
+    let interrupts = source::check_interrupts();
     let started = Instant::now();
     let trained = model::train(
         data,
@@ -282,7 +278,7 @@ fn run(req: TrainRequest) -> AmbientResult<Outcome> {
     )?)
     .unwrap_or(serde_json::Value::Null);
     interrupts.check()?;
-    let data_sha256 = data.sha256_hex();
+    let data_sha256 = data.sha256_hex(&interrupts)?;
     let caller_name = caller.name();
 
     as_extension_owner(|| {

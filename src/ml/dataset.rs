@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::{MlError, MlResult, Task};
+use super::{Interrupts, MlError, MlResult, Task};
 
 /// How a classification label was typed in SQL; it decides class order and
 /// what `predict()` returns as a number.
@@ -107,6 +107,17 @@ pub struct Dataset {
 impl Dataset {
     /// Builds the canonical dataset. `records` is row-major.
     pub fn new(feature_names: Vec<String>, records: Vec<f64>, labels: RawLabels) -> MlResult<Self> {
+        Self::new_interruptible(feature_names, records, labels, &Interrupts::none())
+    }
+
+    /// `new`, asking `interrupts` while it sorts: putting millions of rows
+    /// in canonical order takes seconds.
+    pub fn new_interruptible(
+        feature_names: Vec<String>,
+        records: Vec<f64>,
+        labels: RawLabels,
+        interrupts: &Interrupts<'_>,
+    ) -> MlResult<Self> {
         let width = feature_names.len();
         if width == 0 {
             return Err(MlError::invalid("no feature columns to train on")
@@ -152,7 +163,7 @@ impl Dataset {
             records,
             labels,
         };
-        dataset.sort_rows();
+        dataset.sort_rows(interrupts)?;
         Ok(dataset)
     }
 
@@ -191,15 +202,18 @@ impl Dataset {
         }
     }
 
-    /// A hash of the canonical data: features, then labels, then names.
-    pub fn sha256_hex(&self) -> String {
+    /// A hash of the canonical data: names, then features, then labels.
+    pub fn sha256_hex(&self, interrupts: &Interrupts<'_>) -> MlResult<String> {
         let mut hasher = Sha256::new();
         for name in &self.feature_names {
             hasher.update(name.as_bytes());
             hasher.update([0]);
         }
-        for v in &self.records {
-            hasher.update(v.to_le_bytes());
+        for chunk in self.records.chunks(1 << 20) {
+            interrupts.check()?;
+            for v in chunk {
+                hasher.update(v.to_le_bytes());
+            }
         }
         match &self.labels {
             Labels::Classes { encoding, index } => {
@@ -214,13 +228,32 @@ impl Dataset {
                 }
             }
         }
-        hex(&hasher.finalize())
+        Ok(hex(&hasher.finalize()))
     }
 
-    fn sort_rows(&mut self) {
+    fn sort_rows(&mut self, interrupts: &Interrupts<'_>) -> MlResult<()> {
         let n = self.n_rows();
         let mut order: Vec<usize> = (0..n).collect();
-        order.sort_by(|&a, &b| self.compare_rows(a, b));
+        // A sort cannot be left midway, so once the hook says stop, every
+        // comparison left is answered at once and the error returned after.
+        let compared = std::cell::Cell::new(0u32);
+        let stopped = std::cell::RefCell::new(None);
+        order.sort_by(|&a, &b| {
+            if stopped.borrow().is_some() {
+                return Ordering::Equal;
+            }
+            compared.set(compared.get().wrapping_add(1));
+            if compared.get().is_multiple_of(1 << 16) {
+                if let Err(e) = interrupts.check() {
+                    *stopped.borrow_mut() = Some(e);
+                    return Ordering::Equal;
+                }
+            }
+            self.compare_rows(a, b)
+        });
+        if let Some(e) = stopped.into_inner() {
+            return Err(e);
+        }
         let w = self.width();
         let mut records = Vec::with_capacity(self.records.len());
         for &i in &order {
@@ -234,6 +267,7 @@ impl Dataset {
             },
             Labels::Values(values) => Labels::Values(order.iter().map(|&i| values[i]).collect()),
         };
+        Ok(())
     }
 
     fn compare_rows(&self, a: usize, b: usize) -> Ordering {
@@ -284,8 +318,28 @@ mod tests {
         .unwrap();
         assert_eq!(a.records, b.records);
         assert_eq!(a.labels, b.labels);
-        assert_eq!(a.sha256_hex(), b.sha256_hex());
+        assert_eq!(
+            a.sha256_hex(&Interrupts::none()).unwrap(),
+            b.sha256_hex(&Interrupts::none()).unwrap()
+        );
         assert_eq!(a.row(0), &[0.5, 9.0]);
+    }
+
+    #[test]
+    fn an_interrupt_stops_the_canonical_sort() {
+        let n = 200_000;
+        let records: Vec<f64> = (0..n).map(|i| ((i * 7919) % n) as f64).collect();
+        let labels = RawLabels::Values((0..n).map(|i| i as f64).collect());
+        let asked = std::cell::Cell::new(0);
+        let stop = || {
+            asked.set(asked.get() + 1);
+            Err(MlError::invalid("canceled"))
+        };
+        let err =
+            Dataset::new_interruptible(names(&["x"]), records, labels, &Interrupts::new(&stop))
+                .unwrap_err();
+        assert_eq!(err.message, "canceled");
+        assert_eq!(asked.get(), 1, "asked once, then the sort ran out");
     }
 
     #[test]
