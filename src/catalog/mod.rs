@@ -2,8 +2,11 @@
 //! that writes catalog SQL. Every catalog query runs as the extension owner
 //! (`as_owner`), because ordinary roles may neither read nor write the
 //! tables: what a role may see and do is decided in Rust from role oids
-//! (`Caller::acts_as`). Reads use read-only SPI, so the predict path works in
-//! parallel workers and on standbys; writes also pin `search_path`
+//! (`Caller::acts_as`). The predict path's reads run truly read-only, under
+//! the statement's snapshot (`select_kept`), so they work in parallel
+//! workers and on standbys; the API's other reads go through pgrx, which
+//! reads with a fresh snapshot once the transaction has written (what a
+//! writer holding a project's lock needs); writes also pin `search_path`
 //! (`as_extension_owner`).
 
 pub mod deployments;
@@ -55,8 +58,8 @@ impl Caller {
     }
 }
 
-/// The first column of the first row, or `None` when there is no row.
-/// Read-only SPI, as the extension owner.
+/// The first column of the first row, or `None` when there is no row, as
+/// the extension owner (through pgrx: see the module's note on snapshots).
 fn select_one<T: FromDatum + IntoDatum>(
     sql: &str,
     args: &[DatumWithOid<'_>],

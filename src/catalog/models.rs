@@ -172,7 +172,8 @@ pub struct ModelOwner {
     pub owner: pg_sys::Oid,
 }
 
-/// Read-only; the pinned predict path runs it once per statement.
+/// Read-only under the statement's snapshot; the pinned predict path runs
+/// it when a statement cannot reuse an earlier resolution.
 pub fn owner_of(model_id: i64) -> AmbientResult<Option<ModelOwner>> {
     select_kept(
         "SELECT m.artifact_sha256, p.id, p.owner::pg_catalog.oid
