@@ -48,9 +48,9 @@ struct Resolutions {
 
 /// Exactly what a statement's snapshot shows: two snapshots with the same
 /// xmin, xmax and in-progress transactions see the same committed data, and
-/// this backend's own transaction stands where its (sub)transaction ids
-/// (which change when a savepoint is rolled back) and command counter (which
-/// moves after every command that wrote) say.
+/// this backend's own transaction stands where its transaction id, its
+/// subtransaction (which changes when a savepoint is rolled back) and its
+/// command counter (which moves after every command that wrote) say.
 ///
 /// 0.1.0 keyed this on the snapshot's completion count, but the active
 /// snapshot is a copy, and Postgres zeroes the count in copies: the key never
@@ -195,7 +195,7 @@ thread_local! {
 /// The live model of a project (id and artifact sha256), as the current
 /// statement's snapshot sees it, if `caller` may predict with it.
 pub fn live_model(project: &str, caller: &Caller) -> AmbientResult<LiveModel> {
-    let named = || Named::Project(project);
+    let named = Named::Project(project);
     remembered(Wanted::Live(project.to_string()), caller, named, || {
         let found =
             deployments::live_project(project)?.ok_or_else(|| projects::unknown(project))?;
@@ -213,7 +213,7 @@ pub fn live_model(project: &str, caller: &Caller) -> AmbientResult<LiveModel> {
 
 /// A model by id, if `caller` may predict with its project.
 pub fn pinned_model(model_id: i64, caller: &Caller) -> AmbientResult<Rc<Model>> {
-    let named = || Named::Model(model_id);
+    let named = Named::Model(model_id);
     let (id, sha) = remembered(Wanted::Pinned(model_id), caller, named, || {
         let found = models::owner_of(model_id)?.ok_or_else(|| models::unknown(model_id))?;
         Ok(Resolution {
@@ -242,7 +242,7 @@ struct Resolution {
 fn remembered<'a>(
     wanted: Wanted,
     caller: &Caller,
-    named: impl FnOnce() -> Named<'a>,
+    named: Named<'a>,
     look_up: impl FnOnce() -> AmbientResult<Resolution>,
 ) -> AmbientResult<LiveModel> {
     let found = RESOLVED.with(|memo| {
@@ -281,7 +281,7 @@ fn remembered<'a>(
     // held across the call.
     unsafe { pg_sys::AcceptInvalidationMessages() };
     projects::authorize_use(
-        named(),
+        named,
         resolution.owner,
         &resolution.grants,
         caller,
