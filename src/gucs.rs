@@ -8,6 +8,7 @@ static MODEL_CACHE_SIZE: GucSetting<i32> = GucSetting::<i32>::new(16);
 static MAX_TRAINING_MEMORY_KB: GucSetting<i32> = GucSetting::<i32>::new(1024 * 1024);
 static MAX_TRAINING_ROWS: GucSetting<i32> = GucSetting::<i32>::new(10_000_000);
 static MAX_CLASSES: GucSetting<i32> = GucSetting::<i32>::new(100);
+static TRAINING_THREADS: GucSetting<i32> = GucSetting::<i32>::new(0);
 
 pub fn init() {
     GucRegistry::define_int_guc(
@@ -50,6 +51,16 @@ pub fn init() {
         GucContext::Userset,
         GucFlags::default(),
     );
+    GucRegistry::define_int_guc(
+        c"ambient.training_threads",
+        c"Threads one training may use (forest trees, folds, trials).",
+        c"0 uses every core; more than the cores counts as the cores. Only the backend's own thread calls into Postgres.",
+        &TRAINING_THREADS,
+        0,
+        1024,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
 }
 
 pub fn model_cache_size() -> usize {
@@ -66,4 +77,12 @@ pub fn max_training_rows() -> u64 {
 
 pub fn max_classes() -> usize {
     MAX_CLASSES.get().max(0) as usize
+}
+
+pub fn training_threads() -> usize {
+    let cores = crate::ml::parallel::available_threads();
+    match TRAINING_THREADS.get() {
+        n if n <= 0 => cores,
+        n => (n as usize).min(cores),
+    }
 }

@@ -15,9 +15,9 @@ use crate::catalog::projects::NewProject;
 use crate::catalog::{self, as_extension_owner, deployments, models, projects, Caller};
 use crate::error::{AmbientError, AmbientResult, OrRaise};
 use crate::gucs;
-use crate::ml::algorithms::Shape;
+use crate::ml::algorithms::{AlgorithmSpec, Shape};
 use crate::ml::hyperparams::Hyperparams;
-use crate::ml::model::{self, Trained};
+use crate::ml::model::{self, FitRequest, Trained};
 use crate::ml::{algorithms, artifact, stats, Task};
 use crate::source::{self, Source};
 
@@ -29,7 +29,7 @@ fn train(
     query: default!(Option<&str>, "NULL"),
     target: default!(Option<&str>, "NULL"),
     task: default!(Option<&str>, "NULL"),
-    algorithm: default!(Option<&str>, "'decision_tree'"),
+    algorithm: default!(Option<&str>, "NULL"),
     hyperparams: default!(Option<JsonB>, "'{}'"),
     features: default!(Option<Vec<Option<String>>>, "NULL"),
     test_size: default!(Option<f64>, "0.25"),
@@ -83,7 +83,8 @@ struct TrainRequest {
     source: Source,
     target: Option<String>,
     task: Option<Task>,
-    algorithm: String,
+    /// `None`: the default for the task.
+    algorithm: Option<String>,
     hyperparams: serde_json::Value,
     features: Option<Vec<String>>,
     test_size: f64,
@@ -139,7 +140,7 @@ impl TrainRequest {
             source,
             target: target.map(str::to_string),
             task: task.map(Task::parse).transpose()?,
-            algorithm: algorithm.ok_or_else(|| required("algorithm"))?.to_string(),
+            algorithm: algorithm.map(str::to_string),
             hyperparams: hyperparams.map(|j| j.0).unwrap_or(serde_json::Value::Null),
             features: features
                 .map(|list| list.into_iter().collect::<Option<Vec<String>>>())
@@ -184,9 +185,11 @@ fn run(req: TrainRequest) -> AmbientResult<Outcome> {
     if let Some(p) = &existing {
         check_fits(p, req.target.as_deref(), req.task)?;
     }
-    // Reject a bad algorithm or hyper-parameter before reading any data.
-    let spec = algorithms::lookup(&req.algorithm)?;
-    let params = Hyperparams::validate(spec.name, spec.params, &req.hyperparams)?;
+    // Reject a bad algorithm or hyper-parameter before reading any data,
+    // when the task is known before the data is.
+    if let Some(task) = existing.as_ref().map(|p| p.task).or(req.task) {
+        choose_algorithm(&req, task)?;
+    }
     let budget = gucs::max_training_memory_bytes();
 
     let loaded = source::load(&source::Request {
@@ -208,10 +211,13 @@ fn run(req: TrainRequest) -> AmbientResult<Outcome> {
         );
     }
     let data = &loaded.dataset;
+    let (spec, params) = choose_algorithm(&req, data.task())?;
+    let threads = gucs::training_threads();
     let shape = Shape {
         rows: data.n_rows(),
         features: data.width(),
         classes: data.encoding().map_or(0, |e| e.classes.len()),
+        threads,
     };
     // The data is held twice while the fit runs (the dataset and the
     // algorithm's own copy), plus what the algorithm itself needs.
@@ -251,13 +257,16 @@ fn run(req: TrainRequest) -> AmbientResult<Outcome> {
     let started = Instant::now();
     let trained = model::train(
         data,
-        spec,
-        &params,
-        req.test_size,
-        req.seed as u64,
-        // The project's input contract keys the split, so a row keeps its
-        // side when a later model uses more columns.
-        &project.features,
+        &FitRequest {
+            algorithm: spec,
+            params: &params,
+            test_size: req.test_size,
+            seed: req.seed as u64,
+            threads,
+            // The project's input contract keys the split, so a row keeps
+            // its side when a later model uses more columns.
+            split_key: &project.features,
+        },
         &interrupts,
     )?;
     let training_seconds = started.elapsed().as_secs_f64();
@@ -369,6 +378,21 @@ fn run(req: TrainRequest) -> AmbientResult<Outcome> {
             deployed: deploy,
         })
     })
+}
+
+/// The algorithm asked for (or the task's default) and its validated
+/// hyper-parameters.
+fn choose_algorithm(
+    req: &TrainRequest,
+    task: Task,
+) -> AmbientResult<(&'static AlgorithmSpec, Hyperparams)> {
+    let spec = algorithms::lookup(
+        req.algorithm
+            .as_deref()
+            .unwrap_or_else(|| algorithms::default_for(task)),
+    )?;
+    let params = Hyperparams::validate(spec.name, spec.params(task)?, &req.hyperparams)?;
+    Ok((spec, params))
 }
 
 /// Whether a challenger's score beats the champion's. A score that is not a

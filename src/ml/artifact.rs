@@ -6,13 +6,14 @@
 
 use sha2::{Digest, Sha256};
 
-use super::algorithms::Estimator;
 use super::dataset::hex;
 use super::model::Model;
 use super::{MlError, MlResult, Task};
 
 const MAGIC: &[u8; 4] = b"AMBM";
-const FORMAT_VERSION: u16 = 1;
+/// 1: 0.1.0's classification tree and OLS (still read, see `v1`);
+/// 2: every algorithm, named in the model.
+const FORMAT_VERSION: u16 = 2;
 /// Largest payload decoding may allocate for: bytea's own limit.
 const DECODE_LIMIT: usize = 1 << 30;
 
@@ -20,20 +21,15 @@ fn config() -> impl bincode::config::Config {
     bincode::config::standard().with_limit::<DECODE_LIMIT>()
 }
 
-fn tag(model: &Model) -> &'static str {
-    match model.estimator {
-        Estimator::DecisionTree(_) => "decision_tree",
-        Estimator::LinearRegression(_) => "linear_regression",
-    }
-}
-
 pub fn encode(model: &Model) -> MlResult<Vec<u8>> {
-    let tag = tag(model);
+    let tag = model.algorithm.as_bytes();
+    let tag_len = u8::try_from(tag.len())
+        .map_err(|_| MlError::invalid("algorithm name too long for an artifact"))?;
     let mut out = Vec::with_capacity(64);
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
-    out.push(tag.len() as u8);
-    out.extend_from_slice(tag.as_bytes());
+    out.push(tag_len);
+    out.extend_from_slice(tag);
     let payload = bincode::serde::encode_to_vec(model, config())
         .map_err(|e| MlError::invalid(format!("model could not be encoded: {e}")))?;
     out.extend_from_slice(&payload);
@@ -58,70 +54,271 @@ pub fn decode_verified(bytes: &[u8], expected_sha256: &str) -> MlResult<Model> {
     decode(bytes)
 }
 
+fn corrupt<T>(what: impl std::fmt::Display) -> MlResult<T> {
+    Err(MlError::corrupt(format!(
+        "artifact is not readable: {what}"
+    )))
+}
+
+fn decode_payload<T: serde::de::DeserializeOwned>(payload: &[u8]) -> MlResult<T> {
+    match bincode::serde::decode_from_slice(payload, config()) {
+        Ok((value, used)) if used == payload.len() => Ok(value),
+        Ok(_) => corrupt("trailing bytes"),
+        Err(e) => corrupt(e),
+    }
+}
+
 fn decode(bytes: &[u8]) -> MlResult<Model> {
-    let corrupt = |what: String| {
-        Err(MlError::corrupt(format!(
-            "artifact is not readable: {what}"
-        )))
-    };
     if bytes.len() < 7 || &bytes[..4] != MAGIC {
-        return corrupt("bad magic".into());
+        return corrupt("bad magic");
     }
     let version = u16::from_le_bytes([bytes[4], bytes[5]]);
-    if version != FORMAT_VERSION {
-        return corrupt(format!("unknown format version {version}"));
-    }
     let tag_len = bytes[6] as usize;
     let Some(tag) = bytes.get(7..7 + tag_len) else {
-        return corrupt("truncated header".into());
+        return corrupt("truncated header");
     };
     let payload = &bytes[7 + tag_len..];
-    let (model, used): (Model, usize) = match bincode::serde::decode_from_slice(payload, config()) {
-        Ok(decoded) => decoded,
-        Err(e) => return corrupt(e.to_string()),
+    let model = match version {
+        1 => decode_payload::<v1::Model>(payload)?.upgrade(tag)?,
+        FORMAT_VERSION => decode_payload::<Model>(payload)?,
+        other => return corrupt(format!("unknown format version {other}")),
     };
-    if used != payload.len() {
-        return corrupt("trailing bytes".into());
+    if tag != model.algorithm.as_bytes() {
+        return corrupt("algorithm tag does not match the payload");
     }
-    if tag != self::tag(&model).as_bytes() {
-        return corrupt("algorithm tag does not match the payload".into());
-    }
-    // Predict indexes classes by what the estimator returns, so a classifier
-    // must be a tree with classes, and a regressor a linear model without.
-    let consistent = match (&model.estimator, model.task, &model.labels) {
-        (Estimator::DecisionTree(_), Task::Classification, Some(labels)) => {
-            !labels.classes.is_empty()
-        }
-        (Estimator::LinearRegression(_), Task::Regression, None) => true,
-        _ => false,
+    // Predict indexes classes by what the estimator returns, so a
+    // classifier must have classes and an estimator with one output per
+    // class, and a regressor neither.
+    let classes = match (model.task, &model.labels) {
+        (Task::Classification, Some(labels)) if !labels.classes.is_empty() => labels.classes.len(),
+        (Task::Regression, None) => 0,
+        _ => return corrupt("its task, classes and estimator do not fit together"),
     };
-    if !consistent {
-        return corrupt("its task, classes and estimator do not fit together".into());
-    }
-    if let Estimator::DecisionTree(tree) = &model.estimator {
-        tree.validate()?;
-        if model.labels.as_ref().map(|l| l.classes.len()) != Some(tree.n_classes as usize)
-            || tree.n_features as usize != model.feature_names.len()
-        {
-            return corrupt("tree shape does not match its features or classes".into());
-        }
-    }
-    if let Estimator::LinearRegression(linear) = &model.estimator {
-        if linear.coefficients.len() != model.feature_names.len() {
-            return corrupt("coefficients do not match the features".into());
-        }
-    }
+    model
+        .estimator
+        .validate(model.feature_names.len(), classes)
+        .map_err(|e| {
+            MlError::corrupt(format!(
+                "{}; its task, classes and estimator do not fit together",
+                e.message
+            ))
+        })?;
     Ok(model.prepared())
+}
+
+/// Format 1, written by 0.1.0: a classification tree with class counts at
+/// its leaves, or OLS coefficients. Read and turned into today's forms, so
+/// models trained before an upgrade keep predicting exactly as they did.
+mod v1 {
+    use serde::Deserialize;
+
+    use crate::ml::algorithms::tree::{Node as TreeNode, Tree};
+    use crate::ml::algorithms::{Estimator as Current, LinearModel};
+    use crate::ml::dataset::LabelEncoding;
+    use crate::ml::{MlError, MlResult, Task};
+
+    #[cfg_attr(test, derive(serde::Serialize))]
+    #[derive(Deserialize)]
+    pub struct Model {
+        task: Task,
+        feature_names: Vec<String>,
+        labels: Option<LabelEncoding>,
+        estimator: Estimator,
+    }
+
+    #[cfg_attr(test, derive(serde::Serialize))]
+    #[derive(Deserialize)]
+    enum Estimator {
+        DecisionTree(ClassificationTree),
+        LinearRegression(LinearModel),
+    }
+
+    #[cfg_attr(test, derive(serde::Serialize))]
+    #[derive(Deserialize)]
+    struct ClassificationTree {
+        n_features: u32,
+        n_classes: u32,
+        nodes: Vec<Node>,
+        leaf_counts: Vec<u32>,
+    }
+
+    #[cfg_attr(test, derive(serde::Serialize))]
+    #[derive(Deserialize, Clone, Copy)]
+    enum Node {
+        Split {
+            feature: u32,
+            threshold: f64,
+            left: u32,
+            right: u32,
+        },
+        Leaf {
+            class: u32,
+            leaf: u32,
+        },
+    }
+
+    impl Model {
+        pub fn upgrade(self, tag: &[u8]) -> MlResult<super::Model> {
+            let (algorithm, estimator) = match self.estimator {
+                Estimator::DecisionTree(tree) => ("decision_tree", Current::Tree(tree.upgrade()?)),
+                Estimator::LinearRegression(m) => ("linear_regression", Current::Linear(m)),
+            };
+            if tag != algorithm.as_bytes() {
+                return super::corrupt("algorithm tag does not match the payload");
+            }
+            Ok(super::Model::new(
+                algorithm,
+                self.task,
+                self.feature_names,
+                self.labels,
+                estimator,
+            ))
+        }
+    }
+
+    /// An artifact as 0.1.0 wrote it: a two-leaf tree on features a, b,
+    /// where a < 2.5 is "no" (3 rows) and the rest 2 "no", 5 "yes".
+    #[cfg(test)]
+    pub fn two_leaf_tree() -> Vec<u8> {
+        let model = Model {
+            task: Task::Classification,
+            feature_names: vec!["a".into(), "b".into()],
+            labels: Some(LabelEncoding {
+                kind: crate::ml::dataset::LabelKind::Text,
+                classes: vec!["no".into(), "yes".into()],
+            }),
+            estimator: Estimator::DecisionTree(ClassificationTree {
+                n_features: 2,
+                n_classes: 2,
+                nodes: vec![
+                    Node::Split {
+                        feature: 0,
+                        threshold: 2.5,
+                        left: 1,
+                        right: 2,
+                    },
+                    Node::Leaf { class: 0, leaf: 0 },
+                    Node::Leaf { class: 1, leaf: 1 },
+                ],
+                leaf_counts: vec![3, 0, 2, 5],
+            }),
+        };
+        let tag = b"decision_tree";
+        let mut out = b"AMBM".to_vec();
+        out.extend_from_slice(&1u16.to_le_bytes());
+        out.push(tag.len() as u8);
+        out.extend_from_slice(tag);
+        out.extend(bincode::serde::encode_to_vec(&model, super::config()).unwrap());
+        out
+    }
+
+    impl ClassificationTree {
+        /// Class counts of every node, summed up from the leaves (children
+        /// come after their parents), give each node's class fractions and
+        /// the Gini importances.
+        fn upgrade(self) -> MlResult<Tree> {
+            let k = self.n_classes as usize;
+            let bad = || MlError::corrupt("decision tree artifact: a node points outside the tree");
+            let n = self.nodes.len();
+            let mut counts = vec![0.0f64; n * k];
+            for i in (0..n).rev() {
+                match self.nodes[i] {
+                    Node::Leaf { leaf, .. } => {
+                        let from = self
+                            .leaf_counts
+                            .get(leaf as usize * k..(leaf as usize + 1) * k)
+                            .ok_or_else(bad)?;
+                        for (c, &v) in counts[i * k..(i + 1) * k].iter_mut().zip(from) {
+                            *c = f64::from(v);
+                        }
+                    }
+                    Node::Split { left, right, .. } => {
+                        let (l, r) = (left as usize, right as usize);
+                        if l <= i || r <= i || l >= n || r >= n {
+                            return Err(bad());
+                        }
+                        for c in 0..k {
+                            counts[i * k + c] = counts[l * k + c] + counts[r * k + c];
+                        }
+                    }
+                }
+            }
+            let total = |i: usize| counts[i * k..(i + 1) * k].iter().sum::<f64>();
+            let gini = |i: usize| {
+                let t = total(i);
+                if t == 0.0 {
+                    0.0
+                } else {
+                    t - counts[i * k..(i + 1) * k]
+                        .iter()
+                        .map(|c| c * c)
+                        .sum::<f64>()
+                        / t
+                }
+            };
+            let mut importances = vec![0.0; self.n_features as usize];
+            let mut values = Vec::with_capacity(n * k);
+            let mut nodes = Vec::with_capacity(n);
+            for (i, node) in self.nodes.iter().enumerate() {
+                let t = total(i);
+                match *node {
+                    Node::Leaf { class, .. } => {
+                        nodes.push(TreeNode::Leaf { class });
+                        // A leaf no training row reached: all weight on its class.
+                        values.extend((0..k).map(|c| match t {
+                            0.0 => f64::from(c as u32 == class),
+                            _ => counts[i * k + c] / t,
+                        }));
+                    }
+                    Node::Split {
+                        feature,
+                        threshold,
+                        left,
+                        right,
+                    } => {
+                        nodes.push(TreeNode::Split {
+                            feature,
+                            threshold,
+                            left,
+                            right,
+                        });
+                        values.extend((0..k).map(|c| {
+                            if t == 0.0 {
+                                0.0
+                            } else {
+                                counts[i * k + c] / t
+                            }
+                        }));
+                        if let Some(slot) = importances.get_mut(feature as usize) {
+                            *slot += gini(i) - gini(left as usize) - gini(right as usize);
+                        }
+                    }
+                }
+            }
+            let sum: f64 = importances.iter().sum();
+            importances
+                .iter_mut()
+                .for_each(|v| *v = if sum > 0.0 { *v / sum } else { 0.0 });
+            Ok(Tree {
+                n_features: self.n_features,
+                n_outputs: self.n_classes,
+                nodes,
+                values,
+                importances,
+            })
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::ml::algorithms;
+    use crate::ml::algorithms::Estimator;
     use crate::ml::dataset::{Dataset, LabelKind, RawLabels};
     use crate::ml::hyperparams::Hyperparams;
-    use crate::ml::model::train;
-    use crate::ml::MlErrorKind;
+    use crate::ml::model::{train, FitRequest};
+    use crate::ml::{MlErrorKind, Task};
 
     fn model() -> Model {
         let mut records = Vec::new();
@@ -137,18 +334,23 @@ mod tests {
         )
         .unwrap();
         let spec = algorithms::lookup("decision_tree").unwrap();
-        let params = Hyperparams::validate(spec.name, spec.params, &serde_json::json!({})).unwrap();
-        train(
-            &d,
-            spec,
-            &params,
-            0.25,
-            42,
-            &d.feature_names,
-            &crate::ml::Interrupts::none(),
+        let params = Hyperparams::validate(
+            spec.name,
+            spec.params(Task::Classification).unwrap(),
+            &serde_json::json!({}),
         )
-        .unwrap()
-        .model
+        .unwrap();
+        let fit = FitRequest {
+            algorithm: spec,
+            params: &params,
+            test_size: 0.25,
+            seed: 42,
+            threads: 1,
+            split_key: &d.feature_names,
+        };
+        train(&d, &fit, &crate::ml::Interrupts::none())
+            .unwrap()
+            .model
     }
 
     #[test]
@@ -169,10 +371,11 @@ mod tests {
         // would be any number, and predict would index out of bounds.
         let m = model();
         let mismatched = Model::new(
+            "linear_regression",
             m.task,
             m.feature_names.clone(),
             m.labels.clone(),
-            Estimator::LinearRegression(crate::ml::algorithms::LinearModel {
+            Estimator::Linear(crate::ml::algorithms::LinearModel {
                 intercept: 1e9,
                 coefficients: vec![0.0; m.n_features()],
             }),
@@ -185,6 +388,24 @@ mod tests {
             "{}",
             err.message
         );
+    }
+
+    #[test]
+    fn a_0_1_0_artifact_still_predicts_as_it_did() {
+        let bytes = v1::two_leaf_tree();
+        let m = decode_verified(&bytes, &sha256_hex(&bytes)).unwrap();
+        assert_eq!(m.algorithm, "decision_tree");
+        assert_eq!(m.predict_label(&[1.0, 0.0]), "no");
+        assert_eq!(m.predict_label(&[3.0, 0.0]), "yes");
+        assert_eq!(
+            m.predict_proba(&[3.0, 0.0]).unwrap(),
+            vec![2.0 / 7.0, 5.0 / 7.0]
+        );
+        let Estimator::Tree(tree) = &m.estimator else {
+            panic!("{:?}", m.estimator)
+        };
+        assert_eq!(tree.value(0), &[5.0 / 10.0, 5.0 / 10.0]);
+        assert_eq!(tree.importances, vec![1.0, 0.0]);
     }
 
     #[test]

@@ -9,6 +9,7 @@ pub mod error;
 pub mod hyperparams;
 pub mod metrics;
 pub mod model;
+pub mod parallel;
 pub mod split;
 pub mod stats;
 

@@ -12,6 +12,8 @@ use super::{Interrupts, MlError, MlResult, Task};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Model {
+    /// The algorithm's name, as `ambient.algorithms` lists it.
+    pub algorithm: String,
     pub task: Task,
     pub feature_names: Vec<String>,
     /// Classes, for classifiers.
@@ -29,23 +31,25 @@ pub struct Trained {
     pub metrics: Metrics,
 }
 
+/// What to fit and how to split for it.
+pub struct FitRequest<'a> {
+    pub algorithm: &'static AlgorithmSpec,
+    /// Validated against `algorithm.params(task)`.
+    pub params: &'a Hyperparams,
+    pub test_size: f64,
+    pub seed: u64,
+    pub threads: usize,
+    /// The columns whose values decide a row's side of the split.
+    pub split_key: &'a [String],
+}
+
 pub fn train(
     data: &Dataset,
-    algorithm: &AlgorithmSpec,
-    params: &Hyperparams,
-    test_size: f64,
-    seed: u64,
-    split_key: &[String],
+    fit: &FitRequest<'_>,
     interrupts: &Interrupts<'_>,
 ) -> MlResult<Trained> {
-    if algorithm.task != data.task() {
-        return Err(MlError::invalid(format!(
-            "algorithm {} is for {}, but this project is {}",
-            algorithm.name,
-            algorithm.task.as_str(),
-            data.task().as_str()
-        )));
-    }
+    let algorithm = fit.algorithm;
+    algorithm.params(data.task())?;
     if let Some(encoding) = data.encoding() {
         if encoding.classes.len() < 2 {
             return Err(MlError::insufficient(format!(
@@ -55,15 +59,18 @@ pub fn train(
             .with_hint("a classifier needs at least two classes"));
         }
     }
-    let split = split::holdout(data, test_size, seed, split_key)?;
+    let split = split::holdout(data, fit.test_size, fit.seed, fit.split_key)?;
     let estimator = (algorithm.fit)(&TrainingData {
         dataset: data,
         rows: &split.train,
-        params,
+        params: fit.params,
+        seed: fit.seed,
+        threads: fit.threads,
         interrupts,
     })?;
     interrupts.check()?;
     let model = Model::new(
+        algorithm.name,
         data.task(),
         data.feature_names.clone(),
         data.encoding().cloned(),
@@ -79,12 +86,14 @@ pub fn train(
 
 impl Model {
     pub fn new(
+        algorithm: &str,
         task: Task,
         feature_names: Vec<String>,
         labels: Option<LabelEncoding>,
         estimator: Estimator,
     ) -> Self {
         Model {
+            algorithm: algorithm.to_string(),
             task,
             feature_names,
             labels,

@@ -4,17 +4,20 @@ use linfa::prelude::*;
 use linfa_linear::LinearRegression;
 use serde::{Deserialize, Serialize};
 
-use super::{AlgorithmSpec, Estimator, Predictor, Shape, TrainingData};
+use super::{AlgorithmSpec, Estimator, Predictor, Shape, TaskParams, TrainingData};
 use crate::ml::hyperparams::{Hyperparams, ParamKind, ParamSpec};
 use crate::ml::{MlError, MlResult, Task};
 
 pub const SPEC: AlgorithmSpec = AlgorithmSpec {
     name: "linear_regression",
-    task: Task::Regression,
-    params: &[ParamSpec {
-        name: "fit_intercept",
-        kind: ParamKind::Boolean,
-        default: "true",
+    description: "ordinary least squares (linfa-linear)",
+    tasks: &[TaskParams {
+        task: Task::Regression,
+        params: &[ParamSpec {
+            name: "fit_intercept",
+            kind: ParamKind::Boolean,
+            default: "true",
+        }],
     }],
     fit,
     estimated_bytes,
@@ -56,7 +59,18 @@ fn fit(data: &TrainingData<'_>) -> MlResult<Estimator> {
                 .with_hint("check for constant or duplicated feature columns"),
         );
     }
-    Ok(Estimator::LinearRegression(model))
+    Ok(Estimator::Linear(model))
+}
+
+impl LinearModel {
+    pub fn validate(&self, n_features: usize) -> MlResult<()> {
+        if self.coefficients.len() != n_features {
+            return Err(MlError::corrupt(
+                "artifact is not readable: coefficients do not match the features",
+            ));
+        }
+        Ok(())
+    }
 }
 
 impl Predictor for LinearModel {
@@ -91,13 +105,18 @@ mod tests {
         }
         let d = Dataset::new(vec!["a".into(), "b".into()], records, RawLabels::Values(y)).unwrap();
         let rows: Vec<usize> = (0..d.n_rows()).collect();
-        let params =
-            Hyperparams::validate("linear_regression", SPEC.params, &serde_json::json!({}))
-                .unwrap();
-        let Estimator::LinearRegression(m) = fit(&TrainingData {
+        let params = Hyperparams::validate(
+            "linear_regression",
+            SPEC.params(Task::Regression).unwrap(),
+            &serde_json::json!({}),
+        )
+        .unwrap();
+        let Estimator::Linear(m) = fit(&TrainingData {
             dataset: &d,
             rows: &rows,
             params: &params,
+            seed: 0,
+            threads: 1,
             interrupts: &crate::ml::Interrupts::none(),
         })
         .unwrap() else {
