@@ -53,16 +53,21 @@ fn fit(data: &TrainingData<'_>) -> MlResult<Estimator> {
         intercept: fitted.intercept(),
         coefficients: fitted.params().to_vec(),
     };
-    if !model.intercept.is_finite() || model.coefficients.iter().any(|c| !c.is_finite()) {
-        return Err(
-            MlError::insufficient("linear regression gave non-finite coefficients")
-                .with_hint("check for constant or duplicated feature columns"),
-        );
-    }
+    model.check_finite()?;
     Ok(Estimator::Linear(model))
 }
 
 impl LinearModel {
+    pub fn check_finite(&self) -> MlResult<()> {
+        if !self.intercept.is_finite() || self.coefficients.iter().any(|c| !c.is_finite()) {
+            return Err(
+                MlError::insufficient("the fit gave non-finite coefficients")
+                    .with_hint("check for constant or duplicated feature columns"),
+            );
+        }
+        Ok(())
+    }
+
     pub fn validate(&self, n_features: usize) -> MlResult<()> {
         if self.coefficients.len() != n_features {
             return Err(MlError::corrupt(

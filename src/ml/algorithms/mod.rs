@@ -3,11 +3,16 @@
 //! estimate) and the `Predictor` trait its fitted form implements.
 
 mod decision_tree;
+mod elastic_net;
+mod gaussian_nb;
 mod linear_regression;
+mod logistic_regression;
 mod random_forest;
 pub mod tree;
 
+pub use gaussian_nb::GaussianNb;
 pub use linear_regression::LinearModel;
+pub use logistic_regression::SoftmaxModel;
 pub use random_forest::Forest;
 pub use tree::Tree;
 
@@ -31,6 +36,8 @@ pub enum Estimator {
     Tree(Tree),
     Forest(Forest),
     Linear(LinearModel),
+    Softmax(SoftmaxModel),
+    GaussianNb(GaussianNb),
 }
 
 impl Estimator {
@@ -39,6 +46,8 @@ impl Estimator {
             Estimator::Tree(m) => m,
             Estimator::Forest(m) => m,
             Estimator::Linear(m) => m,
+            Estimator::Softmax(m) => m,
+            Estimator::GaussianNb(m) => m,
         }
     }
 
@@ -51,6 +60,8 @@ impl Estimator {
             Estimator::Tree(tree) => tree.validate(n_features, outputs),
             Estimator::Forest(forest) => forest.validate(n_features, outputs),
             Estimator::Linear(linear) if classes == 0 => linear.validate(n_features),
+            Estimator::Softmax(m) => m.validate(n_features, classes),
+            Estimator::GaussianNb(m) => m.validate(n_features, classes),
             Estimator::Linear(_) => Err(MlError::corrupt(
                 "artifact is not readable: a linear model cannot be a classifier",
             )),
@@ -129,7 +140,12 @@ pub struct Shape {
 pub const ALGORITHMS: &[AlgorithmSpec] = &[
     decision_tree::SPEC,
     random_forest::SPEC,
+    logistic_regression::SPEC,
+    gaussian_nb::SPEC,
     linear_regression::SPEC,
+    elastic_net::RIDGE,
+    elastic_net::LASSO,
+    elastic_net::ELASTIC_NET,
 ];
 
 /// What `train` fits when no algorithm is named.
@@ -234,6 +250,138 @@ impl TreeTargets {
                 n_classes: *n_classes,
             },
             TreeTargets::Values(values) => tree::Targets::Values(values),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ml::artifact;
+    use crate::ml::dataset::{LabelKind, RawLabels};
+    use crate::ml::model::{train, FitRequest};
+
+    /// Three classes on two informative columns, one noise column.
+    fn classes() -> Dataset {
+        let mut records = Vec::new();
+        let mut labels = Vec::new();
+        for i in 0..300 {
+            let c = i % 3;
+            let jitter = ((i * 37) % 17) as f64 / 17.0;
+            records.extend([
+                c as f64 * 2.0 + jitter,
+                (c as f64 - 1.0) * jitter + ((i * 7) % 5) as f64 / 10.0,
+                ((i * 31) % 11) as f64,
+            ]);
+            labels.push(["setosa", "versicolor", "virginica"][c].to_string());
+        }
+        Dataset::new(
+            vec!["a".into(), "b".into(), "noise".into()],
+            records,
+            RawLabels::Classes(LabelKind::Text, labels),
+        )
+        .unwrap()
+    }
+
+    fn values() -> Dataset {
+        let mut records = Vec::new();
+        let mut y = Vec::new();
+        for i in 0..300 {
+            let (a, b) = ((i % 20) as f64, ((i * 7) % 11) as f64);
+            records.extend([a, b, ((i * 31) % 13) as f64]);
+            y.push(3.0 + 2.0 * a - 0.5 * b + ((i * 17) % 5) as f64 / 10.0);
+        }
+        Dataset::new(
+            vec!["a".into(), "b".into(), "noise".into()],
+            records,
+            RawLabels::Values(y),
+        )
+        .unwrap()
+    }
+
+    fn fit(
+        spec: &'static AlgorithmSpec,
+        data: &Dataset,
+        threads: usize,
+    ) -> crate::ml::model::Trained {
+        let params = Hyperparams::validate(
+            spec.name,
+            spec.params(data.task()).unwrap(),
+            &serde_json::Value::Null,
+        )
+        .unwrap();
+        train(
+            data,
+            &FitRequest {
+                algorithm: spec,
+                params: &params,
+                test_size: 0.25,
+                seed: 42,
+                threads,
+                split_key: &data.feature_names,
+            },
+            &Interrupts::none(),
+        )
+        .unwrap_or_else(|e| panic!("{}: {e}", spec.name))
+    }
+
+    #[test]
+    fn every_algorithm_fits_predicts_round_trips_and_repeats_itself_on_every_task() {
+        for spec in ALGORITHMS {
+            for task in spec.tasks.iter().map(|t| t.task) {
+                let data = match task {
+                    Task::Classification => classes(),
+                    Task::Regression => values(),
+                };
+                let trained = fit(spec, &data, 2);
+                let (metric, bar) = match task {
+                    Task::Classification => ("f1", 0.9),
+                    Task::Regression => ("r2", 0.9),
+                };
+                let score = trained.metrics[metric];
+                assert!(score >= bar, "{} {task:?}: {metric} {score}", spec.name);
+                let bytes = artifact::encode(&trained.model).unwrap();
+                let again = artifact::encode(&fit(spec, &data, 1).model).unwrap();
+                assert!(bytes == again, "{} {task:?}: artifacts differ", spec.name);
+                let back =
+                    artifact::decode_verified(&bytes, &artifact::sha256_hex(&bytes)).unwrap();
+                assert_eq!(back, trained.model, "{} {task:?}", spec.name);
+                for i in 0..data.n_rows() {
+                    let x = data.row(i);
+                    assert_eq!(back.predict_value(x), trained.model.predict_value(x));
+                    if task == Task::Classification {
+                        let p = back.predict_proba(x).unwrap();
+                        assert!((p.iter().sum::<f64>() - 1.0).abs() < 1e-9, "{}", spec.name);
+                        assert_eq!(
+                            logistic_regression::argmax(&p) as f64,
+                            back.estimator.predictor().predict(x),
+                            "{}: proba and class disagree",
+                            spec.name
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn an_algorithm_refuses_a_task_it_does_not_do() {
+        let err = lookup("gaussian_nb")
+            .unwrap()
+            .params(Task::Regression)
+            .unwrap_err();
+        assert!(
+            err.message.contains("does not do regression"),
+            "{}",
+            err.message
+        );
+        assert!(err.hint.unwrap().contains("random_forest"));
+    }
+
+    #[test]
+    fn the_default_algorithm_does_both_tasks() {
+        for task in [Task::Classification, Task::Regression] {
+            assert!(lookup(default_for(task)).unwrap().params(task).is_ok());
         }
     }
 }
