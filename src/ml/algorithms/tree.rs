@@ -615,8 +615,8 @@ impl<'a> Learner<'a> {
             (Targets::Values(y), _) => {
                 let mut w_left = 0.0;
                 let mut sum_left = 0.0;
-                for p in 0..m - 1 {
-                    let i = sorted[p] as usize;
+                for (p, &row) in sorted[..m - 1].iter().enumerate() {
+                    let i = row as usize;
                     w_left += weights[i];
                     sum_left += weights[i] * y[i];
                     let sum_right = stats.sum - sum_left;
@@ -648,8 +648,8 @@ impl<'a> Learner<'a> {
                 let mut acc_left = 0.0;
                 let mut acc_right: f64 = stats.classes.iter().map(|&c| term(c)).sum();
                 let mut w_left = 0.0;
-                for p in 0..m - 1 {
-                    let i = sorted[p] as usize;
+                for (p, &row) in sorted[..m - 1].iter().enumerate() {
+                    let i = row as usize;
                     let (w, k) = (weights[i], index[i] as usize);
                     let before = left[k];
                     let right_before = stats.classes[k] - before;
