@@ -1,6 +1,7 @@
 //! The SQL surface. Each function parses and checks its arguments, then
 //! calls into `catalog`, `source` and `ml`.
 
+mod algorithms;
 mod deploy;
 mod drop;
 mod grant;

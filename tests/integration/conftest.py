@@ -51,7 +51,7 @@ def train_tree_and_stump(dbname: str) -> int:
     """Trains the 'iris' project: a full tree (deployed) and a depth-1 stump
     (not deployed) that answers differently. Returns the stump's model id."""
     with connect(dbname, autocommit=True) as conn:
-        conn.execute("SELECT * FROM ambient.train('iris', relation => 'iris', target => 'species')")
+        conn.execute("SELECT * FROM ambient.train('iris', relation => 'iris', target => 'species', algorithm => 'decision_tree')")
         return conn.execute(
             "SELECT model_id FROM ambient.train('iris', relation => 'iris', "
-            "hyperparams => '{\"max_depth\": 1}', deploy => 'never')").fetchone()[0]
+            "hyperparams => '{\"max_depth\": 1}', deploy => 'never', algorithm => 'decision_tree')").fetchone()[0]

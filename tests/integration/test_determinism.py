@@ -23,7 +23,7 @@ def test_repeated_training_on_many_rows_gives_one_artifact(database):
         for _ in range(TRAININGS):
             model_id = conn.execute(
                 "SELECT model_id FROM ambient.train('many', relation => 'many', target => 'label', "
-                "hyperparams => '{\"max_depth\": 10}', deploy => 'never')").fetchone()[0]
+                "hyperparams => '{\"max_depth\": 10}', deploy => 'never', algorithm => 'decision_tree')").fetchone()[0]
             shas.add(conn.execute(
                 "SELECT artifact_sha256 FROM ambient.model_store WHERE id = %s", [model_id]).fetchone()[0])
     assert len(shas) == 1, f"{TRAININGS} trainings gave {len(shas)} different artifacts"

@@ -28,8 +28,8 @@ def catalog_state(dbname):
 
 def test_dump_and_restore_keep_models_and_history(database, tmp_path):
     psql(database, """
-        SELECT * FROM ambient.train('iris', relation => 'iris', target => 'species');
-        SELECT * FROM ambient.train('iris', relation => 'iris', hyperparams => '{"max_depth": 1}', deploy => 'always');
+        SELECT * FROM ambient.train('iris', relation => 'iris', target => 'species', algorithm => 'decision_tree');
+        SELECT * FROM ambient.train('iris', relation => 'iris', hyperparams => '{"max_depth": 1}', deploy => 'always', algorithm => 'decision_tree');
         SELECT ambient.rollback('iris', reason => 'before dump');
         SELECT * FROM ambient.train('width', relation => 'iris', target => 'petal_width',
                                     algorithm => 'linear_regression',
@@ -50,7 +50,7 @@ def test_dump_and_restore_keep_models_and_history(database, tmp_path):
     # History survived: rollback walks on from where it was, and new rows take new ids.
     with connect(restored, autocommit=True) as conn:
         new_id = conn.execute(
-            "SELECT model_id FROM ambient.train('iris', relation => 'iris', deploy => 'never')").fetchone()[0]
+            "SELECT model_id FROM ambient.train('iris', relation => 'iris', deploy => 'never', algorithm => 'decision_tree')").fetchone()[0]
         assert new_id > max(m[0] for m in original["models"])
         conn.execute("SELECT ambient.deploy('iris', %s)", [new_id])
         back_to = conn.execute("SELECT ambient.rollback('iris')").fetchone()[0]

@@ -70,7 +70,7 @@ def test_cancel_and_terminate_stop_training_within_a_second(database, signal):
     with connect(database, autocommit=True) as admin:
         noisy_table(admin, 600_000)
         pid, thread, outcome = train_in_background(
-            database, "SELECT * FROM ambient.train('slow', relation => 'noisy', target => 'label')")
+            database, "SELECT * FROM ambient.train('slow', relation => 'noisy', target => 'label', algorithm => 'decision_tree')")
         # Past reading the rows: well into sorting and growing the tree.
         wait_until_training(admin, pid, 1.5)
         signalled = time.monotonic()
@@ -100,10 +100,10 @@ def test_first_train_race_cannot_land_in_another_roles_project(database):
             pid, thread, outcome = train_in_background(database, """
                 SET ROLE ambient_it_alice;
                 SELECT * FROM ambient.train('raced', target => 'species',
-                    query => 'SELECT sepal_length, petal_length, species FROM iris, (SELECT pg_sleep(2)) AS pause')""")
+                    query => 'SELECT sepal_length, petal_length, species FROM iris, (SELECT pg_sleep(2)) AS pause', algorithm => 'decision_tree')""")
             wait_until_training(admin, pid, 0.2)
             admin.execute("SET ROLE ambient_it_bob")
-            admin.execute("SELECT * FROM ambient.train('raced', relation => 'iris', target => 'species')")
+            admin.execute("SELECT * FROM ambient.train('raced', relation => 'iris', target => 'species', algorithm => 'decision_tree')")
             admin.execute("RESET ROLE")
             thread.join(timeout=30)
             assert "error" in outcome, "alice's model went into bob's project"
@@ -131,7 +131,7 @@ def test_errors_carry_no_rust_backtrace_when_the_server_asks_for_one(database):
             conn.execute("SET ROLE ambient_it_nobody")
             # A Postgres error raised inside SPI (no SELECT on iris) ...
             with pytest.raises(psycopg.Error) as spi_error:
-                conn.execute("SELECT * FROM ambient.train('bt', relation => 'iris', target => 'species')")
+                conn.execute("SELECT * FROM ambient.train('bt', relation => 'iris', target => 'species', algorithm => 'decision_tree')")
             # ... and one of ours.
             with pytest.raises(psycopg.Error) as own_error:
                 conn.execute("SELECT ambient.predict('no such project', ARRAY[1.0])")

@@ -36,7 +36,7 @@ def test_deploy_is_seen_on_the_next_statement_after_commit(database):
 
 def test_failed_train_inside_a_transaction_leaves_nothing(database):
     with connect(database) as conn:
-        conn.execute("SELECT * FROM ambient.train('iris', relation => 'iris', target => 'species')")
+        conn.execute("SELECT * FROM ambient.train('iris', relation => 'iris', target => 'species', algorithm => 'decision_tree')")
         conn.execute("SAVEPOINT before_bad")
         with pytest.raises(psycopg.Error) as error:
             conn.execute("SELECT * FROM ambient.train('iris', relation => 'iris', algorithm => 'nope')")

@@ -30,7 +30,7 @@ def test_held_out_accuracy_matches_scikit_learn(database, depth, criterion):
         make(conn, "fresh", FRESH_ROWS, 0.77)
         # A 1 % test split: both learners see (nearly) the same rows.
         conn.execute(f"""SELECT * FROM ambient.train('vs', relation => 'learn', target => 'label', test_size => 0.01,
-                         hyperparams => '{{"max_depth": {depth}, "criterion": "{criterion}"}}')""")
+                         hyperparams => '{{"max_depth": {depth}, "criterion": "{criterion}"}}', algorithm => 'decision_tree')""")
         ours = float(conn.execute(
             "SELECT avg((ambient.predict('vs', ARRAY[a, b, c, d, e])::int = label)::int) FROM fresh").fetchone()[0])
         learn = np.array(conn.execute("SELECT a, b, c, d, e, label FROM learn").fetchall())

@@ -116,8 +116,8 @@ def test_upgrade_keeps_models_and_matches_a_fresh_install(release):
                    3 + 2 * g - (g % 7) + (g % 3) * 0.1 AS y FROM generate_series(1, 150) g;
             GRANT SELECT ON lines TO upgrade_owner;
             SET ROLE upgrade_owner;
-            SELECT * FROM ambient.train('iris', relation => 'iris', target => 'species');
-            SELECT * FROM ambient.train('iris', relation => 'iris', hyperparams => '{"max_depth": 1}', deploy => 'never');
+            SELECT * FROM ambient.train('iris', relation => 'iris', target => 'species', algorithm => 'decision_tree');
+            SELECT * FROM ambient.train('iris', relation => 'iris', hyperparams => '{"max_depth": 1}', deploy => 'never', algorithm => 'decision_tree');
             SELECT ambient.deploy('iris', 'most_recent');
             SELECT ambient.rollback('iris');
             SELECT * FROM ambient.train('lines', relation => 'lines', target => 'y', algorithm => 'linear_regression');

@@ -1,6 +1,6 @@
 -- Training: sources, tasks, label types, what a model records.
 SELECT version, algorithm, deployed, metrics ?& ARRAY['accuracy', 'f1', 'precision', 'recall'] AS has_metrics
-  FROM ambient.train('iris', relation => 'iris', target => 'species');
+  FROM ambient.train('iris', relation => 'iris', target => 'species', algorithm => 'decision_tree');
 
 -- The project's target and task are fixed now; later trains may leave them out.
 SELECT project, task, target, live_version, algorithm, primary_metric, models FROM ambient.overview;
@@ -20,19 +20,19 @@ SELECT s.source_kind, s.source, s.row_count, s.unlabeled_rows, length(s.data_sha
 -- Rows with a NULL label are unlabeled: skipped, counted, and told in a NOTICE.
 CREATE TABLE iris_partly_labeled AS SELECT * FROM iris;
 UPDATE iris_partly_labeled SET species = NULL WHERE id % 10 = 0;
-SELECT version, deployed FROM ambient.train('iris', relation => 'iris_partly_labeled', deploy => 'never');
+SELECT version, deployed FROM ambient.train('iris', relation => 'iris_partly_labeled', deploy => 'never', algorithm => 'decision_tree');
 SELECT row_count, unlabeled_rows FROM ambient.snapshots ORDER BY id DESC LIMIT 1;
 
 -- Any SELECT can be the source; its full text is recorded.
 SELECT version, deployed FROM ambient.train('iris',
     query => 'SELECT sepal_length, sepal_width, petal_length, petal_width, species FROM iris WHERE id % 3 <> 0',
-    deploy => 'never');
+    deploy => 'never', algorithm => 'decision_tree');
 SELECT source_kind, source, row_count FROM ambient.snapshots ORDER BY id DESC LIMIT 1;
 
 -- Same data, parameters and seed: byte-identical artifact. Another seed: another split.
-SELECT model_id AS det_a FROM ambient.train('det', relation => 'iris', target => 'species', deploy => 'never') \gset
-SELECT model_id AS det_b FROM ambient.train('det', relation => 'iris', deploy => 'never') \gset
-SELECT model_id AS det_c FROM ambient.train('det', relation => 'iris', seed => 7, deploy => 'never') \gset
+SELECT model_id AS det_a FROM ambient.train('det', relation => 'iris', target => 'species', deploy => 'never', algorithm => 'decision_tree') \gset
+SELECT model_id AS det_b FROM ambient.train('det', relation => 'iris', deploy => 'never', algorithm => 'decision_tree') \gset
+SELECT model_id AS det_c FROM ambient.train('det', relation => 'iris', seed => 7, deploy => 'never', algorithm => 'decision_tree') \gset
 SELECT a.artifact = b.artifact AS same_bytes, a.artifact_sha256 = b.artifact_sha256 AS same_sha,
        a.artifact_sha256 <> c.artifact_sha256 AS other_seed_differs,
        (SELECT data_sha256 FROM ambient.snapshots WHERE id = a.snapshot_id)
@@ -55,9 +55,9 @@ CREATE TABLE grades AS
 SELECT g AS id, (g % 20)::float8 AS score, (g % 20 >= 10) AS passed,
        CASE WHEN g % 20 < 5 THEN 2 WHEN g % 20 < 15 THEN 10 ELSE -1 END AS grade
   FROM generate_series(1, 120) AS g;
-SELECT version, deployed FROM ambient.train('passed', relation => 'grades', target => 'passed', features => ARRAY['score']);
+SELECT version, deployed FROM ambient.train('passed', relation => 'grades', target => 'passed', features => ARRAY['score'], algorithm => 'decision_tree');
 SELECT version, deployed, metrics ? 'roc_auc' AS has_auc
-  FROM ambient.train('grade', relation => 'grades', target => 'grade', features => ARRAY['score']);
+  FROM ambient.train('grade', relation => 'grades', target => 'grade', features => ARRAY['score'], algorithm => 'decision_tree');
 SELECT p.name, p.task, m.label_classes FROM ambient.projects p JOIN ambient.model_store m ON m.project_id = p.id
  WHERE p.name IN ('passed', 'grade') ORDER BY p.name;
 -- Binary classification adds ROC AUC and log loss.

@@ -90,7 +90,7 @@ SELECT sum(ambient.predict('iris', i.*)) AS in_leader FROM iris i;
 -- there): a model dropped by an earlier column of the same statement is
 -- still there for a later one, and gone for the next statement.
 BEGIN;
-SELECT model_id AS spare FROM ambient.train('iris', relation => 'iris', deploy => 'never') \gset
+SELECT model_id AS spare FROM ambient.train('iris', relation => 'iris', deploy => 'never', algorithm => 'decision_tree') \gset
 SELECT ambient.predict_label(:spare, ARRAY[5.1, 3.5, 1.4, 0.2]) AS before,
        ambient.drop_model(:spare) AS dropped,
        ambient.predict_label(:spare, ARRAY[5.1, 3.5, 1.4, 0.2]) AS later_in_the_same_statement;
@@ -100,7 +100,7 @@ ROLLBACK;
 -- artifact itself, under the statement's snapshot too.
 BEGIN;
 SET LOCAL ambient.model_cache_size = 0;
-SELECT model_id AS spare FROM ambient.train('iris', relation => 'iris', deploy => 'never') \gset
+SELECT model_id AS spare FROM ambient.train('iris', relation => 'iris', deploy => 'never', algorithm => 'decision_tree') \gset
 SELECT ambient.drop_model(:spare) AS dropped,
        ambient.predict_label(:spare, ARRAY[5.1, 3.5, 1.4, 0.2]) AS later_in_the_same_statement;
 ROLLBACK;

@@ -5,14 +5,14 @@ SELECT g AS id, (g % 13)::float8 AS x1, ((g * 7) % 5)::float8 AS x2, ((g * 3) % 
   FROM generate_series(1, 400) AS g;
 
 -- v1, a stump, deploys: it is the project's first model.
-SELECT version, deployed FROM ambient.train('band', relation => 'wide', target => 'band', hyperparams => '{"max_depth": 1}');
+SELECT version, deployed FROM ambient.train('band', relation => 'wide', target => 'band', hyperparams => '{"max_depth": 1}', algorithm => 'decision_tree');
 -- v2 is deeper and beats v1 on the same test rows, so it replaces it.
-SELECT version, deployed FROM ambient.train('band', relation => 'wide', hyperparams => '{"max_depth": 3}');
+SELECT version, deployed FROM ambient.train('band', relation => 'wide', hyperparams => '{"max_depth": 3}', algorithm => 'decision_tree');
 -- v3 only ties v2 on the same rows; a tie keeps the live model.
-SELECT version, deployed FROM ambient.train('band', relation => 'wide', hyperparams => '{"max_depth": 2}');
+SELECT version, deployed FROM ambient.train('band', relation => 'wide', hyperparams => '{"max_depth": 2}', algorithm => 'decision_tree');
 -- 'never' and 'always' do as they say.
-SELECT version, deployed FROM ambient.train('band', relation => 'wide', deploy => 'never');
-SELECT version, deployed FROM ambient.train('band', relation => 'wide', hyperparams => '{"max_depth": 1}', deploy => 'always');
+SELECT version, deployed FROM ambient.train('band', relation => 'wide', deploy => 'never', algorithm => 'decision_tree');
+SELECT version, deployed FROM ambient.train('band', relation => 'wide', hyperparams => '{"max_depth": 1}', deploy => 'always', algorithm => 'decision_tree');
 SELECT version, round(score::numeric, 4) AS f1, live FROM ambient.models WHERE project = 'band' ORDER BY version;
 SELECT version, previous_model_id IS NOT NULL AS had_previous, strategy FROM ambient.deployments WHERE project = 'band' ORDER BY deployment_id;
 
@@ -62,8 +62,8 @@ SELECT (SELECT count(*) FROM ambient.model_store) AS models, (SELECT count(*) FR
        (SELECT count(*) FROM ambient.deployment_log) AS deployments, (SELECT count(*) FROM ambient.projects) AS projects,
        live_version('band') AS live;
 BEGIN;
-SELECT version, deployed FROM ambient.train('band', relation => 'wide', deploy => 'always');
-SELECT version, deployed FROM ambient.train('brand_new', relation => 'wide', target => 'band');
+SELECT version, deployed FROM ambient.train('band', relation => 'wide', deploy => 'always', algorithm => 'decision_tree');
+SELECT version, deployed FROM ambient.train('brand_new', relation => 'wide', target => 'band', algorithm => 'decision_tree');
 SELECT ambient.rollback('band') IS NOT NULL AS rolled_back_in_tx;
 SELECT ambient.deploy('band', 'most_recent') IS NOT NULL AS deployed_in_tx;
 ROLLBACK;
@@ -75,7 +75,7 @@ SELECT (SELECT count(*) FROM ambient.model_store) = c.models AS same_models,
   FROM counts c;
 
 -- drop_model drops models that were never deployed, and refuses the others.
-SELECT version FROM ambient.train('band', relation => 'wide', deploy => 'never');
+SELECT version FROM ambient.train('band', relation => 'wide', deploy => 'never', algorithm => 'decision_tree');
 SELECT ambient.drop_model((SELECT max(model_id) FROM ambient.models WHERE project = 'band')) AS dropped;
 SELECT sqlstate, regexp_replace(message, 'model [0-9]+', 'model <id>') AS message, hint
   FROM try($$SELECT ambient.drop_model((SELECT model_id FROM ambient.models WHERE project = 'band' AND version = 1))$$);
@@ -89,8 +89,8 @@ SELECT * FROM try($$SELECT ambient.predict('band', ARRAY[1, 2, 3])$$);
 -- A PL/pgSQL loop keeps its expressions, and their call sites, for the
 -- whole transaction. Each round still sees the deploys made before it, as a
 -- new statement would ...
-SELECT model_id AS looped_full FROM ambient.train('looped', relation => 'iris', target => 'species') \gset
-SELECT model_id AS looped_stump FROM ambient.train('looped', relation => 'iris', hyperparams => '{"max_depth": 1}', deploy => 'never') \gset
+SELECT model_id AS looped_full FROM ambient.train('looped', relation => 'iris', target => 'species', algorithm => 'decision_tree') \gset
+SELECT model_id AS looped_stump FROM ambient.train('looped', relation => 'iris', hyperparams => '{"max_depth": 1}', deploy => 'never', algorithm => 'decision_tree') \gset
 CREATE FUNCTION public.labels_across_deploys(stump bigint) RETURNS text LANGUAGE plpgsql AS $$
 DECLARE seen text := '';
 BEGIN

@@ -3,7 +3,7 @@
 -- column more or less) cannot go live unless the caller says
 -- new_contract => true, so a positional array in application code never
 -- silently changes meaning.
-SELECT version, deployed FROM ambient.train('contract', relation => 'iris', target => 'species');
+SELECT version, deployed FROM ambient.train('contract', relation => 'iris', target => 'species', algorithm => 'decision_tree');
 SELECT features FROM ambient.overview WHERE project = 'contract';
 
 -- Application code, written once: the array in the contract's order. The
@@ -17,15 +17,15 @@ SELECT * FROM app_disagreements;
 -- ... and keep agreeing: the same features reordered (a query's column
 -- order) or one feature fewer cannot go live, by any road.
 SELECT version, deployed FROM ambient.train('contract', target => 'species', deploy => 'always',
-       query => 'SELECT petal_width, petal_length, sepal_width, sepal_length, species FROM iris');
+       query => 'SELECT petal_width, petal_length, sepal_width, sepal_length, species FROM iris', algorithm => 'decision_tree');
 SELECT version, deployed FROM ambient.train('contract', target => 'species', hyperparams => '{"max_depth": 2}',
-       query => 'SELECT sepal_length, sepal_width, petal_length, species FROM iris');
-SELECT version, deployed FROM ambient.train('contract', relation => 'iris', features => ARRAY['petal_width', 'petal_length', 'sepal_width', 'sepal_length'], deploy => 'always');
+       query => 'SELECT sepal_length, sepal_width, petal_length, species FROM iris', algorithm => 'decision_tree');
+SELECT version, deployed FROM ambient.train('contract', relation => 'iris', features => ARRAY['petal_width', 'petal_length', 'sepal_width', 'sepal_length'], deploy => 'always', algorithm => 'decision_tree');
 SELECT * FROM try($$SELECT ambient.deploy('contract', (SELECT model_id FROM ambient.models WHERE project = 'contract' AND version = 2))$$);
 SELECT * FROM try($$SELECT ambient.deploy('contract', 'most_recent')$$);
 SELECT * FROM app_disagreements;
 -- A model with the contract's features deploys as before; rollback returns.
-SELECT version, deployed FROM ambient.train('contract', relation => 'iris', hyperparams => '{"max_depth": 2}', deploy => 'always');
+SELECT version, deployed FROM ambient.train('contract', relation => 'iris', hyperparams => '{"max_depth": 2}', deploy => 'always', algorithm => 'decision_tree');
 SELECT * FROM app_disagreements;
 SELECT ambient.rollback('contract') IS NOT NULL AS rolled_back;
 SELECT live_version('contract');

@@ -13,11 +13,11 @@ DO $$ BEGIN EXECUTE format('GRANT CREATE ON DATABASE %I TO ambient_mallory', cur
 
 SET ROLE ambient_alice;
 -- No SELECT on the source: no training, 42501 from Postgres itself.
-SELECT * FROM try($$SELECT ambient.train('secret', relation => 'secret_iris', target => 'species')$$);
-SELECT * FROM try($$SELECT ambient.train('secret', query => 'SELECT * FROM secret_iris', target => 'species')$$);
+SELECT * FROM try($$SELECT ambient.train('secret', relation => 'secret_iris', target => 'species', algorithm => 'decision_tree')$$);
+SELECT * FROM try($$SELECT ambient.train('secret', query => 'SELECT * FROM secret_iris', target => 'species', algorithm => 'decision_tree')$$);
 -- With SELECT, alice trains; the rows record her, not the extension owner.
-SELECT version, deployed FROM ambient.train('alice_iris', relation => 'iris', target => 'species');
-SELECT version, deployed FROM ambient.train('alice_iris', relation => 'iris', hyperparams => '{"max_depth": 2}');
+SELECT version, deployed FROM ambient.train('alice_iris', relation => 'iris', target => 'species', algorithm => 'decision_tree');
+SELECT version, deployed FROM ambient.train('alice_iris', relation => 'iris', hyperparams => '{"max_depth": 2}', algorithm => 'decision_tree');
 SELECT project, owner, live_version FROM ambient.overview;
 SELECT project, version, trained_by FROM ambient.models ORDER BY version;
 -- The tables themselves are the extension owner's alone, for reading too.
@@ -65,7 +65,7 @@ SELECT * FROM try($$SELECT ambient.rollback('alice_iris')$$);
 SELECT * FROM try($$SELECT ambient.drop_project('alice_iris', force => true)$$);
 SELECT * FROM try($$SELECT ambient.deploy('alice_iris', 'best_score')$$);
 SELECT * FROM try($$SELECT ambient.grant('alice_iris', 'ambient_mallory', 'read')$$);
-SELECT * FROM try($$SELECT ambient.train('alice_iris', query => 'SELECT 1.0::float8 AS sepal_length, ''x''::text AS species')$$);
+SELECT * FROM try($$SELECT ambient.train('alice_iris', query => 'SELECT 1.0::float8 AS sepal_length, ''x''::text AS species', algorithm => 'decision_tree')$$);
 SELECT * FROM try($$SELECT ambient.predict_label('alice_iris', ARRAY[5.1, 3.5, 1.4, 0.2])$$);
 RESET search_path;
 RESET ROLE;
@@ -80,7 +80,7 @@ SELECT * FROM try($$SELECT ambient.predict_label('alice_iris', ARRAY[5.1, 3.5, 1
 SELECT * FROM try($$SELECT ambient.deploy('alice_iris', 'most_recent')$$);
 SELECT sqlstate, replace(message, :'alice_model', '<id>') AS message, hint
   FROM try(format('SELECT ambient.drop_model(%s)', :alice_model));
-SELECT * FROM try($$SELECT ambient.train('alice_iris', relation => 'iris')$$);
+SELECT * FROM try($$SELECT ambient.train('alice_iris', relation => 'iris', algorithm => 'decision_tree')$$);
 RESET ROLE;
 -- ... until alice grants him 'predict': he predicts, but still sees nothing.
 SET ROLE ambient_alice;
