@@ -47,7 +47,8 @@ CREATE TABLE ambient.project_grants (
 SELECT pg_catalog.pg_extension_config_dump('ambient.project_grants', '');
 
 -- train, deploy and rollback take new_contract: a model with other features
--- than the contract goes live only when the caller says so.
+-- than the contract goes live only when the caller says so. train's
+-- algorithm defaults to NULL: the task's default algorithm.
 DROP FUNCTION ambient."train"(text, regclass, text, text, text, text, jsonb, text[], double precision, bigint, text);
 DROP FUNCTION ambient."deploy"(text, bigint, text);
 DROP FUNCTION ambient."deploy"(text, text, text);
@@ -58,7 +59,7 @@ CREATE FUNCTION ambient."train"(
 	"query" TEXT DEFAULT NULL, /* Option < & str > */
 	"target" TEXT DEFAULT NULL, /* Option < & str > */
 	"task" TEXT DEFAULT NULL, /* Option < & str > */
-	"algorithm" TEXT DEFAULT 'decision_tree', /* Option < & str > */
+	"algorithm" TEXT DEFAULT NULL, /* Option < & str > */
 	"hyperparams" jsonb DEFAULT '{}', /* Option < JsonB > */
 	"features" TEXT[] DEFAULT NULL, /* :: std :: option :: Option < Vec < String > > */
 	"test_size" double precision DEFAULT 0.25, /* Option < f64 > */
@@ -241,6 +242,21 @@ SELECT p.name AS project,
   FROM ambient.project_grants g
   JOIN ambient.projects p ON p.id = g.project_id
  WHERE pg_catalog.pg_has_role(p.owner, 'USAGE');
+
+-- Every algorithm, its tasks and hyper-parameters.
+CREATE FUNCTION ambient."algorithms"() RETURNS TABLE (
+	"algorithm" TEXT,  /* String */
+	"task" TEXT,  /* String */
+	"is_default" bool,  /* bool */
+	"parameter" TEXT,  /* Option < String > */
+	"type" TEXT,  /* Option < String > */
+	"range" TEXT,  /* Option < String > */
+	"default" jsonb,  /* Option < JsonB > */
+	"description" TEXT  /* String */
+)
+STABLE STRICT PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'algorithms_wrapper';
 
 GRANT USAGE ON SCHEMA ambient TO PUBLIC;
 GRANT SELECT ON ambient.readable_projects, ambient.models, ambient.deployments, ambient.overview,

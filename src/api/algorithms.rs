@@ -8,8 +8,9 @@ use pgrx::JsonB;
 use crate::ml::algorithms::{self, ALGORITHMS};
 use crate::ml::hyperparams::ParamKind;
 
+// STABLE, not IMMUTABLE: a new library version may list more.
 #[allow(clippy::type_complexity)]
-#[pg_extern(immutable, parallel_safe)]
+#[pg_extern(stable, parallel_safe)]
 fn algorithms() -> TableIterator<
     'static,
     (

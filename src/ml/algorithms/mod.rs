@@ -5,12 +5,14 @@
 mod decision_tree;
 mod elastic_net;
 mod gaussian_nb;
+mod gbm;
 mod linear_regression;
 mod logistic_regression;
 mod random_forest;
 pub mod tree;
 
 pub use gaussian_nb::GaussianNb;
+pub use gbm::Gbm;
 pub use linear_regression::LinearModel;
 pub use logistic_regression::SoftmaxModel;
 pub use random_forest::Forest;
@@ -38,6 +40,7 @@ pub enum Estimator {
     Linear(LinearModel),
     Softmax(SoftmaxModel),
     GaussianNb(GaussianNb),
+    Gbm(Gbm),
 }
 
 impl Estimator {
@@ -48,6 +51,7 @@ impl Estimator {
             Estimator::Linear(m) => m,
             Estimator::Softmax(m) => m,
             Estimator::GaussianNb(m) => m,
+            Estimator::Gbm(m) => m,
         }
     }
 
@@ -62,6 +66,7 @@ impl Estimator {
             Estimator::Linear(linear) if classes == 0 => linear.validate(n_features),
             Estimator::Softmax(m) => m.validate(n_features, classes),
             Estimator::GaussianNb(m) => m.validate(n_features, classes),
+            Estimator::Gbm(m) => m.validate(n_features, classes),
             Estimator::Linear(_) => Err(MlError::corrupt(
                 "artifact is not readable: a linear model cannot be a classifier",
             )),
@@ -140,6 +145,7 @@ pub struct Shape {
 pub const ALGORITHMS: &[AlgorithmSpec] = &[
     decision_tree::SPEC,
     random_forest::SPEC,
+    gbm::SPEC,
     logistic_regression::SPEC,
     gaussian_nb::SPEC,
     linear_regression::SPEC,
@@ -151,7 +157,7 @@ pub const ALGORITHMS: &[AlgorithmSpec] = &[
 /// What `train` fits when no algorithm is named.
 pub fn default_for(task: Task) -> &'static str {
     match task {
-        Task::Classification | Task::Regression => "random_forest",
+        Task::Classification | Task::Regression => "gbm",
     }
 }
 
