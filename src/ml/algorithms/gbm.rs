@@ -82,7 +82,7 @@ impl Gbm {
         if self.n_classes as usize != n_classes
             || self.init.len() != outputs
             || self.trees.is_empty()
-            || self.trees.len() % outputs != 0
+            || !self.trees.len().is_multiple_of(outputs)
         {
             return Err(MlError::corrupt("gbm artifact: misshapen"));
         }
