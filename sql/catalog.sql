@@ -66,6 +66,10 @@ CREATE TABLE ambient.model_store (
     artifact_sha256    text NOT NULL,
     created_at         timestamptz NOT NULL DEFAULT pg_catalog.now(),
     created_by         name NOT NULL,
+    -- What each input column becomes (imputation, scaling, encoding), as
+    -- the model applies it at predict time. Last, where 0.2.0's upgrade
+    -- adds it.
+    preprocessing      jsonb NOT NULL,
     UNIQUE (project_id, version)
 );
 
@@ -163,6 +167,7 @@ SELECT m.id AS model_id,
        m.metrics,
        m.hyperparams,
        m.features,
+       m.preprocessing,
        m.created_at AS trained_at,
        m.created_by AS trained_by,
        pg_catalog.octet_length(m.artifact) AS artifact_bytes

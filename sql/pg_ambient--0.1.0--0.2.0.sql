@@ -46,6 +46,16 @@ CREATE TABLE ambient.project_grants (
 
 SELECT pg_catalog.pg_extension_config_dump('ambient.project_grants', '');
 
+-- Each model says what preprocessing does to its input columns. 0.1.0's
+-- models take their numbers as they are, and a NULL is an error.
+ALTER TABLE ambient.model_store ADD COLUMN preprocessing jsonb;
+UPDATE ambient.model_store m
+   SET preprocessing = (SELECT pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
+                                 'column', f, 'kind', 'numeric', 'impute', 'error', 'scale', NULL)
+                                 ORDER BY o)
+                          FROM pg_catalog.unnest(m.features) WITH ORDINALITY AS u (f, o));
+ALTER TABLE ambient.model_store ALTER COLUMN preprocessing SET NOT NULL;
+
 -- train, deploy and rollback take new_contract: a model with other features
 -- than the contract goes live only when the caller says so. train's
 -- algorithm defaults to NULL: the task's default algorithm.
@@ -65,7 +75,8 @@ CREATE FUNCTION ambient."train"(
 	"test_size" double precision DEFAULT 0.25, /* Option < f64 > */
 	"seed" bigint DEFAULT 42, /* Option < i64 > */
 	"deploy" TEXT DEFAULT 'if_better', /* Option < & str > */
-	"new_contract" bool DEFAULT false /* bool */
+	"new_contract" bool DEFAULT false, /* bool */
+	"preprocess" jsonb DEFAULT '{}' /* Option < JsonB > */
 ) RETURNS TABLE (
 	"model_id" bigint,  /* i64 */
 	"version" INT,  /* i32 */
@@ -174,6 +185,7 @@ SELECT m.id AS model_id,
        m.metrics,
        m.hyperparams,
        m.features,
+       m.preprocessing,
        m.created_at AS trained_at,
        m.created_by AS trained_by,
        pg_catalog.octet_length(m.artifact) AS artifact_bytes

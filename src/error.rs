@@ -119,6 +119,7 @@ impl From<MlError> for AmbientError {
             }
             MlErrorKind::WrongType => PgSqlErrorCode::ERRCODE_DATATYPE_MISMATCH,
             MlErrorKind::CorruptArtifact => PgSqlErrorCode::ERRCODE_DATA_CORRUPTED,
+            MlErrorKind::NullValue => PgSqlErrorCode::ERRCODE_NULL_VALUE_NOT_ALLOWED,
         };
         AmbientError {
             code,

@@ -9,7 +9,7 @@ use pgrx::spi::quote_identifier;
 use pgrx::{PgList, PgRelation};
 
 use crate::error::{AmbientError, AmbientResult};
-use crate::ml::dataset::{Dataset, LabelKind, RawLabels};
+use crate::ml::dataset::{ColumnKind, Dataset, LabelKind, RawColumn, RawLabels};
 use crate::ml::{Interrupts, Task};
 
 /// Rows fetched per round trip through the cursor.
@@ -166,6 +166,28 @@ fn is_text(oid: pg_sys::Oid) -> bool {
     .contains(&oid)
 }
 
+/// How a feature column of this type is read, if it can be one.
+pub fn feature_kind(oid: pg_sys::Oid) -> Option<ColumnKind> {
+    // SAFETY: type_is_enum only reads the syscache.
+    let is_enum = || unsafe { pg_sys::type_is_enum(oid) };
+    match oid {
+        o if o == pg_sys::BOOLOID => Some(ColumnKind::Boolean),
+        o if is_numeric(o) => Some(ColumnKind::Numeric),
+        o if is_text(o) => Some(ColumnKind::Categorical),
+        o if [
+            pg_sys::DATEOID,
+            pg_sys::TIMESTAMPOID,
+            pg_sys::TIMESTAMPTZOID,
+        ]
+        .contains(&o) =>
+        {
+            Some(ColumnKind::Timestamp)
+        }
+        _ if is_enum() => Some(ColumnKind::Categorical),
+        _ => None,
+    }
+}
+
 /// What a label column's type says about the task.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Implied {
@@ -287,24 +309,33 @@ pub fn load(req: &Request<'_>) -> AmbientResult<Loaded> {
             "{} has no feature columns besides the target",
             short(&source_name)
         ))
-        .hint("name numeric or boolean columns in features => ARRAY[...]"));
+        .hint("name the feature columns in features => ARRAY[...]"));
     }
     let mut feature_types = Vec::with_capacity(feature_names.len());
+    let mut kinds = Vec::with_capacity(feature_names.len());
     let mut select_list = Vec::with_capacity(feature_names.len() + 1);
     for name in &feature_names {
         let column = find(name).ok_or_else(|| missing("feature", name))?;
         let quoted = quote_identifier(name);
-        select_list.push(if column.type_oid == pg_sys::BOOLOID {
-            format!("{quoted}::integer::float8")
-        } else if is_numeric(column.type_oid) {
-            format!("{quoted}::float8")
-        } else {
-            return Err(AmbientError::wrong_type(format!(
-                "feature column \"{name}\" has type {}; features must be numeric or boolean",
-                type_name(column.type_oid)?
+        let kind = feature_kind(column.type_oid).ok_or_else(|| {
+            AmbientError::wrong_type(format!(
+                "feature column \"{name}\" has type {}, which cannot be a feature",
+                type_name(column.type_oid).unwrap_or_default()
             ))
-            .hint("leave it out with features => ARRAY[...], or convert it in a query"));
+            .hint("features are numeric, boolean, text, enum, date or timestamp columns; leave it out with features => ARRAY[...], or convert it in a query")
+        })?;
+        // Casts are looked up in pg_cast, not on the search path, and the
+        // one function is schema-qualified, so the caller's objects cannot
+        // stand in for them.
+        select_list.push(match kind {
+            ColumnKind::Boolean => format!("{quoted}::integer::float8"),
+            ColumnKind::Numeric => format!("{quoted}::float8"),
+            ColumnKind::Categorical => format!("{quoted}::text"),
+            ColumnKind::Timestamp => {
+                format!("pg_catalog.date_part('epoch'::pg_catalog.text, {quoted})::float8")
+            }
         });
+        kinds.push(kind);
         feature_types.push(type_name(column.type_oid)?);
     }
     let quoted_target = quote_identifier(req.target);
@@ -326,6 +357,11 @@ pub fn load(req: &Request<'_>) -> AmbientResult<Loaded> {
         req.source.sql_from()
     );
     let width = feature_names.len();
+    // Per categorical column: each text's index, and the texts in the order
+    // first read.
+    let mut dictionaries: Vec<(std::collections::HashMap<String, u32>, Vec<String>)> =
+        vec![Default::default(); width];
+    let mut dictionary_bytes = 0u64;
     let mut records = Vec::new();
     let mut class_labels = Vec::new();
     let mut values = Vec::new();
@@ -357,16 +393,25 @@ pub fn load(req: &Request<'_>) -> AmbientResult<Loaded> {
                     unlabeled += 1;
                     continue;
                 }
-                for (j, name) in feature_names.iter().enumerate() {
-                    match row.get::<f64>(j + 1)? {
-                        Some(v) => records.push(v),
-                        None => {
-                            return Err(AmbientError::null_value(format!(
-                                "feature column \"{name}\" has NULL values"
-                            ))
-                            .hint("filter them out with a query, or fill them in; imputation is not supported yet"))
-                        }
-                    }
+                for (j, kind) in kinds.iter().enumerate() {
+                    // A NULL is a missing value, NaN, for preprocessing to fill.
+                    let value = match kind {
+                        ColumnKind::Categorical => match row.get::<String>(j + 1)? {
+                            None => f64::NAN,
+                            Some(text) => {
+                                let (index, texts) = &mut dictionaries[j];
+                                let next = texts.len() as u32;
+                                let code = *index.entry(text).or_insert_with_key(|text| {
+                                    dictionary_bytes += 2 * text.len() as u64 + 64;
+                                    texts.push(text.clone());
+                                    next
+                                });
+                                f64::from(code)
+                            }
+                        },
+                        _ => row.get::<f64>(j + 1)?.unwrap_or(f64::NAN),
+                    };
+                    records.push(value);
                 }
             }
             // pgrx keeps every fetched batch until SPI ends; the rows are
@@ -380,6 +425,7 @@ pub fn load(req: &Request<'_>) -> AmbientResult<Loaded> {
             let rows = (records.len() / width.max(1)) as u64;
             let held = (records.capacity() * 8 + values.capacity() * 8) as u64
                 + label_bytes
+                + dictionary_bytes
                 + records.len() as u64 * 8
                 + rows * 8;
             if held > limits.max_bytes {
@@ -404,8 +450,18 @@ pub fn load(req: &Request<'_>) -> AmbientResult<Loaded> {
         Task::Regression => RawLabels::Values(values),
         Task::Classification => classes_or_values(req, implied, label_kind, class_labels)?,
     };
+    let columns = feature_names
+        .into_iter()
+        .zip(kinds)
+        .zip(dictionaries)
+        .map(|((name, kind), (_, dictionary))| RawColumn {
+            name,
+            kind,
+            dictionary,
+        })
+        .collect();
     Ok(Loaded {
-        dataset: Dataset::new_interruptible(feature_names, records, labels, &check_interrupts())?,
+        dataset: Dataset::new_interruptible(columns, records, labels, &check_interrupts())?,
         feature_types,
         unlabeled,
     })

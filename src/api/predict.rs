@@ -22,7 +22,9 @@ use super::model_cache::{self, SnapshotView};
 use crate::catalog::Caller;
 use crate::error::{AmbientError, AmbientResult, OrRaise};
 use crate::ml::model::Model;
+use crate::ml::preprocess::Value;
 use crate::ml::MlResult;
+use crate::source;
 
 /// Which model a call asks for. Borrowed, so the per-row check against the
 /// call site's cached key allocates nothing.
@@ -57,13 +59,26 @@ impl From<ModelKey<'_>> for ResolvedKey {
     }
 }
 
-/// Where a row type's columns sit, for one model's features.
+/// Where a row type's columns sit, for one model's inputs.
 struct RowLayout {
     type_id: pg_sys::Oid,
     typmod: i32,
     model: Rc<Model>,
-    /// (1-based attribute number, type) per model feature.
-    columns: Vec<(usize, pg_sys::Oid)>,
+    /// (1-based attribute number, type, how to read it) per model input.
+    columns: Vec<(usize, pg_sys::Oid, Reader)>,
+}
+
+/// How a column's datum becomes an input value.
+#[derive(Clone, Copy)]
+enum Reader {
+    Number,
+    Text,
+    /// char(n): its text without the trailing blanks, as a cast to text gives.
+    Blank,
+    /// A type read through its output function (name, enums).
+    Output(pg_sys::Oid),
+    Date,
+    Timestamp,
 }
 
 /// A call site's model, and what it was resolved for.
@@ -82,6 +97,7 @@ struct Resolved {
 struct CallSite {
     resolved: Option<Resolved>,
     layout: Option<RowLayout>,
+    /// The row's inputs after preprocessing, as the estimator takes them.
     features: Vec<f64>,
 }
 
@@ -146,12 +162,14 @@ impl CallSite {
         Ok(model)
     }
 
-    /// Fills `self.features` from a composite row, matching columns by name.
+    /// Reads a composite row's values for the model's inputs, matching
+    /// columns by name, and preprocesses them into `self.features`.
     ///
     /// # Safety
     /// `row` must be a non-null composite datum, as a `record` argument is.
     unsafe fn read_row(&mut self, model: &Rc<Model>, row: pg_sys::Datum) -> AmbientResult<()> {
-        // SAFETY: per the contract; the header stays valid for the call.
+        // SAFETY: per the contract; the header stays valid for the call, and
+        // every text value borrowed from it lives until encode is done.
         unsafe {
             let header = pg_sys::pg_detoast_datum(row.cast_mut_ptr()) as pg_sys::HeapTupleHeader;
             let type_id = heap_tuple_header_get_type_id(header);
@@ -173,20 +191,23 @@ impl CallSite {
                 t_data: header,
                 ..Default::default()
             };
-            self.features.clear();
-            for (j, &(attno, type_oid)) in layout.columns.iter().enumerate() {
+            let mut values = Vec::with_capacity(layout.columns.len());
+            for (j, &(attno, type_oid, reader)) in layout.columns.iter().enumerate() {
                 let mut is_null = false;
                 let datum =
                     pg_sys::heap_getattr(&mut tuple, attno as i32, tupdesc.as_ptr(), &mut is_null);
-                if is_null {
-                    return Err(AmbientError::null_value(format!(
-                        "feature \"{}\" is NULL",
-                        model.feature_names[j]
-                    )));
-                }
-                self.features
-                    .push(to_f64(datum, type_oid, &model.feature_names[j])?);
+                values.push(if is_null {
+                    Value::Missing
+                } else {
+                    read_value(
+                        datum,
+                        type_oid,
+                        reader,
+                        model.inputs.inputs[j].name.as_str(),
+                    )?
+                });
             }
+            model.encode(&values, &mut self.features)?;
         }
         Ok(())
     }
@@ -199,8 +220,8 @@ impl RowLayout {
     fn fits(&self, tupdesc: &PgTupleDesc) -> bool {
         self.columns
             .iter()
-            .zip(&self.model.feature_names)
-            .all(|(&(attno, type_oid), name)| {
+            .zip(self.model.input_names())
+            .all(|(&(attno, type_oid, _), name)| {
                 tupdesc.get(attno - 1).is_some_and(|attr| {
                     !attr.attisdropped && attr.atttypid == type_oid && attr.name() == name
                 })
@@ -214,28 +235,25 @@ fn layout(
     typmod: i32,
     tupdesc: &PgTupleDesc,
 ) -> AmbientResult<RowLayout> {
-    let columns = model
-        .feature_names
+    let names = model.input_names();
+    let columns = names
         .iter()
-        .map(|name| {
+        .map(|&name| {
             let (index, attr) = tupdesc
                 .iter()
                 .enumerate()
                 .find(|(_, a)| !a.is_dropped() && a.name() == name)
                 .ok_or_else(|| {
                     AmbientError::undefined_column(format!("the row has no column \"{name}\""))
-                        .hint(format!(
-                            "the model needs: {}",
-                            model.feature_names.join(", ")
-                        ))
+                        .hint(format!("the model needs: {}", names.join(", ")))
                 })?;
             let type_oid = attr.type_oid().value();
-            if !is_convertible(type_oid) {
-                return Err(AmbientError::wrong_type(format!(
-                    "column \"{name}\" is not numeric or boolean"
-                )));
-            }
-            Ok((index + 1, type_oid))
+            let reader = reader_for(type_oid).ok_or_else(|| {
+                AmbientError::wrong_type(format!(
+                    "column \"{name}\" is not numeric, boolean, text, enum, date or timestamp"
+                ))
+            })?;
+            Ok((index + 1, type_oid, reader))
         })
         .collect::<AmbientResult<Vec<_>>>()?;
     Ok(RowLayout {
@@ -246,22 +264,90 @@ fn layout(
     })
 }
 
-fn is_convertible(oid: pg_sys::Oid) -> bool {
-    [
-        pg_sys::FLOAT8OID,
-        pg_sys::FLOAT4OID,
-        pg_sys::INT2OID,
-        pg_sys::INT4OID,
-        pg_sys::INT8OID,
-        pg_sys::NUMERICOID,
-        pg_sys::BOOLOID,
-    ]
-    .contains(&oid)
+/// How to read a column of this type, if it can be an input (the types
+/// training reads, `source::feature_kind`).
+fn reader_for(oid: pg_sys::Oid) -> Option<Reader> {
+    use crate::ml::dataset::ColumnKind;
+    Some(match source::feature_kind(oid)? {
+        ColumnKind::Numeric | ColumnKind::Boolean => Reader::Number,
+        ColumnKind::Categorical if oid == pg_sys::TEXTOID || oid == pg_sys::VARCHAROID => {
+            Reader::Text
+        }
+        ColumnKind::Categorical if oid == pg_sys::BPCHAROID => Reader::Blank,
+        ColumnKind::Categorical => {
+            let mut output = pg_sys::InvalidOid;
+            let mut varlena = false;
+            // SAFETY: a syscache read for a type that exists (it is a
+            // column's); it errors, not crashes, if it is gone.
+            unsafe { pg_sys::getTypeOutputInfo(oid, &mut output, &mut varlena) };
+            Reader::Output(output)
+        }
+        ColumnKind::Timestamp if oid == pg_sys::DATEOID => Reader::Date,
+        ColumnKind::Timestamp => Reader::Timestamp,
+    })
+}
+
+/// Seconds from 1970-01-01 to 2000-01-01, Postgres's date and timestamp epoch.
+const POSTGRES_EPOCH_SECONDS: f64 = 946_684_800.0;
+
+/// # Safety
+/// `datum` must be a non-null value of type `oid`, which `reader` was made
+/// for; a text value borrows from it.
+unsafe fn read_value<'a>(
+    datum: pg_sys::Datum,
+    oid: pg_sys::Oid,
+    reader: Reader,
+    name: &str,
+) -> AmbientResult<Value<'a>> {
+    // SAFETY: per the contract.
+    unsafe {
+        Ok(match reader {
+            Reader::Number => Value::Number(to_f64(datum, oid, name)?),
+            Reader::Text => Value::Text(<&str>::from_datum(datum, false).unwrap_or_default()),
+            Reader::Blank => Value::Text(
+                <&str>::from_datum(datum, false)
+                    .unwrap_or_default()
+                    .trim_end_matches(' '),
+            ),
+            Reader::Output(output) => {
+                let text = pg_sys::OidOutputFunctionCall(output, datum);
+                Value::Text(std::ffi::CStr::from_ptr(text).to_str().unwrap_or_default())
+            }
+            // Training reads dates and timestamps as date_part('epoch', ...):
+            // seconds since 1970 of the value's own (UTC, or nominal) time.
+            Reader::Date => {
+                let days = i32::from_datum(datum, false).unwrap_or_default();
+                finite_time(
+                    f64::from(days) * 86_400.0,
+                    days == i32::MIN || days == i32::MAX,
+                    name,
+                )?
+            }
+            Reader::Timestamp => {
+                let micros = i64::from_datum(datum, false).unwrap_or_default();
+                finite_time(
+                    micros as f64 / 1e6,
+                    micros == i64::MIN || micros == i64::MAX,
+                    name,
+                )?
+            }
+        })
+    }
+}
+
+fn finite_time<'a>(since_2000: f64, infinite: bool, name: &str) -> AmbientResult<Value<'a>> {
+    if infinite {
+        return Err(AmbientError::invalid(format!(
+            "feature \"{name}\" is infinity"
+        )));
+    }
+    Ok(Value::Number(since_2000 + POSTGRES_EPOCH_SECONDS))
 }
 
 /// # Safety
-/// `datum` must be a non-null value of type `oid`, one of `is_convertible`'s.
-/// A numeric beyond float8's range is an error (22003), not a NaN.
+/// `datum` must be a non-null value of type `oid`, one `source::feature_kind`
+/// calls numeric or boolean. A numeric beyond float8's range is an error
+/// (22003), not a NaN.
 unsafe fn to_f64(datum: pg_sys::Datum, oid: pg_sys::Oid, name: &str) -> AmbientResult<f64> {
     unsafe {
         Ok(match oid {
@@ -288,14 +374,32 @@ unsafe fn to_f64(datum: pg_sys::Datum, oid: pg_sys::Oid, name: &str) -> AmbientR
     }
 }
 
-/// Copies a `float8[]` datum's elements into the call site's buffer, read
-/// straight from the array (pgrx's `Array` looks the element type up in the
-/// syscache on every call, which the per-row path cannot afford); NULL
-/// elements are errors.
+/// Reads a `float8[]` datum's elements straight from the array (pgrx's
+/// `Array` looks the element type up in the syscache on every call, which
+/// the per-row path cannot afford), a NULL element as a missing value, and
+/// preprocesses them into the call site's buffer. The array form carries
+/// numbers only, so a model with text inputs is refused with a pointer to
+/// the row form.
 ///
 /// # Safety
 /// `features` must be a non-null `float8[]` datum.
-unsafe fn read_array(site: &mut CallSite, features: pg_sys::Datum) -> AmbientResult<()> {
+unsafe fn read_array(
+    site: &mut CallSite,
+    model: &Model,
+    features: pg_sys::Datum,
+) -> AmbientResult<()> {
+    if let Some(text) = model
+        .inputs
+        .inputs
+        .iter()
+        .find(|i| i.kind == crate::ml::dataset::ColumnKind::Categorical)
+    {
+        return Err(AmbientError::wrong_type(format!(
+            "the model's input \"{}\" is text, and a float8[] carries numbers only",
+            text.name
+        ))
+        .hint("pass the row instead: ambient.predict('project', t.*), or a ROW(...) with named columns"));
+    }
     // SAFETY: per the contract, a float8[] varlena; detoasting gives a plain
     // ArrayType whose data part holds the non-null elements as f64s.
     unsafe {
@@ -310,18 +414,23 @@ unsafe fn read_array(site: &mut CallSite, features: pg_sys::Datum) -> AmbientRes
             ));
         }
         let len = array.len();
-        if let Some(bitmap) = array.nulls() {
-            let bitmap = bitmap.as_ref();
-            if let Some(i) = (0..len).find(|&i| bitmap[i / 8] & (1 << (i % 8)) == 0) {
-                return Err(AmbientError::null_value(format!(
-                    "feature {} is NULL",
-                    i + 1
-                )));
+        let present = array.data::<f64>();
+        let present = present.as_ref();
+        let values: Vec<Value<'_>> = match array.nulls() {
+            None => present.iter().map(|&v| Value::Number(v)).collect(),
+            Some(bitmap) => {
+                let bitmap = bitmap.as_ref();
+                // The data part holds only the non-null elements.
+                let mut next = present.iter();
+                (0..len)
+                    .map(|i| match bitmap[i / 8] & (1 << (i % 8)) {
+                        0 => Value::Missing,
+                        _ => next.next().map_or(Value::Missing, |&v| Value::Number(v)),
+                    })
+                    .collect()
             }
-        }
-        site.features.clear();
-        site.features
-            .extend_from_slice(array.data::<f64>().as_ref());
+        };
+        model.encode(&values, &mut site.features)?;
     }
     Ok(())
 }
@@ -355,9 +464,8 @@ fn predict<R>(
         let outcome = site.model(key).and_then(|model| {
             match form {
                 Form::ProjectRow => site.read_row(&model, input)?,
-                Form::ProjectArray | Form::PinnedArray => read_array(site, input)?,
+                Form::ProjectArray | Form::PinnedArray => read_array(site, &model, input)?,
             }
-            model.check_features(&site.features)?;
             Ok(answer(&model, &site.features)?)
         });
         outcome.or_raise()

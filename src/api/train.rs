@@ -16,9 +16,10 @@ use crate::catalog::{self, as_extension_owner, deployments, models, projects, Ca
 use crate::error::{AmbientError, AmbientResult, OrRaise};
 use crate::gucs;
 use crate::ml::algorithms::{AlgorithmSpec, Shape};
+use crate::ml::dataset::ColumnKind;
 use crate::ml::hyperparams::Hyperparams;
 use crate::ml::model::{self, FitRequest, Trained};
-use crate::ml::{algorithms, artifact, stats, Task};
+use crate::ml::{algorithms, artifact, preprocess, stats, Task};
 use crate::source::{self, Source};
 
 #[allow(clippy::too_many_arguments)]
@@ -36,6 +37,7 @@ fn train(
     seed: default!(Option<i64>, "42"),
     deploy: default!(Option<&str>, "'if_better'"),
     new_contract: default!(bool, "false"),
+    preprocess: default!(Option<JsonB>, "'{}'"),
 ) -> TableIterator<
     'static,
     (
@@ -59,6 +61,7 @@ fn train(
         seed,
         deploy,
         new_contract,
+        preprocess,
     )
     .or_raise();
     let outcome = run(request).or_raise();
@@ -93,6 +96,8 @@ struct TrainRequest {
     /// Whether the model may go live with other features than the project's
     /// input contract, and make them the contract.
     new_contract: bool,
+    /// Per-column preprocessing options, over the algorithm's defaults.
+    preprocess: serde_json::Value,
 }
 
 impl TrainRequest {
@@ -110,6 +115,7 @@ impl TrainRequest {
         seed: Option<i64>,
         deploy: Option<&str>,
         new_contract: bool,
+        preprocess: Option<JsonB>,
     ) -> AmbientResult<Self> {
         let required = |name: &str| AmbientError::null_value(format!("{name} must not be NULL"));
         let project = project.ok_or_else(|| required("project"))?;
@@ -150,6 +156,7 @@ impl TrainRequest {
             seed: seed.ok_or_else(|| required("seed"))?,
             deploy,
             new_contract,
+            preprocess: preprocess.map(|j| j.0).unwrap_or(serde_json::Value::Null),
         })
     }
 }
@@ -219,9 +226,23 @@ fn run(req: TrainRequest) -> AmbientResult<Outcome> {
         classes: data.encoding().map_or(0, |e| e.classes.len()),
         threads,
     };
-    // The data is held twice while the fit runs (the dataset and the
-    // algorithm's own copy), plus what the algorithm itself needs.
-    let needed = data.records.len() as u64 * 8 + (spec.estimated_bytes)(&shape, &params);
+    let columns: Vec<(String, ColumnKind)> = data
+        .feature_names
+        .iter()
+        .cloned()
+        .zip(data.kinds.iter().copied())
+        .collect();
+    let preprocess = preprocess::parse_options(&req.preprocess, &columns, spec.scales_inputs)?;
+    // While the fit runs, the raw data, its encoded copy and what the
+    // algorithm itself needs are held at once.
+    let width = preprocess::max_width(data, &preprocess);
+    let shape = Shape {
+        features: width,
+        ..shape
+    };
+    let needed = data.records.len() as u64 * 8
+        + (shape.rows * width) as u64 * 8
+        + (spec.estimated_bytes)(&shape, &params);
     if needed > budget {
         return Err(source::too_much_memory(
             &format!("training {} on {} rows", spec.name, shape.rows),
@@ -266,6 +287,7 @@ fn run(req: TrainRequest) -> AmbientResult<Outcome> {
             // The project's input contract keys the split, so a row keeps
             // its side when a later model uses more columns.
             split_key: &project.features,
+            preprocess: &preprocess,
         },
         &interrupts,
     )?;
@@ -307,6 +329,7 @@ fn run(req: TrainRequest) -> AmbientResult<Outcome> {
             hyperparams: params.to_json(),
             features: data.feature_names.clone(),
             feature_types: loaded.feature_types.clone(),
+            preprocessing: model.inputs.describe(),
             label_classes: data.encoding().map(|e| e.classes.clone()),
             metrics: serde_json::to_value(&metrics).unwrap_or_default(),
             primary_metric: primary,

@@ -53,6 +53,7 @@ pub struct NewModel<'a> {
     pub hyperparams: serde_json::Value,
     pub features: Vec<String>,
     pub feature_types: Vec<String>,
+    pub preprocessing: serde_json::Value,
     pub label_classes: Option<Vec<String>>,
     pub metrics: serde_json::Value,
     pub primary_metric: &'a str,
@@ -79,13 +80,13 @@ pub fn insert(m: NewModel<'_>) -> AmbientResult<(i64, i32)> {
                    (project_id, version, algorithm, hyperparams, features, feature_types,
                     label_classes, metrics, primary_metric, score, test_size, seed,
                     train_rows, test_rows, training_seconds, extension_version,
-                    snapshot_id, artifact, artifact_sha256, created_by)
+                    snapshot_id, artifact, artifact_sha256, created_by, preprocessing)
                  SELECT $1,
                         COALESCE((SELECT pg_catalog.max(version) FROM ambient.model_store
                                    WHERE project_id OPERATOR(pg_catalog.=) $1), 0)
                           OPERATOR(pg_catalog.+) 1,
                         $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15,
-                        $16, $17, $18, $19
+                        $16, $17, $18, $19, $20
                  RETURNING id, version",
                 None,
                 &[
@@ -108,6 +109,7 @@ pub fn insert(m: NewModel<'_>) -> AmbientResult<(i64, i32)> {
                     m.artifact.into(),
                     m.artifact_sha256.into(),
                     m.created_by.into(),
+                    JsonB(m.preprocessing).into(),
                 ],
             )?
             .first();

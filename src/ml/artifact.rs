@@ -94,6 +94,7 @@ fn decode(bytes: &[u8]) -> MlResult<Model> {
         (Task::Regression, None) => 0,
         _ => return corrupt("its task, classes and estimator do not fit together"),
     };
+    model.inputs.validate(model.feature_names.len())?;
     model
         .estimator
         .validate(model.feature_names.len(), classes)
@@ -115,6 +116,7 @@ mod v1 {
     use crate::ml::algorithms::tree::{Node as TreeNode, Tree};
     use crate::ml::algorithms::{Estimator as Current, LinearModel};
     use crate::ml::dataset::LabelEncoding;
+    use crate::ml::preprocess::Preprocessor;
     use crate::ml::{MlError, MlResult, Task};
 
     #[cfg_attr(test, derive(serde::Serialize))]
@@ -166,10 +168,11 @@ mod v1 {
             if tag != algorithm.as_bytes() {
                 return super::corrupt("algorithm tag does not match the payload");
             }
+            // 0.1.0 took numbers as they were, and a NULL was an error.
             Ok(super::Model::new(
                 algorithm,
                 self.task,
-                self.feature_names,
+                Preprocessor::identity(&self.feature_names),
                 self.labels,
                 estimator,
             ))
@@ -340,6 +343,7 @@ mod tests {
             &serde_json::json!({}),
         )
         .unwrap();
+        let options = crate::ml::preprocess::default_options(&d, false);
         let fit = FitRequest {
             algorithm: spec,
             params: &params,
@@ -347,6 +351,7 @@ mod tests {
             seed: 42,
             threads: 1,
             split_key: &d.feature_names,
+            preprocess: &options,
         };
         train(&d, &fit, &crate::ml::Interrupts::none())
             .unwrap()
@@ -373,11 +378,11 @@ mod tests {
         let mismatched = Model::new(
             "linear_regression",
             m.task,
-            m.feature_names.clone(),
+            m.inputs.clone(),
             m.labels.clone(),
             Estimator::Linear(crate::ml::algorithms::LinearModel {
                 intercept: 1e9,
-                coefficients: vec![0.0; m.n_features()],
+                coefficients: vec![0.0; m.feature_names.len()],
             }),
         );
         let bytes = encode(&mismatched).unwrap();

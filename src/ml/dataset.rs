@@ -1,5 +1,11 @@
 //! Training data in canonical form: rows sorted by value, so the same data
 //! gives the same model and the same hash whatever order the scan returned.
+//!
+//! A raw dataset (as read from SQL) holds every input column as numbers: a
+//! NaN is a missing value (SQL NULL), a categorical column holds the index
+//! of its text in the column's dictionary (sorted, so the index does not
+//! depend on row order), a timestamp its epoch seconds. Preprocessing turns
+//! it into an encoded dataset, every value finite, for the estimators.
 
 use std::cmp::Ordering;
 use std::collections::HashMap;
@@ -79,6 +85,19 @@ impl LabelEncoding {
     }
 }
 
+/// What an input column holds, which decides how it is preprocessed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ColumnKind {
+    Numeric,
+    /// 0 or 1.
+    Boolean,
+    /// Text, varchar or an enum: an index into the column's dictionary.
+    Categorical,
+    /// A date or timestamp, as seconds since 1970-01-01 00:00 UTC.
+    Timestamp,
+}
+
 /// Labels as read from SQL, before encoding.
 pub enum RawLabels {
     /// Classification labels in their text form, with the SQL kind.
@@ -99,37 +118,92 @@ pub enum Labels {
 #[derive(Debug, Clone)]
 pub struct Dataset {
     pub feature_names: Vec<String>,
-    /// Row-major, `n_rows * feature_names.len()` values, none NaN.
+    pub kinds: Vec<ColumnKind>,
+    /// Per column: the texts a categorical column's indices name, sorted;
+    /// empty for other kinds.
+    pub dictionaries: Vec<Vec<String>>,
+    /// Row-major, `n_rows * feature_names.len()` values; NaN is missing.
     pub records: Vec<f64>,
     pub labels: Labels,
 }
 
+/// One input column as read, before the dataset is put in canonical order.
+pub struct RawColumn {
+    pub name: String,
+    pub kind: ColumnKind,
+    /// A categorical column's texts, in any order; its values index them.
+    pub dictionary: Vec<String>,
+}
+
 impl Dataset {
-    /// Builds the canonical dataset. `records` is row-major.
+    /// Builds the canonical dataset of numeric columns. `records` is
+    /// row-major.
     pub fn new(feature_names: Vec<String>, records: Vec<f64>, labels: RawLabels) -> MlResult<Self> {
-        Self::new_interruptible(feature_names, records, labels, &Interrupts::none())
+        let columns = feature_names
+            .into_iter()
+            .map(|name| RawColumn {
+                name,
+                kind: ColumnKind::Numeric,
+                dictionary: Vec::new(),
+            })
+            .collect();
+        Self::new_interruptible(columns, records, labels, &Interrupts::none())
     }
 
-    /// `new`, asking `interrupts` while it sorts: putting millions of rows
-    /// in canonical order takes seconds.
+    /// Builds the canonical dataset: dictionaries sorted (and indices
+    /// renumbered), then rows sorted, asking `interrupts` while it sorts:
+    /// putting millions of rows in canonical order takes seconds.
     pub fn new_interruptible(
-        feature_names: Vec<String>,
-        records: Vec<f64>,
+        columns: Vec<RawColumn>,
+        mut records: Vec<f64>,
         labels: RawLabels,
         interrupts: &Interrupts<'_>,
     ) -> MlResult<Self> {
-        let width = feature_names.len();
+        let width = columns.len();
+        let mut feature_names = Vec::with_capacity(width);
+        let mut kinds = Vec::with_capacity(width);
+        let mut dictionaries = Vec::with_capacity(width);
+        for (j, column) in columns.into_iter().enumerate() {
+            let dictionary = if column.kind == ColumnKind::Categorical {
+                let mut order: Vec<usize> = (0..column.dictionary.len()).collect();
+                order.sort_by(|&a, &b| column.dictionary[a].cmp(&column.dictionary[b]));
+                let mut renumber = vec![0.0; order.len()];
+                for (new, &old) in order.iter().enumerate() {
+                    renumber[old] = new as f64;
+                }
+                if width > 0 {
+                    for v in records.iter_mut().skip(j).step_by(width) {
+                        if !v.is_nan() {
+                            *v = *renumber.get(*v as usize).ok_or_else(|| {
+                                MlError::invalid(format!(
+                                    "column \"{}\" has a category index outside its dictionary",
+                                    column.name
+                                ))
+                            })?;
+                        }
+                    }
+                }
+                let mut texts = column.dictionary;
+                texts.sort();
+                texts
+            } else {
+                Vec::new()
+            };
+            feature_names.push(column.name);
+            kinds.push(column.kind);
+            dictionaries.push(dictionary);
+        }
         if width == 0 {
             return Err(MlError::invalid("no feature columns to train on")
-                .with_hint("name numeric or boolean columns in features => ARRAY[...]"));
+                .with_hint("name the feature columns in features => ARRAY[...]"));
         }
         let n_rows = records.len() / width;
         if records.len() != n_rows * width {
             return Err(MlError::invalid("records do not fill whole rows"));
         }
-        if let Some(pos) = records.iter().position(|v| !v.is_finite()) {
+        if let Some(pos) = records.iter().position(|v| v.is_infinite()) {
             return Err(MlError::invalid(format!(
-                "feature \"{}\" has a non-finite value (NaN or infinity)",
+                "feature \"{}\" has an infinite value",
                 feature_names[pos % width]
             )));
         }
@@ -160,11 +234,45 @@ impl Dataset {
         };
         let mut dataset = Dataset {
             feature_names,
+            kinds,
+            dictionaries,
             records,
             labels,
         };
         dataset.sort_rows(interrupts)?;
         Ok(dataset)
+    }
+
+    /// A dataset of encoded, numeric features for the rows of `self`, in
+    /// the same order (so a split of `self` splits it too).
+    pub fn encoded(&self, feature_names: Vec<String>, records: Vec<f64>) -> MlResult<Self> {
+        let width = feature_names.len();
+        if width == 0 || records.len() != self.n_rows() * width {
+            return Err(MlError::invalid("the encoded rows do not match the data"));
+        }
+        if let Some(pos) = records.iter().position(|v| !v.is_finite()) {
+            return Err(MlError::invalid(format!(
+                "preprocessing gave a non-finite value for \"{}\"",
+                feature_names[pos % width]
+            )));
+        }
+        Ok(Dataset {
+            kinds: vec![ColumnKind::Numeric; width],
+            dictionaries: vec![Vec::new(); width],
+            feature_names,
+            records,
+            labels: self.labels.clone(),
+        })
+    }
+
+    /// The text a categorical value names, if it is one.
+    pub fn text(&self, column: usize, value: f64) -> Option<&str> {
+        if value.is_nan() {
+            return None;
+        }
+        self.dictionaries[column]
+            .get(value as usize)
+            .map(String::as_str)
     }
 
     pub fn n_rows(&self) -> usize {
@@ -205,9 +313,18 @@ impl Dataset {
     /// A hash of the canonical data: names, then features, then labels.
     pub fn sha256_hex(&self, interrupts: &Interrupts<'_>) -> MlResult<String> {
         let mut hasher = Sha256::new();
-        for name in &self.feature_names {
+        for ((name, kind), dictionary) in self
+            .feature_names
+            .iter()
+            .zip(&self.kinds)
+            .zip(&self.dictionaries)
+        {
             hasher.update(name.as_bytes());
-            hasher.update([0]);
+            hasher.update([0, *kind as u8]);
+            for text in dictionary {
+                hasher.update(text.as_bytes());
+                hasher.update([0]);
+            }
         }
         for chunk in self.records.chunks(1 << 20) {
             interrupts.check()?;
@@ -335,8 +452,13 @@ mod tests {
             asked.set(asked.get() + 1);
             Err(MlError::invalid("canceled"))
         };
+        let column = RawColumn {
+            name: "x".into(),
+            kind: ColumnKind::Numeric,
+            dictionary: Vec::new(),
+        };
         let err =
-            Dataset::new_interruptible(names(&["x"]), records, labels, &Interrupts::new(&stop))
+            Dataset::new_interruptible(vec![column], records, labels, &Interrupts::new(&stop))
                 .unwrap_err();
         assert_eq!(err.message, "canceled");
         assert_eq!(asked.get(), 1, "asked once, then the sort ran out");
@@ -357,14 +479,47 @@ mod tests {
     }
 
     #[test]
-    fn non_finite_features_are_rejected() {
+    fn infinite_features_are_rejected_and_nan_is_missing() {
         let err = Dataset::new(
             names(&["x", "y"]),
-            vec![1.0, f64::NAN],
+            vec![1.0, f64::INFINITY],
             RawLabels::Values(vec![1.0]),
         )
         .unwrap_err();
         assert!(err.message.contains("\"y\""), "{}", err.message);
+        assert!(Dataset::new(names(&["x"]), vec![f64::NAN], RawLabels::Values(vec![1.0])).is_ok());
+    }
+
+    #[test]
+    fn dictionaries_are_sorted_whatever_the_order_read() {
+        let column = |dictionary: &[&str]| RawColumn {
+            name: "colour".into(),
+            kind: ColumnKind::Categorical,
+            dictionary: names(dictionary),
+        };
+        let labels = || RawLabels::Values(vec![1.0, 2.0, 3.0]);
+        let a = Dataset::new_interruptible(
+            vec![column(&["red", "blue"])],
+            vec![0.0, 1.0, f64::NAN],
+            labels(),
+            &Interrupts::none(),
+        )
+        .unwrap();
+        let b = Dataset::new_interruptible(
+            vec![column(&["blue", "red"])],
+            vec![1.0, 0.0, f64::NAN],
+            labels(),
+            &Interrupts::none(),
+        )
+        .unwrap();
+        assert_eq!(a.dictionaries[0], names(&["blue", "red"]));
+        assert_eq!(a.records[..2], b.records[..2]);
+        assert!(a.records[2].is_nan());
+        assert_eq!(a.text(0, a.records[0]), Some("blue"));
+        assert_eq!(
+            a.sha256_hex(&Interrupts::none()).unwrap(),
+            b.sha256_hex(&Interrupts::none()).unwrap()
+        );
     }
 
     #[test]

@@ -13,6 +13,8 @@ pub enum MlErrorKind {
     InsufficientData,
     /// Stored model bytes do not decode.
     CorruptArtifact,
+    /// A value is missing where the model cannot fill it in.
+    NullValue,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -41,6 +43,10 @@ impl MlError {
 
     pub fn insufficient(message: impl Into<String>) -> Self {
         Self::new(MlErrorKind::InsufficientData, message)
+    }
+
+    pub fn null_value(message: impl Into<String>) -> Self {
+        Self::new(MlErrorKind::NullValue, message)
     }
 
     pub fn corrupt(message: impl Into<String>) -> Self {

@@ -10,6 +10,7 @@ pub mod hyperparams;
 pub mod metrics;
 pub mod model;
 pub mod parallel;
+pub mod preprocess;
 pub mod split;
 pub mod stats;
 

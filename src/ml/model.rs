@@ -1,5 +1,5 @@
-//! A trained model as predict sees it: the fitted estimator plus everything
-//! needed to feed it (feature names) and to read its output (classes).
+//! A trained model as predict sees it: its inputs and their preprocessing,
+//! the fitted estimator, and its classes.
 
 use serde::{Deserialize, Serialize};
 
@@ -7,6 +7,7 @@ use super::algorithms::{AlgorithmSpec, Estimator, TrainingData};
 use super::dataset::{Dataset, LabelEncoding, Labels};
 use super::hyperparams::Hyperparams;
 use super::metrics::{self, Metrics};
+use super::preprocess::{self, ColumnOptions, Preprocessor, Value};
 use super::split::{self, Split};
 use super::{Interrupts, MlError, MlResult, Task};
 
@@ -15,6 +16,9 @@ pub struct Model {
     /// The algorithm's name, as `ambient.algorithms` lists it.
     pub algorithm: String,
     pub task: Task,
+    /// The raw input columns, in order, and what becomes of them.
+    pub inputs: Preprocessor,
+    /// The features the estimator sees, as preprocessing names them.
     pub feature_names: Vec<String>,
     /// Classes, for classifiers.
     pub labels: Option<LabelEncoding>,
@@ -41,6 +45,8 @@ pub struct FitRequest<'a> {
     pub threads: usize,
     /// The columns whose values decide a row's side of the split.
     pub split_key: &'a [String],
+    /// Per input column, in order.
+    pub preprocess: &'a [ColumnOptions],
 }
 
 pub fn train(
@@ -60,8 +66,12 @@ pub fn train(
         }
     }
     let split = split::holdout(data, fit.test_size, fit.seed, fit.split_key)?;
+    // Preprocessing learns from the training rows only.
+    let inputs = Preprocessor::fit(data, &split.train, fit.preprocess, interrupts)?;
+    let encoded = inputs.transform(data, interrupts)?;
+    check_not_all_constant(&encoded, &split.train)?;
     let estimator = (algorithm.fit)(&TrainingData {
-        dataset: data,
+        dataset: &encoded,
         rows: &split.train,
         params: fit.params,
         seed: fit.seed,
@@ -72,11 +82,11 @@ pub fn train(
     let model = Model::new(
         algorithm.name,
         data.task(),
-        data.feature_names.clone(),
+        inputs,
         data.encoding().cloned(),
         estimator,
     );
-    let metrics = model.evaluate(data, &split.test)?;
+    let metrics = model.score(&encoded.records, &encoded, &split.test)?;
     Ok(Trained {
         model,
         split,
@@ -84,18 +94,37 @@ pub fn train(
     })
 }
 
+fn check_not_all_constant(encoded: &Dataset, rows: &[usize]) -> MlResult<()> {
+    let Some(&first) = rows.first() else {
+        return Ok(());
+    };
+    let varies = (0..encoded.width()).any(|j| {
+        let v = encoded.row(first)[j];
+        rows.iter().any(|&i| encoded.row(i)[j] != v)
+    });
+    if varies {
+        Ok(())
+    } else {
+        Err(
+            MlError::insufficient("every feature is constant in the training rows")
+                .with_hint("a model needs a feature whose value varies"),
+        )
+    }
+}
+
 impl Model {
     pub fn new(
         algorithm: &str,
         task: Task,
-        feature_names: Vec<String>,
+        inputs: Preprocessor,
         labels: Option<LabelEncoding>,
         estimator: Estimator,
     ) -> Self {
         Model {
             algorithm: algorithm.to_string(),
             task,
-            feature_names,
+            feature_names: inputs.feature_names(),
+            inputs,
             labels,
             estimator,
             class_values: Vec::new(),
@@ -111,34 +140,20 @@ impl Model {
                 .collect(),
             None => Vec::new(),
         };
+        self.inputs = self.inputs.prepared();
         self
     }
 
-    pub fn n_features(&self) -> usize {
-        self.feature_names.len()
+    /// The raw input columns, in the order the array forms take them.
+    pub fn input_names(&self) -> Vec<&str> {
+        self.inputs.names().collect()
     }
 
-    pub fn check_features(&self, x: &[f64]) -> MlResult<()> {
-        if x.len() != self.n_features() {
-            return Err(MlError::invalid(format!(
-                "the model takes {} features, got {}",
-                self.n_features(),
-                x.len()
-            ))
-            .with_hint(format!(
-                "features, in order: {}",
-                self.feature_names.join(", ")
-            )));
-        }
-        if let Some(j) = x.iter().position(|v| !v.is_finite()) {
-            return Err(MlError::invalid(format!(
-                "feature {} (\"{}\") is {}",
-                j + 1,
-                self.feature_names[j],
-                x[j]
-            )));
-        }
-        Ok(())
+    /// Preprocesses one row of raw inputs, in input order, into `out` (which
+    /// is cleared first), ready for the `predict_*` methods.
+    pub fn encode(&self, values: &[Value<'_>], out: &mut Vec<f64>) -> MlResult<()> {
+        out.clear();
+        self.inputs.encode(values, out)
     }
 
     /// A class index for classifiers.
@@ -171,12 +186,13 @@ impl Model {
         })
     }
 
-    /// Scores this model on `rows` of `data`, matching features and classes
-    /// by name, so a champion can be scored on a challenger's test rows.
+    /// Scores this model on `rows` of raw `data`, matching input columns
+    /// and classes by name, so a champion can be scored on a challenger's
+    /// test rows.
     pub fn evaluate(&self, data: &Dataset, rows: &[usize]) -> MlResult<Metrics> {
         let columns = self
-            .feature_names
-            .iter()
+            .inputs
+            .names()
             .map(|name| {
                 data.feature_names
                     .iter()
@@ -184,12 +200,41 @@ impl Model {
                     .ok_or_else(|| MlError::invalid(format!("the data has no feature \"{name}\"")))
             })
             .collect::<MlResult<Vec<usize>>>()?;
-        let inputs: Vec<Vec<f64>> = rows
+        let width = self.feature_names.len();
+        let mut encoded = Vec::with_capacity(rows.len() * width);
+        let mut row_values = Vec::with_capacity(data.width());
+        let mut values = Vec::with_capacity(columns.len());
+        let mut buffer = Vec::with_capacity(width);
+        // Only `rows` are encoded; `score` reads them back in that order.
+        for &i in rows {
+            row_values.clear();
+            row_values.extend(preprocess::raw_values(data, i));
+            values.clear();
+            values.extend(columns.iter().map(|&c| row_values[c]));
+            self.encode(&values, &mut buffer)?;
+            encoded.extend_from_slice(&buffer);
+        }
+        let positions: Vec<usize> = (0..rows.len()).collect();
+        self.score_rows(&encoded, width, &positions, data, rows)
+    }
+
+    /// Scores this model on `rows` of an encoded dataset.
+    fn score(&self, records: &[f64], encoded: &Dataset, rows: &[usize]) -> MlResult<Metrics> {
+        self.score_rows(records, encoded.width(), rows, encoded, rows)
+    }
+
+    /// Row `at[k]` of `records` (width `width`) is data row `rows[k]`.
+    fn score_rows(
+        &self,
+        records: &[f64],
+        width: usize,
+        at: &[usize],
+        data: &Dataset,
+        rows: &[usize],
+    ) -> MlResult<Metrics> {
+        let inputs: Vec<&[f64]> = at
             .iter()
-            .map(|&i| {
-                let row = data.row(i);
-                columns.iter().map(|&c| row[c]).collect()
-            })
+            .map(|&k| &records[k * width..(k + 1) * width])
             .collect();
         match (&data.labels, &self.labels) {
             (Labels::Classes { encoding, index }, Some(own)) => {

@@ -59,7 +59,9 @@ pub fn holdout(data: &Dataset, test_size: f64, seed: u64, key: &[String]) -> MlR
         let row = data.row(i);
         let mut h = mix(seed ^ 0x5851_f42d_4c95_7f2d);
         for &j in &columns {
-            h = mix(h ^ row[j].to_bits());
+            // A category hashes by its text, not its dictionary index,
+            // which shifts when a category appears.
+            h = mix(h ^ data.text(j, row[j]).map_or(row[j].to_bits(), text_hash));
         }
         h = mix(h ^ match &data.labels {
             Labels::Classes { index, .. } => class_hashes[index[i]],

@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use super::dataset::{Dataset, Labels};
+use super::dataset::{ColumnKind, Dataset, Labels};
 use super::{Interrupts, MlResult};
 
 pub const QUANTILES: [f64; 5] = [0.05, 0.25, 0.5, 0.75, 0.95];
@@ -73,17 +73,30 @@ pub fn describe(
     let mut out: Vec<(String, ColumnStats)> = (0..width)
         .map(|j| {
             interrupts.check()?;
-            let mut column: Vec<f64> = data
-                .records
-                .iter()
-                .skip(j)
-                .step_by(width)
-                .copied()
-                .collect();
-            Ok((
-                data.feature_names[j].clone(),
-                ColumnStats::Numeric(numeric(&mut column, 0)),
-            ))
+            let column = data.records.iter().skip(j).step_by(width);
+            let stats = match data.kinds[j] {
+                ColumnKind::Categorical => {
+                    let mut freq = vec![0usize; data.dictionaries[j].len()];
+                    let mut nulls = 0;
+                    for &v in column {
+                        match data.text(j, v) {
+                            Some(_) => freq[v as usize] += 1,
+                            None => nulls += 1,
+                        }
+                    }
+                    ColumnStats::Category(CategoryStats {
+                        count: freq.iter().sum(),
+                        nulls,
+                        frequencies: data.dictionaries[j].iter().cloned().zip(freq).collect(),
+                    })
+                }
+                _ => {
+                    let mut present: Vec<f64> = column.copied().filter(|v| !v.is_nan()).collect();
+                    let nulls = data.n_rows() - present.len();
+                    ColumnStats::Numeric(numeric(&mut present, nulls))
+                }
+            };
+            Ok((data.feature_names[j].clone(), stats))
         })
         .collect::<MlResult<_>>()?;
     let label = match &data.labels {

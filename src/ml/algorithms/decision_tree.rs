@@ -70,6 +70,7 @@ pub const SPEC: AlgorithmSpec = AlgorithmSpec {
             ],
         },
     ],
+    scales_inputs: false,
     fit,
     estimated_bytes,
 };

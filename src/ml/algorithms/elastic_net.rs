@@ -2,8 +2,10 @@
 //! coordinate descent, through linfa-elasticnet. All three minimise
 //! scikit-learn's elastic-net objective,
 //! `1/(2n)·‖y − Xw − b‖² + alpha·l1_ratio·‖w‖₁ + alpha·(1 − l1_ratio)/2·‖w‖²`;
-//! ridge is `l1_ratio = 0` and lasso `l1_ratio = 1`. (scikit-learn's own
-//! `Ridge` leaves out the 1/n, so its alpha is n times this one.)
+//! lasso is `l1_ratio = 1`. Ridge is `l1_ratio = 0` with scikit-learn's
+//! `Ridge` objective, `‖y − Xw − b‖² + alpha·‖w‖²`, which has no 1/n: its
+//! alpha is divided by the training rows before it reaches the solver, so it
+//! means what it means in scikit-learn.
 
 use linfa::prelude::*;
 use linfa_elasticnet::ElasticNet;
@@ -49,6 +51,7 @@ pub const RIDGE: AlgorithmSpec = AlgorithmSpec {
         task: Task::Regression,
         params: &[ALPHA, MAX_ITERATIONS, TOLERANCE, FIT_INTERCEPT],
     }],
+    scales_inputs: true,
     fit: |data| fit(data, Some(0.0)),
     estimated_bytes,
 };
@@ -60,6 +63,7 @@ pub const LASSO: AlgorithmSpec = AlgorithmSpec {
         task: Task::Regression,
         params: &[ALPHA, MAX_ITERATIONS, TOLERANCE, FIT_INTERCEPT],
     }],
+    scales_inputs: true,
     fit: |data| fit(data, Some(1.0)),
     estimated_bytes,
 };
@@ -71,6 +75,7 @@ pub const ELASTIC_NET: AlgorithmSpec = AlgorithmSpec {
         task: Task::Regression,
         params: &[ALPHA, L1_RATIO, MAX_ITERATIONS, TOLERANCE, FIT_INTERCEPT],
     }],
+    scales_inputs: true,
     fit: |data| fit(data, None),
     estimated_bytes,
 };
@@ -98,8 +103,13 @@ fn fit(data: &TrainingData<'_>, l1_ratio: Option<f64>) -> MlResult<Estimator> {
     };
     records -= &means;
     let dataset = linfa::Dataset::new(records, data.targets());
+    let alpha = params.float("alpha").unwrap_or(1.0);
+    let penalty = match l1_ratio {
+        Some(0.0) => alpha / data.rows.len().max(1) as f64,
+        _ => alpha,
+    };
     let fitted = ElasticNet::params()
-        .penalty(params.float("alpha").unwrap_or(1.0))
+        .penalty(penalty)
         .l1_ratio(l1_ratio.or(params.float("l1_ratio")).unwrap_or(0.5))
         .max_iterations(params.integer("max_iterations").unwrap_or(1000) as u32)
         .tolerance(params.float("tolerance").unwrap_or(1e-4))

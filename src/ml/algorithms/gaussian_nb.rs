@@ -28,6 +28,7 @@ pub const SPEC: AlgorithmSpec = AlgorithmSpec {
             default: "1e-9",
         }],
     }],
+    scales_inputs: false,
     fit,
     estimated_bytes,
 };

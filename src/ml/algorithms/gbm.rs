@@ -56,6 +56,7 @@ pub const SPEC: AlgorithmSpec = AlgorithmSpec {
             params: PARAMS,
         },
     ],
+    scales_inputs: false,
     fit,
     estimated_bytes,
 };

@@ -19,6 +19,7 @@ pub const SPEC: AlgorithmSpec = AlgorithmSpec {
             default: "true",
         }],
     }],
+    scales_inputs: true,
     fit,
     estimated_bytes,
 };

@@ -42,6 +42,7 @@ pub const SPEC: AlgorithmSpec = AlgorithmSpec {
             },
         ],
     }],
+    scales_inputs: true,
     fit,
     estimated_bytes,
 };

@@ -8,7 +8,7 @@ CREATE TABLE empty_source (x float8, y text);
 CREATE TABLE one_class AS SELECT g::float8 AS x, 'a'::text AS y FROM generate_series(1, 50) g;
 CREATE TABLE tiny AS SELECT g::float8 AS x, (g % 2)::text AS y FROM generate_series(1, 3) g;
 CREATE TABLE with_nulls AS SELECT CASE WHEN g = 7 THEN NULL ELSE g::float8 END AS x, (g % 2)::text AS y FROM generate_series(1, 40) g;
-CREATE TABLE with_text AS SELECT g::float8 AS x, 'label ' || g AS note, (g % 2)::text AS y FROM generate_series(1, 40) g;
+CREATE TABLE with_array AS SELECT g::float8 AS x, ARRAY[g] AS tags, (g % 2)::text AS y FROM generate_series(1, 40) g;
 CREATE TABLE unlabeled AS SELECT g::float8 AS x, NULL::text AS y FROM generate_series(1, 10) g;
 
 SELECT * FROM try($$SELECT ambient.train('nope', relation => 'iris', algorithm => 'decision_tree')$$);
@@ -24,8 +24,9 @@ SELECT * FROM try($$SELECT ambient.train('e1', relation => 'unlabeled', target =
 SELECT * FROM try($$SELECT ambient.train('e1', relation => 'tiny', target => 'y', algorithm => 'decision_tree')$$);
 SELECT * FROM try($$SELECT ambient.train('e1', relation => 'iris', target => 'species', test_size => 1.5, algorithm => 'decision_tree')$$);
 SELECT * FROM try($$SELECT ambient.train('e1', relation => 'one_class', target => 'y', algorithm => 'decision_tree')$$);
-SELECT * FROM try($$SELECT ambient.train('e1', relation => 'with_nulls', target => 'y', algorithm => 'decision_tree')$$);
-SELECT * FROM try($$SELECT ambient.train('e1', relation => 'with_text', target => 'y', algorithm => 'decision_tree')$$);
+-- A NULL feature is imputed (16_preprocess), unless its column says "error".
+SELECT * FROM try($$SELECT ambient.train('e1', relation => 'with_nulls', target => 'y', algorithm => 'decision_tree', preprocess => '{"x": {"impute": "error"}}')$$);
+SELECT * FROM try($$SELECT ambient.train('e1', relation => 'with_array', target => 'y', algorithm => 'decision_tree')$$);
 SELECT * FROM try($$SELECT ambient.train('e1', relation => 'iris', target => 'species', algorithm => 'xgboost')$$);
 SELECT * FROM try($$SELECT ambient.train('e1', relation => 'iris', target => 'species', hyperparams => '{"depth": 3}', algorithm => 'decision_tree')$$);
 SELECT * FROM try($$SELECT ambient.train('e1', relation => 'iris', target => 'species', hyperparams => '{"max_depth": "deep"}', algorithm => 'decision_tree')$$);
@@ -57,6 +58,7 @@ SELECT count(*) AS iris_still_here FROM iris;
 SELECT * FROM try($$SELECT ambient.predict('nope', ARRAY[1, 2, 3, 4])$$);
 SELECT * FROM try($$SELECT ambient.predict(999999, ARRAY[1, 2, 3, 4])$$);
 SELECT * FROM try($$SELECT ambient.predict('iris', ARRAY[1, 2, 3])$$);
+-- A NULL or NaN element is imputed, as the model learnt (16_preprocess).
 SELECT * FROM try($$SELECT ambient.predict('iris', ARRAY[1, 2, NULL, 4])$$);
 SELECT * FROM try($$SELECT ambient.predict('iris', ARRAY[[1, 2], [3, 4]])$$);
 SELECT * FROM try($$SELECT ambient.predict('iris', '{}'::float8[])$$);
