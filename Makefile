@@ -6,7 +6,7 @@ CONFIG := source scripts/config.sh
 # pgrx-started servers must not see it: see scripts/cluster.sh.
 unexport RUST_BACKTRACE RUST_LIB_BACKTRACE
 
-.PHONY: setup install cluster stop demo test lint unit regress isolation integration upgrade bench clean-cluster
+.PHONY: setup install cluster stop demo test lint unit regress isolation integration upgrade bench bench-accuracy clean-cluster
 
 setup:
 	scripts/setup.sh
@@ -56,3 +56,8 @@ test: lint unit regress isolation integration upgrade
 
 bench: cluster
 	scripts/bench.sh
+
+# Accuracy against scikit-learn on one train/test split per dataset;
+# rewrites the table in docs/accuracy.md.
+bench-accuracy: cluster
+	$(CONFIG); python3 bench/accuracy.py

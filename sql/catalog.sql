@@ -70,6 +70,10 @@ CREATE TABLE ambient.model_store (
     -- the model applies it at predict time. Last, where 0.2.0's upgrade
     -- adds it.
     preprocessing      jsonb NOT NULL,
+    -- Permutation importance per input column on the test split: how much
+    -- the primary metric falls when the column is shuffled. NULL for models
+    -- trained before 0.2.0.
+    importance         jsonb,
     UNIQUE (project_id, version)
 );
 

@@ -55,6 +55,7 @@ UPDATE ambient.model_store m
                                  ORDER BY o)
                           FROM pg_catalog.unnest(m.features) WITH ORDINALITY AS u (f, o));
 ALTER TABLE ambient.model_store ALTER COLUMN preprocessing SET NOT NULL;
+ALTER TABLE ambient.model_store ADD COLUMN importance jsonb;
 
 -- train, deploy and rollback take new_contract: a model with other features
 -- than the contract goes live only when the caller says so. train's
@@ -269,6 +270,37 @@ CREATE FUNCTION ambient."algorithms"() RETURNS TABLE (
 STABLE STRICT PARALLEL SAFE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'algorithms_wrapper';
+
+-- Why a model predicts what it does.
+CREATE FUNCTION ambient.explain(project text, features float8[])
+    RETURNS TABLE (feature text, contribution float8, explains text)
+    STRICT STABLE PARALLEL SAFE LANGUAGE c AS 'MODULE_PATHNAME', 'explain_array_wrapper';
+CREATE FUNCTION ambient.explain(model_id bigint, features float8[])
+    RETURNS TABLE (feature text, contribution float8, explains text)
+    STRICT STABLE PARALLEL SAFE LANGUAGE c AS 'MODULE_PATHNAME', 'explain_pinned_wrapper';
+CREATE FUNCTION ambient.explain(project text, "row" record)
+    RETURNS TABLE (feature text, contribution float8, explains text)
+    STRICT STABLE PARALLEL SAFE LANGUAGE c AS 'MODULE_PATHNAME', 'explain_row_wrapper';
+CREATE FUNCTION ambient."feature_importance"(
+	"project" TEXT /* & str */
+) RETURNS TABLE (
+	"feature" TEXT,  /* String */
+	"method" TEXT,  /* String */
+	"importance" double precision  /* f64 */
+)
+STRICT STABLE PARALLEL SAFE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'feature_importance_live_wrapper';
+CREATE FUNCTION ambient."feature_importance"(
+	"model_id" bigint /* i64 */
+) RETURNS TABLE (
+	"feature" TEXT,  /* String */
+	"method" TEXT,  /* String */
+	"importance" double precision  /* f64 */
+)
+STRICT STABLE PARALLEL SAFE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'feature_importance_pinned_wrapper';
 
 GRANT USAGE ON SCHEMA ambient TO PUBLIC;
 GRANT SELECT ON ambient.readable_projects, ambient.models, ambient.deployments, ambient.overview,

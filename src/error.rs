@@ -120,6 +120,7 @@ impl From<MlError> for AmbientError {
             MlErrorKind::WrongType => PgSqlErrorCode::ERRCODE_DATATYPE_MISMATCH,
             MlErrorKind::CorruptArtifact => PgSqlErrorCode::ERRCODE_DATA_CORRUPTED,
             MlErrorKind::NullValue => PgSqlErrorCode::ERRCODE_NULL_VALUE_NOT_ALLOWED,
+            MlErrorKind::Unsupported => PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
         };
         AmbientError {
             code,

@@ -4,6 +4,7 @@
 mod algorithms;
 mod deploy;
 mod drop;
+mod explain;
 mod grant;
 mod model_cache;
 mod predict;

@@ -94,11 +94,11 @@ struct Resolved {
 
 /// What one call site remembers while its statement lasts.
 #[derive(Default)]
-struct CallSite {
+pub(super) struct CallSite {
     resolved: Option<Resolved>,
     layout: Option<RowLayout>,
     /// The row's inputs after preprocessing, as the estimator takes them.
-    features: Vec<f64>,
+    pub(super) features: Vec<f64>,
 }
 
 fn call_site<'a>(fcinfo: FunctionCallInfo) -> &'a mut CallSite {
@@ -437,7 +437,7 @@ unsafe fn read_array(
 
 /// How a predict form names its model and passes its features.
 #[derive(Clone, Copy)]
-enum Form {
+pub(super) enum Form {
     ProjectArray,
     ProjectRow,
     PinnedArray,
@@ -450,8 +450,27 @@ fn predict<R>(
     form: Form,
     answer: impl FnOnce(&Model, &[f64]) -> MlResult<R>,
 ) -> R {
-    // SAFETY: the SQL signatures fix each form's argument types, and the
-    // functions are STRICT, so no argument is NULL.
+    // SAFETY: fcinfo is the live call of a function declared with `form`'s
+    // signature.
+    let site = call_site(fcinfo);
+    unsafe { read_input(site, fcinfo, form) }
+        .and_then(|model| Ok(answer(&model, &site.features)?))
+        .or_raise()
+}
+
+/// Resolves the call's model and preprocesses its input into
+/// `site.features`.
+///
+/// # Safety
+/// `fcinfo` must be a live call whose arguments are `form`'s: the SQL
+/// signatures fix their types, and the functions are STRICT, so no argument
+/// is NULL.
+pub(super) unsafe fn read_input(
+    site: &mut CallSite,
+    fcinfo: FunctionCallInfo,
+    form: Form,
+) -> AmbientResult<Rc<Model>> {
+    // SAFETY: per the contract.
     unsafe {
         let key = match form {
             Form::PinnedArray => ModelKey::Id(pg_getarg::<i64>(fcinfo, 0).unwrap_or_default()),
@@ -460,15 +479,12 @@ fn predict<R>(
             }
         };
         let input = pg_getarg_datum_raw(fcinfo, 1);
-        let site = call_site(fcinfo);
-        let outcome = site.model(key).and_then(|model| {
-            match form {
-                Form::ProjectRow => site.read_row(&model, input)?,
-                Form::ProjectArray | Form::PinnedArray => read_array(site, &model, input)?,
-            }
-            Ok(answer(&model, &site.features)?)
-        });
-        outcome.or_raise()
+        let model = site.model(key)?;
+        match form {
+            Form::ProjectRow => site.read_row(&model, input)?,
+            Form::ProjectArray | Form::PinnedArray => read_array(site, &model, input)?,
+        }
+        Ok(model)
     }
 }
 

@@ -296,11 +296,20 @@ fn run(req: TrainRequest) -> AmbientResult<Outcome> {
         model,
         split,
         metrics,
+        permutation,
     } = trained;
     let primary = data.task().primary_metric();
     let score = metrics.get(primary).copied().unwrap_or(f64::NAN);
     let bytes = artifact::encode(&model)?;
     let sha = artifact::sha256_hex(&bytes);
+    let importance = serde_json::Value::Object(
+        model
+            .input_names()
+            .into_iter()
+            .zip(permutation)
+            .map(|(name, drop)| (name.to_string(), serde_json::json!(drop)))
+            .collect(),
+    );
     let column_stats = serde_json::to_value(stats::describe(
         data,
         &target,
@@ -330,6 +339,7 @@ fn run(req: TrainRequest) -> AmbientResult<Outcome> {
             features: data.feature_names.clone(),
             feature_types: loaded.feature_types.clone(),
             preprocessing: model.inputs.describe(),
+            importance,
             label_classes: data.encoding().map(|e| e.classes.clone()),
             metrics: serde_json::to_value(&metrics).unwrap_or_default(),
             primary_metric: primary,

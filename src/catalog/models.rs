@@ -54,6 +54,8 @@ pub struct NewModel<'a> {
     pub features: Vec<String>,
     pub feature_types: Vec<String>,
     pub preprocessing: serde_json::Value,
+    /// Permutation importance per input column, on the test split.
+    pub importance: serde_json::Value,
     pub label_classes: Option<Vec<String>>,
     pub metrics: serde_json::Value,
     pub primary_metric: &'a str,
@@ -80,13 +82,13 @@ pub fn insert(m: NewModel<'_>) -> AmbientResult<(i64, i32)> {
                    (project_id, version, algorithm, hyperparams, features, feature_types,
                     label_classes, metrics, primary_metric, score, test_size, seed,
                     train_rows, test_rows, training_seconds, extension_version,
-                    snapshot_id, artifact, artifact_sha256, created_by, preprocessing)
+                    snapshot_id, artifact, artifact_sha256, created_by, preprocessing, importance)
                  SELECT $1,
                         COALESCE((SELECT pg_catalog.max(version) FROM ambient.model_store
                                    WHERE project_id OPERATOR(pg_catalog.=) $1), 0)
                           OPERATOR(pg_catalog.+) 1,
                         $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15,
-                        $16, $17, $18, $19, $20
+                        $16, $17, $18, $19, $20, $21
                  RETURNING id, version",
                 None,
                 &[
@@ -110,6 +112,7 @@ pub fn insert(m: NewModel<'_>) -> AmbientResult<(i64, i32)> {
                     m.artifact_sha256.into(),
                     m.created_by.into(),
                     JsonB(m.preprocessing).into(),
+                    JsonB(m.importance).into(),
                 ],
             )?
             .first();
@@ -210,6 +213,15 @@ pub fn features_of(model_id: i64) -> AmbientResult<Vec<String>> {
         &[model_id.into()],
     )?
     .unwrap_or_default())
+}
+
+/// A model's permutation importance per input column, as training measured
+/// it on its test split (`None` for models from before 0.2.0).
+pub fn permutation_importance_of(model_id: i64) -> AmbientResult<Option<JsonB>> {
+    select_one::<JsonB>(
+        "SELECT importance FROM ambient.model_store WHERE id OPERATOR(pg_catalog.=) $1",
+        &[model_id.into()],
+    )
 }
 
 /// The project a model belongs to, if the model exists.

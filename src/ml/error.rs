@@ -15,6 +15,8 @@ pub enum MlErrorKind {
     CorruptArtifact,
     /// A value is missing where the model cannot fill it in.
     NullValue,
+    /// Something this algorithm does not do.
+    Unsupported,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -47,6 +49,10 @@ impl MlError {
 
     pub fn null_value(message: impl Into<String>) -> Self {
         Self::new(MlErrorKind::NullValue, message)
+    }
+
+    pub fn unsupported(message: impl Into<String>) -> Self {
+        Self::new(MlErrorKind::Unsupported, message)
     }
 
     pub fn corrupt(message: impl Into<String>) -> Self {

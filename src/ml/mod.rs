@@ -6,6 +6,7 @@ pub mod algorithms;
 pub mod artifact;
 pub mod dataset;
 pub mod error;
+pub mod explain;
 pub mod hyperparams;
 pub mod metrics;
 pub mod model;

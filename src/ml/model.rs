@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use super::algorithms::{AlgorithmSpec, Estimator, TrainingData};
 use super::dataset::{Dataset, LabelEncoding, Labels};
+use super::explain;
 use super::hyperparams::Hyperparams;
 use super::metrics::{self, Metrics};
 use super::preprocess::{self, ColumnOptions, Preprocessor, Value};
@@ -28,11 +29,13 @@ pub struct Model {
     class_values: Vec<f64>,
 }
 
-/// What `train` hands back: the model, the split it was scored on, its scores.
+/// What `train` hands back: the model, the split it was scored on, its
+/// scores, and the permutation importance of each input on the test split.
 pub struct Trained {
     pub model: Model,
     pub split: Split,
     pub metrics: Metrics,
+    pub permutation: Vec<f64>,
 }
 
 /// What to fit and how to split for it.
@@ -87,10 +90,13 @@ pub fn train(
         estimator,
     );
     let metrics = model.score(&encoded.records, &encoded, &split.test)?;
+    let permutation =
+        explain::permutation_importance(&model, &encoded, &split.test, fit.seed, interrupts)?;
     Ok(Trained {
         model,
         split,
         metrics,
+        permutation,
     })
 }
 
@@ -224,7 +230,7 @@ impl Model {
     }
 
     /// Row `at[k]` of `records` (width `width`) is data row `rows[k]`.
-    fn score_rows(
+    pub(crate) fn score_rows(
         &self,
         records: &[f64],
         width: usize,

@@ -433,33 +433,44 @@ impl Preprocessor {
 
     /// The names of the features the estimator sees.
     pub fn feature_names(&self) -> Vec<String> {
-        let mut names = Vec::new();
-        for input in &self.inputs {
+        self.features().into_iter().map(|(_, name)| name).collect()
+    }
+
+    /// For each feature the estimator sees, the input column it comes from.
+    pub fn feature_inputs(&self) -> Vec<usize> {
+        self.features()
+            .into_iter()
+            .map(|(input, _)| input)
+            .collect()
+    }
+
+    /// Every feature the estimator sees: its input column, and its name.
+    fn features(&self) -> Vec<(usize, String)> {
+        let mut out = Vec::new();
+        for (i, input) in self.inputs.iter().enumerate() {
+            let name = &input.name;
+            let mut push = |feature: String| out.push((i, feature));
             match &input.step {
-                Step::Number { .. } => names.push(input.name.clone()),
-                Step::Timestamp { .. } => names.extend(
-                    TIME_PARTS
-                        .iter()
-                        .map(|part| format!("{}.{part}", input.name)),
-                ),
+                Step::Number { .. } => push(name.clone()),
+                Step::Timestamp { .. } => TIME_PARTS
+                    .iter()
+                    .for_each(|part| push(format!("{name}.{part}"))),
                 Step::Category { encoding, .. } => match encoding {
                     Encoding::OneHot { categories, other } => {
-                        names.extend(categories.iter().map(|c| format!("{}={c}", input.name)));
+                        categories.iter().for_each(|c| push(format!("{name}={c}")));
                         if *other {
-                            names.push(format!("{}=(other)", input.name));
+                            push(format!("{name}=(other)"));
                         }
                     }
-                    Encoding::Ordinal { .. } => names.push(input.name.clone()),
-                    Encoding::Target { outputs: 1, .. } => {
-                        names.push(format!("{}:target", input.name))
-                    }
+                    Encoding::Ordinal { .. } => push(name.clone()),
+                    Encoding::Target { outputs: 1, .. } => push(format!("{name}:target")),
                     Encoding::Target { outputs, .. } => {
-                        names.extend((0..*outputs).map(|k| format!("{}:target{k}", input.name)))
+                        (0..*outputs).for_each(|k| push(format!("{name}:target{k}")))
                     }
                 },
             }
         }
-        names
+        out
     }
 
     /// Checks, after decoding, what encoding relies on.

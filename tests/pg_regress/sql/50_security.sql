@@ -81,6 +81,11 @@ SELECT * FROM try($$SELECT ambient.deploy('alice_iris', 'most_recent')$$);
 SELECT sqlstate, replace(message, :'alice_model', '<id>') AS message, hint
   FROM try(format('SELECT ambient.drop_model(%s)', :alice_model));
 SELECT * FROM try($$SELECT ambient.train('alice_iris', relation => 'iris', algorithm => 'decision_tree')$$);
+-- ... nor ask why it predicts what it does.
+SELECT * FROM try($$SELECT * FROM ambient.explain('alice_iris', ARRAY[5.1, 3.5, 1.4, 0.2])$$);
+SELECT * FROM try($$SELECT * FROM ambient.feature_importance('alice_iris')$$);
+SELECT sqlstate, replace(message, :'alice_model', '<id>') AS message, hint
+  FROM try(format('SELECT * FROM ambient.feature_importance(%s::bigint)', :alice_model));
 RESET ROLE;
 -- ... until alice grants him 'predict': he predicts, but still sees nothing.
 SET ROLE ambient_alice;
