@@ -56,6 +56,27 @@ UPDATE ambient.model_store m
                           FROM pg_catalog.unnest(m.features) WITH ORDINALITY AS u (f, o));
 ALTER TABLE ambient.model_store ALTER COLUMN preprocessing SET NOT NULL;
 ALTER TABLE ambient.model_store ADD COLUMN importance jsonb;
+ALTER TABLE ambient.model_store ADD COLUMN request jsonb;
+
+-- Every candidate a search tried for a model: its hyper-parameters, its
+-- score on each cross-validation fold, their mean and spread, how long it
+-- took, and whether it won.
+CREATE TABLE ambient.trial_log (
+    model_id     bigint NOT NULL REFERENCES ambient.model_store (id) ON DELETE CASCADE,
+    trial        integer NOT NULL,
+    algorithm    text NOT NULL,
+    hyperparams  jsonb NOT NULL,
+    fold_scores  double precision[] NOT NULL,
+    -- NULL when the trial did not finish (failed, or skipped for the budget).
+    mean_score   double precision,
+    std_score    double precision,
+    seconds      double precision NOT NULL,
+    status       text NOT NULL,
+    chosen       boolean NOT NULL,
+    PRIMARY KEY (model_id, trial)
+);
+
+SELECT pg_catalog.pg_extension_config_dump('ambient.trial_log', '');
 
 -- train, deploy and rollback take new_contract: a model with other features
 -- than the contract goes live only when the caller says so. train's
@@ -137,7 +158,7 @@ AS 'MODULE_PATHNAME', 'revoke_project_wrapper';
 -- values (tree thresholds), snapshots hold query texts and column
 -- statistics. Roles read the views below, which show only what they may.
 REVOKE ALL ON ambient.projects, ambient.snapshots, ambient.model_store, ambient.deployment_log,
-              ambient.project_grants FROM PUBLIC;
+              ambient.project_grants, ambient.trial_log FROM PUBLIC;
 
 -- The live model of each project: its newest deployment row. Everything
 -- that asks what is live reads this view, so the rule is written once.
@@ -302,9 +323,48 @@ STRICT STABLE PARALLEL SAFE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'feature_importance_pinned_wrapper';
 
+-- Every trial of the searches behind readable projects' models.
+CREATE VIEW ambient.trials WITH (security_barrier) AS
+SELECT p.project,
+       t.model_id,
+       m.version,
+       t.trial,
+       t.algorithm,
+       t.hyperparams,
+       t.fold_scores,
+       t.mean_score,
+       t.std_score,
+       t.seconds,
+       t.status,
+       t.chosen
+  FROM ambient.trial_log t
+  JOIN ambient.model_store m ON m.id = t.model_id
+  JOIN ambient.readable_projects p ON p.project_id = m.project_id;
+
+-- A search's trials, best mean first: the project's latest search, or the
+-- one behind model version `version`.
+CREATE FUNCTION ambient.leaderboard(project text, version integer DEFAULT NULL)
+RETURNS TABLE (rank bigint, trial integer, algorithm text, hyperparams jsonb,
+               mean_score double precision, std_score double precision,
+               fold_scores double precision[], seconds double precision,
+               status text, chosen boolean)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT pg_catalog.rank() OVER (ORDER BY t.mean_score DESC NULLS LAST),
+           t.trial, t.algorithm, t.hyperparams, t.mean_score, t.std_score,
+           t.fold_scores, t.seconds, t.status, t.chosen
+      FROM ambient.trials t
+     WHERE t.project OPERATOR(pg_catalog.=) $1
+       AND t.version OPERATOR(pg_catalog.=) COALESCE($2,
+             (SELECT pg_catalog.max(u.version) FROM ambient.trials u
+               WHERE u.project OPERATOR(pg_catalog.=) $1))
+     ORDER BY 1, t.trial
+$$;
+
 GRANT USAGE ON SCHEMA ambient TO PUBLIC;
 GRANT SELECT ON ambient.readable_projects, ambient.models, ambient.deployments, ambient.overview,
-                ambient.model_snapshots, ambient.grants TO PUBLIC;
+                ambient.model_snapshots, ambient.grants, ambient.trials TO PUBLIC;
 
 -- predict's COST is measured (src/api/predict.rs says how), so the planner
 -- evaluates it after cheaper filters.

@@ -9,6 +9,7 @@ static MAX_TRAINING_MEMORY_KB: GucSetting<i32> = GucSetting::<i32>::new(1024 * 1
 static MAX_TRAINING_ROWS: GucSetting<i32> = GucSetting::<i32>::new(10_000_000);
 static MAX_CLASSES: GucSetting<i32> = GucSetting::<i32>::new(100);
 static TRAINING_THREADS: GucSetting<i32> = GucSetting::<i32>::new(0);
+static PROGRESS: GucSetting<bool> = GucSetting::<bool>::new(true);
 
 pub fn init() {
     GucRegistry::define_int_guc(
@@ -61,6 +62,14 @@ pub fn init() {
         GucContext::Userset,
         GucFlags::default(),
     );
+    GucRegistry::define_bool_guc(
+        c"ambient.progress",
+        c"Whether long training reports its progress as NOTICEs.",
+        c"A search reports each trial as it ends.",
+        &PROGRESS,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
 }
 
 pub fn model_cache_size() -> usize {
@@ -85,4 +94,8 @@ pub fn training_threads() -> usize {
         n if n <= 0 => cores,
         n => (n as usize).min(cores),
     }
+}
+
+pub fn progress() -> bool {
+    PROGRESS.get()
 }

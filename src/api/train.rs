@@ -10,15 +10,19 @@ use super::check_project_name;
 use super::deploy::{check_contract, make_live};
 use super::model_cache;
 use crate::catalog::deployments::NewDeployment;
-use crate::catalog::models::{NewModel, NewSnapshot};
+use crate::catalog::models::{NewModel, NewSnapshot, NewTrial};
 use crate::catalog::projects::NewProject;
 use crate::catalog::{self, as_extension_owner, deployments, models, projects, Caller};
 use crate::error::{AmbientError, AmbientResult, OrRaise};
 use crate::gucs;
 use crate::ml::algorithms::{AlgorithmSpec, Shape};
 use crate::ml::dataset::ColumnKind;
+use crate::ml::dataset::Dataset;
 use crate::ml::hyperparams::Hyperparams;
 use crate::ml::model::{self, FitRequest, Trained};
+use crate::ml::preprocess::ColumnOptions;
+use crate::ml::search::{self, Candidate, CrossValidation, Status, Strategy, Trial};
+use crate::ml::split;
 use crate::ml::{algorithms, artifact, preprocess, stats, Task};
 use crate::source::{self, Source};
 
@@ -38,6 +42,11 @@ fn train(
     deploy: default!(Option<&str>, "'if_better'"),
     new_contract: default!(bool, "false"),
     preprocess: default!(Option<JsonB>, "'{}'"),
+    search: default!(Option<&str>, "NULL"),
+    search_params: default!(Option<JsonB>, "NULL"),
+    search_iterations: default!(Option<i32>, "10"),
+    folds: default!(Option<i32>, "3"),
+    budget_seconds: default!(Option<f64>, "NULL"),
 ) -> TableIterator<
     'static,
     (
@@ -62,6 +71,13 @@ fn train(
         deploy,
         new_contract,
         preprocess,
+        SearchArgs {
+            search,
+            search_params,
+            search_iterations,
+            folds,
+            budget_seconds,
+        },
     )
     .or_raise();
     let outcome = run(request).or_raise();
@@ -98,6 +114,20 @@ struct TrainRequest {
     new_contract: bool,
     /// Per-column preprocessing options, over the algorithm's defaults.
     preprocess: serde_json::Value,
+    /// How candidates are chosen, when more than one is tried.
+    strategy: Option<Strategy>,
+    search_params: serde_json::Value,
+    folds: usize,
+    budget_seconds: Option<f64>,
+}
+
+/// train's model-selection arguments, as SQL passes them.
+struct SearchArgs<'a> {
+    search: Option<&'a str>,
+    search_params: Option<JsonB>,
+    search_iterations: Option<i32>,
+    folds: Option<i32>,
+    budget_seconds: Option<f64>,
 }
 
 impl TrainRequest {
@@ -116,6 +146,7 @@ impl TrainRequest {
         deploy: Option<&str>,
         new_contract: bool,
         preprocess: Option<JsonB>,
+        search: SearchArgs<'_>,
     ) -> AmbientResult<Self> {
         let required = |name: &str| AmbientError::null_value(format!("{name} must not be NULL"));
         let project = project.ok_or_else(|| required("project"))?;
@@ -141,13 +172,84 @@ impl TrainRequest {
                 )
             }
         };
+        let hyperparams = hyperparams.map(|j| j.0).unwrap_or(serde_json::Value::Null);
+        let auto = algorithm == Some("auto");
+        let strategy = match (auto, search.search) {
+            (true, None) => Some(Strategy::Auto),
+            (true, Some(_)) => {
+                return Err(AmbientError::invalid(
+                    "algorithm => 'auto' compares algorithms, and search tunes one",
+                )
+                .hint("name one algorithm to search its hyper-parameters"))
+            }
+            (false, None) => None,
+            (false, Some("grid")) => Some(Strategy::Grid),
+            (false, Some("random")) => {
+                let iterations = search
+                    .search_iterations
+                    .ok_or_else(|| required("search_iterations"))?;
+                if !(1..=10_000).contains(&iterations) {
+                    return Err(AmbientError::invalid(format!(
+                        "search_iterations must be from 1 to 10000, got {iterations}"
+                    )));
+                }
+                Some(Strategy::Random {
+                    iterations: iterations as usize,
+                })
+            }
+            (false, Some(other)) => {
+                return Err(AmbientError::invalid(format!("unknown search \"{other}\""))
+                    .hint("search is 'grid' or 'random'; algorithm => 'auto' compares algorithms"))
+            }
+        };
+        let search_params = search.search_params.map(|j| j.0);
+        match (&strategy, &search_params) {
+            (Some(Strategy::Grid | Strategy::Random { .. }), None) => {
+                return Err(AmbientError::invalid("a search needs search_params")
+                    .hint(r#"e.g. search_params => '{"max_depth": [4, 8, 16]}'"#))
+            }
+            (None | Some(Strategy::Auto), Some(_)) => {
+                return Err(AmbientError::invalid(
+                    "search_params needs search => 'grid' or 'random'",
+                ))
+            }
+            _ => {}
+        }
+        let hyperparams_given = match &hyperparams {
+            serde_json::Value::Null => false,
+            serde_json::Value::Object(map) => !map.is_empty(),
+            _ => true,
+        };
+        if auto && hyperparams_given {
+            return Err(AmbientError::invalid(
+                "algorithm => 'auto' tries each algorithm with its defaults, so it takes no hyperparams",
+            )
+            .hint("to tune one algorithm, name it and pass search => 'grid' or 'random'"));
+        }
+        let folds = search.folds.ok_or_else(|| required("folds"))?;
+        if folds < 2 {
+            return Err(AmbientError::invalid(format!(
+                "folds must be at least 2, got {folds}"
+            )));
+        }
+        if let Some(budget) = search.budget_seconds {
+            if !(budget > 0.0 && budget.is_finite()) {
+                return Err(AmbientError::invalid(format!(
+                    "budget_seconds must be a positive number of seconds, got {budget}"
+                )));
+            }
+        }
         Ok(TrainRequest {
             project: project.to_string(),
             source,
             target: target.map(str::to_string),
             task: task.map(Task::parse).transpose()?,
-            algorithm: algorithm.map(str::to_string),
-            hyperparams: hyperparams.map(|j| j.0).unwrap_or(serde_json::Value::Null),
+            algorithm: algorithm.filter(|_| !auto).map(str::to_string),
+            hyperparams,
+            strategy,
+            search_params: search_params.unwrap_or(serde_json::Value::Null),
+            folds: folds as usize,
+            budget_seconds: search.budget_seconds,
             features: features
                 .map(|list| list.into_iter().collect::<Option<Vec<String>>>())
                 .map(|list| list.ok_or_else(|| required("an element of features")))
@@ -192,10 +294,10 @@ fn run(req: TrainRequest) -> AmbientResult<Outcome> {
     if let Some(p) = &existing {
         check_fits(p, req.target.as_deref(), req.task)?;
     }
-    // Reject a bad algorithm or hyper-parameter before reading any data,
-    // when the task is known before the data is.
+    // Reject a bad algorithm, hyper-parameter or search space before
+    // reading any data, when the task is known before the data is.
     if let Some(task) = existing.as_ref().map(|p| p.task).or(req.task) {
-        choose_algorithm(&req, task)?;
+        plan(&req, task, 0)?;
     }
     let budget = gucs::max_training_memory_bytes();
 
@@ -218,38 +320,28 @@ fn run(req: TrainRequest) -> AmbientResult<Outcome> {
         );
     }
     let data = &loaded.dataset;
-    let (spec, params) = choose_algorithm(&req, data.task())?;
+    let plan = plan(&req, data.task(), data.n_rows())?;
     let threads = gucs::training_threads();
-    let shape = Shape {
-        rows: data.n_rows(),
-        features: data.width(),
-        classes: data.encoding().map_or(0, |e| e.classes.len()),
-        threads,
-    };
     let columns: Vec<(String, ColumnKind)> = data
         .feature_names
         .iter()
         .cloned()
         .zip(data.kinds.iter().copied())
         .collect();
-    let preprocess = preprocess::parse_options(&req.preprocess, &columns, spec.scales_inputs)?;
-    // While the fit runs, the raw data, its encoded copy and what the
-    // algorithm itself needs are held at once.
-    let width = preprocess::max_width(data, &preprocess);
-    let shape = Shape {
-        features: width,
-        ..shape
+    // The user's options, over each algorithm's defaults (which differ only
+    // in whether numbers are scaled); checked once, here.
+    let options =
+        [false, true].map(|scaled| preprocess::parse_options(&req.preprocess, &columns, scaled));
+    let [unscaled, scaled] = options;
+    let (unscaled, scaled) = (unscaled?, scaled?);
+    let options_for = |spec: &'static AlgorithmSpec| {
+        if spec.scales_inputs {
+            scaled.clone()
+        } else {
+            unscaled.clone()
+        }
     };
-    let needed = data.records.len() as u64 * 8
-        + (shape.rows * width) as u64 * 8
-        + (spec.estimated_bytes)(&shape, &params);
-    if needed > budget {
-        return Err(source::too_much_memory(
-            &format!("training {} on {} rows", spec.name, shape.rows),
-            needed,
-            budget,
-        ));
-    }
+    check_memory(data, &plan, &options_for, threads, req.folds, budget)?;
     // The project is created or locked before the fit, and stays locked
     // until the transaction ends: trains, deploys and rollbacks of one
     // project queue behind it, and one whose snapshot is too old fails now
@@ -276,6 +368,41 @@ fn run(req: TrainRequest) -> AmbientResult<Outcome> {
     })?;
     let interrupts = source::check_interrupts();
     let started = Instant::now();
+    // The project's input contract keys the split, so a row keeps its side
+    // when a later model uses more columns.
+    let split_key = &project.features;
+    let (spec, params, trials) = match plan {
+        Plan::One(spec, params) => (spec, params, Vec::new()),
+        Plan::Search(candidates) => {
+            let split = split::holdout(data, req.test_size, req.seed as u64, split_key)?;
+            let total = candidates.len();
+            let trials = search::run(
+                &CrossValidation {
+                    data,
+                    rows: &split.train,
+                    folds: req.folds,
+                    preprocess: &options_for,
+                    seed: req.seed as u64,
+                    threads,
+                    budget_seconds: req.budget_seconds,
+                },
+                candidates,
+                &interrupts,
+                &mut |trial| report(trial, total, &req.search_params, data.task()),
+            )?;
+            let best = search::winner(&trials).ok_or_else(|| {
+                AmbientError::invalid("no trial of the search finished").hint(
+                    trials
+                        .first()
+                        .map(|t| t.status.describe())
+                        .unwrap_or_default(),
+                )
+            })?;
+            let (spec, params) = (best.candidate.algorithm, best.candidate.params.clone());
+            (spec, params, trials)
+        }
+    };
+    let chosen = search::winner(&trials).map(|w| w.number);
     let trained = model::train(
         data,
         &FitRequest {
@@ -284,10 +411,8 @@ fn run(req: TrainRequest) -> AmbientResult<Outcome> {
             test_size: req.test_size,
             seed: req.seed as u64,
             threads,
-            // The project's input contract keys the split, so a row keeps
-            // its side when a later model uses more columns.
-            split_key: &project.features,
-            preprocess: &preprocess,
+            split_key,
+            preprocess: &options_for(spec),
         },
         &interrupts,
     )?;
@@ -340,6 +465,7 @@ fn run(req: TrainRequest) -> AmbientResult<Outcome> {
             feature_types: loaded.feature_types.clone(),
             preprocessing: model.inputs.describe(),
             importance,
+            request: req.describe(),
             label_classes: data.encoding().map(|e| e.classes.clone()),
             metrics: serde_json::to_value(&metrics).unwrap_or_default(),
             primary_metric: primary,
@@ -354,6 +480,23 @@ fn run(req: TrainRequest) -> AmbientResult<Outcome> {
             artifact_sha256: sha,
             created_by: &caller_name,
         })?;
+        models::insert_trials(
+            model_id,
+            trials
+                .iter()
+                .map(|t| NewTrial {
+                    trial: t.number as i32,
+                    algorithm: t.candidate.algorithm.name.to_string(),
+                    hyperparams: t.candidate.params.to_json(),
+                    fold_scores: t.fold_scores.clone(),
+                    mean_score: Some(t.mean).filter(|m| m.is_finite()),
+                    std_score: Some(t.std).filter(|s| s.is_finite()),
+                    seconds: t.seconds,
+                    status: t.status.describe(),
+                    chosen: Some(t.number) == chosen,
+                })
+                .collect(),
+        )?;
 
         let live = deployments::live(project.id)?;
         let contract_refusal =
@@ -413,19 +556,155 @@ fn run(req: TrainRequest) -> AmbientResult<Outcome> {
     })
 }
 
-/// The algorithm asked for (or the task's default) and its validated
-/// hyper-parameters.
-fn choose_algorithm(
-    req: &TrainRequest,
-    task: Task,
-) -> AmbientResult<(&'static AlgorithmSpec, Hyperparams)> {
-    let spec = algorithms::lookup(
-        req.algorithm
-            .as_deref()
-            .unwrap_or_else(|| algorithms::default_for(task)),
-    )?;
-    let params = Hyperparams::validate(spec.name, spec.params(task)?, &req.hyperparams)?;
-    Ok((spec, params))
+impl TrainRequest {
+    /// What was asked, as the model row keeps it, so the same training can
+    /// run again on new data.
+    fn describe(&self) -> serde_json::Value {
+        let strategy = match &self.strategy {
+            None => None,
+            Some(Strategy::Auto) => Some("auto"),
+            Some(Strategy::Grid) => Some("grid"),
+            Some(Strategy::Random { .. }) => Some("random"),
+        };
+        let iterations = match &self.strategy {
+            Some(Strategy::Random { iterations }) => Some(*iterations),
+            _ => None,
+        };
+        serde_json::json!({
+            "algorithm": if strategy == Some("auto") { Some("auto") } else { self.algorithm.as_deref() },
+            "hyperparams": self.hyperparams,
+            "features": self.features,
+            "preprocess": self.preprocess,
+            "search": strategy.filter(|s| *s != "auto"),
+            "search_params": self.search_params,
+            "search_iterations": iterations,
+            "folds": strategy.map(|_| self.folds),
+            "budget_seconds": self.budget_seconds,
+            "test_size": self.test_size,
+            "seed": self.seed,
+        })
+    }
+}
+
+/// What a train call fits: one algorithm, or the candidates of a search.
+enum Plan {
+    One(&'static AlgorithmSpec, Hyperparams),
+    Search(Vec<Candidate>),
+}
+
+/// The plan for `task` on `rows` rows (0 before the data is read): the
+/// algorithm asked for (or the task's default) with its validated
+/// hyper-parameters, or every candidate of the search, validated.
+fn plan(req: &TrainRequest, task: Task, rows: usize) -> AmbientResult<Plan> {
+    let spec = match &req.algorithm {
+        Some(name) => Some(algorithms::lookup(name)?),
+        None if req.strategy == Some(Strategy::Auto) => None,
+        None => Some(algorithms::lookup(algorithms::default_for(task))?),
+    };
+    Ok(match (&req.strategy, spec) {
+        (None, Some(spec)) => Plan::One(
+            spec,
+            Hyperparams::validate(spec.name, spec.params(task)?, &req.hyperparams)?,
+        ),
+        (strategy, spec) => Plan::Search(search::candidates(
+            strategy.as_ref().unwrap_or(&Strategy::Auto),
+            spec,
+            task,
+            &req.hyperparams,
+            &req.search_params,
+            rows,
+            req.seed as u64,
+        )?),
+    })
+}
+
+/// Refuses a plan whose fits would hold more than `budget` at once: the
+/// raw data, plus per fit running at the same time the encoded copy and
+/// the algorithm's own need. A search fits `folds` folds on about
+/// (folds − 1)/folds of the rows, as many at a time as there are threads,
+/// then refits the winner on all of them.
+fn check_memory(
+    data: &Dataset,
+    plan: &Plan,
+    options_for: &dyn Fn(&'static AlgorithmSpec) -> Vec<ColumnOptions>,
+    threads: usize,
+    folds: usize,
+    budget: u64,
+) -> AmbientResult<()> {
+    let classes = data.encoding().map_or(0, |e| e.classes.len());
+    let fit = |spec: &'static AlgorithmSpec, params: &Hyperparams, rows: usize, threads: usize| {
+        let width = preprocess::max_width(data, &options_for(spec));
+        let shape = Shape {
+            rows,
+            features: width,
+            classes,
+            threads,
+        };
+        (data.n_rows() * width) as u64 * 8 + (spec.estimated_bytes)(&shape, params)
+    };
+    let (name, most) = match plan {
+        Plan::One(spec, params) => (spec.name, fit(spec, params, data.n_rows(), threads)),
+        Plan::Search(candidates) => {
+            let at_once = threads.clamp(1, folds);
+            let fold_rows = data.n_rows() * (folds - 1) / folds;
+            let need = |c: &Candidate| {
+                let per_fold = fit(c.algorithm, &c.params, fold_rows, (threads / folds).max(1));
+                (at_once as u64 * per_fold).max(fit(c.algorithm, &c.params, data.n_rows(), threads))
+            };
+            let worst = candidates.iter().max_by_key(|c| need(c));
+            (
+                worst.map_or("a search", |c| c.algorithm.name),
+                worst.map_or(0, need),
+            )
+        }
+    };
+    let needed = data.records.len() as u64 * 8 + most;
+    if needed > budget {
+        return Err(source::too_much_memory(
+            &format!("training {name} on {} rows", data.n_rows()),
+            needed,
+            budget,
+        ));
+    }
+    Ok(())
+}
+
+/// A NOTICE per trial, unless `ambient.progress` is off.
+fn report(trial: &Trial, total: usize, space: &serde_json::Value, task: Task) {
+    if !gucs::progress() {
+        return;
+    }
+    // The searched hyper-parameters' values, or none for `auto`.
+    let params = trial.candidate.params.to_json();
+    let searched: Vec<String> = space
+        .as_object()
+        .map(|keys| {
+            keys.keys()
+                .filter_map(|k| params.get(k).map(|v| format!("{k}={v}")))
+                .collect()
+        })
+        .unwrap_or_default();
+    let what = if searched.is_empty() {
+        trial.candidate.algorithm.name.to_string()
+    } else {
+        format!("{} {}", trial.candidate.algorithm.name, searched.join(", "))
+    };
+    match trial.status {
+        Status::Done => notice!(
+            "trial {}/{total}: {what}: {} {:.4} ± {:.4} over {} folds ({:.1} s)",
+            trial.number,
+            task.primary_metric(),
+            trial.mean,
+            trial.std,
+            trial.fold_scores.len(),
+            trial.seconds
+        ),
+        _ => notice!(
+            "trial {}/{total}: {what}: {}",
+            trial.number,
+            trial.status.describe()
+        ),
+    }
 }
 
 /// Whether a challenger's score beats the champion's. A score that is not a

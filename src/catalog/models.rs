@@ -56,6 +56,8 @@ pub struct NewModel<'a> {
     pub preprocessing: serde_json::Value,
     /// Permutation importance per input column, on the test split.
     pub importance: serde_json::Value,
+    /// What train was asked, to train the same way again.
+    pub request: serde_json::Value,
     pub label_classes: Option<Vec<String>>,
     pub metrics: serde_json::Value,
     pub primary_metric: &'a str,
@@ -82,13 +84,14 @@ pub fn insert(m: NewModel<'_>) -> AmbientResult<(i64, i32)> {
                    (project_id, version, algorithm, hyperparams, features, feature_types,
                     label_classes, metrics, primary_metric, score, test_size, seed,
                     train_rows, test_rows, training_seconds, extension_version,
-                    snapshot_id, artifact, artifact_sha256, created_by, preprocessing, importance)
+                    snapshot_id, artifact, artifact_sha256, created_by, preprocessing, importance,
+                    request)
                  SELECT $1,
                         COALESCE((SELECT pg_catalog.max(version) FROM ambient.model_store
                                    WHERE project_id OPERATOR(pg_catalog.=) $1), 0)
                           OPERATOR(pg_catalog.+) 1,
                         $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15,
-                        $16, $17, $18, $19, $20, $21
+                        $16, $17, $18, $19, $20, $21, $22
                  RETURNING id, version",
                 None,
                 &[
@@ -113,6 +116,7 @@ pub fn insert(m: NewModel<'_>) -> AmbientResult<(i64, i32)> {
                     m.created_by.into(),
                     JsonB(m.preprocessing).into(),
                     JsonB(m.importance).into(),
+                    JsonB(m.request).into(),
                 ],
             )?
             .first();
@@ -213,6 +217,48 @@ pub fn features_of(model_id: i64) -> AmbientResult<Vec<String>> {
         &[model_id.into()],
     )?
     .unwrap_or_default())
+}
+
+/// One trial of the search behind a model.
+pub struct NewTrial {
+    pub trial: i32,
+    pub algorithm: String,
+    pub hyperparams: serde_json::Value,
+    pub fold_scores: Vec<f64>,
+    /// `None` when the trial did not finish.
+    pub mean_score: Option<f64>,
+    pub std_score: Option<f64>,
+    pub seconds: f64,
+    pub status: String,
+    pub chosen: bool,
+}
+
+/// Records a model's trials. Call inside `as_extension_owner`.
+pub fn insert_trials(model_id: i64, trials: Vec<NewTrial>) -> AmbientResult<()> {
+    Spi::connect_mut(|client| {
+        for t in trials {
+            client.update(
+                "INSERT INTO ambient.trial_log
+                   (model_id, trial, algorithm, hyperparams, fold_scores, mean_score, std_score,
+                    seconds, status, chosen)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                None,
+                &[
+                    model_id.into(),
+                    t.trial.into(),
+                    t.algorithm.into(),
+                    JsonB(t.hyperparams).into(),
+                    t.fold_scores.into(),
+                    t.mean_score.into(),
+                    t.std_score.into(),
+                    t.seconds.into(),
+                    t.status.into(),
+                    t.chosen.into(),
+                ],
+            )?;
+        }
+        AmbientResult::Ok(())
+    })
 }
 
 /// A model's permutation importance per input column, as training measured

@@ -12,6 +12,7 @@ pub mod metrics;
 pub mod model;
 pub mod parallel;
 pub mod preprocess;
+pub mod search;
 pub mod split;
 pub mod stats;
 

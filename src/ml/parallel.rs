@@ -17,6 +17,10 @@ use std::time::Duration;
 
 use super::{Interrupts, MlError, MlResult};
 
+/// The error a job's hook returns once the run is stopping (another job
+/// failed, or the caller was interrupted).
+pub const STOPPED: &str = "stopped";
+
 /// How often the calling thread asks its hook while workers run.
 const POLL: Duration = Duration::from_millis(20);
 
@@ -47,7 +51,7 @@ where
     let results: Mutex<Vec<Option<MlResult<T>>>> = Mutex::new((0..n_jobs).map(|_| None).collect());
     let stopped = || {
         if stop.load(Ordering::Relaxed) {
-            Err(MlError::invalid("stopped"))
+            Err(MlError::invalid(STOPPED))
         } else {
             Ok(())
         }
@@ -114,12 +118,12 @@ where
             for slot in slots {
                 match slot {
                     Some(Ok(v)) => out.push(v),
-                    Some(Err(e)) if e.message == "stopped" => {
+                    Some(Err(e)) if e.message == STOPPED => {
                         first_stop.get_or_insert(e);
                     }
                     Some(Err(e)) => return Err(e),
                     None => {
-                        first_stop.get_or_insert(MlError::invalid("stopped"));
+                        first_stop.get_or_insert(MlError::invalid(STOPPED));
                     }
                 }
             }

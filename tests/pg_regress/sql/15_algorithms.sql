@@ -30,6 +30,20 @@ SELECT a.algorithm, a.task, t.model_id,
                  algorithm => a.algorithm) t;
 SELECT algorithm, task, score > 0.85 AS scores_well FROM fitted ORDER BY task, algorithm;
 
+-- Every algorithm is deterministic: trained again on the same data, with
+-- the same parameters and seed, it gives the same artifact, byte for byte.
+CREATE TEMP TABLE again AS
+SELECT f.algorithm, f.task, f.model_id AS first_id, t.model_id AS again_id
+  FROM fitted f,
+       LATERAL ambient.train('every_' || f.algorithm || '_' || f.task,
+                 relation => CASE f.task WHEN 'classification' THEN 'iris' ELSE 'lines' END::regclass,
+                 algorithm => f.algorithm, deploy => 'never') t;
+SELECT a.algorithm, a.task, first.artifact_sha256 = second.artifact_sha256 AS same_bytes
+  FROM again a
+  JOIN ambient.model_store first ON first.id = a.first_id
+  JOIN ambient.model_store second ON second.id = a.again_id
+ ORDER BY a.task, a.algorithm;
+
 -- Classifiers: the label of each iris row, and probabilities that sum to 1
 -- and agree with it.
 SELECT f.algorithm,

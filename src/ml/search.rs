@@ -1,0 +1,640 @@
+//! Model selection: which algorithm and hyper-parameters to train, chosen
+//! by k-fold cross-validation on the training split. Every candidate is a
+//! trial with its per-fold scores; the best mean wins and is then refit on
+//! the whole training split by `model::train` (PostgresML skips the refit).
+//!
+//! - `auto`: a portfolio of algorithms with their defaults, suited to the
+//!   task and the data size;
+//! - `grid`: every combination of the listed values of one algorithm;
+//! - `random`: `iterations` points drawn from lists and ranges (`uniform`,
+//!   `log_uniform`, `int_uniform`), from the seed.
+
+use std::time::Instant;
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde_json::{Map, Value as Json};
+
+use super::algorithms::{self, unit_seed, AlgorithmSpec, TrainingData};
+use super::dataset::{Dataset, Labels};
+use super::hyperparams::{Hyperparams, ParamKind};
+use super::model::Model;
+use super::preprocess::{self, ColumnOptions, Preprocessor};
+use super::{parallel, Interrupts, MlError, MlResult, Task};
+
+/// Rows above which `auto` leaves out algorithms whose fit grows fastest
+/// (a forest of full-depth trees, one deep tree).
+const AUTO_LARGE: usize = 200_000;
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Strategy {
+    Auto,
+    Grid,
+    Random { iterations: usize },
+}
+
+/// One point to try.
+#[derive(Clone)]
+pub struct Candidate {
+    pub algorithm: &'static AlgorithmSpec,
+    pub params: Hyperparams,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Status {
+    Done,
+    /// The fit failed on some fold (e.g. a solver that did not converge).
+    Failed(String),
+    /// The budget ran out before it started.
+    Skipped,
+}
+
+impl Status {
+    pub fn describe(&self) -> String {
+        match self {
+            Status::Done => "done".into(),
+            Status::Failed(why) => format!("failed: {why}"),
+            Status::Skipped => "skipped: budget spent".into(),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Trial {
+    /// 1, 2, ... in the order tried.
+    pub number: usize,
+    pub candidate: Candidate,
+    pub fold_scores: Vec<f64>,
+    pub mean: f64,
+    pub std: f64,
+    pub seconds: f64,
+    pub status: Status,
+}
+
+/// The candidates a strategy tries. `base` is the user's `hyperparams`,
+/// which every point starts from; `space` the `search_params`.
+pub fn candidates(
+    strategy: &Strategy,
+    algorithm: Option<&'static AlgorithmSpec>,
+    task: Task,
+    base: &Json,
+    space: &Json,
+    rows: usize,
+    seed: u64,
+) -> MlResult<Vec<Candidate>> {
+    let validate = |spec: &'static AlgorithmSpec, point: &Json| -> MlResult<Candidate> {
+        Ok(Candidate {
+            algorithm: spec,
+            params: Hyperparams::validate(spec.name, spec.params(task)?, point)?,
+        })
+    };
+    match strategy {
+        Strategy::Auto => {
+            let mut names: Vec<(&str, Json)> = vec![("gbm", Json::Null)];
+            if rows <= AUTO_LARGE {
+                names.push(("random_forest", Json::Null));
+                names.push(("decision_tree", serde_json::json!({"max_depth": 8})));
+            }
+            match task {
+                Task::Classification => {
+                    names.push(("logistic_regression", Json::Null));
+                    names.push(("gaussian_nb", Json::Null));
+                }
+                Task::Regression => {
+                    names.push(("ridge", Json::Null));
+                    names.push(("linear_regression", Json::Null));
+                }
+            }
+            names
+                .into_iter()
+                .map(|(name, point)| validate(algorithms::lookup(name)?, &point))
+                .collect()
+        }
+        Strategy::Grid | Strategy::Random { .. } => {
+            let spec = algorithm.ok_or_else(|| {
+                MlError::invalid("a search needs one algorithm").with_hint(
+                    "name it with algorithm => '...'; algorithm => 'auto' compares algorithms instead",
+                )
+            })?;
+            let specs = spec.params(task)?;
+            let space = match space {
+                Json::Object(map) if !map.is_empty() => map,
+                _ => {
+                    return Err(MlError::invalid(
+                        "search_params must be a JSON object of hyper-parameter to values",
+                    )
+                    .with_hint(r#"e.g. '{"max_depth": [4, 8, 16]}' or '{"alpha": {"log_uniform": [1e-4, 1]}}'"#))
+                }
+            };
+            if let Some(unknown) = space
+                .keys()
+                .find(|k| !specs.iter().any(|s| s.name == k.as_str()))
+            {
+                return Err(MlError::invalid(format!(
+                    "search_params names \"{unknown}\", which {} does not take",
+                    spec.name
+                ))
+                .with_hint(format!(
+                    "valid hyperparameters: {}",
+                    specs.iter().map(|s| s.name).collect::<Vec<_>>().join(", ")
+                )));
+            }
+            let points = match strategy {
+                Strategy::Grid => grid(space)?,
+                _ => {
+                    let iterations = match strategy {
+                        Strategy::Random { iterations } => *iterations,
+                        _ => 0,
+                    };
+                    let kinds: Vec<(String, ParamKind)> = space
+                        .keys()
+                        .filter_map(|k| {
+                            specs
+                                .iter()
+                                .find(|s| s.name == k)
+                                .map(|s| (k.clone(), s.kind))
+                        })
+                        .collect();
+                    random(space, &kinds, iterations, seed)?
+                }
+            };
+            points
+                .into_iter()
+                .map(|point| {
+                    let mut merged = match base {
+                        Json::Object(map) => map.clone(),
+                        _ => Map::new(),
+                    };
+                    merged.extend(point);
+                    validate(spec, &Json::Object(merged)).map_err(|e| {
+                        MlError::invalid(format!(
+                            "search_params has a point {} cannot take: {}",
+                            spec.name, e.message
+                        ))
+                    })
+                })
+                .collect()
+        }
+    }
+}
+
+fn grid(space: &Map<String, Json>) -> MlResult<Vec<Map<String, Json>>> {
+    let mut points = vec![Map::new()];
+    for (key, values) in space {
+        let values = values.as_array().ok_or_else(|| {
+            MlError::invalid(format!("grid search takes lists: \"{key}\" is not one"))
+                .with_hint("use search => 'random' for ranges")
+        })?;
+        if values.is_empty() {
+            return Err(MlError::invalid(format!(
+                "the search space has no valid point: \"{key}\" lists no values"
+            )));
+        }
+        points = points
+            .into_iter()
+            .flat_map(|p| {
+                values.iter().map(move |v| {
+                    let mut next = p.clone();
+                    next.insert(key.clone(), v.clone());
+                    next
+                })
+            })
+            .collect();
+        if points.len() > 10_000 {
+            return Err(MlError::invalid("the grid has more than 10000 points")
+                .with_hint("use search => 'random' with search_iterations"));
+        }
+    }
+    Ok(points)
+}
+
+fn random(
+    space: &Map<String, Json>,
+    kinds: &[(String, ParamKind)],
+    iterations: usize,
+    seed: u64,
+) -> MlResult<Vec<Map<String, Json>>> {
+    enum Draw<'a> {
+        Choice(&'a [Json]),
+        Uniform(f64, f64),
+        LogUniform(f64, f64),
+        IntUniform(i64, i64),
+    }
+    let mut draws = Vec::new();
+    for (key, kind) in kinds {
+        let spec = &space[key];
+        let bad = |why: &str| {
+            MlError::invalid(format!("search_params \"{key}\": {why}")).with_hint(
+                r#"a list of values, or {"uniform": [low, high]}, {"log_uniform": [low, high]} or {"int_uniform": [low, high]}"#,
+            )
+        };
+        let draw = match spec {
+            Json::Array(values) if values.is_empty() => {
+                return Err(MlError::invalid(format!(
+                    "the search space has no valid point: \"{key}\" lists no values"
+                )))
+            }
+            Json::Array(values) => Draw::Choice(values),
+            Json::Object(range) if range.len() == 1 => {
+                let (name, bounds) = range
+                    .iter()
+                    .next()
+                    .map(|(n, b)| (n.as_str(), b))
+                    .unwrap_or_default();
+                let pair = bounds
+                    .as_array()
+                    .filter(|b| b.len() == 2)
+                    .and_then(|b| Some((b[0].as_f64()?, b[1].as_f64()?)))
+                    .filter(|(lo, hi)| lo.is_finite() && hi.is_finite() && lo <= hi)
+                    .ok_or_else(|| bad("a range takes [low, high], low <= high"))?;
+                match name {
+                    "uniform" => Draw::Uniform(pair.0, pair.1),
+                    "log_uniform" if pair.0 > 0.0 => Draw::LogUniform(pair.0.ln(), pair.1.ln()),
+                    "log_uniform" => return Err(bad("log_uniform needs low > 0")),
+                    "int_uniform" => Draw::IntUniform(pair.0.ceil() as i64, pair.1.floor() as i64),
+                    other => return Err(bad(&format!("unknown range \"{other}\""))),
+                }
+            }
+            _ => return Err(bad("not a list or a range")),
+        };
+        draws.push((key.clone(), *kind, draw));
+    }
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5eed_5eed);
+    Ok((0..iterations)
+        .map(|_| {
+            draws
+                .iter()
+                .map(|(key, kind, draw)| {
+                    // An integer drawn from a continuous range is rounded.
+                    let integer = matches!(kind, ParamKind::Integer { .. });
+                    let number = |x: f64| {
+                        if integer {
+                            Json::from(x.round() as i64)
+                        } else {
+                            Json::from(x)
+                        }
+                    };
+                    let value = match draw {
+                        Draw::Choice(values) => values[rng.gen_range(0..values.len())].clone(),
+                        Draw::Uniform(lo, hi) => number(lo + (hi - lo) * rng.gen::<f64>()),
+                        Draw::LogUniform(lo, hi) => {
+                            number((lo + (hi - lo) * rng.gen::<f64>()).exp())
+                        }
+                        Draw::IntUniform(lo, hi) if lo <= hi => {
+                            Json::from(rng.gen_range(*lo..=*hi))
+                        }
+                        Draw::IntUniform(lo, _) => Json::from(*lo),
+                    };
+                    (key.clone(), value)
+                })
+                .collect()
+        })
+        .collect())
+}
+
+/// Assigns each of `rows` (training rows of `data`) to one of `folds`
+/// folds: for classification, class by class, so every fold has each class
+/// in proportion (stratified); in an order drawn from `seed`.
+pub fn assign_folds(data: &Dataset, rows: &[usize], folds: usize, seed: u64) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..rows.len()).collect();
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0xf01d);
+    rand::seq::SliceRandom::shuffle(&mut order[..], &mut rng);
+    if let Labels::Classes { index, .. } = &data.labels {
+        // A stable sort by class keeps the shuffled order within a class.
+        order.sort_by_key(|&k| index[rows[k]]);
+    }
+    let mut fold_of = vec![0; rows.len()];
+    for (position, &k) in order.iter().enumerate() {
+        fold_of[k] = position % folds;
+    }
+    fold_of
+}
+
+/// What every trial shares.
+pub struct CrossValidation<'a> {
+    pub data: &'a Dataset,
+    /// The training split's rows.
+    pub rows: &'a [usize],
+    pub folds: usize,
+    pub preprocess: &'a dyn Fn(&'static AlgorithmSpec) -> Vec<ColumnOptions>,
+    pub seed: u64,
+    pub threads: usize,
+    /// Seconds after which no new trial starts; the best so far wins.
+    pub budget_seconds: Option<f64>,
+}
+
+/// Runs every candidate, in order, and reports each trial as it ends.
+/// Returns the trials; the winner is the first with the highest mean.
+pub fn run(
+    cv: &CrossValidation<'_>,
+    candidates: Vec<Candidate>,
+    interrupts: &Interrupts<'_>,
+    report: &mut dyn FnMut(&Trial),
+) -> MlResult<Vec<Trial>> {
+    if cv.folds < 2 || cv.folds > cv.rows.len() {
+        return Err(MlError::invalid(format!(
+            "folds must be from 2 to the training rows ({}), got {}",
+            cv.rows.len(),
+            cv.folds
+        )));
+    }
+    let fold_of = assign_folds(cv.data, cv.rows, cv.folds, cv.seed);
+    let started = Instant::now();
+    let mut trials = Vec::with_capacity(candidates.len());
+    for (i, candidate) in candidates.into_iter().enumerate() {
+        interrupts.check()?;
+        let spent = started.elapsed().as_secs_f64();
+        let out_of_budget = cv.budget_seconds.is_some_and(|b| spent >= b) && !trials.is_empty();
+        let trial_started = Instant::now();
+        let (fold_scores, status) = if out_of_budget {
+            (Vec::new(), Status::Skipped)
+        } else {
+            match cross_validate(cv, &candidate, &fold_of, interrupts) {
+                Ok(scores) => (scores, Status::Done),
+                // Stopped from outside: the whole search stops.
+                Err(e) if e.message == parallel::STOPPED => return Err(e),
+                Err(e) => (Vec::new(), Status::Failed(e.message)),
+            }
+        };
+        interrupts.check()?;
+        let n = fold_scores.len() as f64;
+        let mean = if fold_scores.is_empty() {
+            f64::NAN
+        } else {
+            fold_scores.iter().sum::<f64>() / n
+        };
+        let std = if fold_scores.is_empty() {
+            f64::NAN
+        } else {
+            (fold_scores
+                .iter()
+                .map(|s| (s - mean) * (s - mean))
+                .sum::<f64>()
+                / n)
+                .sqrt()
+        };
+        let trial = Trial {
+            number: i + 1,
+            candidate,
+            fold_scores,
+            mean,
+            std,
+            seconds: trial_started.elapsed().as_secs_f64(),
+            status,
+        };
+        report(&trial);
+        trials.push(trial);
+    }
+    Ok(trials)
+}
+
+/// The trial whose mean score is highest (the first on ties), if any
+/// scored.
+pub fn winner(trials: &[Trial]) -> Option<&Trial> {
+    trials
+        .iter()
+        .filter(|t| t.mean.is_finite())
+        .fold(None, |best: Option<&Trial>, t| match best {
+            Some(b) if b.mean >= t.mean => Some(b),
+            _ => Some(t),
+        })
+}
+
+/// The candidate's primary-metric score on each fold, the folds fitted in
+/// parallel (each fit single-threaded when there are fewer threads than
+/// folds' worth).
+fn cross_validate(
+    cv: &CrossValidation<'_>,
+    candidate: &Candidate,
+    fold_of: &[usize],
+    interrupts: &Interrupts<'_>,
+) -> MlResult<Vec<f64>> {
+    let options = (cv.preprocess)(candidate.algorithm);
+    let inner_threads = (cv.threads / cv.folds).max(1);
+    let (data, rows, seed) = (cv.data, cv.rows, cv.seed);
+    let metric = data.task().primary_metric();
+    parallel::run(cv.folds, cv.threads, interrupts, |fold, interrupts| {
+        let mut train = Vec::with_capacity(rows.len());
+        let mut valid = Vec::with_capacity(rows.len());
+        for (&row, &f) in rows.iter().zip(fold_of) {
+            if f == fold {
+                valid.push(row);
+            } else {
+                train.push(row);
+            }
+        }
+        let inputs = Preprocessor::fit(data, &train, &options, interrupts)?;
+        let encoded = inputs.transform(data, interrupts)?;
+        let estimator = (candidate.algorithm.fit)(&TrainingData {
+            dataset: &encoded,
+            rows: &train,
+            params: &candidate.params,
+            seed: unit_seed(seed, fold),
+            threads: inner_threads,
+            interrupts,
+        })?;
+        let model = Model::new(
+            candidate.algorithm.name,
+            data.task(),
+            inputs,
+            data.encoding().cloned(),
+            estimator,
+        );
+        let metrics =
+            model.score_rows(&encoded.records, encoded.width(), &valid, &encoded, &valid)?;
+        metrics
+            .get(metric)
+            .copied()
+            .ok_or_else(|| MlError::invalid(format!("no {metric} on a fold")))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ml::dataset::{LabelKind, RawLabels};
+    use serde_json::json;
+
+    fn data() -> Dataset {
+        let mut records = Vec::new();
+        let mut labels = Vec::new();
+        for i in 0..300 {
+            let (a, b) = ((i % 20) as f64, ((i * 7) % 11) as f64);
+            records.extend([a, b]);
+            labels.push(if a + b > 15.0 { "yes" } else { "no" }.to_string());
+        }
+        Dataset::new(
+            vec!["a".into(), "b".into()],
+            records,
+            RawLabels::Classes(LabelKind::Text, labels),
+        )
+        .unwrap()
+    }
+
+    fn tree() -> Option<&'static AlgorithmSpec> {
+        algorithms::lookup("decision_tree").ok()
+    }
+
+    #[test]
+    fn a_grid_is_every_combination_over_the_base_params() {
+        let c = candidates(
+            &Strategy::Grid,
+            tree(),
+            Task::Classification,
+            &json!({"criterion": "entropy"}),
+            &json!({"max_depth": [2, 4, 8], "min_samples_leaf": [1, 5]}),
+            300,
+            1,
+        )
+        .unwrap();
+        assert_eq!(c.len(), 6);
+        assert!(c
+            .iter()
+            .all(|c| c.params.text("criterion") == Some("entropy")));
+    }
+
+    #[test]
+    fn random_points_come_from_the_seed_and_stay_in_range() {
+        let space = json!({"max_depth": {"int_uniform": [2, 9]}, "min_impurity_decrease": {"log_uniform": [1e-4, 1e-2]}});
+        let draw = |seed| {
+            candidates(
+                &Strategy::Random { iterations: 8 },
+                tree(),
+                Task::Classification,
+                &Json::Null,
+                &space,
+                300,
+                seed,
+            )
+            .unwrap()
+            .iter()
+            .map(|c| c.params.to_json())
+            .collect::<Vec<_>>()
+        };
+        assert_eq!(draw(1), draw(1));
+        assert_ne!(draw(1), draw(2));
+        for p in draw(3) {
+            let depth = p["max_depth"].as_i64().unwrap();
+            let decrease = p["min_impurity_decrease"].as_f64().unwrap();
+            assert!(
+                (2..=9).contains(&depth) && (1e-4..=1e-2).contains(&decrease),
+                "{p}"
+            );
+        }
+    }
+
+    #[test]
+    fn bad_spaces_are_refused() {
+        for (strategy, space, wanted) in [
+            (Strategy::Grid, json!({"max_depth": []}), "no valid point"),
+            (
+                Strategy::Grid,
+                json!({"max_depth": {"uniform": [1, 3]}}),
+                "grid search takes lists",
+            ),
+            (Strategy::Grid, json!({"depth": [1]}), "does not take"),
+            (Strategy::Grid, json!({"max_depth": [0]}), "cannot take"),
+            (
+                Strategy::Random { iterations: 3 },
+                json!({"max_depth": {"log_uniform": [0, 3]}}),
+                "low > 0",
+            ),
+            (
+                Strategy::Random { iterations: 3 },
+                json!({"max_depth": {"normal": [1, 3]}}),
+                "unknown range",
+            ),
+            (Strategy::Grid, json!({}), "must be a JSON object"),
+        ] {
+            let err = candidates(
+                &strategy,
+                tree(),
+                Task::Classification,
+                &Json::Null,
+                &space,
+                300,
+                1,
+            )
+            .err()
+            .unwrap_or_else(|| panic!("{space} was accepted"));
+            assert!(err.message.contains(wanted), "{space}: {}", err.message);
+        }
+    }
+
+    #[test]
+    fn folds_are_stratified() {
+        let d = data();
+        let rows: Vec<usize> = (0..d.n_rows()).collect();
+        let fold_of = assign_folds(&d, &rows, 3, 7);
+        for fold in 0..3 {
+            let yes = rows
+                .iter()
+                .filter(|&&i| fold_of[i] == fold && d.label_value(i) == 1.0)
+                .count();
+            let all = fold_of.iter().filter(|&&f| f == fold).count();
+            let share = yes as f64 / all as f64;
+            let overall =
+                (0..d.n_rows()).filter(|&i| d.label_value(i) == 1.0).count() as f64 / 300.0;
+            assert!(
+                (share - overall).abs() < 0.02,
+                "fold {fold}: {share} vs {overall}"
+            );
+        }
+    }
+
+    #[test]
+    fn auto_cross_validates_a_portfolio_and_a_spent_budget_skips_the_rest() {
+        let d = data();
+        let rows: Vec<usize> = (0..d.n_rows()).collect();
+        let defaults =
+            |spec: &'static AlgorithmSpec| preprocess::default_options(&d, spec.scales_inputs);
+        let cv = |budget| CrossValidation {
+            data: &d,
+            rows: &rows,
+            folds: 3,
+            preprocess: &defaults,
+            seed: 1,
+            threads: 2,
+            budget_seconds: budget,
+        };
+        let portfolio = || {
+            candidates(
+                &Strategy::Auto,
+                None,
+                Task::Classification,
+                &Json::Null,
+                &Json::Null,
+                300,
+                1,
+            )
+            .unwrap()
+        };
+        let mut reported = 0;
+        let trials = run(&cv(None), portfolio(), &Interrupts::none(), &mut |_| {
+            reported += 1
+        })
+        .unwrap();
+        assert_eq!(reported, trials.len());
+        assert!(trials
+            .iter()
+            .all(|t| t.status == Status::Done && t.fold_scores.len() == 3));
+        assert!(winner(&trials).unwrap().mean > 0.9);
+        let rushed = run(
+            &cv(Some(1e-9)),
+            portfolio(),
+            &Interrupts::none(),
+            &mut |_| {},
+        )
+        .unwrap();
+        assert_eq!(
+            rushed[0].status,
+            Status::Done,
+            "the first trial always runs"
+        );
+        assert!(rushed[1..].iter().all(|t| t.status == Status::Skipped));
+        for folds in [1, 301] {
+            let bad = CrossValidation { folds, ..cv(None) };
+            assert!(run(&bad, portfolio(), &Interrupts::none(), &mut |_| {}).is_err());
+        }
+    }
+}

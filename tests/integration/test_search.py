@@ -1,0 +1,49 @@
+"""Model selection through a real client: a NOTICE per trial (quiet under
+ambient.progress), and cancel reaching every training thread, in a forest's
+trees and in a search's folds, within about a second, leaving nothing."""
+
+import time
+
+import psycopg
+import pytest
+
+from conftest import connect
+from test_safety import noisy_table, train_in_background, wait_until_training
+
+
+def test_each_trial_reports_a_notice_unless_progress_is_off(database):
+    with connect(database, autocommit=True) as conn:
+        notices = []
+        conn.add_notice_handler(lambda diag: notices.append(diag.message_primary))
+        conn.execute("SELECT * FROM ambient.train('n', relation => 'iris', target => 'species', algorithm => 'auto')")
+        trials = [n for n in notices if n.startswith("trial ")]
+        assert [t.split(":")[0] for t in trials] == [f"trial {i}/5" for i in range(1, 6)], notices
+        assert all(" over 3 folds (" in t for t in trials), trials
+        notices.clear()
+        conn.execute("SET ambient.progress = off")
+        conn.execute("SELECT * FROM ambient.train('n', relation => 'iris', algorithm => 'auto', deploy => 'never')")
+        assert not [n for n in notices if n.startswith("trial ")], notices
+
+
+@pytest.mark.parametrize("what", ["forest", "search"])
+def test_cancel_stops_every_training_thread_within_a_second(database, what):
+    sql = {
+        # 100 unbounded trees on two threads.
+        "forest": "SELECT * FROM ambient.train('slow', relation => 'noisy', target => 'label', algorithm => 'random_forest')",
+        # Three folds fitted at once.
+        "search": "SELECT * FROM ambient.train('slow', relation => 'noisy', target => 'label', algorithm => 'decision_tree',"
+                  " search => 'grid', search_params => '{\"max_depth\": [null, 30]}')",
+    }[what]
+    with connect(database, autocommit=True) as admin:
+        noisy_table(admin, 300_000)
+        pid, thread, outcome = train_in_background(database, sql)
+        wait_until_training(admin, pid, 2.0)
+        signalled = time.monotonic()
+        assert admin.execute("SELECT pg_cancel_backend(%s)", [pid]).fetchone()[0]
+        thread.join(timeout=60)
+        assert "finished" not in outcome, "training ended before it was canceled; use more rows"
+        stopped_after = outcome["failed"] - signalled
+        assert stopped_after < 1.0, f"{what} stopped {stopped_after:.2f} s after the cancel"
+        assert outcome["error"].sqlstate == "57014"
+        assert admin.execute("SELECT 1").fetchone()[0] == 1
+        assert admin.execute("SELECT count(*) FROM ambient.projects WHERE name = 'slow'").fetchone()[0] == 0
