@@ -19,7 +19,7 @@ use super::algorithms::{self, unit_seed, AlgorithmSpec, TrainingData};
 use super::dataset::{Dataset, Labels};
 use super::hyperparams::{Hyperparams, ParamKind};
 use super::model::Model;
-use super::preprocess::{self, ColumnOptions, Preprocessor};
+use super::preprocess::{ColumnOptions, Preprocessor};
 use super::{parallel, Interrupts, MlError, MlResult, Task};
 
 /// Rows above which `auto` leaves out algorithms whose fit grows fastest
