@@ -586,8 +586,9 @@ mod tests {
     fn auto_cross_validates_a_portfolio_and_a_spent_budget_skips_the_rest() {
         let d = data();
         let rows: Vec<usize> = (0..d.n_rows()).collect();
-        let defaults =
-            |spec: &'static AlgorithmSpec| preprocess::default_options(&d, spec.scales_inputs);
+        let defaults = |spec: &'static AlgorithmSpec| {
+            crate::ml::preprocess::default_options(&d, spec.scales_inputs)
+        };
         let cv = |budget| CrossValidation {
             data: &d,
             rows: &rows,
