@@ -93,12 +93,17 @@ CREATE FUNCTION ambient."train"(
 	"task" TEXT DEFAULT NULL, /* Option < & str > */
 	"algorithm" TEXT DEFAULT NULL, /* Option < & str > */
 	"hyperparams" jsonb DEFAULT '{}', /* Option < JsonB > */
-	"features" TEXT[] DEFAULT NULL, /* :: std :: option :: Option < Vec < String > > */
+	"features" TEXT[] DEFAULT NULL, /* :: std :: option :: Option < Vec < Option < String > > > */
 	"test_size" double precision DEFAULT 0.25, /* Option < f64 > */
 	"seed" bigint DEFAULT 42, /* Option < i64 > */
 	"deploy" TEXT DEFAULT 'if_better', /* Option < & str > */
 	"new_contract" bool DEFAULT false, /* bool */
-	"preprocess" jsonb DEFAULT '{}' /* Option < JsonB > */
+	"preprocess" jsonb DEFAULT '{}', /* Option < JsonB > */
+	"search" TEXT DEFAULT NULL, /* Option < & str > */
+	"search_params" jsonb DEFAULT NULL, /* Option < JsonB > */
+	"search_iterations" INT DEFAULT 10, /* Option < i32 > */
+	"folds" INT DEFAULT 3, /* Option < i32 > */
+	"budget_seconds" double precision DEFAULT NULL /* Option < f64 > */
 ) RETURNS TABLE (
 	"model_id" bigint,  /* i64 */
 	"version" INT,  /* i32 */
