@@ -121,6 +121,7 @@ impl From<MlError> for AmbientError {
             MlErrorKind::CorruptArtifact => PgSqlErrorCode::ERRCODE_DATA_CORRUPTED,
             MlErrorKind::NullValue => PgSqlErrorCode::ERRCODE_NULL_VALUE_NOT_ALLOWED,
             MlErrorKind::Unsupported => PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+            MlErrorKind::OutOfMemory => PgSqlErrorCode::ERRCODE_OUT_OF_MEMORY,
         };
         AmbientError {
             code,

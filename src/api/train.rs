@@ -23,7 +23,7 @@ use crate::ml::model::{self, FitRequest, Trained};
 use crate::ml::preprocess::ColumnOptions;
 use crate::ml::search::{self, Candidate, CrossValidation, Status, Strategy, Trial};
 use crate::ml::split;
-use crate::ml::{algorithms, artifact, preprocess, stats, Task};
+use crate::ml::{algorithms, artifact, preprocess, stats, MemoryBudget, Task};
 use crate::source::{self, Source};
 
 #[allow(clippy::too_many_arguments)]
@@ -341,7 +341,9 @@ fn run(req: TrainRequest) -> AmbientResult<Outcome> {
             unscaled.clone()
         }
     };
-    check_memory(data, &plan, &options_for, threads, req.folds, budget)?;
+    // What the fits may still take as they grow (tree nodes), once the
+    // parts known from the data's shape are counted.
+    let headroom = check_memory(data, &plan, &options_for, threads, req.folds, budget)?;
     // The project is created or locked before the fit, and stays locked
     // until the transaction ends: trains, deploys and rollbacks of one
     // project queue behind it, and one whose snapshot is too old fails now
@@ -385,6 +387,7 @@ fn run(req: TrainRequest) -> AmbientResult<Outcome> {
                     seed: req.seed as u64,
                     threads,
                     budget_seconds: req.budget_seconds,
+                    memory_per_fold: headroom / threads.clamp(1, req.folds) as u64,
                 },
                 candidates,
                 &interrupts,
@@ -413,6 +416,7 @@ fn run(req: TrainRequest) -> AmbientResult<Outcome> {
             threads,
             split_key,
             preprocess: &options_for(spec),
+            memory: &MemoryBudget::new(headroom),
         },
         &interrupts,
     )?;
@@ -620,9 +624,10 @@ fn plan(req: &TrainRequest, task: Task, rows: usize) -> AmbientResult<Plan> {
 
 /// Refuses a plan whose fits would hold more than `budget` at once: the
 /// raw data, plus per fit running at the same time the encoded copy and
-/// the algorithm's own need. A search fits `folds` folds on about
-/// (folds − 1)/folds of the rows, as many at a time as there are threads,
-/// then refits the winner on all of them.
+/// what the algorithm needs whatever the data. A search fits `folds` folds
+/// on about (folds − 1)/folds of the rows, as many at a time as there are
+/// threads, then refits the winner on all of them. Returns what is left,
+/// for what the fits grow (tree nodes).
 fn check_memory(
     data: &Dataset,
     plan: &Plan,
@@ -630,7 +635,7 @@ fn check_memory(
     threads: usize,
     folds: usize,
     budget: u64,
-) -> AmbientResult<()> {
+) -> AmbientResult<u64> {
     let classes = data.encoding().map_or(0, |e| e.classes.len());
     let fit = |spec: &'static AlgorithmSpec, params: &Hyperparams, rows: usize, threads: usize| {
         let width = preprocess::max_width(data, &options_for(spec));
@@ -666,7 +671,7 @@ fn check_memory(
             budget,
         ));
     }
-    Ok(())
+    Ok(budget - needed)
 }
 
 /// A NOTICE per trial, unless `ambient.progress` is off.

@@ -352,6 +352,7 @@ mod tests {
             threads: 1,
             split_key: &d.feature_names,
             preprocess: &options,
+            memory: &crate::ml::MemoryBudget::unlimited(),
         };
         train(&d, &fit, &crate::ml::Interrupts::none())
             .unwrap()

@@ -17,6 +17,8 @@ pub enum MlErrorKind {
     NullValue,
     /// Something this algorithm does not do.
     Unsupported,
+    /// A fit outgrew its memory budget.
+    OutOfMemory,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -49,6 +51,10 @@ impl MlError {
 
     pub fn null_value(message: impl Into<String>) -> Self {
         Self::new(MlErrorKind::NullValue, message)
+    }
+
+    pub fn out_of_memory(message: impl Into<String>) -> Self {
+        Self::new(MlErrorKind::OutOfMemory, message)
     }
 
     pub fn unsupported(message: impl Into<String>) -> Self {

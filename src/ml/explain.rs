@@ -89,7 +89,7 @@ impl Model {
                         .collect(),
                 )
             }
-            Estimator::GaussianNb(_) => {
+            Estimator::GaussianNb(_) | Estimator::AdaBoost(_) | Estimator::Knn(_) => {
                 return Err(MlError::unsupported(format!(
                     "{} predictions have no additive explanation",
                     self.algorithm
@@ -142,7 +142,17 @@ impl Model {
                         .collect(),
                 ))
             }
-            Estimator::GaussianNb(_) => None,
+            Estimator::AdaBoost(a) => {
+                let total: f64 = a.weights.iter().sum();
+                let mut sum = vec![0.0; self.feature_names.len()];
+                for (t, w) in a.trees.iter().zip(&a.weights) {
+                    sum.iter_mut()
+                        .zip(&t.importances)
+                        .for_each(|(s, v)| *s += v * w / total);
+                }
+                Some(("impurity", sum))
+            }
+            Estimator::GaussianNb(_) | Estimator::Knn(_) => None,
         }
     }
 }
@@ -272,6 +282,7 @@ mod tests {
                 threads: 2,
                 split_key: &d.feature_names,
                 preprocess: &options,
+                memory: &crate::ml::MemoryBudget::unlimited(),
             },
             &Interrupts::none(),
         )
@@ -291,7 +302,11 @@ mod tests {
                     let e = match t.model.explain(&x) {
                         Ok(e) => e,
                         Err(err) => {
-                            assert_eq!(spec.name, "gaussian_nb", "{err}");
+                            assert!(
+                                ["gaussian_nb", "adaboost", "knn"].contains(&spec.name),
+                                "{}: {err}",
+                                spec.name
+                            );
                             continue;
                         }
                     };

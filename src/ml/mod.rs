@@ -39,6 +39,40 @@ impl<'a> Interrupts<'a> {
     }
 }
 
+/// Bytes a fit may still take for what grows as it goes (tree nodes),
+/// after the parts known from the data's shape were checked up front. Every
+/// allocation it covers is taken from it first, from any thread; one that
+/// does not fit stops the fit with an error, so memory stays bounded without
+/// refusing every fit whose worst case (a leaf per row) would not fit.
+pub struct MemoryBudget(std::sync::atomic::AtomicI64);
+
+impl MemoryBudget {
+    pub fn new(bytes: u64) -> Self {
+        MemoryBudget(std::sync::atomic::AtomicI64::new(
+            bytes.min(i64::MAX as u64) as i64,
+        ))
+    }
+
+    /// For tests and benchmarks.
+    pub fn unlimited() -> Self {
+        Self::new(u64::MAX)
+    }
+
+    pub fn take(&self, bytes: u64) -> MlResult<()> {
+        let bytes = bytes.min(i64::MAX as u64) as i64;
+        let before = self
+            .0
+            .fetch_sub(bytes, std::sync::atomic::Ordering::Relaxed);
+        if before < bytes {
+            return Err(MlError::out_of_memory(
+                "the model outgrew ambient.max_training_memory while it was fitted",
+            )
+            .with_hint("limit it (max_depth, min_samples_leaf, n_estimators), train on fewer rows, or ask a superuser to raise the setting"));
+        }
+        Ok(())
+    }
+}
+
 /// What a project predicts. Fixed on a project's first train.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]

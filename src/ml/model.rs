@@ -10,7 +10,7 @@ use super::hyperparams::Hyperparams;
 use super::metrics::{self, Metrics};
 use super::preprocess::{self, ColumnOptions, Preprocessor, Value};
 use super::split::{self, Split};
-use super::{Interrupts, MlError, MlResult, Task};
+use super::{Interrupts, MemoryBudget, MlError, MlResult, Task};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Model {
@@ -50,6 +50,8 @@ pub struct FitRequest<'a> {
     pub split_key: &'a [String],
     /// Per input column, in order.
     pub preprocess: &'a [ColumnOptions],
+    /// What the fit may take as it grows (see `MemoryBudget`).
+    pub memory: &'a MemoryBudget,
 }
 
 pub fn train(
@@ -79,6 +81,7 @@ pub fn train(
         params: fit.params,
         seed: fit.seed,
         threads: fit.threads,
+        memory: fit.memory,
         interrupts,
     })?;
     interrupts.check()?;

@@ -20,7 +20,7 @@ use super::dataset::{Dataset, Labels};
 use super::hyperparams::{Hyperparams, ParamKind};
 use super::model::Model;
 use super::preprocess::{ColumnOptions, Preprocessor};
-use super::{parallel, Interrupts, MlError, MlResult, Task};
+use super::{parallel, Interrupts, MemoryBudget, MlError, MlResult, Task};
 
 /// Rows above which `auto` leaves out algorithms whose fit grows fastest
 /// (a forest of full-depth trees, one deep tree).
@@ -321,6 +321,8 @@ pub struct CrossValidation<'a> {
     pub threads: usize,
     /// Seconds after which no new trial starts; the best so far wins.
     pub budget_seconds: Option<f64>,
+    /// What each fold's fit may take as it grows (see `MemoryBudget`).
+    pub memory_per_fold: u64,
 }
 
 /// Runs every candidate, in order, and reports each trial as it ends.
@@ -411,7 +413,7 @@ fn cross_validate(
 ) -> MlResult<Vec<f64>> {
     let options = (cv.preprocess)(candidate.algorithm);
     let inner_threads = (cv.threads / cv.folds).max(1);
-    let (data, rows, seed) = (cv.data, cv.rows, cv.seed);
+    let (data, rows, seed, memory) = (cv.data, cv.rows, cv.seed, cv.memory_per_fold);
     let metric = data.task().primary_metric();
     parallel::run(cv.folds, cv.threads, interrupts, |fold, interrupts| {
         let mut train = Vec::with_capacity(rows.len());
@@ -431,6 +433,7 @@ fn cross_validate(
             params: &candidate.params,
             seed: unit_seed(seed, fold),
             threads: inner_threads,
+            memory: &MemoryBudget::new(memory),
             interrupts,
         })?;
         let model = Model::new(
@@ -597,6 +600,7 @@ mod tests {
             seed: 1,
             threads: 2,
             budget_seconds: budget,
+            memory_per_fold: u64::MAX,
         };
         let portfolio = || {
             candidates(

@@ -29,7 +29,8 @@ def test_each_trial_reports_a_notice_unless_progress_is_off(database):
 def test_cancel_stops_every_training_thread_within_a_second(database, what):
     sql = {
         # 100 unbounded trees on two threads.
-        "forest": "SELECT * FROM ambient.train('slow', relation => 'noisy', target => 'label', algorithm => 'random_forest')",
+        "forest": "SET ambient.max_training_memory = '8GB';"
+                  " SELECT * FROM ambient.train('slow', relation => 'noisy', target => 'label', algorithm => 'random_forest')",
         # Three folds fitted at once.
         "search": "SELECT * FROM ambient.train('slow', relation => 'noisy', target => 'label', algorithm => 'decision_tree',"
                   " search => 'grid', search_params => '{\"max_depth\": [null, 30]}')",

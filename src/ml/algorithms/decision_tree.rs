@@ -94,12 +94,13 @@ pub(super) fn settings(params: &Hyperparams) -> TreeSettings {
     }
 }
 
-/// The presorted columns plus one tree's growth, plus the class indices
-/// (classification) or targets.
-fn estimated_bytes(shape: &Shape, params: &Hyperparams) -> u64 {
+/// The presorted columns, one tree's working memory, and the class indices
+/// (classification) or targets; the nodes are taken from the memory budget
+/// as they grow.
+fn estimated_bytes(shape: &Shape, _: &Hyperparams) -> u64 {
     let rows = shape.rows as u64;
     Presorted::bytes(shape.rows, shape.features)
-        + settings(params).grow_bytes(rows, shape.features, shape.classes.max(1))
+        + TreeSettings::working_bytes(rows, shape.features)
         + rows * 16
 }
 
@@ -112,6 +113,7 @@ fn fit(data: &TrainingData<'_>) -> MlResult<Estimator> {
         None,
         &settings(data.params),
         data.seed,
+        data.memory,
         data.interrupts,
     )?;
     Ok(Estimator::Tree(tree))
@@ -156,6 +158,7 @@ mod tests {
             params: &params,
             seed: 42,
             threads: 1,
+            memory: &crate::ml::MemoryBudget::unlimited(),
             interrupts,
         })? {
             Estimator::Tree(t) => Ok(t),

@@ -161,6 +161,7 @@ mod tests {
             params: &params,
             seed: 0,
             threads: 1,
+            memory: &crate::ml::MemoryBudget::unlimited(),
             interrupts: &crate::ml::Interrupts::none(),
         })
         .unwrap() else {

@@ -137,17 +137,15 @@ fn settings(params: &Hyperparams) -> TreeSettings {
     }
 }
 
-/// The presorted columns, one tree growing at a time, the scores and
-/// residuals per row and output, and every finished tree.
-fn estimated_bytes(shape: &Shape, params: &Hyperparams) -> u64 {
+/// The presorted columns, one tree growing at a time, and the scores,
+/// probabilities and residuals per row and output; the trees' nodes are
+/// taken from the memory budget as they grow.
+fn estimated_bytes(shape: &Shape, _: &Hyperparams) -> u64 {
     let rows = shape.rows as u64;
-    let settings = settings(params);
     let outputs = if shape.classes > 2 { shape.classes } else { 1 } as u64;
-    let rounds = params.integer("n_estimators").unwrap_or(100) as u64;
     Presorted::bytes(shape.rows, shape.features)
-        + settings.grow_bytes(rows, shape.features, 1)
+        + TreeSettings::working_bytes(rows, shape.features)
         + rows * (3 * outputs + 2) * 8
-        + rounds * outputs * Tree::bytes_for(settings.max_leaves(rows), 1, shape.features)
 }
 
 fn fit(data: &TrainingData<'_>) -> MlResult<Estimator> {
@@ -226,6 +224,7 @@ fn fit(data: &TrainingData<'_>) -> MlResult<Estimator> {
                 None,
                 &settings,
                 0,
+                data.memory,
                 data.interrupts,
             )?;
             let leaf_of: Vec<usize> = rows.iter().map(|x| tree.leaf_of(x)).collect();

@@ -2,17 +2,21 @@
 //! `ALGORITHMS` (name, tasks, hyper-parameters per task, fit, memory
 //! estimate) and the `Predictor` trait its fitted form implements.
 
+mod adaboost;
 mod decision_tree;
 mod elastic_net;
 mod gaussian_nb;
 mod gbm;
+mod knn;
 mod linear_regression;
 mod logistic_regression;
 mod random_forest;
 pub mod tree;
 
+pub use adaboost::AdaBoost;
 pub use gaussian_nb::GaussianNb;
 pub use gbm::Gbm;
+pub use knn::Neighbours;
 pub use linear_regression::LinearModel;
 pub use logistic_regression::SoftmaxModel;
 pub use random_forest::Forest;
@@ -23,7 +27,7 @@ use serde::{Deserialize, Serialize};
 
 use super::dataset::{Dataset, Labels};
 use super::hyperparams::{Hyperparams, ParamSpec};
-use super::{Interrupts, MlError, MlResult, Task};
+use super::{Interrupts, MemoryBudget, MlError, MlResult, Task};
 
 pub trait Predictor {
     /// The class index (as a number) or the regression estimate.
@@ -41,6 +45,8 @@ pub enum Estimator {
     Softmax(SoftmaxModel),
     GaussianNb(GaussianNb),
     Gbm(Gbm),
+    AdaBoost(AdaBoost),
+    Knn(Neighbours),
 }
 
 impl Estimator {
@@ -52,6 +58,8 @@ impl Estimator {
             Estimator::Softmax(m) => m,
             Estimator::GaussianNb(m) => m,
             Estimator::Gbm(m) => m,
+            Estimator::AdaBoost(m) => m,
+            Estimator::Knn(m) => m,
         }
     }
 
@@ -67,6 +75,8 @@ impl Estimator {
             Estimator::Softmax(m) => m.validate(n_features, classes),
             Estimator::GaussianNb(m) => m.validate(n_features, classes),
             Estimator::Gbm(m) => m.validate(n_features, classes),
+            Estimator::AdaBoost(m) => m.validate(n_features, classes),
+            Estimator::Knn(m) => m.validate(n_features, classes),
             Estimator::Linear(_) => Err(MlError::corrupt(
                 "artifact is not readable: a linear model cannot be a classifier",
             )),
@@ -103,8 +113,10 @@ pub struct AlgorithmSpec {
     /// models, SVM, kNN); trees and naive Bayes take them as they are.
     pub scales_inputs: bool,
     pub fit: fn(&TrainingData<'_>) -> MlResult<Estimator>,
-    /// The most `fit` allocates for data of this shape, in bytes, so the
-    /// caller can refuse before anything is allocated.
+    /// What `fit` allocates for data of this shape, in bytes, whatever the
+    /// data, so the caller can refuse before anything is allocated. What
+    /// grows with the data (tree nodes) is taken from `TrainingData::memory`
+    /// as it is allocated.
     pub estimated_bytes: fn(&Shape, &Hyperparams) -> u64,
 }
 
@@ -149,6 +161,8 @@ pub const ALGORITHMS: &[AlgorithmSpec] = &[
     decision_tree::SPEC,
     random_forest::SPEC,
     gbm::SPEC,
+    adaboost::SPEC,
+    knn::SPEC,
     logistic_regression::SPEC,
     gaussian_nb::SPEC,
     linear_regression::SPEC,
@@ -191,6 +205,8 @@ pub struct TrainingData<'a> {
     pub params: &'a Hyperparams,
     pub seed: u64,
     pub threads: usize,
+    /// What the fit may take beyond `estimated_bytes` as it grows.
+    pub memory: &'a MemoryBudget,
     pub interrupts: &'a Interrupts<'a>,
 }
 
@@ -330,6 +346,7 @@ mod tests {
                 threads,
                 split_key: &data.feature_names,
                 preprocess: &options,
+                memory: &crate::ml::MemoryBudget::unlimited(),
             },
             &Interrupts::none(),
         )

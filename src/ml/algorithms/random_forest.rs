@@ -16,7 +16,7 @@ use super::decision_tree::{
     self, CLASSIFICATION_CRITERION, MAX_DEPTH, MIN_IMPURITY_DECREASE, MIN_SAMPLES_LEAF,
     MIN_SAMPLES_SPLIT,
 };
-use super::tree::{self, Presorted, Tree};
+use super::tree::{self, Presorted, Tree, TreeSettings};
 use super::{
     unit_seed, AlgorithmSpec, Estimator, Predictor, Shape, TaskParams, TrainingData, TreeTargets,
 };
@@ -141,18 +141,16 @@ fn max_features(params: &Hyperparams, features: usize) -> usize {
     .clamp(1, features.max(1))
 }
 
-/// The shared presorted columns, plus each thread's tree growing, plus every
-/// finished tree.
+/// The shared presorted columns, and each thread's growing tree with its
+/// bootstrap weights; every tree's nodes are taken from the memory budget
+/// as they grow.
 fn estimated_bytes(shape: &Shape, params: &Hyperparams) -> u64 {
     let rows = shape.rows as u64;
-    let settings = decision_tree::settings(params);
-    let outputs = shape.classes.max(1);
     let n_trees = params.integer("n_estimators").unwrap_or(100) as u64;
     let threads = shape.threads.clamp(1, n_trees as usize) as u64;
     Presorted::bytes(shape.rows, shape.features)
         + rows * 16
-        + threads * settings.grow_bytes(rows, shape.features, outputs)
-        + n_trees * Tree::bytes_for(settings.max_leaves(rows), outputs, shape.features)
+        + threads * (TreeSettings::working_bytes(rows, shape.features) + rows * 8)
 }
 
 fn fit(data: &TrainingData<'_>) -> MlResult<Estimator> {
@@ -164,6 +162,7 @@ fn fit(data: &TrainingData<'_>) -> MlResult<Estimator> {
     let bootstrap = data.params.boolean("bootstrap").unwrap_or(true);
     let n = presorted.n_rows();
     let forest_seed = data.seed;
+    let memory = data.memory;
     let trees = parallel::run(n_trees, data.threads, data.interrupts, |i, interrupts| {
         let seed = unit_seed(forest_seed, i);
         let weights = bootstrap.then(|| {
@@ -180,6 +179,7 @@ fn fit(data: &TrainingData<'_>) -> MlResult<Estimator> {
             weights.as_deref(),
             &settings,
             seed.rotate_left(17),
+            memory,
             interrupts,
         )
     })?;
@@ -203,6 +203,7 @@ mod tests {
             params: &params,
             seed: 7,
             threads,
+            memory: &crate::ml::MemoryBudget::unlimited(),
             interrupts: &Interrupts::none(),
         })
         .unwrap()
@@ -255,6 +256,29 @@ mod tests {
         assert_eq!(one, three);
         // And the trees differ from one another: each has its own sample.
         assert_ne!(one.trees[0], one.trees[1]);
+    }
+
+    #[test]
+    fn a_forest_that_outgrows_its_memory_stops_with_an_error() {
+        let d = curve(2000);
+        let rows: Vec<usize> = (0..d.n_rows()).collect();
+        let params = Hyperparams::validate(
+            "random_forest",
+            SPEC.params(d.task()).unwrap(),
+            &serde_json::json!({}),
+        )
+        .unwrap();
+        let err = fit(&TrainingData {
+            dataset: &d,
+            rows: &rows,
+            params: &params,
+            seed: 7,
+            threads: 2,
+            memory: &crate::ml::MemoryBudget::new(100_000),
+            interrupts: &Interrupts::none(),
+        })
+        .unwrap_err();
+        assert_eq!(err.kind, crate::ml::MlErrorKind::OutOfMemory);
     }
 
     #[test]

@@ -23,7 +23,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use super::TrainingData;
-use crate::ml::{Interrupts, MlError, MlResult};
+use crate::ml::{Interrupts, MemoryBudget, MlError, MlResult};
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub enum Node {
@@ -157,10 +157,9 @@ impl Tree {
         Ok(())
     }
 
-    /// An upper bound of the bytes a tree with `leaves` leaves takes.
-    pub fn bytes_for(leaves: u64, n_outputs: usize, n_features: usize) -> u64 {
-        let nodes = 2 * leaves;
-        nodes * (std::mem::size_of::<Node>() as u64 + 8 * n_outputs as u64) + 8 * n_features as u64
+    /// What one more node takes, with room for its vectors' doubling.
+    fn node_bytes(n_outputs: usize) -> u64 {
+        2 * (std::mem::size_of::<Node>() as u64 + 8 * n_outputs as u64)
     }
 }
 
@@ -200,25 +199,12 @@ pub struct TreeSettings {
 }
 
 impl TreeSettings {
-    /// Most leaves a tree over `rows` rows can have with these settings.
-    pub fn max_leaves(&self, rows: u64) -> u64 {
-        let by_leaf_size = rows / self.min_samples_leaf.max(1) as u64;
-        let by_depth = if self.max_depth >= 63 {
-            u64::MAX
-        } else {
-            1u64 << self.max_depth
-        };
-        by_leaf_size.min(by_depth).max(1)
-    }
-
-    /// What growing one tree on `rows` presorted rows allocates at most,
-    /// beside the [`Presorted`] data: the tree's own sorted orders (4 bytes
-    /// per value), per-row weights, flags and scratch (24 bytes), and the
-    /// tree, whose vectors grow by doubling, hence twice.
-    pub fn grow_bytes(&self, rows: u64, features: usize, n_outputs: usize) -> u64 {
-        rows * features as u64 * 4
-            + rows * 24
-            + 2 * Tree::bytes_for(self.max_leaves(rows), n_outputs, features)
+    /// What growing one tree on `rows` presorted rows allocates beside the
+    /// [`Presorted`] data and its nodes (taken from the memory budget as
+    /// they are added): the tree's own sorted orders (4 bytes per value) and
+    /// per-row weights, flags and scratch (24 bytes).
+    pub fn working_bytes(rows: u64, features: usize) -> u64 {
+        rows * features as u64 * 4 + rows * 24
     }
 }
 
@@ -283,9 +269,10 @@ pub fn grow(
     weights: Option<&[f64]>,
     settings: &TreeSettings,
     seed: u64,
+    memory: &MemoryBudget,
     interrupts: &Interrupts<'_>,
 ) -> MlResult<Tree> {
-    Learner::new(data, targets, weights, settings, seed, interrupts)?.grow()
+    Learner::new(data, targets, weights, settings, seed, interrupts)?.grow(memory)
 }
 
 /// A node still to be grown: its rows are `lo..hi` of every sorted order.
@@ -385,7 +372,8 @@ impl<'a> Learner<'a> {
         })
     }
 
-    fn grow(mut self) -> MlResult<Tree> {
+    fn grow(mut self, memory: &MemoryBudget) -> MlResult<Tree> {
+        let node_bytes = Tree::node_bytes(self.class_left.len());
         let n_active = self.order.first().map_or(0, Vec::len);
         if n_active == 0 {
             return Err(MlError::insufficient("no training row has any weight"));
@@ -398,6 +386,7 @@ impl<'a> Learner<'a> {
         }];
         while let Some(node) = stack.pop() {
             self.interrupts.check()?;
+            memory.take(node_bytes)?;
             let at = self.tree.nodes.len();
             if let Some((parent, is_left)) = node.parent {
                 if let Node::Split { left, right, .. } = &mut self.tree.nodes[parent] {

@@ -117,8 +117,9 @@ SET ambient.max_training_memory = '1MB';
 CREATE TABLE wide_rows AS SELECT g, g % 7 AS a, g % 11 AS b, (g % 3)::text AS y FROM generate_series(1, 20000) g;
 SELECT * FROM try($$SELECT ambient.train('limits', relation => 'wide_rows', target => 'y', algorithm => 'decision_tree')$$);
 RESET ambient.max_training_memory;
--- An unbounded tree over many rows and many classes would need leaf counts
--- of rows x classes: refused from the estimate, before the fit.
+-- An unbounded tree over many rows and many classes needs class fractions
+-- of nodes x classes: it stops when its nodes outgrow the budget (each node
+-- is counted before it is added), and nothing is written.
 SET ambient.max_classes = 5000;
 SET ambient.max_training_memory = '64MB';
 SELECT * FROM try($$SELECT ambient.train('limits', query => 'SELECT g::float8 AS x, (g % 3000)::text AS y FROM generate_series(1, 20000) g', target => 'y', algorithm => 'decision_tree')$$);
