@@ -5,6 +5,7 @@
 use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting};
 
 static MODEL_CACHE_SIZE: GucSetting<i32> = GucSetting::<i32>::new(16);
+static MODEL_CACHE_MEMORY_KB: GucSetting<i32> = GucSetting::<i32>::new(256 * 1024);
 static MAX_TRAINING_MEMORY_KB: GucSetting<i32> = GucSetting::<i32>::new(1024 * 1024);
 static MAX_TRAINING_ROWS: GucSetting<i32> = GucSetting::<i32>::new(10_000_000);
 static MAX_CLASSES: GucSetting<i32> = GucSetting::<i32>::new(100);
@@ -21,6 +22,16 @@ pub fn init() {
         10_000,
         GucContext::Userset,
         GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"ambient.model_cache_memory",
+        c"Memory each backend's decoded models for predict may take.",
+        c"Least recently used models are dropped beyond it; a model larger than it is decoded for each statement instead of kept.",
+        &MODEL_CACHE_MEMORY_KB,
+        0,
+        i32::MAX,
+        GucContext::Suset,
+        GucFlags::UNIT_KB,
     );
     GucRegistry::define_int_guc(
         c"ambient.max_training_memory",
@@ -74,6 +85,10 @@ pub fn init() {
 
 pub fn model_cache_size() -> usize {
     MODEL_CACHE_SIZE.get().max(0) as usize
+}
+
+pub fn model_cache_memory_bytes() -> u64 {
+    MODEL_CACHE_MEMORY_KB.get().max(0) as u64 * 1024
 }
 
 pub fn max_training_memory_bytes() -> u64 {

@@ -75,6 +75,34 @@ mod tests {
     }
 
     #[pg_test]
+    fn model_cache_is_bounded_by_bytes_too() {
+        fixture();
+        Spi::run("SELECT * FROM ambient.train('stump', relation => 'pts', target => 'side', algorithm => 'decision_tree', hyperparams => '{\"max_depth\": 1}')")
+            .expect("train");
+        Spi::run("SELECT * FROM ambient.train('forest', relation => 'pts', target => 'side', algorithm => 'random_forest')")
+            .expect("train");
+        let bytes = |project: &str| {
+            one::<i64>(&format!(
+                "SELECT artifact_bytes FROM ambient.models WHERE project = '{project}'"
+            ))
+        };
+        // Room for the stump's decoded form (twice its artifact), not the forest's.
+        assert!(bytes("forest") > 10 * bytes("stump"));
+        let kb = (2 * bytes("stump")) / 1024 + 1;
+        assert!(kb * 1024 < 2 * bytes("forest"));
+        Spi::run(&format!("SET ambient.model_cache_memory = '{kb}kB'")).expect("guc");
+        Spi::run("SELECT sum(ambient.predict('forest', ARRAY[a, b])) FROM pts").expect("predict");
+        assert_eq!(
+            crate::api::cached_models(),
+            0,
+            "the forest is too big to keep"
+        );
+        Spi::run("SELECT sum(ambient.predict('stump', ARRAY[a, b])) FROM pts").expect("predict");
+        assert_eq!(crate::api::cached_models(), 1);
+        Spi::run("RESET ambient.model_cache_memory").expect("guc");
+    }
+
+    #[pg_test]
     fn a_call_site_resolves_its_model_once_per_statement() {
         fixture();
         Spi::run("SELECT * FROM ambient.train('once', relation => 'pts', target => 'side')")

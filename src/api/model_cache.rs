@@ -25,7 +25,10 @@ use crate::ml::artifact;
 use crate::ml::model::Model;
 
 thread_local! {
-    static CACHE: RefCell<LruCache<i64, (String, Rc<Model>)>> = RefCell::new(LruCache::unbounded());
+    /// Model id → (artifact sha256, decoded model, its `decoded_bytes`).
+    static CACHE: RefCell<LruCache<i64, (String, Rc<Model>, u64)>> = RefCell::new(LruCache::unbounded());
+    /// What the cached models take, as `decoded_bytes` counts them.
+    static CACHED_BYTES: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
     static RESOLVED: RefCell<Resolutions> = RefCell::new(Resolutions::default());
 }
 
@@ -305,8 +308,8 @@ pub fn load_verified(model_id: i64, sha: &str) -> AmbientResult<Rc<Model>> {
     let cached = CACHE.with(|c| {
         c.borrow_mut()
             .get(&model_id)
-            .filter(|(cached_sha, _)| cached_sha == sha)
-            .map(|(_, model)| model.clone())
+            .filter(|(cached_sha, _, _)| cached_sha == sha)
+            .map(|(_, model, _)| model.clone())
     });
     if let Some(model) = cached {
         return Ok(model);
@@ -321,17 +324,37 @@ fn decode_and_keep(model_id: i64, bytes: &[u8], sha: String) -> AmbientResult<Rc
             "model {model_id} is damaged; drop it or restore it from a backup"
         ))
     })?);
+    // Bounded by count and by bytes: a forest can be a thousand times the
+    // size of a stump. A model larger than the whole budget is not kept.
     let capacity = gucs::model_cache_size();
+    let budget = gucs::model_cache_memory_bytes();
+    let size = decoded_bytes(bytes);
     CACHE.with(|c| {
         let mut cache = c.borrow_mut();
-        if capacity > 0 {
-            cache.put(model_id, (sha, model.clone()));
+        let mut held = CACHED_BYTES.get();
+        if let Some((_, (_, _, old))) = cache.pop_entry(&model_id) {
+            held -= old;
         }
-        while cache.len() > capacity {
-            cache.pop_lru();
+        if capacity > 0 && size <= budget {
+            cache.put(model_id, (sha, model.clone(), size));
+            held += size;
         }
+        while cache.len() > capacity || held > budget {
+            match cache.pop_lru() {
+                Some((_, (_, _, evicted))) => held -= evicted,
+                None => break,
+            }
+        }
+        CACHED_BYTES.set(held);
     });
     Ok(model)
+}
+
+/// What a decoded model takes in memory, estimated from its artifact: the
+/// in-memory form of a tree node or a number is at most about twice its
+/// encoded form.
+fn decoded_bytes(artifact: &[u8]) -> u64 {
+    2 * artifact.len() as u64
 }
 
 #[cfg(any(test, feature = "pg_test"))]
