@@ -24,9 +24,12 @@ use crate::gucs;
 use crate::ml::artifact;
 use crate::ml::model::Model;
 
+/// A decoded model as the cache keeps it: the artifact's sha256, the model,
+/// and its `decoded_bytes`.
+type Cached = (String, Rc<Model>, u64);
+
 thread_local! {
-    /// Model id → (artifact sha256, decoded model, its `decoded_bytes`).
-    static CACHE: RefCell<LruCache<i64, (String, Rc<Model>, u64)>> = RefCell::new(LruCache::unbounded());
+    static CACHE: RefCell<LruCache<i64, Cached>> = RefCell::new(LruCache::unbounded());
     /// What the cached models take, as `decoded_bytes` counts them.
     static CACHED_BYTES: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
     static RESOLVED: RefCell<Resolutions> = RefCell::new(Resolutions::default());
