@@ -8,6 +8,12 @@ machine, printed as figures and ratios, then written into bench/README.md.
 (e) the stored tree predicting in plain Rust, no Postgres (the floor)
 training at 100k, 400k and 1M rows, default (unbounded) tree, noisy labels:
     in-database against psycopg fetch + scikit-learn fit
+ensembles at 100k and 1M rows x 10 features, default parameters: random_forest
+    (100 trees) and gbm trained in the database, against psycopg fetch +
+    scikit-learn's RandomForestClassifier (n_jobs=-1, every core, as ours),
+    GradientBoostingClassifier (the same model) and HistGradientBoosting-
+    Classifier; then each 100k model predicting every row in a query, against
+    psycopg fetch + scikit-learn predict
 single-row: pgbench -M prepared -c 8 -j 2, a bare constant SELECT against
     the same through predict by model id and by project name.
 """
@@ -24,6 +30,8 @@ import time
 
 import numpy as np
 import psycopg
+from sklearn.ensemble import (GradientBoostingClassifier, HistGradientBoostingClassifier,
+                              RandomForestClassifier)
 from sklearn.tree import DecisionTreeClassifier
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -36,6 +44,7 @@ REPEATS = 5
 PGBENCH_ROUNDS = 3
 PGBENCH_SECONDS = int(os.environ.get("AMBIENT_BENCH_PGBENCH_SECONDS", 8))
 TRAINING_SIZES = [n for n in (100_000, 400_000, 1_000_000) if n <= ROWS]
+ENSEMBLE_SIZES = [n for n in (100_000, 1_000_000) if n <= ROWS]
 FEATURES = ", ".join(f"f{i}" for i in range(1, 11))
 DSN = f"host={os.environ.get('PGHOST', '/tmp')} port={os.environ['PGPORT']} user=postgres dbname={DB}"
 
@@ -69,7 +78,7 @@ def setup():
         started = time.perf_counter()
         conn.execute(f"""SELECT * FROM ambient.train('p',
             query => 'SELECT {FEATURES}, label FROM bench_rows WHERE id <= {TRAIN_ROWS}',
-            target => 'label', hyperparams => '{{"max_depth": {DEPTH}}}')""")
+            target => 'label', algorithm => 'decision_tree', hyperparams => '{{"max_depth": {DEPTH}}}')""")
         return time.perf_counter() - started
 
 
@@ -111,7 +120,8 @@ def training_side_by_side():
         for rows in TRAINING_SIZES:
             query = f"SELECT f1, f2, f3, f4, f5, noisy FROM bench_rows WHERE id <= {rows}"
             started = time.perf_counter()
-            conn.execute(f"SELECT * FROM ambient.train('t{rows}', query => '{query}', target => 'noisy', deploy => 'never')")
+            conn.execute(f"SELECT * FROM ambient.train('t{rows}', query => '{query}', target => 'noisy', "
+                         "algorithm => 'decision_tree', deploy => 'never')")
             ours = time.perf_counter() - started
             started = time.perf_counter()
             data = np.array(conn.execute(query).fetchall())
@@ -120,6 +130,52 @@ def training_side_by_side():
             log(f"bench: training {rows} rows: ours {ours:.2f} s, psycopg + scikit-learn {theirs:.2f} s")
             results[rows] = (ours, theirs)
     return results
+
+
+def ensembles_side_by_side():
+    """For each size: random_forest and gbm with default parameters trained
+    in the database (test_size 0.01, so they fit 99 % of the rows scikit-learn
+    fits on), against psycopg fetch + scikit-learn's fit. Then the 100k
+    models predicting every row: in a query, against fetch + predict.
+    Returns ({rows: {name: seconds}}, {name: (ours, theirs)})."""
+    training = {}
+    sklearn_models = {}
+    with psycopg.connect(DSN, autocommit=True) as conn:
+        conn.execute("SET ambient.max_training_memory = '16GB'")
+        conn.execute("SET ambient.progress = off")
+        for rows in ENSEMBLE_SIZES:
+            query = f"SELECT {FEATURES}, label FROM bench_rows WHERE id <= {rows}"
+            times = {}
+            for algorithm in ("random_forest", "gbm"):
+                started = time.perf_counter()
+                conn.execute(f"SELECT * FROM ambient.train('{algorithm}{rows}', query => '{query}', target => 'label', "
+                             f"algorithm => '{algorithm}', test_size => 0.01, deploy => 'always')")
+                times[algorithm] = time.perf_counter() - started
+                log(f"bench: {algorithm} on {rows} rows in the database: {times[algorithm]:.2f} s")
+            for name, make in (("sklearn RandomForest", lambda: RandomForestClassifier(n_jobs=-1, random_state=0)),
+                               ("sklearn GradientBoosting", lambda: GradientBoostingClassifier(random_state=0)),
+                               ("sklearn HistGradientBoosting", lambda: HistGradientBoostingClassifier(random_state=0))):
+                started = time.perf_counter()
+                data = np.array(conn.execute(query).fetchall())
+                model = make().fit(data[:, :10], data[:, 10])
+                times[name] = time.perf_counter() - started
+                log(f"bench: {name} on {rows} rows, fetch included: {times[name]:.2f} s")
+                if rows == ENSEMBLE_SIZES[0]:
+                    sklearn_models[name] = model
+            training[rows] = times
+        smallest = ENSEMBLE_SIZES[0]
+        predicting = {}
+        for ours, theirs in (("random_forest", "sklearn RandomForest"), ("gbm", "sklearn GradientBoosting")):
+            started = time.perf_counter()
+            conn.execute(f"SELECT sum(ambient.predict('{ours}{smallest}', ARRAY[{FEATURES}])) FROM bench_rows")
+            in_query = time.perf_counter() - started
+            started = time.perf_counter()
+            rows = np.array(conn.execute(f"SELECT {FEATURES} FROM bench_rows").fetchall(), dtype=np.float64)
+            sklearn_models[theirs].predict(rows)
+            exported = time.perf_counter() - started
+            log(f"bench: predicting {ROWS} rows with {ours}: in a query {in_query:.2f} s, exported {exported:.2f} s")
+            predicting[ours] = (in_query, exported)
+    return training, predicting
 
 
 def floor():
@@ -188,6 +244,8 @@ def main():
     tps = {name: statistics.median(values) for name, values in tps.items()}
     log("bench: training side by side")
     training = training_side_by_side()
+    log("bench: ensembles side by side")
+    ensembles, predicting = ensembles_side_by_side()
 
     assert b_sum == c_sum == e["checksum"], (b_sum, c_sum, e)
     figures = [
@@ -203,6 +261,11 @@ def main():
     ]
     figures += [(f"training {rows // 1000}k rows x 5, default tree: in-database / psycopg + scikit-learn",
                  f"{ours:.2f} s / {theirs:.2f} s") for rows, (ours, theirs) in training.items()]
+    for rows, times in ensembles.items():
+        figures += [(f"training {rows // 1000}k rows x 10, {name}", f"{seconds:.2f} s") for name, seconds in times.items()]
+    for name, (ours, theirs) in predicting.items():
+        figures.append((f"predicting {ROWS // 1000}k rows with the 100k {name}: in a query / exported to scikit-learn",
+                        f"{ours:.2f} s ({ours / ROWS * 1e6:.2f} µs a row) / {theirs:.2f} s"))
     ratios = [
         ("(b)/(a), target <= 3", b / a, b / a <= 3),
         ("(c)/(a)", c / a, None),
@@ -213,6 +276,21 @@ def main():
     ]
     ratios += [(f"training {rows // 1000}k: scikit-learn / ours, target >= 1", theirs / ours, theirs / ours >= 1)
                for rows, (ours, theirs) in training.items()]
+    for rows, times in ensembles.items():
+        for ours, theirs in (("random_forest", "sklearn RandomForest"), ("gbm", "sklearn GradientBoosting"),
+                             ("gbm", "sklearn HistGradientBoosting")):
+            ratio = times[theirs] / times[ours]
+            target = theirs != "sklearn HistGradientBoosting"
+            ratios.append((f"training {rows // 1000}k x 10: {theirs} / our {ours}" + (", target >= 1" if target else ""),
+                           ratio, ratio >= 1 if target else None))
+    if len(ensembles) == 2:
+        small, large = ENSEMBLE_SIZES
+        for ours, theirs in (("random_forest", "sklearn RandomForest"), ("gbm", "sklearn GradientBoosting")):
+            ratios.append((f"growth {large // small}x rows: our {ours} time / {theirs}'s",
+                           (ensembles[large][ours] / ensembles[small][ours])
+                           / (ensembles[large][theirs] / ensembles[small][theirs]), None))
+    for name, (ours, theirs) in predicting.items():
+        ratios.append((f"predicting with {name}: exported / in a query, target >= 10", theirs / ours, theirs / ours >= 10))
     lines = [f"Measured {time.strftime('%Y-%m-%d')} on {machine()}, {ROWS} rows; (a)-(c) median of {REPEATS} "
              f"interleaved rounds, pgbench (-M prepared -c 8 -j 2) median of {PGBENCH_ROUNDS} alternating "
              f"{PGBENCH_SECONDS}s rounds, training once per size.", "",
