@@ -340,7 +340,8 @@ def report(all_datasets, algorithms, ours, theirs, versions):
         bar = BARS[task]
         lines += [f"**{task.capitalize()}, {METRIC[task]} on the test rows**", ""]
         header = ["dataset", "train / test rows"] + [f"pg_ambient {a}" for a in algorithms] + \
-                 ["sklearn RF", "sklearn HGB", f"bar (RF − {bar:.2f})", "best pg_ambient meets bar"]
+                 ["sklearn RF", "sklearn HGB", f"bar (RF − {bar:.2f})",
+                  "auto meets bar" if "auto" in algorithms else "best pg_ambient meets bar"]
         lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         for ds in group:
             cells = [ds.name, f"{len(ds.train_idx)} / {len(ds.test_idx)}"]
@@ -356,8 +357,10 @@ def report(all_datasets, algorithms, ours, theirs, versions):
                     scores.append((result[0], a))
             rf, hgb = theirs[ds.name]["rf"][0], theirs[ds.name]["hgb"][0]
             cells += [f"{rf:.3f}", f"{hgb:.3f}", f"{rf - bar:.3f}"]
-            if scores:
-                best, best_algorithm = max(scores)
+            # The bar is for `auto`, when it ran; else the best one.
+            judged = [sc for sc in scores if sc[1] == "auto"] if "auto" in algorithms else scores
+            if judged:
+                best, best_algorithm = max(judged)
                 cells.append(f"{'yes' if best >= rf - bar else 'NO'} ({best_algorithm} {best:.3f})")
             else:
                 cells.append("NO (no model)" if any(isinstance(ours[(ds.name, a)], str) for a in algorithms)
@@ -380,7 +383,7 @@ def report(all_datasets, algorithms, ours, theirs, versions):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--algorithms", default="gbm,random_forest",
+    parser.add_argument("--algorithms", default="auto,gbm,random_forest",
                         help="comma-separated pg_ambient algorithms (default: gbm,random_forest)")
     parser.add_argument("--no-write", action="store_true", help=f"print only; do not rewrite {DOC.relative_to(ROOT)}")
     args = parser.parse_args()
