@@ -314,7 +314,7 @@ CREATE FUNCTION ambient."feature_importance"(
 	"method" TEXT,  /* String */
 	"importance" double precision  /* f64 */
 )
-STRICT STABLE PARALLEL SAFE 
+STRICT STABLE PARALLEL RESTRICTED 
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'feature_importance_live_wrapper';
 CREATE FUNCTION ambient."feature_importance"(
@@ -324,7 +324,7 @@ CREATE FUNCTION ambient."feature_importance"(
 	"method" TEXT,  /* String */
 	"importance" double precision  /* f64 */
 )
-STRICT STABLE PARALLEL SAFE 
+STRICT STABLE PARALLEL RESTRICTED 
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'feature_importance_pinned_wrapper';
 

@@ -108,7 +108,9 @@ type Importances = TableIterator<
 
 /// The live model's importances: its own (impurity, gain or coefficients,
 /// per feature it sees) and permutation importance (per input column).
-#[pg_extern(stable, parallel_safe, name = "feature_importance")]
+// PARALLEL RESTRICTED: the permutation importances are read through SPI's
+// read-write path, which a parallel worker cannot take.
+#[pg_extern(stable, parallel_restricted, name = "feature_importance")]
 fn feature_importance_live(
     project: &str,
 ) -> TableIterator<
@@ -127,7 +129,7 @@ fn feature_importance_live(
     .or_raise()
 }
 
-#[pg_extern(stable, parallel_safe, name = "feature_importance")]
+#[pg_extern(stable, parallel_restricted, name = "feature_importance")]
 fn feature_importance_pinned(
     model_id: i64,
 ) -> TableIterator<

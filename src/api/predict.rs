@@ -414,18 +414,24 @@ unsafe fn read_array(
             ));
         }
         let len = array.len();
-        let present = array.data::<f64>();
-        let present = present.as_ref();
+        let is_present = |bitmap: &[u8], i: usize| bitmap[i / 8] & (1 << (i % 8)) != 0;
+        // The data part holds only the non-null elements, so the slice is
+        // as long as they are, not as the array.
+        let n_present = match array.nulls() {
+            None => len,
+            Some(bitmap) => (0..len).filter(|&i| is_present(bitmap.as_ref(), i)).count(),
+        };
+        let present =
+            std::slice::from_raw_parts(array.data::<f64>().as_ptr() as *const f64, n_present);
         let values: Vec<Value<'_>> = match array.nulls() {
             None => present.iter().map(|&v| Value::Number(v)).collect(),
             Some(bitmap) => {
                 let bitmap = bitmap.as_ref();
-                // The data part holds only the non-null elements.
                 let mut next = present.iter();
                 (0..len)
-                    .map(|i| match bitmap[i / 8] & (1 << (i % 8)) {
-                        0 => Value::Missing,
-                        _ => next.next().map_or(Value::Missing, |&v| Value::Number(v)),
+                    .map(|i| match is_present(bitmap, i) {
+                        false => Value::Missing,
+                        true => next.next().map_or(Value::Missing, |&v| Value::Number(v)),
                     })
                     .collect()
             }

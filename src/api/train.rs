@@ -517,7 +517,7 @@ fn run(req: TrainRequest) -> AmbientResult<Outcome> {
             (DeployPolicy::Always, _) | (DeployPolicy::IfBetter, None) => true,
             (DeployPolicy::IfBetter, Some(live)) => {
                 let champion = model_cache::load_latest(live.model_id)?;
-                match champion.evaluate(data, &split.test) {
+                match champion.evaluate(data, &split.test, &interrupts) {
                     Ok(champion_metrics) => {
                         let champion_score =
                             champion_metrics.get(primary).copied().unwrap_or(f64::NAN);

@@ -205,7 +205,7 @@ pub fn permutation_importance(
     let positions: Vec<usize> = (0..rows.len()).collect();
     let score = |records: &[f64]| -> MlResult<f64> {
         Ok(model
-            .score_rows(records, width, &positions, encoded, rows)?
+            .score_rows(records, width, &positions, encoded, rows, interrupts)?
             .get(metric)
             .copied()
             .unwrap_or(f64::NAN))
@@ -338,6 +338,65 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn boosted_trees_credit_the_columns_that_matter() {
+        // Binary log loss: every node's value is a Newton step, so a path's
+        // last split does not take the leaf's whole correction. One label in
+        // eleven is flipped, so the trees grow past the first split.
+        let mut records = Vec::new();
+        let mut labels = Vec::new();
+        for i in 0..600 {
+            let (a, noise) = ((i % 40) as f64, ((i * 7919) % 13) as f64);
+            records.extend([a, noise]);
+            labels.push(((a > 20.0) ^ (i % 11 == 0)).to_string());
+        }
+        let d = Dataset::new(
+            vec!["a".into(), "noise".into()],
+            records,
+            RawLabels::Classes(LabelKind::Boolean, labels),
+        )
+        .unwrap();
+        let spec = lookup("gbm").unwrap();
+        let params = Hyperparams::validate(
+            "gbm",
+            spec.params(Task::Classification).unwrap(),
+            &serde_json::Value::Null,
+        )
+        .unwrap();
+        let options = default_options(&d, false);
+        let t = train(
+            &d,
+            &FitRequest {
+                algorithm: spec,
+                params: &params,
+                test_size: 0.25,
+                seed: 1,
+                threads: 1,
+                split_key: &d.feature_names,
+                preprocess: &options,
+                memory: &crate::ml::MemoryBudget::unlimited(),
+            },
+            &Interrupts::none(),
+        )
+        .unwrap();
+        let (mut signal, mut noise) = (0.0, 0.0);
+        let mut x = Vec::new();
+        for i in 0..d.n_rows() {
+            let values: Vec<_> = raw_values(&d, i).collect();
+            t.model.encode(&values, &mut x).unwrap();
+            let e = t.model.explain(&x).unwrap();
+            signal += e.contributions[0].abs();
+            noise += e.contributions[1].abs();
+        }
+        // The trees do split on noise to fit the flipped labels, so it gets
+        // some credit (15 % here); with only the leaves set to Newton steps,
+        // the last split on each path took the whole correction (77 %).
+        assert!(
+            noise < 0.3 * signal,
+            "noise {noise} against signal {signal}"
+        );
     }
 
     #[test]

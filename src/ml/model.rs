@@ -92,7 +92,7 @@ pub fn train(
         data.encoding().cloned(),
         estimator,
     );
-    let metrics = model.score(&encoded.records, &encoded, &split.test)?;
+    let metrics = model.score(&encoded, &split.test, interrupts)?;
     let permutation =
         explain::permutation_importance(&model, &encoded, &split.test, fit.seed, interrupts)?;
     Ok(Trained {
@@ -198,7 +198,12 @@ impl Model {
     /// Scores this model on `rows` of raw `data`, matching input columns
     /// and classes by name, so a champion can be scored on a challenger's
     /// test rows.
-    pub fn evaluate(&self, data: &Dataset, rows: &[usize]) -> MlResult<Metrics> {
+    pub fn evaluate(
+        &self,
+        data: &Dataset,
+        rows: &[usize],
+        interrupts: &Interrupts<'_>,
+    ) -> MlResult<Metrics> {
         let columns = self
             .inputs
             .names()
@@ -215,7 +220,10 @@ impl Model {
         let mut values = Vec::with_capacity(columns.len());
         let mut buffer = Vec::with_capacity(width);
         // Only `rows` are encoded; `score` reads them back in that order.
-        for &i in rows {
+        for (k, &i) in rows.iter().enumerate() {
+            if k % CHECK_EVERY == 0 {
+                interrupts.check()?;
+            }
             row_values.clear();
             row_values.extend(preprocess::raw_values(data, i));
             values.clear();
@@ -224,15 +232,29 @@ impl Model {
             encoded.extend_from_slice(&buffer);
         }
         let positions: Vec<usize> = (0..rows.len()).collect();
-        self.score_rows(&encoded, width, &positions, data, rows)
+        self.score_rows(&encoded, width, &positions, data, rows, interrupts)
     }
 
     /// Scores this model on `rows` of an encoded dataset.
-    fn score(&self, records: &[f64], encoded: &Dataset, rows: &[usize]) -> MlResult<Metrics> {
-        self.score_rows(records, encoded.width(), rows, encoded, rows)
+    fn score(
+        &self,
+        encoded: &Dataset,
+        rows: &[usize],
+        interrupts: &Interrupts<'_>,
+    ) -> MlResult<Metrics> {
+        self.score_rows(
+            &encoded.records,
+            encoded.width(),
+            rows,
+            encoded,
+            rows,
+            interrupts,
+        )
     }
 
     /// Row `at[k]` of `records` (width `width`) is data row `rows[k]`.
+    /// Predicting can take long (a forest, or knn's comparisons with every
+    /// training row), so it asks `interrupts` as it goes.
     pub(crate) fn score_rows(
         &self,
         records: &[f64],
@@ -240,11 +262,21 @@ impl Model {
         at: &[usize],
         data: &Dataset,
         rows: &[usize],
+        interrupts: &Interrupts<'_>,
     ) -> MlResult<Metrics> {
-        let inputs: Vec<&[f64]> = at
-            .iter()
-            .map(|&k| &records[k * width..(k + 1) * width])
-            .collect();
+        let predictor = self.estimator.predictor();
+        let mut predictions = Vec::with_capacity(at.len());
+        let mut probabilities = Vec::new();
+        for (n, &k) in at.iter().enumerate() {
+            if n % CHECK_EVERY == 0 {
+                interrupts.check()?;
+            }
+            let x = &records[k * width..(k + 1) * width];
+            predictions.push(predictor.predict(x));
+            if let Some(p) = predictor.predict_proba(x) {
+                probabilities.push(p);
+            }
+        }
         match (&data.labels, &self.labels) {
             (Labels::Classes { encoding, index }, Some(own)) => {
                 let n_classes = encoding.classes.len();
@@ -255,28 +287,19 @@ impl Model {
                     .map(|c| encoding.index_of(c).unwrap_or(n_classes))
                     .collect();
                 let truth: Vec<usize> = rows.iter().map(|&i| index[i]).collect();
-                let predicted: Vec<usize> = inputs
-                    .iter()
-                    .map(|x| to_data[self.estimator.predictor().predict(x) as usize])
-                    .collect();
+                let predicted: Vec<usize> =
+                    predictions.iter().map(|&p| to_data[p as usize]).collect();
                 let same_classes = own.classes == encoding.classes;
-                let proba: Option<Vec<Vec<f64>>> = same_classes.then(|| {
-                    inputs
-                        .iter()
-                        .filter_map(|x| self.estimator.predictor().predict_proba(x))
-                        .collect()
-                });
                 Ok(metrics::classification(
                     &truth,
                     &predicted,
                     n_classes,
-                    proba.as_deref(),
+                    same_classes.then_some(&probabilities[..]),
                 ))
             }
             (Labels::Values(values), None) => {
                 let truth: Vec<f64> = rows.iter().map(|&i| values[i]).collect();
-                let predicted: Vec<f64> = inputs.iter().map(|x| self.predict_value(x)).collect();
-                Ok(metrics::regression(&truth, &predicted))
+                Ok(metrics::regression(&truth, &predictions))
             }
             _ => Err(MlError::invalid(
                 "the model and the data are for different tasks",
@@ -284,3 +307,6 @@ impl Model {
         }
     }
 }
+
+/// Rows between two interrupt checks while scoring.
+const CHECK_EVERY: usize = 256;

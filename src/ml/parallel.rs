@@ -56,12 +56,26 @@ where
             Ok(())
         }
     };
-    let take_jobs = |hook: &Interrupts<'_>| loop {
+    // `in_worker`: a job that panics there fails like one that errs, and
+    // stops the rest. On the caller's thread a panic is Postgres's error
+    // unwinding (from the interrupt check), and must go on unwinding.
+    let take_jobs = |hook: &Interrupts<'_>, in_worker: bool| loop {
         let i = next.fetch_add(1, Ordering::Relaxed);
         if i >= n_jobs || stop.load(Ordering::Relaxed) {
             break;
         }
-        let result = job(i, hook);
+        let result = if in_worker {
+            panic::catch_unwind(AssertUnwindSafe(|| job(i, hook))).unwrap_or_else(|payload| {
+                let why = payload
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| payload.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                Err(MlError::invalid(format!("a training thread failed: {why}")))
+            })
+        } else {
+            job(i, hook)
+        };
         if result.is_err() {
             stop.store(true, Ordering::Relaxed);
         }
@@ -71,17 +85,24 @@ where
     };
     let (done_tx, done_rx) = mpsc::channel::<()>();
     let caller = std::thread::scope(|scope| {
-        let blocked = block_signals();
-        for _ in 0..workers {
-            let done = done_tx.clone();
-            let take_jobs = &take_jobs;
-            let stopped = &stopped;
-            scope.spawn(move || {
-                take_jobs(&Interrupts::new(stopped));
-                let _ = done.send(());
-            });
+        {
+            // Restored when this block ends, however it ends.
+            let _blocked = SignalsBlocked::new();
+            for _ in 0..workers {
+                let done = done_tx.clone();
+                let take_jobs = &take_jobs;
+                let stopped = &stopped;
+                let spawned = std::thread::Builder::new().spawn_scoped(scope, move || {
+                    take_jobs(&Interrupts::new(stopped), true);
+                    let _ = done.send(());
+                });
+                // No more threads to be had (a process limit): the caller
+                // and the workers already started do the jobs.
+                if spawned.is_err() {
+                    break;
+                }
+            }
         }
-        restore_signals(blocked);
         drop(done_tx);
         // The caller takes jobs too, asking both its own hook and the flag;
         // then it waits for the workers, still asking its hook.
@@ -90,7 +111,7 @@ where
                 interrupts.check()?;
                 stopped()
             };
-            take_jobs(&Interrupts::new(&both));
+            take_jobs(&Interrupts::new(&both), false);
             loop {
                 match done_rx.recv_timeout(POLL) {
                     Ok(()) => continue,
@@ -135,24 +156,31 @@ where
     }
 }
 
-#[cfg(unix)]
-fn block_signals() -> libc::sigset_t {
-    // SAFETY: sigfillset initialises the set; pthread_sigmask only changes
-    // this thread's mask and writes the old one into `previous`.
-    unsafe {
-        let mut all: libc::sigset_t = std::mem::zeroed();
-        let mut previous: libc::sigset_t = std::mem::zeroed();
-        libc::sigfillset(&mut all);
-        libc::pthread_sigmask(libc::SIG_BLOCK, &all, &mut previous);
-        previous
+/// Every signal blocked on the calling thread while it lives, so threads
+/// started meanwhile inherit the mask; the previous mask comes back when it
+/// is dropped, also on unwinding.
+struct SignalsBlocked(libc::sigset_t);
+
+impl SignalsBlocked {
+    fn new() -> Self {
+        // SAFETY: sigfillset initialises the set; pthread_sigmask only
+        // changes this thread's mask and writes the old one into `previous`.
+        unsafe {
+            let mut all: libc::sigset_t = std::mem::zeroed();
+            let mut previous: libc::sigset_t = std::mem::zeroed();
+            libc::sigfillset(&mut all);
+            libc::pthread_sigmask(libc::SIG_BLOCK, &all, &mut previous);
+            SignalsBlocked(previous)
+        }
     }
 }
 
-#[cfg(unix)]
-fn restore_signals(previous: libc::sigset_t) {
-    // SAFETY: `previous` is the mask block_signals read from this thread.
-    unsafe {
-        libc::pthread_sigmask(libc::SIG_SETMASK, &previous, std::ptr::null_mut());
+impl Drop for SignalsBlocked {
+    fn drop(&mut self) {
+        // SAFETY: the mask was read from this thread by `new`.
+        unsafe {
+            libc::pthread_sigmask(libc::SIG_SETMASK, &self.0, std::ptr::null_mut());
+        }
     }
 }
 
@@ -184,6 +212,34 @@ mod tests {
         .unwrap_err();
         assert_eq!(err.message, "job 3 failed");
         assert!(started.load(Ordering::Relaxed) < 1000);
+    }
+
+    #[test]
+    fn a_panicking_job_is_an_error_that_stops_the_rest_and_the_mask_comes_back() {
+        let mask = || {
+            std::fs::read_to_string("/proc/thread-self/status")
+                .unwrap_or_default()
+                .lines()
+                .find(|l| l.starts_with("SigBlk:"))
+                .map(str::to_string)
+        };
+        let before = mask();
+        // Job 0 keeps the caller busy, so a worker takes job 1.
+        let err = run(8, 3, &Interrupts::none(), |i, _| {
+            match i {
+                0 => std::thread::sleep(Duration::from_millis(200)),
+                1 => panic!("boom"),
+                _ => {}
+            }
+            Ok(i)
+        })
+        .unwrap_err();
+        assert!(
+            err.message.contains("a training thread failed: boom"),
+            "{}",
+            err.message
+        );
+        assert_eq!(mask(), before, "the caller's signal mask is restored");
     }
 
     #[test]

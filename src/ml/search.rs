@@ -443,8 +443,14 @@ fn cross_validate(
             data.encoding().cloned(),
             estimator,
         );
-        let metrics =
-            model.score_rows(&encoded.records, encoded.width(), &valid, &encoded, &valid)?;
+        let metrics = model.score_rows(
+            &encoded.records,
+            encoded.width(),
+            &valid,
+            &encoded,
+            &valid,
+            interrupts,
+        )?;
         metrics
             .get(metric)
             .copied()

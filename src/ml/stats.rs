@@ -59,6 +59,31 @@ pub fn numeric(values: &mut [f64], nulls: usize) -> NumericStats {
     }
 }
 
+/// Categories a snapshot lists by name, at most: the rest are counted
+/// together, so a column of e-mail addresses or ids does not copy every
+/// value into the catalog.
+pub const MAX_LISTED_CATEGORIES: usize = 100;
+
+/// The most frequent categories (ties in text order), in text order, then
+/// "(other)" with the rest's rows when there are more.
+fn most_frequent(texts: &[String], counts: &[usize]) -> Vec<(String, usize)> {
+    let mut seen: Vec<(&String, usize)> = texts
+        .iter()
+        .zip(counts.iter().copied())
+        .filter(|(_, c)| *c > 0)
+        .collect();
+    if seen.len() <= MAX_LISTED_CATEGORIES {
+        return seen.into_iter().map(|(t, c)| (t.clone(), c)).collect();
+    }
+    seen.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
+    let rest: usize = seen[MAX_LISTED_CATEGORIES..].iter().map(|(_, c)| c).sum();
+    seen.truncate(MAX_LISTED_CATEGORIES);
+    seen.sort_by(|a, b| a.0.cmp(b.0));
+    let mut out: Vec<(String, usize)> = seen.into_iter().map(|(t, c)| (t.clone(), c)).collect();
+    out.push(("(other)".to_string(), rest));
+    out
+}
+
 /// Statistics for every feature, then the label (named `label_name`), whose
 /// NULL count is the unlabeled rows that training skipped.
 /// Statistics of every column (one sort each), checking for interrupts
@@ -87,7 +112,7 @@ pub fn describe(
                     ColumnStats::Category(CategoryStats {
                         count: freq.iter().sum(),
                         nulls,
-                        frequencies: data.dictionaries[j].iter().cloned().zip(freq).collect(),
+                        frequencies: most_frequent(&data.dictionaries[j], &freq),
                     })
                 }
                 _ => {
@@ -131,6 +156,17 @@ mod tests {
         );
         assert!((s.std - 2.5f64.sqrt()).abs() < 1e-12);
         assert_eq!(s.quantiles, vec![1.2, 2.0, 3.0, 4.0, 4.8]);
+    }
+
+    #[test]
+    fn only_the_most_frequent_categories_are_listed() {
+        let texts: Vec<String> = (0..150).map(|i| format!("id{i:03}")).collect();
+        let counts: Vec<usize> = (0..150).map(|i| if i < 5 { 10 } else { 1 }).collect();
+        let listed = most_frequent(&texts, &counts);
+        assert_eq!(listed.len(), MAX_LISTED_CATEGORIES + 1);
+        assert_eq!(listed.last().unwrap(), &("(other)".to_string(), 50));
+        assert!(listed.contains(&("id000".to_string(), 10)));
+        assert_eq!(listed.iter().map(|(_, c)| c).sum::<usize>(), 195);
     }
 
     #[test]

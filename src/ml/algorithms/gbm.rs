@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::decision_tree::{MIN_SAMPLES_LEAF, MIN_SAMPLES_SPLIT};
 use super::logistic_regression::{argmax, softmax};
-use super::tree::{self, Criterion, Node, Presorted, Tree, TreeSettings};
+use super::tree::{self, Criterion, Presorted, Tree, TreeSettings};
 use super::{AlgorithmSpec, Estimator, Predictor, Shape, TaskParams, TrainingData};
 use crate::ml::hyperparams::{Hyperparams, ParamKind, ParamSpec};
 use crate::ml::{MlError, MlResult, Task};
@@ -193,7 +193,8 @@ fn fit(data: &TrainingData<'_>) -> MlResult<Estimator> {
         })
         .collect();
     let mut scores: Vec<Vec<f64>> = init.iter().map(|&s| vec![s; n]).collect();
-    let mut trees = Vec::with_capacity(rounds * outputs);
+    // Grows with the rounds; each tree takes its memory from the budget.
+    let mut trees = Vec::new();
     let mut residuals = vec![0.0; n];
     let mut proba = vec![vec![0.0; n]; outputs];
     for _ in 0..rounds {
@@ -227,13 +228,12 @@ fn fit(data: &TrainingData<'_>) -> MlResult<Estimator> {
                 data.memory,
                 data.interrupts,
             )?;
-            let leaf_of: Vec<usize> = rows.iter().map(|x| tree.leaf_of(x)).collect();
             if n_classes > 0 {
-                newton_steps(&mut tree, &leaf_of, &residuals, outputs);
+                newton_steps(&mut tree, &rows, &residuals, outputs);
             }
             tree.values.iter_mut().for_each(|v| *v *= rate);
-            for (i, &leaf) in leaf_of.iter().enumerate() {
-                scores[o][i] += tree.values[leaf];
+            for (i, x) in rows.iter().enumerate() {
+                scores[o][i] += tree.values[tree.leaf_of(x)];
             }
             trees.push(tree);
         }
@@ -245,28 +245,31 @@ fn fit(data: &TrainingData<'_>) -> MlResult<Estimator> {
     }))
 }
 
-/// Log loss: each leaf's value becomes one Newton step, Σr / Σ|r|(1−|r|)
-/// over its rows (scaled by (K−1)/K for K > 2 classes), as scikit-learn's
-/// gradient boosting does; a residual r is target minus probability.
-fn newton_steps(tree: &mut Tree, leaf_of: &[usize], residuals: &[f64], outputs: usize) {
+/// Log loss: each node's value becomes one Newton step over its rows,
+/// Σr / Σ|r|(1−|r|) (scaled by (K−1)/K for K > 2 classes), as scikit-learn's
+/// gradient boosting does for leaves; a residual r is target minus
+/// probability. Inner nodes get theirs too, so a path's changes in value,
+/// which `explain` credits to the features split on, are the steps of the
+/// nodes along it.
+fn newton_steps(tree: &mut Tree, rows: &[&[f64]], residuals: &[f64], outputs: usize) {
     let mut numerator = vec![0.0; tree.nodes.len()];
     let mut denominator = vec![0.0; tree.nodes.len()];
-    for (&leaf, &r) in leaf_of.iter().zip(residuals) {
-        numerator[leaf] += r;
-        denominator[leaf] += r.abs() * (1.0 - r.abs());
+    for (x, &r) in rows.iter().zip(residuals) {
+        for (node, _) in tree.path(x) {
+            numerator[node] += r;
+            denominator[node] += r.abs() * (1.0 - r.abs());
+        }
     }
     let scale = if outputs > 1 {
         (outputs as f64 - 1.0) / outputs as f64
     } else {
         1.0
     };
-    for (i, node) in tree.nodes.iter().enumerate() {
-        if let Node::Leaf { .. } = node {
-            tree.values[i] = if denominator[i] < 1e-150 {
-                0.0
-            } else {
-                scale * numerator[i] / denominator[i]
-            };
-        }
+    for (i, value) in tree.values.iter_mut().enumerate() {
+        *value = if denominator[i] < 1e-150 {
+            0.0
+        } else {
+            scale * numerator[i] / denominator[i]
+        };
     }
 }

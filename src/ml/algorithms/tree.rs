@@ -374,6 +374,8 @@ impl<'a> Learner<'a> {
 
     fn grow(mut self, memory: &MemoryBudget) -> MlResult<Tree> {
         let node_bytes = Tree::node_bytes(self.class_left.len());
+        // The tree itself and its importances, before any node.
+        memory.take(std::mem::size_of::<Tree>() as u64 + 8 * self.importances.len() as u64)?;
         let n_active = self.order.first().map_or(0, Vec::len);
         if n_active == 0 {
             return Err(MlError::insufficient("no training row has any weight"));
