@@ -324,9 +324,9 @@ pub fn load(req: &Request<'_>) -> AmbientResult<Loaded> {
             ))
             .hint("features are numeric, boolean, text, enum, date or timestamp columns; leave it out with features => ARRAY[...], or convert it in a query")
         })?;
-        // Casts are looked up in pg_cast, not on the search path, and the
-        // one function is schema-qualified, so the caller's objects cannot
-        // stand in for them.
+        // This reads as the caller, under the caller's search_path: the one
+        // function is schema-qualified, and the casts are to built-in types
+        // by their standard names.
         select_list.push(match kind {
             ColumnKind::Boolean => format!("{quoted}::integer::float8"),
             ColumnKind::Numeric => format!("{quoted}::float8"),

@@ -76,7 +76,7 @@ pub struct ColumnOptions {
 
 impl ColumnOptions {
     /// The defaults for a column of `kind`; `scaled` says whether the
-    /// algorithm wants standardised numbers (linear models, SVM, kNN).
+    /// algorithm wants standardised numbers (linear models, kNN).
     pub fn default_for(kind: ColumnKind, scaled: bool) -> Self {
         ColumnOptions {
             impute: match kind {

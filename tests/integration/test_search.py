@@ -2,6 +2,7 @@
 ambient.progress), and cancel reaching every training thread, in a forest's
 trees and in a search's folds, within about a second, leaving nothing."""
 
+import os
 import time
 
 import psycopg
@@ -38,7 +39,13 @@ def test_cancel_stops_every_training_thread_within_a_second(database, what):
     with connect(database, autocommit=True) as admin:
         noisy_table(admin, 300_000)
         pid, thread, outcome = train_in_background(database, sql)
-        wait_until_training(admin, pid, 2.0)
+        wait_until_training(admin, pid, 0.5)
+        # Cancel while the training threads run, not while rows are read.
+        deadline = time.monotonic() + 60
+        while len(os.listdir(f"/proc/{pid}/task")) < 2:
+            assert time.monotonic() < deadline, "the training threads never started"
+            time.sleep(0.01)
+        time.sleep(0.3)
         signalled = time.monotonic()
         assert admin.execute("SELECT pg_cancel_backend(%s)", [pid]).fetchone()[0]
         thread.join(timeout=60)

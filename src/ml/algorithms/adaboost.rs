@@ -161,7 +161,8 @@ fn fit(data: &TrainingData<'_>) -> MlResult<Estimator> {
             .sum::<f64>()
             / total;
         if error <= 0.0 {
-            // A perfect tree: it decides alone, as scikit-learn stops there.
+            // A perfect tree ends the boosting with a say of 1, as in
+            // scikit-learn.
             trees.push(tree);
             say.push(1.0);
             break;

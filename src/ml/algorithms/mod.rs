@@ -110,7 +110,7 @@ pub struct AlgorithmSpec {
     pub description: &'static str,
     pub tasks: &'static [TaskParams],
     /// Whether numbers are standardised by default before the fit (linear
-    /// models, SVM, kNN); trees and naive Bayes take them as they are.
+    /// models, kNN); trees and naive Bayes take them as they are.
     pub scales_inputs: bool,
     pub fit: fn(&TrainingData<'_>) -> MlResult<Estimator>,
     /// What `fit` allocates for data of this shape, in bytes, whatever the

@@ -18,6 +18,11 @@ SELECT * FROM try($$SELECT ambient.train('secret', query => 'SELECT * FROM secre
 -- With SELECT, alice trains; the rows record her, not the extension owner.
 SELECT version, deployed FROM ambient.train('alice_iris', relation => 'iris', target => 'species', algorithm => 'decision_tree');
 SELECT version, deployed FROM ambient.train('alice_iris', relation => 'iris', hyperparams => '{"max_depth": 2}', algorithm => 'decision_tree');
+-- ... and searches, whose trials only readers of the project see.
+SET ambient.progress = off;
+SELECT algorithm FROM ambient.train('alice_auto', relation => 'iris', target => 'species', algorithm => 'auto');
+RESET ambient.progress;
+SELECT count(*) AS her_trials FROM ambient.trials WHERE project = 'alice_auto';
 SELECT project, owner, live_version FROM ambient.overview;
 SELECT project, version, trained_by FROM ambient.models ORDER BY version;
 -- The tables themselves are the extension owner's alone, for reading too.
@@ -39,6 +44,10 @@ SELECT count(*) AS projects FROM ambient.overview;
 SELECT count(*) AS models FROM ambient.models;
 SELECT count(*) AS deployments FROM ambient.deployments;
 SELECT count(*) AS snapshots FROM ambient.model_snapshots;
+SELECT count(*) AS trials FROM ambient.trials;
+SELECT count(*) AS leaderboard FROM ambient.leaderboard('alice_auto');
+SELECT * FROM try($$SELECT * FROM ambient.feature_importance('alice_auto')$$);
+SELECT * FROM try($$SELECT * FROM ambient.explain('alice_auto', ARRAY[5.1, 3.5, 1.4, 0.2])$$);
 CREATE SCHEMA mine;
 CREATE FUNCTION mine.peek(text) RETURNS boolean LANGUAGE plpgsql COST 0.0000001 AS $$
 BEGIN RAISE NOTICE 'peeked at %', $1; RETURN true; END $$;
