@@ -57,30 +57,26 @@ pub struct Tree {
 impl Tree {
     /// The node index of the leaf `x` reaches.
     pub fn leaf_of(&self, x: &[f64]) -> usize {
-        let mut at = 0usize;
-        loop {
-            match self.nodes[at] {
-                Node::Split {
-                    feature,
-                    threshold,
-                    left,
-                    right,
-                } => {
-                    at = if x[feature as usize] < threshold {
-                        left as usize
-                    } else {
-                        right as usize
-                    };
-                }
-                Node::Leaf { .. } => return at,
-            }
-        }
+        let mut last = 0;
+        self.walk(x, |node| last = node);
+        last
     }
 
     /// The nodes `x` passes through, root first, with the feature each
     /// split on (the leaf's entry has none).
     pub fn path(&self, x: &[f64]) -> Vec<(usize, Option<usize>)> {
         let mut path = Vec::new();
+        self.walk_splits(x, |node, feature| path.push((node, feature)));
+        path
+    }
+
+    /// Calls `visit` with every node `x` passes through, root first,
+    /// without allocating.
+    pub fn walk(&self, x: &[f64], mut visit: impl FnMut(usize)) {
+        self.walk_splits(x, |node, _| visit(node));
+    }
+
+    fn walk_splits(&self, x: &[f64], mut visit: impl FnMut(usize, Option<usize>)) {
         let mut at = 0usize;
         loop {
             match self.nodes[at] {
@@ -90,7 +86,7 @@ impl Tree {
                     left,
                     right,
                 } => {
-                    path.push((at, Some(feature as usize)));
+                    visit(at, Some(feature as usize));
                     at = if x[feature as usize] < threshold {
                         left as usize
                     } else {
@@ -98,8 +94,8 @@ impl Tree {
                     };
                 }
                 Node::Leaf { .. } => {
-                    path.push((at, None));
-                    return path;
+                    visit(at, None);
+                    return;
                 }
             }
         }
