@@ -43,6 +43,8 @@ fn explain(fcinfo: FunctionCallInfo, form: Form) -> Contributions {
     TableIterator::new(outcome.or_raise())
 }
 
+// The return types below are spelled out, not `Contributions`: pgrx's schema
+// generator does not resolve a type alias in a #[pg_extern] signature.
 #[pg_extern(sql = r#"
 CREATE FUNCTION ambient.explain(project text, "row" record)
     RETURNS TABLE (feature text, contribution float8, explains text)

@@ -220,7 +220,7 @@ impl RowLayout {
     fn fits(&self, tupdesc: &PgTupleDesc) -> bool {
         self.columns
             .iter()
-            .zip(self.model.input_names())
+            .zip(self.model.inputs.names())
             .all(|(&(attno, type_oid, _), name)| {
                 tupdesc.get(attno - 1).is_some_and(|attr| {
                     !attr.attisdropped && attr.atttypid == type_oid && attr.name() == name

@@ -316,12 +316,10 @@ mod v1 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ml::algorithms;
     use crate::ml::algorithms::Estimator;
     use crate::ml::dataset::{Dataset, LabelKind, RawLabels};
-    use crate::ml::hyperparams::Hyperparams;
-    use crate::ml::model::{train, FitRequest};
-    use crate::ml::{MlErrorKind, Task};
+    use crate::ml::model::train_with_defaults;
+    use crate::ml::MlErrorKind;
 
     fn model() -> Model {
         let mut records = Vec::new();
@@ -336,27 +334,7 @@ mod tests {
             RawLabels::Classes(LabelKind::Text, labels),
         )
         .unwrap();
-        let spec = algorithms::lookup("decision_tree").unwrap();
-        let params = Hyperparams::validate(
-            spec.name,
-            spec.params(Task::Classification).unwrap(),
-            &serde_json::json!({}),
-        )
-        .unwrap();
-        let options = crate::ml::preprocess::default_options(&d, false);
-        let fit = FitRequest {
-            algorithm: spec,
-            params: &params,
-            test_size: 0.25,
-            seed: 42,
-            threads: 1,
-            split_key: &d.feature_names,
-            preprocess: &options,
-            memory: &crate::ml::MemoryBudget::unlimited(),
-        };
-        train(&d, &fit, &crate::ml::Interrupts::none())
-            .unwrap()
-            .model
+        train_with_defaults(&d, "decision_tree", 42, 1).model
     }
 
     #[test]

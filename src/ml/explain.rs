@@ -232,11 +232,10 @@ pub fn permutation_importance(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ml::algorithms::{lookup, ALGORITHMS};
+    use crate::ml::algorithms::ALGORITHMS;
     use crate::ml::dataset::{LabelKind, RawLabels};
-    use crate::ml::hyperparams::Hyperparams;
-    use crate::ml::model::{train, FitRequest};
-    use crate::ml::preprocess::{default_options, raw_values};
+    use crate::ml::model::train_with_defaults;
+    use crate::ml::preprocess::raw_values;
     use crate::ml::Task;
 
     fn data(task: Task) -> Dataset {
@@ -267,26 +266,7 @@ mod tests {
 
     fn trained(name: &str, task: Task) -> (Dataset, crate::ml::model::Trained) {
         let d = data(task);
-        let spec = lookup(name).unwrap();
-        let params =
-            Hyperparams::validate(name, spec.params(task).unwrap(), &serde_json::Value::Null)
-                .unwrap();
-        let options = default_options(&d, spec.scales_inputs);
-        let t = train(
-            &d,
-            &FitRequest {
-                algorithm: spec,
-                params: &params,
-                test_size: 0.25,
-                seed: 1,
-                threads: 2,
-                split_key: &d.feature_names,
-                preprocess: &options,
-                memory: &crate::ml::MemoryBudget::unlimited(),
-            },
-            &Interrupts::none(),
-        )
-        .unwrap();
+        let t = train_with_defaults(&d, name, 1, 2);
         (d, t)
     }
 
@@ -358,29 +338,7 @@ mod tests {
             RawLabels::Classes(LabelKind::Boolean, labels),
         )
         .unwrap();
-        let spec = lookup("gbm").unwrap();
-        let params = Hyperparams::validate(
-            "gbm",
-            spec.params(Task::Classification).unwrap(),
-            &serde_json::Value::Null,
-        )
-        .unwrap();
-        let options = default_options(&d, false);
-        let t = train(
-            &d,
-            &FitRequest {
-                algorithm: spec,
-                params: &params,
-                test_size: 0.25,
-                seed: 1,
-                threads: 1,
-                split_key: &d.feature_names,
-                preprocess: &options,
-                memory: &crate::ml::MemoryBudget::unlimited(),
-            },
-            &Interrupts::none(),
-        )
-        .unwrap();
+        let t = train_with_defaults(&d, "gbm", 1, 1);
         let (mut signal, mut noise) = (0.0, 0.0);
         let mut x = Vec::new();
         for i in 0..d.n_rows() {

@@ -265,6 +265,12 @@ impl Model {
         interrupts: &Interrupts<'_>,
     ) -> MlResult<Metrics> {
         let predictor = self.estimator.predictor();
+        // Probabilities feed the binary metrics (AUC, log loss), which only
+        // mean something when the model's classes are the data's.
+        let same_classes = match (&data.labels, &self.labels) {
+            (Labels::Classes { encoding, .. }, Some(own)) => own.classes == encoding.classes,
+            _ => false,
+        };
         let mut predictions = Vec::with_capacity(at.len());
         let mut probabilities = Vec::new();
         for (n, &k) in at.iter().enumerate() {
@@ -273,8 +279,8 @@ impl Model {
             }
             let x = &records[k * width..(k + 1) * width];
             predictions.push(predictor.predict(x));
-            if let Some(p) = predictor.predict_proba(x) {
-                probabilities.push(p);
+            if same_classes {
+                probabilities.extend(predictor.predict_proba(x));
             }
         }
         match (&data.labels, &self.labels) {
@@ -289,7 +295,6 @@ impl Model {
                 let truth: Vec<usize> = rows.iter().map(|&i| index[i]).collect();
                 let predicted: Vec<usize> =
                     predictions.iter().map(|&p| to_data[p as usize]).collect();
-                let same_classes = own.classes == encoding.classes;
                 Ok(metrics::classification(
                     &truth,
                     &predicted,
@@ -306,6 +311,41 @@ impl Model {
             )),
         }
     }
+}
+
+/// Trains `algorithm` on `data` with its default hyper-parameters and
+/// preprocessing, a 25 % test split, no memory limit and no interrupts:
+/// the setup the unit tests share.
+#[cfg(test)]
+pub(crate) fn train_with_defaults(
+    data: &Dataset,
+    algorithm: &str,
+    seed: u64,
+    threads: usize,
+) -> Trained {
+    let spec = super::algorithms::lookup(algorithm).unwrap();
+    let params = Hyperparams::validate(
+        spec.name,
+        spec.params(data.task()).unwrap(),
+        &serde_json::Value::Null,
+    )
+    .unwrap();
+    let options = preprocess::default_options(data, spec.scales_inputs);
+    train(
+        data,
+        &FitRequest {
+            algorithm: spec,
+            params: &params,
+            test_size: 0.25,
+            seed,
+            threads,
+            split_key: &data.feature_names,
+            preprocess: &options,
+            memory: &MemoryBudget::unlimited(),
+        },
+        &Interrupts::none(),
+    )
+    .unwrap_or_else(|e| panic!("{algorithm}: {e}"))
 }
 
 /// Rows between two interrupt checks while scoring.

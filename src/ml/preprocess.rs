@@ -425,12 +425,6 @@ impl Preprocessor {
         self.inputs.iter().map(|i| i.name.as_str())
     }
 
-    pub fn has_text(&self) -> bool {
-        self.inputs
-            .iter()
-            .any(|i| i.kind == ColumnKind::Categorical)
-    }
-
     /// The names of the features the estimator sees.
     pub fn feature_names(&self) -> Vec<String> {
         self.features().into_iter().map(|(_, name)| name).collect()

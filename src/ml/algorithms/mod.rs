@@ -284,7 +284,7 @@ mod tests {
     use super::*;
     use crate::ml::artifact;
     use crate::ml::dataset::{LabelKind, RawLabels};
-    use crate::ml::model::{train, FitRequest};
+    use crate::ml::model::train_with_defaults;
 
     /// Three classes on two informative columns, one noise column.
     fn classes() -> Dataset {
@@ -329,28 +329,7 @@ mod tests {
         data: &Dataset,
         threads: usize,
     ) -> crate::ml::model::Trained {
-        let params = Hyperparams::validate(
-            spec.name,
-            spec.params(data.task()).unwrap(),
-            &serde_json::Value::Null,
-        )
-        .unwrap();
-        let options = crate::ml::preprocess::default_options(data, spec.scales_inputs);
-        train(
-            data,
-            &FitRequest {
-                algorithm: spec,
-                params: &params,
-                test_size: 0.25,
-                seed: 42,
-                threads,
-                split_key: &data.feature_names,
-                preprocess: &options,
-                memory: &crate::ml::MemoryBudget::unlimited(),
-            },
-            &Interrupts::none(),
-        )
-        .unwrap_or_else(|e| panic!("{}: {e}", spec.name))
+        train_with_defaults(data, spec.name, 42, threads)
     }
 
     #[test]
