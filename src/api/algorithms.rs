@@ -69,11 +69,14 @@ fn describe(kind: ParamKind) -> (&'static str, Option<String>) {
             )),
         ),
         // The smallest positive float stands for "above zero".
-        ParamKind::Float { min, max } if min == f64::MIN_POSITIVE => {
-            ("float", Some(format!("(0, {}]", number(max))))
-        }
-        ParamKind::Float { min, max } => {
-            ("float", Some(format!("[{}, {}]", number(min), number(max))))
+        ParamKind::Float { min, max, nullable } => {
+            let range = if min == f64::MIN_POSITIVE {
+                format!("(0, {}]", number(max))
+            } else {
+                format!("[{}, {}]", number(min), number(max))
+            };
+            let or_null = if nullable { " or null" } else { "" };
+            ("float", Some(format!("{range}{or_null}")))
         }
         ParamKind::Choice(choices) => ("text", Some(choices.join(" | "))),
         ParamKind::Boolean => ("boolean", None),

@@ -89,7 +89,10 @@ impl Model {
                         .collect(),
                 )
             }
-            Estimator::GaussianNb(_) | Estimator::AdaBoost(_) | Estimator::Knn(_) => {
+            Estimator::GaussianNb(_)
+            | Estimator::AdaBoost(_)
+            | Estimator::Knn(_)
+            | Estimator::Svm(_) => {
                 return Err(MlError::unsupported(format!(
                     "{} predictions have no additive explanation",
                     self.algorithm
@@ -152,7 +155,7 @@ impl Model {
                 }
                 Some(("impurity", sum))
             }
-            Estimator::GaussianNb(_) | Estimator::Knn(_) => None,
+            Estimator::GaussianNb(_) | Estimator::Knn(_) | Estimator::Svm(_) => None,
         }
     }
 }
@@ -283,7 +286,7 @@ mod tests {
                         Ok(e) => e,
                         Err(err) => {
                             assert!(
-                                ["gaussian_nb", "adaboost", "knn"].contains(&spec.name),
+                                ["gaussian_nb", "adaboost", "knn", "svm"].contains(&spec.name),
                                 "{}: {err}",
                                 spec.name
                             );

@@ -15,10 +15,11 @@ pub enum ParamKind {
         max: i64,
         nullable: bool,
     },
-    /// A finite number in `min..=max`.
+    /// A finite number in `min..=max`; `null` allowed when `nullable`.
     Float {
         min: f64,
         max: f64,
+        nullable: bool,
     },
     Choice(&'static [&'static str]),
     Boolean,
@@ -122,7 +123,10 @@ fn check(algorithm: &str, spec: &ParamSpec, value: &Value) -> MlResult<Value> {
             }
             Ok(Value::from(n))
         }
-        ParamKind::Float { min, max } => {
+        ParamKind::Float { min, max, nullable } => {
+            if value.is_null() && nullable {
+                return Ok(Value::Null);
+            }
             let x = value.as_f64().ok_or_else(|| wrong_type("a number"))?;
             if !(min..=max).contains(&x) {
                 return Err(out_of_range(format!("between {min} and {max}")));

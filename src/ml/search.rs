@@ -26,6 +26,11 @@ use super::{parallel, Interrupts, MemoryBudget, MlError, MlResult, Task};
 /// (a forest of full-depth trees, one deep tree).
 const AUTO_LARGE: usize = 200_000;
 
+/// Rows up to which `auto` also tries `svm`, whose fit grows with the
+/// square of the rows (scikit-learn's guide puts SVC's practical limit at
+/// a few tens of thousands).
+const AUTO_KERNEL: usize = 5_000;
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum Strategy {
     Auto,
@@ -94,6 +99,9 @@ pub fn candidates(
             if rows <= AUTO_LARGE {
                 names.push(("random_forest", Json::Null));
                 names.push(("decision_tree", serde_json::json!({"max_depth": 8})));
+            }
+            if rows <= AUTO_KERNEL {
+                names.push(("svm", Json::Null));
             }
             match task {
                 Task::Classification => {

@@ -36,6 +36,7 @@ pub const SPEC: AlgorithmSpec = AlgorithmSpec {
                 kind: ParamKind::Float {
                     min: f64::MIN_POSITIVE,
                     max: 100.0,
+                    nullable: false,
                 },
                 default: "1.0",
             },

@@ -36,7 +36,11 @@ pub(super) const MIN_SAMPLES_LEAF: ParamSpec = ParamSpec {
 };
 pub(super) const MIN_IMPURITY_DECREASE: ParamSpec = ParamSpec {
     name: "min_impurity_decrease",
-    kind: ParamKind::Float { min: 0.0, max: 1.0 },
+    kind: ParamKind::Float {
+        min: 0.0,
+        max: 1.0,
+        nullable: false,
+    },
     default: "0.0",
 };
 pub(super) const CLASSIFICATION_CRITERION: ParamSpec = ParamSpec {

@@ -16,12 +16,20 @@ use crate::ml::{MlError, MlResult, Task};
 
 const ALPHA: ParamSpec = ParamSpec {
     name: "alpha",
-    kind: ParamKind::Float { min: 0.0, max: 1e9 },
+    kind: ParamKind::Float {
+        min: 0.0,
+        max: 1e9,
+        nullable: false,
+    },
     default: "1.0",
 };
 const L1_RATIO: ParamSpec = ParamSpec {
     name: "l1_ratio",
-    kind: ParamKind::Float { min: 0.0, max: 1.0 },
+    kind: ParamKind::Float {
+        min: 0.0,
+        max: 1.0,
+        nullable: false,
+    },
     default: "0.5",
 };
 const MAX_ITERATIONS: ParamSpec = ParamSpec {
@@ -35,7 +43,11 @@ const MAX_ITERATIONS: ParamSpec = ParamSpec {
 };
 const TOLERANCE: ParamSpec = ParamSpec {
     name: "tolerance",
-    kind: ParamKind::Float { min: 0.0, max: 1.0 },
+    kind: ParamKind::Float {
+        min: 0.0,
+        max: 1.0,
+        nullable: false,
+    },
     default: "0.0001",
 };
 const FIT_INTERCEPT: ParamSpec = ParamSpec {

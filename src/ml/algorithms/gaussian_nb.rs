@@ -24,6 +24,7 @@ pub const SPEC: AlgorithmSpec = AlgorithmSpec {
             kind: ParamKind::Float {
                 min: f64::MIN_POSITIVE,
                 max: 1.0,
+                nullable: false,
             },
             default: "1e-9",
         }],

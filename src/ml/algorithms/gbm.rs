@@ -27,6 +27,7 @@ const PARAMS: &[ParamSpec] = &[
         kind: ParamKind::Float {
             min: f64::MIN_POSITIVE,
             max: 10.0,
+            nullable: false,
         },
         default: "0.1",
     },

@@ -18,7 +18,11 @@ pub const SPEC: AlgorithmSpec = AlgorithmSpec {
         params: &[
             ParamSpec {
                 name: "alpha",
-                kind: ParamKind::Float { min: 0.0, max: 1e9 },
+                kind: ParamKind::Float {
+                    min: 0.0,
+                    max: 1e9,
+                    nullable: false,
+                },
                 default: "1.0",
             },
             ParamSpec {
@@ -32,7 +36,11 @@ pub const SPEC: AlgorithmSpec = AlgorithmSpec {
             },
             ParamSpec {
                 name: "gradient_tolerance",
-                kind: ParamKind::Float { min: 0.0, max: 1.0 },
+                kind: ParamKind::Float {
+                    min: 0.0,
+                    max: 1.0,
+                    nullable: false,
+                },
                 default: "0.0001",
             },
             ParamSpec {

@@ -11,6 +11,7 @@ mod knn;
 mod linear_regression;
 mod logistic_regression;
 mod random_forest;
+mod svm;
 pub mod tree;
 
 pub use adaboost::AdaBoost;
@@ -20,6 +21,7 @@ pub use knn::Neighbours;
 pub use linear_regression::LinearModel;
 pub use logistic_regression::SoftmaxModel;
 pub use random_forest::Forest;
+pub use svm::Svm;
 pub use tree::Tree;
 
 use ndarray::{Array1, Array2};
@@ -47,6 +49,7 @@ pub enum Estimator {
     Gbm(Gbm),
     AdaBoost(AdaBoost),
     Knn(Neighbours),
+    Svm(Svm),
 }
 
 impl Estimator {
@@ -60,6 +63,7 @@ impl Estimator {
             Estimator::Gbm(m) => m,
             Estimator::AdaBoost(m) => m,
             Estimator::Knn(m) => m,
+            Estimator::Svm(m) => m,
         }
     }
 
@@ -77,6 +81,7 @@ impl Estimator {
             Estimator::Gbm(m) => m.validate(n_features, classes),
             Estimator::AdaBoost(m) => m.validate(n_features, classes),
             Estimator::Knn(m) => m.validate(n_features, classes),
+            Estimator::Svm(m) => m.validate(n_features, classes),
             Estimator::Linear(_) => Err(MlError::corrupt(
                 "artifact is not readable: a linear model cannot be a classifier",
             )),
@@ -163,6 +168,7 @@ pub const ALGORITHMS: &[AlgorithmSpec] = &[
     gbm::SPEC,
     adaboost::SPEC,
     knn::SPEC,
+    svm::SPEC,
     logistic_regression::SPEC,
     gaussian_nb::SPEC,
     linear_regression::SPEC,

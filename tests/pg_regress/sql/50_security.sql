@@ -23,6 +23,12 @@ SET ambient.progress = off;
 SELECT algorithm FROM ambient.train('alice_auto', relation => 'iris', target => 'species', algorithm => 'auto');
 RESET ambient.progress;
 SELECT count(*) AS her_trials FROM ambient.trials WHERE project = 'alice_auto';
+-- knn and svm artifacts hold training rows verbatim; they live where every
+-- artifact does, in model_store, and no view shows artifact bytes.
+SELECT algorithm FROM ambient.train('alice_rows', relation => 'iris', target => 'species', algorithm => 'knn');
+SELECT algorithm FROM ambient.train('alice_rows', relation => 'iris', algorithm => 'svm');
+SELECT count(*) AS artifact_columns_outside_model_store FROM information_schema.columns
+ WHERE table_schema = 'ambient' AND column_name = 'artifact' AND table_name <> 'model_store';
 SELECT project, owner, live_version FROM ambient.overview;
 SELECT project, version, trained_by FROM ambient.models ORDER BY version;
 -- The tables themselves are the extension owner's alone, for reading too.
@@ -46,6 +52,7 @@ SELECT count(*) AS deployments FROM ambient.deployments;
 SELECT count(*) AS snapshots FROM ambient.model_snapshots;
 SELECT count(*) AS trials FROM ambient.trials;
 SELECT count(*) AS leaderboard FROM ambient.leaderboard('alice_auto');
+SELECT * FROM try($$SELECT ambient.predict_label('alice_rows', ARRAY[5.1, 3.5, 1.4, 0.2])$$);
 SELECT * FROM try($$SELECT * FROM ambient.feature_importance('alice_auto')$$);
 SELECT * FROM try($$SELECT * FROM ambient.explain('alice_auto', ARRAY[5.1, 3.5, 1.4, 0.2])$$);
 CREATE SCHEMA mine;
