@@ -45,7 +45,7 @@ fn train(
     search: default!(Option<&str>, "NULL"),
     search_params: default!(Option<JsonB>, "NULL"),
     search_iterations: default!(Option<i32>, "10"),
-    folds: default!(Option<i32>, "3"),
+    folds: default!(Option<i32>, "5"),
     budget_seconds: default!(Option<f64>, "NULL"),
 ) -> TableIterator<
     'static,

@@ -18,8 +18,8 @@ def test_each_trial_reports_a_notice_unless_progress_is_off(database):
         conn.add_notice_handler(lambda diag: notices.append(diag.message_primary))
         conn.execute("SELECT * FROM ambient.train('n', relation => 'iris', target => 'species', algorithm => 'auto')")
         trials = [n for n in notices if n.startswith("trial ")]
-        assert [t.split(":")[0] for t in trials] == [f"trial {i}/5" for i in range(1, 6)], notices
-        assert all(" over 3 folds (" in t for t in trials), trials
+        assert [t.split(":")[0] for t in trials] == [f"trial {i}/6" for i in range(1, 7)], notices
+        assert all(" over 5 folds (" in t for t in trials), trials
         notices.clear()
         conn.execute("SET ambient.progress = off")
         conn.execute("SELECT * FROM ambient.train('n', relation => 'iris', algorithm => 'auto', deploy => 'never')")
@@ -32,7 +32,7 @@ def test_cancel_stops_every_training_thread_within_a_second(database, what):
         # 100 unbounded trees on two threads.
         "forest": "SET ambient.max_training_memory = '8GB';"
                   " SELECT * FROM ambient.train('slow', relation => 'noisy', target => 'label', algorithm => 'random_forest')",
-        # Three folds fitted at once.
+        # Five folds, two fitted at once.
         "search": "SELECT * FROM ambient.train('slow', relation => 'noisy', target => 'label', algorithm => 'decision_tree',"
                   " search => 'grid', search_params => '{\"max_depth\": [null, 30]}')",
     }[what]
