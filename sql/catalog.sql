@@ -127,6 +127,66 @@ CREATE TABLE ambient.trial_log (
     PRIMARY KEY (model_id, trial)
 );
 
+-- Tables attached to a project: a trigger writes the live model's
+-- prediction, and the id of the model that made it, into each new row.
+CREATE TABLE ambient.attachment_list (
+    id                 bigserial PRIMARY KEY,
+    project_id         bigint NOT NULL REFERENCES ambient.projects (id) ON DELETE CASCADE,
+    relation           regclass NOT NULL,
+    prediction_column  text NOT NULL,
+    model_id_column    text NOT NULL,
+    -- The project's target column in this table, if it has one: its values
+    -- (labels that arrive later) are what live metrics compare with.
+    label_column       text,
+    trigger_name       text NOT NULL,
+    attached_at        timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    attached_by        name NOT NULL,
+    UNIQUE (project_id, relation)
+);
+
+-- Labels as they arrive in attached tables, written by the trigger in the
+-- labelling transaction: what to add to a model's live counts, and what to
+-- take back when a label or prediction that was counted changes. monitor()
+-- folds the rows into live_counts and deletes them, so no row is counted
+-- twice and no attached table is scanned again.
+CREATE TABLE ambient.outcome_log (
+    id                  bigserial PRIMARY KEY,
+    project_id          bigint NOT NULL REFERENCES ambient.projects (id) ON DELETE CASCADE,
+    retract_model_id    bigint,
+    retract_prediction  text,
+    retract_label       text,
+    add_model_id        bigint,
+    add_prediction      text,
+    add_label           text,
+    logged_at           timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+CREATE INDEX ON ambient.outcome_log (project_id, id);
+
+-- Each model's live counts so far: for a classifier, labelled rows per
+-- (predicted, actual) class; for a regressor, the sums its metrics need.
+CREATE TABLE ambient.live_counts (
+    project_id  bigint NOT NULL REFERENCES ambient.projects (id) ON DELETE CASCADE,
+    model_id    bigint NOT NULL,
+    counts      jsonb NOT NULL,
+    updated_at  timestamptz NOT NULL,
+    PRIMARY KEY (project_id, model_id)
+);
+
+-- One row per monitor() run and model: live metrics over the labelled rows,
+-- so accuracy can be followed over time.
+CREATE TABLE ambient.monitor_log (
+    id             bigserial PRIMARY KEY,
+    project_id     bigint NOT NULL REFERENCES ambient.projects (id) ON DELETE CASCADE,
+    model_id       bigint NOT NULL,
+    run_at         timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    run_by         name NOT NULL,
+    -- 'all labelled rows', or the time column and window a run looked at.
+    scope          text NOT NULL,
+    labelled_rows  bigint NOT NULL,
+    metrics        jsonb NOT NULL
+);
+CREATE INDEX ON ambient.monitor_log (project_id, id);
+
 -- pg_dump keeps models and their history (the sequences too, so ids go on
 -- where they left off after a restore).
 SELECT pg_catalog.pg_extension_config_dump('ambient.projects', '');
@@ -139,13 +199,21 @@ SELECT pg_catalog.pg_extension_config_dump('ambient.deployment_log', '');
 SELECT pg_catalog.pg_extension_config_dump('ambient.deployment_log_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('ambient.project_grants', '');
 SELECT pg_catalog.pg_extension_config_dump('ambient.trial_log', '');
+SELECT pg_catalog.pg_extension_config_dump('ambient.attachment_list', '');
+SELECT pg_catalog.pg_extension_config_dump('ambient.attachment_list_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('ambient.outcome_log', '');
+SELECT pg_catalog.pg_extension_config_dump('ambient.outcome_log_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('ambient.live_counts', '');
+SELECT pg_catalog.pg_extension_config_dump('ambient.monitor_log', '');
+SELECT pg_catalog.pg_extension_config_dump('ambient.monitor_log_id_seq', '');
 
 
 -- Nobody but the extension owner reads the tables: models hold training
 -- values (tree thresholds), snapshots hold query texts and column
 -- statistics. Roles read the views below, which show only what they may.
 REVOKE ALL ON ambient.projects, ambient.snapshots, ambient.model_store, ambient.deployment_log,
-              ambient.project_grants, ambient.trial_log FROM PUBLIC;
+              ambient.project_grants, ambient.trial_log, ambient.attachment_list,
+              ambient.outcome_log, ambient.live_counts, ambient.monitor_log FROM PUBLIC;
 
 -- The live model of each project: its newest deployment row. Everything
 -- that asks what is live reads this view, so the rule is written once.
@@ -303,6 +371,36 @@ AS $$
      ORDER BY 1, t.trial
 $$;
 
+-- Where readable projects are attached.
+CREATE VIEW ambient.attachments WITH (security_barrier) AS
+SELECT p.project,
+       a.relation,
+       a.prediction_column,
+       a.model_id_column,
+       a.label_column,
+       a.trigger_name,
+       a.attached_at,
+       a.attached_by
+  FROM ambient.attachment_list a
+  JOIN ambient.readable_projects p ON p.project_id = a.project_id;
+
+-- Live metrics of readable projects' models, one row per monitor() run and
+-- model.
+CREATE VIEW ambient.monitor_runs WITH (security_barrier) AS
+SELECT r.id AS run_id,
+       p.project,
+       r.model_id,
+       m.version,
+       r.run_at,
+       r.run_by,
+       r.scope,
+       r.labelled_rows,
+       r.metrics
+  FROM ambient.monitor_log r
+  JOIN ambient.readable_projects p ON p.project_id = r.project_id
+  LEFT JOIN ambient.model_store m ON m.id = r.model_id;
+
 GRANT USAGE ON SCHEMA ambient TO PUBLIC;
 GRANT SELECT ON ambient.readable_projects, ambient.models, ambient.deployments, ambient.overview,
-                ambient.model_snapshots, ambient.grants, ambient.trials TO PUBLIC;
+                ambient.model_snapshots, ambient.grants, ambient.trials, ambient.attachments,
+                ambient.monitor_runs TO PUBLIC;

@@ -35,6 +35,16 @@ impl AmbientError {
         Self::new(PgSqlErrorCode::ERRCODE_UNDEFINED_COLUMN, message)
     }
 
+    /// 42710: something that exists already (a table attached twice).
+    pub fn duplicate_object(message: impl Into<String>) -> Self {
+        Self::new(PgSqlErrorCode::ERRCODE_DUPLICATE_OBJECT, message)
+    }
+
+    /// 42809: an object of the wrong kind (a view where a table is needed).
+    pub fn wrong_object_type(message: impl Into<String>) -> Self {
+        Self::new(PgSqlErrorCode::ERRCODE_WRONG_OBJECT_TYPE, message)
+    }
+
     /// 22023: a bad argument value.
     pub fn invalid(message: impl Into<String>) -> Self {
         Self::new(PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, message)

@@ -144,7 +144,7 @@ fn type_name(oid: pg_sys::Oid) -> AmbientResult<String> {
     .unwrap_or_else(|| format!("type {}", oid.to_u32())))
 }
 
-fn is_numeric(oid: pg_sys::Oid) -> bool {
+pub fn is_numeric(oid: pg_sys::Oid) -> bool {
     [
         pg_sys::INT2OID,
         pg_sys::INT4OID,

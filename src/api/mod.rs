@@ -2,11 +2,13 @@
 //! calls into `catalog`, `source` and `ml`.
 
 mod algorithms;
+mod attach;
 mod deploy;
 mod drop;
 mod explain;
 mod grant;
 mod model_cache;
+mod monitor;
 mod predict;
 mod train;
 

@@ -29,7 +29,7 @@ use crate::source;
 /// Which model a call asks for. Borrowed, so the per-row check against the
 /// call site's cached key allocates nothing.
 #[derive(Clone, Copy)]
-enum ModelKey<'a> {
+pub(super) enum ModelKey<'a> {
     Project(&'a str),
     Id(i64),
 }
@@ -89,6 +89,7 @@ struct Resolved {
     /// again, which checks the caller's rights again.
     statement_start: pg_sys::TimestampTz,
     snapshot: Option<SnapshotView>,
+    model_id: i64,
     model: Rc<Model>,
 }
 
@@ -113,17 +114,16 @@ thread_local! {
     pub static RESOLUTIONS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
 }
 
-/// The model a call site uses, checked against the calling role's rights.
-fn resolve(key: ModelKey<'_>) -> AmbientResult<Rc<Model>> {
+/// The model a call site uses, checked against `caller`'s rights.
+fn resolve(key: ModelKey<'_>, caller: Caller) -> AmbientResult<(i64, Rc<Model>)> {
     #[cfg(any(test, feature = "pg_test"))]
     RESOLUTIONS.with(|n| n.set(n.get() + 1));
-    let caller = Caller::current();
     match key {
         ModelKey::Project(name) => {
             let (id, sha) = model_cache::live_model(name, &caller)?;
-            model_cache::load_verified(id, &sha)
+            Ok((id, model_cache::load_verified(id, &sha)?))
         }
-        ModelKey::Id(id) => model_cache::pinned_model(id, &caller),
+        ModelKey::Id(id) => Ok((id, model_cache::pinned_model(id, &caller)?)),
     }
 }
 
@@ -135,8 +135,17 @@ impl CallSite {
     /// as well as when the key or the role changes (a function can SET ROLE
     /// between two uses of one call site).
     fn model(&mut self, key: ModelKey<'_>) -> AmbientResult<Rc<Model>> {
-        // SAFETY: reads a backend global.
-        let user = unsafe { pg_sys::GetUserId() };
+        self.model_for(key, Caller::current())
+    }
+
+    /// The model for `key`, as `caller` may use it (an attached table's
+    /// trigger predicts with its table owner's rights).
+    pub(super) fn model_for(
+        &mut self,
+        key: ModelKey<'_>,
+        caller: Caller,
+    ) -> AmbientResult<Rc<Model>> {
+        let user = caller.oid;
         let statement_start = model_cache::statement_start();
         if let Some(resolved) = &self.resolved {
             if resolved.key.is(key)
@@ -151,15 +160,21 @@ impl CallSite {
             }
         }
         self.layout = None;
-        let model = resolve(key)?;
+        let (model_id, model) = resolve(key, caller)?;
         self.resolved = Some(Resolved {
             key: key.into(),
             user,
             statement_start,
             snapshot: SnapshotView::current(),
+            model_id,
             model: model.clone(),
         });
         Ok(model)
+    }
+
+    /// The id of the model last resolved.
+    pub(super) fn model_id(&self) -> Option<i64> {
+        self.resolved.as_ref().map(|r| r.model_id)
     }
 
     /// Reads a composite row's values for the model's inputs, matching
@@ -168,34 +183,54 @@ impl CallSite {
     /// # Safety
     /// `row` must be a non-null composite datum, as a `record` argument is.
     unsafe fn read_row(&mut self, model: &Rc<Model>, row: pg_sys::Datum) -> AmbientResult<()> {
-        // SAFETY: per the contract; the header stays valid for the call, and
-        // every text value borrowed from it lives until encode is done.
+        // SAFETY: per the contract; the header stays valid for the call.
         unsafe {
             let header = pg_sys::pg_detoast_datum(row.cast_mut_ptr()) as pg_sys::HeapTupleHeader;
             let type_id = heap_tuple_header_get_type_id(header);
             let typmod = heap_tuple_header_get_typmod(header);
             let tupdesc = PgTupleDesc::from_pg(pg_sys::lookup_rowtype_tupdesc(type_id, typmod));
-            let layout = match &mut self.layout {
-                Some(known)
-                    if known.type_id == type_id
-                        && known.typmod == typmod
-                        && Rc::ptr_eq(&known.model, model)
-                        && known.fits(&tupdesc) =>
-                {
-                    known
-                }
-                slot => slot.insert(layout(model, type_id, typmod, &tupdesc)?),
-            };
             let mut tuple = pg_sys::HeapTupleData {
                 t_len: pgrx::heap_tuple_header_get_datum_length(header) as u32,
                 t_data: header,
                 ..Default::default()
             };
+            self.read_tuple(model, &mut tuple, &tupdesc, type_id, typmod)
+        }
+    }
+
+    /// Reads a tuple's values for the model's inputs, matching columns by
+    /// name, and preprocesses them into `self.features`.
+    ///
+    /// # Safety
+    /// `tuple` must be a valid tuple of `tupdesc`, the descriptor of row
+    /// type `type_id`/`typmod`.
+    pub(super) unsafe fn read_tuple(
+        &mut self,
+        model: &Rc<Model>,
+        tuple: *mut pg_sys::HeapTupleData,
+        tupdesc: &PgTupleDesc,
+        type_id: pg_sys::Oid,
+        typmod: i32,
+    ) -> AmbientResult<()> {
+        // SAFETY: per the contract; every text value borrowed from the
+        // tuple lives until encode is done.
+        unsafe {
+            let layout = match &mut self.layout {
+                Some(known)
+                    if known.type_id == type_id
+                        && known.typmod == typmod
+                        && Rc::ptr_eq(&known.model, model)
+                        && known.fits(tupdesc) =>
+                {
+                    known
+                }
+                slot => slot.insert(layout(model, type_id, typmod, tupdesc)?),
+            };
             let mut values = Vec::with_capacity(layout.columns.len());
             for (j, &(attno, type_oid, reader)) in layout.columns.iter().enumerate() {
                 let mut is_null = false;
                 let datum =
-                    pg_sys::heap_getattr(&mut tuple, attno as i32, tupdesc.as_ptr(), &mut is_null);
+                    pg_sys::heap_getattr(tuple, attno as i32, tupdesc.as_ptr(), &mut is_null);
                 values.push(if is_null {
                     Value::Missing
                 } else {
@@ -348,7 +383,11 @@ fn finite_time<'a>(since_2000: f64, infinite: bool, name: &str) -> AmbientResult
 /// `datum` must be a non-null value of type `oid`, one `source::feature_kind`
 /// calls numeric or boolean. A numeric beyond float8's range is an error
 /// (22003), not a NaN.
-unsafe fn to_f64(datum: pg_sys::Datum, oid: pg_sys::Oid, name: &str) -> AmbientResult<f64> {
+pub(super) unsafe fn to_f64(
+    datum: pg_sys::Datum,
+    oid: pg_sys::Oid,
+    name: &str,
+) -> AmbientResult<f64> {
     unsafe {
         Ok(match oid {
             o if o == pg_sys::FLOAT8OID => f64::from_datum(datum, false).unwrap_or(f64::NAN),

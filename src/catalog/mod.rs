@@ -9,6 +9,7 @@
 //! writer holding a project's lock needs); writes also pin `search_path`
 //! (`as_extension_owner`).
 
+pub mod attachments;
 pub mod deployments;
 pub mod models;
 pub mod projects;
@@ -149,6 +150,53 @@ fn select_kept<R>(
     as_owner(|| select_read_only(sql, args, read))
 }
 
+/// Runs a catalog write through a plan kept for the backend's life, as the
+/// extension owner, without pinning `search_path` (the statement names
+/// every object with its schema): for writes made once per row of a user's
+/// statement, where `as_extension_owner`'s setting change would cost more
+/// than the write. Returns the rows written.
+fn execute_kept(sql: &'static str, args: &[DatumWithOid<'_>]) -> AmbientResult<u64> {
+    as_owner(|| {
+        Spi::connect_mut(|_client| {
+            let plan = kept_plan(sql, args)?;
+            let (mut values, nulls) = plan_arguments(args);
+            // SAFETY: the plan is kept and takes exactly these arguments;
+            // SPI is connected for the closure's length.
+            unsafe {
+                let status = pg_sys::SPI_execute_plan(
+                    plan.as_ptr(),
+                    values.as_mut_ptr(),
+                    nulls.as_ptr(),
+                    false,
+                    0,
+                );
+                if status < 0 {
+                    return Err(AmbientError::invalid(format!(
+                        "catalog write failed with SPI status {status}"
+                    )));
+                }
+                Ok(pg_sys::SPI_processed)
+            }
+        })
+    })
+}
+
+/// Arguments as `SPI_execute_plan` takes them: values, and 'n' for NULLs.
+fn plan_arguments(args: &[DatumWithOid<'_>]) -> (Vec<pg_sys::Datum>, Vec<std::ffi::c_char>) {
+    let values = args
+        .iter()
+        .map(|a| {
+            a.datum()
+                .map_or(pg_sys::Datum::null(), |d| d.sans_lifetime())
+        })
+        .collect();
+    let nulls = args
+        .iter()
+        .map(|a| if a.datum().is_some() { b' ' } else { b'n' } as std::ffi::c_char)
+        .collect();
+    (values, nulls)
+}
+
 /// `select_kept`'s read, as whoever runs it.
 fn select_read_only<R>(
     sql: &'static str,
@@ -157,17 +205,7 @@ fn select_read_only<R>(
 ) -> AmbientResult<R> {
     Spi::connect(|_client| {
         let plan = kept_plan(sql, args)?;
-        let mut values: Vec<pg_sys::Datum> = args
-            .iter()
-            .map(|a| {
-                a.datum()
-                    .map_or(pg_sys::Datum::null(), |d| d.sans_lifetime())
-            })
-            .collect();
-        let nulls: Vec<std::ffi::c_char> = args
-            .iter()
-            .map(|a| if a.datum().is_some() { b' ' } else { b'n' } as std::ffi::c_char)
-            .collect();
+        let (mut values, nulls) = plan_arguments(args);
         // SAFETY: the plan is kept and takes exactly these arguments;
         // SPI is connected for the closure's length.
         let rows = unsafe {

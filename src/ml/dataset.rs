@@ -98,6 +98,18 @@ pub enum ColumnKind {
     Timestamp,
 }
 
+impl ColumnKind {
+    /// What a column of this kind is, for messages.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ColumnKind::Numeric => "numeric",
+            ColumnKind::Boolean => "boolean",
+            ColumnKind::Categorical => "text or enum",
+            ColumnKind::Timestamp => "date or timestamp",
+        }
+    }
+}
+
 /// Labels as read from SQL, before encoding.
 pub enum RawLabels {
     /// Classification labels in their text form, with the SQL kind.

@@ -8,6 +8,7 @@ pub mod dataset;
 pub mod error;
 pub mod explain;
 pub mod hyperparams;
+pub mod live;
 pub mod metrics;
 pub mod model;
 pub mod parallel;

@@ -1,0 +1,185 @@
+//! `ambient.monitor`: live metrics per model over the labelled rows of a
+//! project's attached tables, recorded in `ambient.monitor_runs`.
+//!
+//! By default it is incremental: the attached tables' triggers log each
+//! label as it is written (and take back one that changes), and a run
+//! folds the log into each model's counts (`ml::live`), reading no
+//! attached table. With `time_column` and `window` it instead reads the
+//! labelled rows of that window from the tables, with the caller's
+//! privileges.
+
+use std::collections::BTreeMap;
+
+use pgrx::datum::Interval;
+use pgrx::prelude::*;
+use pgrx::spi::quote_identifier;
+use pgrx::JsonB;
+
+use super::check_project_name;
+use crate::catalog::attachments::{self, NewMonitorRun, Outcome};
+use crate::catalog::{as_extension_owner, ensure_writable, projects, Caller};
+use crate::error::{AmbientError, AmbientResult, OrRaise};
+use crate::ml::live::LiveCounts;
+use crate::ml::Task;
+
+/// Live metrics of each of the project's models that has labelled rows:
+/// accuracy and F1 (classification) or R², MAE and RMSE (regression).
+#[pg_extern(volatile, parallel_unsafe)]
+fn monitor(
+    project: &str,
+    time_column: default!(Option<&str>, "NULL"),
+    window: default!(Option<Interval>, "NULL"),
+) -> TableIterator<
+    'static,
+    (
+        name!(model_id, i64),
+        name!(version, i32),
+        name!(labelled_rows, i64),
+        name!(metrics, JsonB),
+    ),
+> {
+    // (The return type is spelt out: pgrx's schema generator does not
+    // resolve type aliases.)
+    let rows = run(project, time_column, window).or_raise();
+    TableIterator::new(
+        rows.into_iter()
+            .map(|(id, version, n, m)| (id, version, n, JsonB(m))),
+    )
+}
+
+type Run = (i64, i32, i64, serde_json::Value);
+
+fn run(
+    project: &str,
+    time_column: Option<&str>,
+    window: Option<Interval>,
+) -> AmbientResult<Vec<Run>> {
+    check_project_name(project)?;
+    ensure_writable()?;
+    let caller = Caller::current();
+    let found = projects::require(project)?;
+    projects::authorize_change(&found, &caller)?;
+    let (scope, read) =
+        match (time_column, window) {
+            (None, None) => ("all labelled rows".to_string(), None),
+            (Some(column), Some(window)) => (
+                format!("{column} within {window} of now"),
+                Some(read_window(found.id, found.task, column, window)?),
+            ),
+            _ => return Err(
+                AmbientError::invalid("time_column and window go together").hint(
+                    "give both to measure recent rows, or neither to measure every labelled row",
+                ),
+            ),
+        };
+    as_extension_owner(|| {
+        let locked = projects::lock_for_change(project, &caller)?;
+        let counts = match read {
+            Some(counts) => counts,
+            None => fold_outcome_log(locked.id, locked.task)?,
+        };
+        let mut runs = Vec::new();
+        for (model_id, counts) in counts {
+            let rows = counts.rows();
+            if rows == 0 {
+                continue;
+            }
+            let metrics = serde_json::to_value(counts.metrics())
+                .map_err(|e| AmbientError::invalid(format!("metrics: {e}")))?;
+            attachments::insert_monitor_run(NewMonitorRun {
+                project_id: locked.id,
+                model_id,
+                run_by: &caller.name(),
+                scope: &scope,
+                labelled_rows: rows,
+                metrics: metrics.clone(),
+            })?;
+            let version = attachments::version_of(model_id)?.unwrap_or_default();
+            runs.push((model_id, version, rows, metrics));
+        }
+        Ok(runs)
+    })
+}
+
+/// Folds the labels logged since the last run into each model's stored
+/// counts, stores them, and returns every model's counts.
+fn fold_outcome_log(project_id: i64, task: Task) -> AmbientResult<BTreeMap<i64, LiveCounts>> {
+    let mut counts = BTreeMap::new();
+    for (model_id, stored) in attachments::live_counts(project_id)? {
+        let parsed: LiveCounts = serde_json::from_value(stored.0).map_err(|e| {
+            AmbientError::invalid(format!(
+                "live counts of model {model_id} are unreadable: {e}"
+            ))
+        })?;
+        counts.insert(model_id, parsed);
+    }
+    let mut changed = std::collections::BTreeSet::new();
+    for (retract, add) in attachments::take_outcomes(project_id)? {
+        pgrx::check_for_interrupts!();
+        for (outcome, sign) in [(retract, -1), (add, 1)] {
+            if let Some((model_id, prediction, label)) = outcome {
+                counts
+                    .entry(model_id)
+                    .or_insert_with(|| LiveCounts::new(task))
+                    .count(&prediction, &label, sign)?;
+                changed.insert(model_id);
+            }
+        }
+    }
+    for model_id in changed {
+        let stored = serde_json::to_value(&counts[&model_id])
+            .map_err(|e| AmbientError::invalid(format!("live counts: {e}")))?;
+        attachments::store_live_counts(project_id, model_id, stored)?;
+    }
+    Ok(counts)
+}
+
+/// Counts the labelled rows of every attached table whose `time_column` is
+/// within `window` of now, reading the tables as the caller.
+fn read_window(
+    project_id: i64,
+    task: Task,
+    time_column: &str,
+    window: Interval,
+) -> AmbientResult<BTreeMap<i64, LiveCounts>> {
+    let mut counts: BTreeMap<i64, LiveCounts> = BTreeMap::new();
+    for attachment in attachments::of_project(project_id)? {
+        let Some(label) = &attachment.label_column else {
+            continue;
+        };
+        let Some(table) = attachments::relation_name(attachment.relation) else {
+            continue;
+        };
+        let sql = format!(
+            "SELECT {prediction}::pg_catalog.text, {label}::pg_catalog.text, {model_id}
+               FROM {table}
+              WHERE {label} IS NOT NULL AND {prediction} IS NOT NULL AND {model_id} IS NOT NULL
+                AND {time} OPERATOR(pg_catalog.>=) (pg_catalog.now() OPERATOR(pg_catalog.-) $1)",
+            prediction = quote_identifier(&attachment.prediction_column),
+            label = quote_identifier(label),
+            model_id = quote_identifier(&attachment.model_id_column),
+            time = quote_identifier(time_column),
+        );
+        let outcomes: Vec<Outcome> = Spi::connect(|client| {
+            client
+                .select(&sql, None, &[window.into()])?
+                .into_iter()
+                .map(|row| {
+                    Ok((
+                        row.get::<i64>(3)?.unwrap_or_default(),
+                        row.get::<String>(1)?.unwrap_or_default(),
+                        row.get::<String>(2)?.unwrap_or_default(),
+                    ))
+                })
+                .collect::<AmbientResult<_>>()
+        })?;
+        for (model_id, prediction, label) in outcomes {
+            pgrx::check_for_interrupts!();
+            counts
+                .entry(model_id)
+                .or_insert_with(|| LiveCounts::new(task))
+                .count(&prediction, &label, 1)?;
+        }
+    }
+    Ok(counts)
+}

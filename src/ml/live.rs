@@ -1,0 +1,226 @@
+//! Live metrics from labels that arrive after the predictions they judge.
+//! A model's counts are kept as sums that a label can be added to and taken
+//! back from, so a label that changes is counted once, with its latest
+//! value, without reading any labelled row again.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::metrics::Metrics;
+use super::{MlError, MlResult, Task};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum LiveCounts {
+    /// Labelled rows per predicted class, then per actual class.
+    Classes {
+        pairs: BTreeMap<String, BTreeMap<String, i64>>,
+    },
+    /// What R², MAE and RMSE are computed from.
+    Values {
+        rows: i64,
+        sum_squared_error: f64,
+        sum_absolute_error: f64,
+        sum_actual: f64,
+        sum_actual_squared: f64,
+    },
+}
+
+impl LiveCounts {
+    pub fn new(task: Task) -> Self {
+        match task {
+            Task::Classification => LiveCounts::Classes {
+                pairs: BTreeMap::new(),
+            },
+            Task::Regression => LiveCounts::Values {
+                rows: 0,
+                sum_squared_error: 0.0,
+                sum_absolute_error: 0.0,
+                sum_actual: 0.0,
+                sum_actual_squared: 0.0,
+            },
+        }
+    }
+
+    /// Counts one labelled prediction (`sign` 1), or takes one back (-1).
+    /// A regressor's prediction and label are numbers written as text.
+    pub fn count(&mut self, predicted: &str, actual: &str, sign: i64) -> MlResult<()> {
+        match self {
+            LiveCounts::Classes { pairs } => {
+                let cell = pairs
+                    .entry(predicted.to_string())
+                    .or_default()
+                    .entry(actual.to_string())
+                    .or_default();
+                *cell += sign;
+                if *cell == 0 {
+                    let row = pairs.get_mut(predicted).expect("entered above");
+                    row.remove(actual);
+                    if row.is_empty() {
+                        pairs.remove(predicted);
+                    }
+                }
+            }
+            LiveCounts::Values {
+                rows,
+                sum_squared_error,
+                sum_absolute_error,
+                sum_actual,
+                sum_actual_squared,
+            } => {
+                let number = |text: &str| {
+                    text.parse::<f64>()
+                        .ok()
+                        .filter(|v| v.is_finite())
+                        .ok_or_else(|| {
+                            MlError::invalid(format!("\"{text}\" is not a finite number"))
+                        })
+                };
+                let (p, y) = (number(predicted)?, number(actual)?);
+                let s = sign as f64;
+                *rows += sign;
+                if *rows == 0 {
+                    // Nothing counted: start again from exact zeros rather
+                    // than from what rounding left behind.
+                    *sum_squared_error = 0.0;
+                    *sum_absolute_error = 0.0;
+                    *sum_actual = 0.0;
+                    *sum_actual_squared = 0.0;
+                } else {
+                    *sum_squared_error += s * (p - y) * (p - y);
+                    *sum_absolute_error += s * (p - y).abs();
+                    *sum_actual += s * y;
+                    *sum_actual_squared += s * y * y;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub fn rows(&self) -> i64 {
+        match self {
+            LiveCounts::Classes { pairs } => pairs.values().flat_map(|r| r.values()).sum(),
+            LiveCounts::Values { rows, .. } => *rows,
+        }
+    }
+
+    /// Classification: accuracy and macro F1 over the classes predicted or
+    /// seen (scikit-learn's definitions, as at training). Regression: R²,
+    /// MAE and RMSE. A metric that is not defined (no rows, or R² of a
+    /// constant label) is left out.
+    pub fn metrics(&self) -> Metrics {
+        let mut out = Metrics::new();
+        let n = self.rows();
+        if n <= 0 {
+            return out;
+        }
+        match self {
+            LiveCounts::Classes { pairs } => {
+                let mut classes: Vec<&str> = pairs.keys().map(String::as_str).collect();
+                classes.extend(pairs.values().flat_map(|r| r.keys().map(String::as_str)));
+                classes.sort_unstable();
+                classes.dedup();
+                let count =
+                    |p: &str, a: &str| pairs.get(p).and_then(|r| r.get(a)).copied().unwrap_or(0);
+                let mut correct = 0;
+                let mut f1_sum = 0.0;
+                for &c in &classes {
+                    let tp = count(c, c);
+                    let predicted: i64 = pairs.get(c).map_or(0, |r| r.values().sum());
+                    let actual: i64 = pairs.values().map(|r| r.get(c).copied().unwrap_or(0)).sum();
+                    correct += tp;
+                    let denominator = predicted + actual;
+                    if denominator > 0 {
+                        f1_sum += 2.0 * tp as f64 / denominator as f64;
+                    }
+                }
+                out.insert("accuracy".into(), correct as f64 / n as f64);
+                out.insert("f1".into(), f1_sum / classes.len() as f64);
+            }
+            LiveCounts::Values {
+                sum_squared_error,
+                sum_absolute_error,
+                sum_actual,
+                sum_actual_squared,
+                ..
+            } => {
+                let rows = n as f64;
+                let total = sum_actual_squared - sum_actual * sum_actual / rows;
+                if total > 1e-12 * sum_actual_squared.max(1.0) {
+                    out.insert("r2".into(), 1.0 - sum_squared_error / total);
+                }
+                out.insert("mae".into(), sum_absolute_error / rows);
+                out.insert("rmse".into(), (sum_squared_error.max(0.0) / rows).sqrt());
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ml::metrics;
+
+    #[test]
+    fn class_counts_give_the_test_split_metrics() {
+        let truth = [0usize, 0, 1, 1, 2, 2, 2];
+        let predicted = [0usize, 1, 1, 1, 2, 0, 2];
+        let names = ["a", "b", "c"];
+        let mut live = LiveCounts::new(Task::Classification);
+        for (t, p) in truth.iter().zip(&predicted) {
+            live.count(names[*p], names[*t], 1).unwrap();
+        }
+        let offline = metrics::classification(&truth, &predicted, 3, None);
+        let online = live.metrics();
+        for key in ["accuracy", "f1"] {
+            assert!(
+                (online[key] - offline[key]).abs() < 1e-12,
+                "{key}: {online:?} {offline:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_changed_label_counts_once_with_its_latest_value() {
+        let mut live = LiveCounts::new(Task::Classification);
+        live.count("yes", "no", 1).unwrap();
+        live.count("yes", "yes", 1).unwrap();
+        // The first row's label is corrected to "yes".
+        live.count("yes", "no", -1).unwrap();
+        live.count("yes", "yes", 1).unwrap();
+        assert_eq!(live.rows(), 2);
+        assert_eq!(live.metrics()["accuracy"], 1.0);
+        assert_eq!(
+            live,
+            LiveCounts::Classes {
+                pairs: [("yes".to_string(), [("yes".to_string(), 2)].into())].into()
+            }
+        );
+    }
+
+    #[test]
+    fn value_sums_give_the_test_split_metrics_and_return_to_zero() {
+        let truth = [1.0, 2.0, 3.5, 4.0, 8.0];
+        let predicted = [1.5, 2.0, 3.0, 5.0, 7.0];
+        let mut live = LiveCounts::new(Task::Regression);
+        for (t, p) in truth.iter().zip(&predicted) {
+            live.count(&p.to_string(), &t.to_string(), 1).unwrap();
+        }
+        let offline = metrics::regression(&truth, &predicted);
+        let online = live.metrics();
+        for key in ["r2", "mae", "rmse"] {
+            assert!(
+                (online[key] - offline[key]).abs() < 1e-12,
+                "{key}: {online:?} {offline:?}"
+            );
+        }
+        for (t, p) in truth.iter().zip(&predicted) {
+            live.count(&p.to_string(), &t.to_string(), -1).unwrap();
+        }
+        assert_eq!(live, LiveCounts::new(Task::Regression));
+        assert!(live.metrics().is_empty());
+        assert!(live.count("x", "1", 1).is_err());
+    }
+}
