@@ -163,7 +163,6 @@ fn read_window(
         let outcomes: Vec<Outcome> = Spi::connect(|client| {
             client
                 .select(&sql, None, &[window.into()])?
-                .into_iter()
                 .map(|row| {
                     Ok((
                         row.get::<i64>(3)?.unwrap_or_default(),

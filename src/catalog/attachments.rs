@@ -46,7 +46,6 @@ pub fn of_project(project_id: i64) -> AmbientResult<Vec<Attachment>> {
                     None,
                     &[project_id.into()],
                 )?
-                .into_iter()
                 .map(|row| from_row(&row))
                 .collect()
         })
@@ -188,7 +187,6 @@ pub fn live_counts(project_id: i64) -> AmbientResult<Vec<(i64, JsonB)>> {
                 None,
                 &[project_id.into()],
             )?
-            .into_iter()
             .map(|row| {
                 Ok((
                     row.get::<i64>(1)?.unwrap_or_default(),

@@ -26,9 +26,9 @@ use super::{parallel, Interrupts, MemoryBudget, MlError, MlResult, Task};
 /// (a forest of full-depth trees, one deep tree).
 const AUTO_LARGE: usize = 200_000;
 
-/// Rows up to which `auto` also tries `svm`, whose fit grows with the
-/// square of the rows (scikit-learn's guide puts SVC's practical limit at
-/// a few tens of thousands).
+/// Rows up to which `auto` also tries `svm`, whose fit grows about as
+/// rows^1.7 (scikit-learn's guide puts SVC's practical limit at a few tens
+/// of thousands).
 const AUTO_KERNEL: usize = 5_000;
 
 #[derive(Debug, Clone, PartialEq)]

@@ -25,16 +25,16 @@ use super::{AlgorithmSpec, Estimator, Predictor, Shape, TaskParams, TrainingData
 use crate::ml::hyperparams::{Hyperparams, ParamKind, ParamSpec};
 use crate::ml::{parallel, Interrupts, MlError, MlResult, Task};
 
-/// The most one machine's kernel-row cache takes (scikit-learn's default
-/// `cache_size` is 200 MB).
+/// The most the kernel-row caches of the machines solved at once take
+/// together (scikit-learn's default `cache_size` is 200 MB per fit).
 const KERNEL_CACHE_BYTES: u64 = 64 << 20;
+
+/// Classes a classifier may have: it solves a machine per pair, and
+/// couples pairwise probabilities in classes² per predicted row.
+const MAX_CLASSES: usize = 100;
 
 /// libsvm's floor for a non-positive curvature.
 const TAU: f64 = 1e-12;
-
-/// How many solver iterations pass between interrupt checks: each one
-/// scans every variable, so this is well under a millisecond of work.
-const ITERATIONS_PER_CHECK: u64 = 16;
 
 /// scikit-learn's `SVC` parameters (`C` spelt `c`; `gamma` null is its
 /// "scale": 1 / (features × the variance of every training value)).
@@ -306,19 +306,27 @@ fn cache_rows(points: u64, bytes: u64) -> u64 {
     (bytes / (points.max(1) * 8)).clamp(2, points.max(2))
 }
 
-/// The copy of the rows and of the support vectors, and per machine solved
-/// at once: its variables (alpha, gradient, linear term, sign, diagonal),
-/// its points and the kernel-row cache.
+/// Machines a fit on `shape` solves at once.
+fn machines_at_once(classes: usize, threads: usize) -> usize {
+    match classes {
+        0 => 1,
+        k => (k * (k - 1) / 2).clamp(1, threads.max(1)),
+    }
+}
+
+/// The copy of the rows and of the support vectors; per machine solved at
+/// once, its variables (alpha, gradient, linear term, sign), its rows
+/// (indices, members, signs, diagonal, cache slots and stamps) and its
+/// share of the kernel-row cache (at least two rows); and the finished
+/// machines' coefficients (at most one per row and other class).
 fn estimated_bytes(shape: &Shape, _: &Hyperparams) -> u64 {
     let rows = shape.rows as u64;
     let data = 2 * rows * shape.features as u64 * 8;
-    let machines_at_once = match shape.classes {
-        0 => 1,
-        k => (k * (k - 1) / 2).clamp(1, shape.threads.max(1)) as u64,
-    };
-    let per_machine =
-        6 * variables(shape) * 8 + 4 * rows * 8 + cache_rows(rows, KERNEL_CACHE_BYTES) * rows * 8;
-    data + machines_at_once * per_machine
+    let at_once = machines_at_once(shape.classes, shape.threads) as u64;
+    let cache = cache_rows(rows, KERNEL_CACHE_BYTES / at_once) * rows * 8;
+    let per_machine = 4 * variables(shape) * 8 + 9 * rows * 8 + cache;
+    let finished = rows * shape.classes.saturating_sub(1).max(1) as u64 * 16;
+    data + at_once * per_machine + finished
 }
 
 fn kernel_of(data: &TrainingData<'_>, x: &[f64]) -> Kernel {
@@ -355,11 +363,11 @@ fn fit(data: &TrainingData<'_>) -> MlResult<Estimator> {
         x.extend_from_slice(data.dataset.row(i));
     }
     let kernel = kernel_of(data, &x);
-    let settings = Settings {
+    let settings = |cache_bytes| Settings {
         c: data.params.float("c").unwrap_or(1.0),
         tol: data.params.float("tol").unwrap_or(1e-3),
         max_iterations: data.params.integer("max_iterations").map(|n| n as u64),
-        cache_bytes: KERNEL_CACHE_BYTES,
+        cache_bytes,
     };
     let points = Points {
         x: &x,
@@ -367,6 +375,12 @@ fn fit(data: &TrainingData<'_>) -> MlResult<Estimator> {
         kernel,
     };
     let (machines, n_classes) = match data.class_indices() {
+        Some((_, n_classes)) if n_classes > MAX_CLASSES => {
+            return Err(MlError::invalid(format!(
+                "svm takes at most {MAX_CLASSES} classes, and the label has {n_classes}"
+            ))
+            .with_hint("gbm, random_forest or logistic_regression take more"))
+        }
         Some((classes, n_classes)) => {
             let mut members = vec![Vec::new(); n_classes];
             for (row, &class) in classes.iter().enumerate() {
@@ -381,6 +395,10 @@ fn fit(data: &TrainingData<'_>) -> MlResult<Estimator> {
                     "svm needs training rows of at least two classes",
                 ));
             }
+            let settings = settings(
+                KERNEL_CACHE_BYTES
+                    / machines_at_once(n_classes, data.threads.min(pairs.len())) as u64,
+            );
             let machines = parallel::run(
                 pairs.len(),
                 data.threads,
@@ -401,6 +419,7 @@ fn fit(data: &TrainingData<'_>) -> MlResult<Estimator> {
             let targets = data.targets();
             let epsilon = data.params.float("epsilon").unwrap_or(0.1);
             let all: Vec<usize> = (0..data.rows.len()).collect();
+            let settings = settings(KERNEL_CACHE_BYTES);
             let machine = regressor(
                 &points,
                 &all,
@@ -598,10 +617,10 @@ impl Problem<'_> {
         let limit = settings
             .max_iterations
             .unwrap_or_else(|| (100 * vars as u64).max(10_000_000));
-        for iteration in 0..limit {
-            if iteration % ITERATIONS_PER_CHECK == 0 {
-                interrupts.check()?;
-            }
+        for _ in 0..limit {
+            // Every iteration scans every variable (and may compute a kernel
+            // row), so a check per iteration costs nothing next to it.
+            interrupts.check()?;
             let Some((i, j)) = self.select(&alpha, &gradient, &diagonal, &mut cache, settings)
             else {
                 break;
@@ -666,6 +685,12 @@ impl Problem<'_> {
             }
         }
         let rho = self.rho(&alpha, &gradient, c);
+        if !rho.is_finite() || alpha.iter().any(|a| !a.is_finite()) {
+            return Err(MlError::insufficient(
+                "the svm solver reached non-finite values",
+            )
+            .with_hint("the kernel overflows on these values: lower degree or gamma, or scale the inputs"));
+        }
         Ok(Solution {
             alpha,
             gradient,
@@ -1075,6 +1100,44 @@ mod tests {
         .unwrap_err();
         assert_eq!(err.message, "canceled");
         assert_eq!(calls.get(), 4);
+    }
+
+    #[test]
+    fn a_damaged_model_is_refused_before_it_predicts() {
+        let x = [-1.0, 1.0];
+        let fitted = classify(&x, 1, &[1.0, -1.0], KERNEL_CACHE_BYTES);
+        let model = pool_support(vec![fitted], &x, 1, Kernel::Linear, 2);
+        assert!(model.validate(1, 2).is_ok());
+        let damaged: [&dyn Fn(&mut Svm); 4] = [
+            &|m| m.machines[0].support_index[0] = 7,
+            &|m| m.machines[0].positive = 2,
+            &|m| {
+                m.support.pop();
+            },
+            &|m| m.kernel = Kernel::Rbf { gamma: f64::NAN },
+        ];
+        for damage in damaged {
+            let mut bad = model.clone();
+            damage(&mut bad);
+            assert!(bad.validate(1, 2).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn gamma_may_be_null_and_c_may_not() {
+        use crate::ml::hyperparams::Hyperparams;
+        use serde_json::json;
+        let p = Hyperparams::validate("svm", &CLASSIFICATION, &json!({"gamma": null})).unwrap();
+        assert_eq!(p.float("gamma"), None);
+        assert_eq!(
+            Hyperparams::validate("svm", &CLASSIFICATION, &json!({"gamma": 0.5}))
+                .unwrap()
+                .float("gamma"),
+            Some(0.5)
+        );
+        assert!(Hyperparams::validate("svm", &CLASSIFICATION, &json!({"c": null})).is_err());
+        assert!(Hyperparams::validate("svm", &CLASSIFICATION, &json!({"epsilon": 0.1})).is_err());
+        assert!(Hyperparams::validate("svm", &REGRESSION, &json!({"epsilon": 0.1})).is_ok());
     }
 
     #[test]
