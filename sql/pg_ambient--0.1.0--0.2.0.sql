@@ -486,6 +486,155 @@ SELECT r.id AS run_id,
 
 GRANT SELECT ON ambient.attachments, ambient.monitor_runs TO PUBLIC;
 
+-- Drift, policies, alerts, approvals and schedules.
+
+-- Each drift() run: whose snapshot was the reference, what recent rows
+-- were compared, and per column the measures and the verdict.
+CREATE TABLE ambient.drift_log (
+    id               bigserial PRIMARY KEY,
+    project_id       bigint NOT NULL REFERENCES ambient.projects (id) ON DELETE CASCADE,
+    model_id         bigint NOT NULL,
+    run_at           timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    run_by           name NOT NULL,
+    -- The attached tables, a relation or the full query text, and the window.
+    source           text NOT NULL,
+    rows             bigint NOT NULL,
+    drifted_share    double precision NOT NULL,
+    dataset_drifted  boolean NOT NULL,
+    -- Per column: feature, kind, rows, psi, ks, ks_p_value, js, status.
+    columns          jsonb NOT NULL
+);
+CREATE INDEX ON ambient.drift_log (project_id, id);
+
+-- What run_policy watches and does for a project (every field, defaults
+-- filled in).
+CREATE TABLE ambient.policies (
+    project_id  bigint PRIMARY KEY REFERENCES ambient.projects (id) ON DELETE CASCADE,
+    policy      jsonb NOT NULL,
+    set_at      timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    set_by      name NOT NULL
+);
+
+-- Every run_policy run, including one that failed: what it saw, what it
+-- decided and why, and what it did.
+CREATE TABLE ambient.policy_log (
+    id           bigserial PRIMARY KEY,
+    project_id   bigint NOT NULL REFERENCES ambient.projects (id) ON DELETE CASCADE,
+    started_at   timestamptz NOT NULL,
+    finished_at  timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
+    run_by       name NOT NULL,
+    status       text NOT NULL CHECK (status IN ('nothing to do', 'acted', 'failed')),
+    action       text,
+    reason       text NOT NULL,
+    -- The model a retrain made, if any.
+    model_id     bigint,
+    details      jsonb NOT NULL
+);
+CREATE INDEX ON ambient.policy_log (project_id, id);
+
+-- Alerts: each is also sent as NOTIFY ambient_alerts when its transaction
+-- commits.
+CREATE TABLE ambient.alert_log (
+    id          bigserial PRIMARY KEY,
+    project_id  bigint NOT NULL REFERENCES ambient.projects (id) ON DELETE CASCADE,
+    raised_at   timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    kind        text NOT NULL,
+    message     text NOT NULL,
+    details     jsonb NOT NULL
+);
+CREATE INDEX ON ambient.alert_log (project_id, id);
+
+-- Models a policy trained that wait for a person: approve() deploys one,
+-- reject() sets it aside; both are kept here with who and why.
+CREATE TABLE ambient.approval_log (
+    model_id      bigint PRIMARY KEY REFERENCES ambient.model_store (id) ON DELETE CASCADE,
+    project_id    bigint NOT NULL REFERENCES ambient.projects (id) ON DELETE CASCADE,
+    requested_at  timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    state         text NOT NULL CHECK (state IN ('awaiting', 'approved', 'rejected')),
+    decided_at    timestamptz,
+    decided_by    name,
+    reason        text
+);
+
+-- The pg_cron job that runs a project's policy.
+CREATE TABLE ambient.schedule_list (
+    project_id    bigint PRIMARY KEY REFERENCES ambient.projects (id) ON DELETE CASCADE,
+    job_id        bigint NOT NULL,
+    cron          text NOT NULL,
+    scheduled_at  timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    scheduled_by  name NOT NULL
+);
+
+SELECT pg_catalog.pg_extension_config_dump('ambient.drift_log', '');
+SELECT pg_catalog.pg_extension_config_dump('ambient.drift_log_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('ambient.policies', '');
+SELECT pg_catalog.pg_extension_config_dump('ambient.policy_log', '');
+SELECT pg_catalog.pg_extension_config_dump('ambient.policy_log_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('ambient.alert_log', '');
+SELECT pg_catalog.pg_extension_config_dump('ambient.alert_log_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('ambient.approval_log', '');
+SELECT pg_catalog.pg_extension_config_dump('ambient.schedule_list', '');
+REVOKE ALL ON ambient.drift_log, ambient.policies, ambient.policy_log, ambient.alert_log,
+              ambient.approval_log, ambient.schedule_list
+    FROM PUBLIC;
+
+-- Drift runs of readable projects, a row per run and column.
+CREATE VIEW ambient.drift_runs WITH (security_barrier) AS
+SELECT d.id AS run_id,
+       p.project,
+       d.model_id,
+       m.version,
+       d.run_at,
+       d.run_by,
+       d.source,
+       d.dataset_drifted,
+       d.drifted_share,
+       c.feature,
+       c.kind,
+       c.rows,
+       c.psi,
+       c.ks,
+       c.ks_p_value,
+       c.js,
+       c.status
+  FROM ambient.drift_log d
+  JOIN ambient.readable_projects p ON p.project_id = d.project_id
+  LEFT JOIN ambient.model_store m ON m.id = d.model_id
+ CROSS JOIN LATERAL pg_catalog.jsonb_to_recordset(d.columns)
+       AS c(feature text, kind text, rows bigint, psi double precision, ks double precision,
+            ks_p_value double precision, js double precision, status text);
+
+CREATE VIEW ambient.policy_runs WITH (security_barrier) AS
+SELECT r.id AS run_id, p.project, r.started_at, r.finished_at, r.run_by, r.status, r.action,
+       r.reason, r.model_id, r.details
+  FROM ambient.policy_log r
+  JOIN ambient.readable_projects p ON p.project_id = r.project_id;
+
+CREATE VIEW ambient.alerts WITH (security_barrier) AS
+SELECT a.id AS alert_id, p.project, a.raised_at, a.kind, a.message, a.details
+  FROM ambient.alert_log a
+  JOIN ambient.readable_projects p ON p.project_id = a.project_id;
+
+CREATE VIEW ambient.approvals WITH (security_barrier) AS
+SELECT a.model_id, p.project, m.version, m.score, a.state, a.requested_at, a.decided_at,
+       a.decided_by, a.reason
+  FROM ambient.approval_log a
+  JOIN ambient.readable_projects p ON p.project_id = a.project_id
+  JOIN ambient.model_store m ON m.id = a.model_id;
+
+CREATE VIEW ambient.project_policies WITH (security_barrier) AS
+SELECT p.project, pol.policy, s.cron AS schedule, pol.set_at, pol.set_by
+  FROM ambient.policies pol
+  JOIN ambient.readable_projects p ON p.project_id = pol.project_id
+  LEFT JOIN ambient.schedule_list s ON s.project_id = pol.project_id;
+
+GRANT SELECT ON ambient.drift_runs, ambient.policy_runs, ambient.alerts, ambient.approvals,
+                ambient.project_policies TO PUBLIC;
+
+-- A retrained model names the model it was retrained from.
+ALTER TABLE ambient.model_store
+    ADD COLUMN parent_model_id bigint REFERENCES ambient.model_store (id) ON DELETE SET NULL;
+
 CREATE FUNCTION ambient.predict_trigger() RETURNS trigger
     LANGUAGE c AS 'MODULE_PATHNAME', 'ambient_predict_trigger';
 CREATE FUNCTION ambient."attach"(

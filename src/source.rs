@@ -68,7 +68,7 @@ impl Source {
         }
     }
 
-    fn sql_from(&self) -> String {
+    pub fn sql_from(&self) -> String {
         match self {
             Source::Relation(rel) => qualified_name(rel),
             Source::Query(q) => format!("({q}\n) AS source"),
@@ -185,6 +185,23 @@ pub fn feature_kind(oid: pg_sys::Oid) -> Option<ColumnKind> {
         }
         _ if is_enum() => Some(ColumnKind::Categorical),
         _ => None,
+    }
+}
+
+/// The select-list expression that reads a (quoted) column of `kind` as
+/// training reads it: a float8 for numbers, booleans (0/1) and dates and
+/// timestamps (seconds since 1970), text for categories. It runs as the
+/// caller, under the caller's search_path: the one function is
+/// schema-qualified, and the casts are to built-in types by their
+/// standard names.
+pub fn read_as_feature(quoted: &str, kind: ColumnKind) -> String {
+    match kind {
+        ColumnKind::Boolean => format!("{quoted}::integer::float8"),
+        ColumnKind::Numeric => format!("{quoted}::float8"),
+        ColumnKind::Categorical => format!("{quoted}::text"),
+        ColumnKind::Timestamp => {
+            format!("pg_catalog.date_part('epoch'::pg_catalog.text, {quoted})::float8")
+        }
     }
 }
 
@@ -324,17 +341,7 @@ pub fn load(req: &Request<'_>) -> AmbientResult<Loaded> {
             ))
             .hint("features are numeric, boolean, text, enum, date or timestamp columns; leave it out with features => ARRAY[...], or convert it in a query")
         })?;
-        // This reads as the caller, under the caller's search_path: the one
-        // function is schema-qualified, and the casts are to built-in types
-        // by their standard names.
-        select_list.push(match kind {
-            ColumnKind::Boolean => format!("{quoted}::integer::float8"),
-            ColumnKind::Numeric => format!("{quoted}::float8"),
-            ColumnKind::Categorical => format!("{quoted}::text"),
-            ColumnKind::Timestamp => {
-                format!("pg_catalog.date_part('epoch'::pg_catalog.text, {quoted})::float8")
-            }
-        });
+        select_list.push(read_as_feature(&quoted, kind));
         kinds.push(kind);
         feature_types.push(type_name(column.type_oid)?);
     }

@@ -4,6 +4,7 @@
 mod algorithms;
 mod attach;
 mod deploy;
+mod drift;
 mod drop;
 mod explain;
 mod grant;

@@ -12,6 +12,7 @@
 pub mod attachments;
 pub mod deployments;
 pub mod models;
+pub mod operations;
 pub mod projects;
 
 use std::cell::RefCell;

@@ -1,26 +1,60 @@
 //! Per-column statistics of a training snapshot. Drift monitoring compares
 //! new data against these, so they are stored with every model.
 
-use serde::Serialize;
+use serde::{Deserialize, Deserializer, Serialize};
 
 use super::dataset::{ColumnKind, Dataset, Labels};
 use super::{Interrupts, MlResult};
 
 pub const QUANTILES: [f64; 5] = [0.05, 0.25, 0.5, 0.75, 0.95];
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NumericStats {
     pub count: usize,
     pub nulls: usize,
+    // A column with no values has NaN statistics, which JSON writes as null.
+    #[serde(deserialize_with = "nan_if_null")]
     pub min: f64,
+    #[serde(deserialize_with = "nan_if_null")]
     pub max: f64,
+    #[serde(deserialize_with = "nan_if_null")]
     pub mean: f64,
+    #[serde(deserialize_with = "nan_if_null")]
     pub std: f64,
     /// Values at `QUANTILES`, linearly interpolated.
+    #[serde(deserialize_with = "nans_if_null")]
     pub quantiles: Vec<f64>,
+    /// Values at 0 %, 1 %, ..., 100 %: the training distribution, to
+    /// compare recent values with (Kolmogorov-Smirnov). Absent from
+    /// snapshots made before 0.2.0.
+    #[serde(default)]
+    pub percentiles: Vec<f64>,
+    /// Decile bins for the population stability index: the distinct inner
+    /// edges, and the share of training values in each bin (a value equal
+    /// to an edge falls in the bin below it).
+    #[serde(default)]
+    pub bin_edges: Vec<f64>,
+    #[serde(default)]
+    pub bin_shares: Vec<f64>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+fn nan_if_null<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
+}
+
+fn nans_if_null<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<f64>, D::Error> {
+    Ok(Vec::<Option<f64>>::deserialize(d)?
+        .into_iter()
+        .map(|v| v.unwrap_or(f64::NAN))
+        .collect())
+}
+
+/// Which of the bins `edges` delimit `value` falls in.
+pub fn bin_of(edges: &[f64], value: f64) -> usize {
+    edges.partition_point(|&e| e < value)
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CategoryStats {
     pub count: usize,
     pub nulls: usize,
@@ -28,7 +62,7 @@ pub struct CategoryStats {
     pub frequencies: Vec<(String, usize)>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum ColumnStats {
     Numeric(NumericStats),
@@ -48,6 +82,19 @@ pub fn numeric(values: &mut [f64], nulls: usize) -> NumericStats {
         let (lo, hi) = (pos.floor() as usize, pos.ceil() as usize);
         values[lo] + (values[hi] - values[lo]) * (pos - lo as f64)
     };
+    let percentiles: Vec<f64> = if n == 0 {
+        Vec::new()
+    } else {
+        (0..=100).map(|p| quantile(f64::from(p) / 100.0)).collect()
+    };
+    let mut bin_edges: Vec<f64> = (1..10)
+        .filter_map(|d| percentiles.get(d * 10).copied())
+        .collect();
+    bin_edges.dedup();
+    let mut bin_counts = vec![0usize; bin_edges.len() + 1];
+    for &v in values.iter() {
+        bin_counts[bin_of(&bin_edges, v)] += 1;
+    }
     NumericStats {
         count: n,
         nulls,
@@ -56,6 +103,12 @@ pub fn numeric(values: &mut [f64], nulls: usize) -> NumericStats {
         mean,
         std: var.sqrt(),
         quantiles: QUANTILES.iter().map(|&q| quantile(q)).collect(),
+        percentiles,
+        bin_edges,
+        bin_shares: bin_counts
+            .iter()
+            .map(|&c| c as f64 / n.max(1) as f64)
+            .collect(),
     }
 }
 
@@ -167,6 +220,36 @@ mod tests {
         assert_eq!(listed.last().unwrap(), &("(other)".to_string(), 50));
         assert!(listed.contains(&("id000".to_string(), 10)));
         assert_eq!(listed.iter().map(|(_, c)| c).sum::<usize>(), 195);
+    }
+
+    #[test]
+    fn stats_read_back_from_json_even_when_empty() {
+        let stats = vec![
+            (
+                "x".to_string(),
+                ColumnStats::Numeric(numeric(&mut [3.0, 1.0, 2.0], 1)),
+            ),
+            (
+                "empty".to_string(),
+                ColumnStats::Numeric(numeric(&mut [], 4)),
+            ),
+            (
+                "c".to_string(),
+                ColumnStats::Category(CategoryStats {
+                    count: 2,
+                    nulls: 0,
+                    frequencies: vec![("a".into(), 2)],
+                }),
+            ),
+        ];
+        let json = serde_json::to_value(&stats).unwrap();
+        let back: Vec<(String, ColumnStats)> = serde_json::from_value(json).unwrap();
+        assert_eq!(back[0], stats[0]);
+        assert_eq!(back[2], stats[2]);
+        let ColumnStats::Numeric(empty) = &back[1].1 else {
+            panic!("{back:?}")
+        };
+        assert!(empty.min.is_nan() && empty.percentiles.is_empty() && empty.nulls == 4);
     }
 
     #[test]

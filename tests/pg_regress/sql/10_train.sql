@@ -13,7 +13,7 @@ SELECT version, hyperparams, features, feature_types, label_classes, train_rows,
 -- The snapshot: source, counts, statistics, data hash.
 SELECT s.source_kind, s.source, s.row_count, s.unlabeled_rows, length(s.data_sha256) AS sha_len,
        s.column_stats -> 0 -> 0 AS first_column,
-       (s.column_stats -> 0 -> 1) - 'std' - 'mean' AS first_stats,
+       (s.column_stats -> 0 -> 1) - 'std' - 'mean' - 'percentiles' - 'bin_edges' - 'bin_shares' AS first_stats,
        s.column_stats -> 4 AS label_stats
   FROM ambient.snapshots s JOIN ambient.projects p ON p.id = s.project_id WHERE p.name = 'iris';
 
