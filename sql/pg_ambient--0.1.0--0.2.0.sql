@@ -669,3 +669,67 @@ CREATE FUNCTION ambient."monitor"(
 VOLATILE PARALLEL UNSAFE
 LANGUAGE c
 AS 'MODULE_PATHNAME', 'monitor_wrapper';
+CREATE FUNCTION ambient."drift"(
+	"project" TEXT,
+	"relation" regclass DEFAULT NULL,
+	"query" TEXT DEFAULT NULL,
+	"time_column" TEXT DEFAULT NULL,
+	"window" interval DEFAULT NULL
+) RETURNS TABLE (
+	"feature" TEXT, 
+	"kind" TEXT, 
+	"rows" bigint, 
+	"psi" double precision, 
+	"ks" double precision, 
+	"ks_p_value" double precision, 
+	"js" double precision, 
+	"status" TEXT 
+)
+VOLATILE PARALLEL UNSAFE
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'drift_wrapper';
+CREATE FUNCTION ambient."set_policy"(
+	"project" TEXT,
+	"policy" jsonb
+) RETURNS jsonb
+STRICT VOLATILE PARALLEL UNSAFE
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'set_policy_wrapper';
+CREATE FUNCTION ambient."run_policy"(
+	"project" TEXT
+) RETURNS TABLE (
+	"status" TEXT, 
+	"action" TEXT, 
+	"reason" TEXT, 
+	"model_id" bigint 
+)
+STRICT VOLATILE PARALLEL UNSAFE
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'run_policy_wrapper';
+CREATE FUNCTION ambient."approve"(
+	"model_id" bigint,
+	"reason" TEXT DEFAULT NULL
+) RETURNS bigint
+VOLATILE PARALLEL UNSAFE
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'approve_wrapper';
+CREATE FUNCTION ambient."reject"(
+	"model_id" bigint,
+	"reason" TEXT DEFAULT NULL
+) RETURNS bigint
+VOLATILE PARALLEL UNSAFE
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'reject_wrapper';
+CREATE FUNCTION ambient."schedule"(
+	"project" TEXT,
+	"cron" TEXT
+) RETURNS bigint
+STRICT VOLATILE PARALLEL UNSAFE
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'schedule_wrapper';
+CREATE FUNCTION ambient."unschedule"(
+	"project" TEXT
+) RETURNS void
+STRICT VOLATILE PARALLEL UNSAFE
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'unschedule_wrapper';

@@ -45,6 +45,11 @@ impl AmbientError {
         Self::new(PgSqlErrorCode::ERRCODE_WRONG_OBJECT_TYPE, message)
     }
 
+    /// 42P01: a relation that does not exist.
+    pub fn undefined_table(message: impl Into<String>) -> Self {
+        Self::new(PgSqlErrorCode::ERRCODE_UNDEFINED_TABLE, message)
+    }
+
     /// 22023: a bad argument value.
     pub fn invalid(message: impl Into<String>) -> Self {
         Self::new(PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, message)

@@ -112,7 +112,8 @@ fn run(
     let caller = Caller::current();
     let found = projects::require(project)?;
     projects::authorize_change(&found, &caller)?;
-    let report = measure(&found, &caller, &recent, time_column, window)?;
+    let limits = thresholds(found.id)?;
+    let report = measure_with(&found, &caller, &recent, time_column, window, limits)?;
     let scope = match (&recent, time_column) {
         (Recent::Attached, _) => "the attached tables".to_string(),
         (Recent::Source(s), _) => s.describe(),
@@ -156,14 +157,23 @@ pub(super) fn record(
     })
 }
 
-/// The project's drift thresholds: its policy's, or the defaults.
-pub(super) fn thresholds(project_id: i64) -> AmbientResult<Thresholds> {
-    let policy = operations::policy_of(project_id)?;
-    match policy.as_ref().and_then(|p| p.get("drift")) {
+/// The project's drift thresholds: its policy's (`drift`, and `max_drift`
+/// as the dataset's share), or the defaults.
+fn thresholds(project_id: i64) -> AmbientResult<Thresholds> {
+    let policy = as_extension_owner(|| operations::policy_of(project_id))?;
+    let mut limits = match policy.as_ref().and_then(|p| p.get("drift")) {
         Some(drift) => serde_json::from_value(drift.clone())
-            .map_err(|e| AmbientError::invalid(format!("the project's drift thresholds: {e}"))),
-        None => Ok(Thresholds::default()),
+            .map_err(|e| AmbientError::invalid(format!("the project's drift thresholds: {e}")))?,
+        None => Thresholds::default(),
+    };
+    if let Some(share) = policy
+        .as_ref()
+        .and_then(|p| p.get("max_drift"))
+        .and_then(serde_json::Value::as_f64)
+    {
+        limits.share = share;
     }
+    Ok(limits)
 }
 
 /// What one column of recent rows holds.
@@ -172,13 +182,14 @@ enum Values {
     Texts(Vec<String>),
 }
 
-/// Compares recent rows with the live model's snapshot.
-pub(super) fn measure(
+/// Compares recent rows with the live model's snapshot, under `limits`.
+pub(super) fn measure_with(
     project: &Project,
     caller: &Caller,
     recent: &Recent,
     time_column: Option<&str>,
     window: Option<Interval>,
+    limits: Thresholds,
 ) -> AmbientResult<Report> {
     let filter = match (time_column, window) {
         (None, None) => None,
@@ -264,7 +275,6 @@ pub(super) fn measure(
             rows = read(&src.sql_from(), &exprs, filter, &mut values, &mut budget)?;
         }
     }
-    let limits = thresholds(project.id)?;
     let reference = |name: &str| stats.iter().find(|(n, _)| n == name).map(|(_, s)| s);
     let mut report_columns = Vec::with_capacity(columns.len());
     for ((name, _), column) in columns.iter().zip(values.iter_mut()) {

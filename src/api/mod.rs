@@ -10,6 +10,7 @@ mod explain;
 mod grant;
 mod model_cache;
 mod monitor;
+mod policy;
 mod predict;
 mod train;
 

@@ -47,9 +47,10 @@ fn monitor(
     )
 }
 
-type Run = (i64, i32, i64, serde_json::Value);
+/// (model id, version, labelled rows, metrics).
+pub(super) type Run = (i64, i32, i64, serde_json::Value);
 
-fn run(
+pub(super) fn run(
     project: &str,
     time_column: Option<&str>,
     window: Option<Interval>,

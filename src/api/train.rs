@@ -91,7 +91,7 @@ fn train(
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum DeployPolicy {
+pub(super) enum DeployPolicy {
     IfBetter,
     Always,
     Never,
@@ -119,6 +119,8 @@ struct TrainRequest {
     search_params: serde_json::Value,
     folds: usize,
     budget_seconds: Option<f64>,
+    /// The model a policy retrains this one from.
+    parent_model_id: Option<i64>,
 }
 
 /// train's model-selection arguments, as SQL passes them.
@@ -259,8 +261,125 @@ impl TrainRequest {
             deploy,
             new_contract,
             preprocess: preprocess.map(|j| j.0).unwrap_or(serde_json::Value::Null),
+            parent_model_id: None,
         })
     }
+
+    /// The request a model's row keeps (`describe`), again, on the source
+    /// its snapshot names, for a retrain on the current data.
+    fn again(
+        project: &str,
+        request: &serde_json::Value,
+        source_kind: &str,
+        source: &str,
+        deploy: DeployPolicy,
+    ) -> AmbientResult<Self> {
+        let unreadable = |what: &str| {
+            AmbientError::invalid(format!(
+                "the training definition of project \"{project}\" has no usable {what}"
+            ))
+        };
+        let source = match source_kind {
+            "relation" => Source::Relation(
+                PgRelation::open_with_name_and_share_lock(source).map_err(|_| {
+                    AmbientError::undefined_table(format!(
+                        "the training source {source} of project \"{project}\" no longer exists"
+                    ))
+                })?,
+            ),
+            _ => Source::query(source)?,
+        };
+        let text = |key: &str| request.get(key).and_then(serde_json::Value::as_str);
+        let strategy = match (text("algorithm"), text("search")) {
+            (Some("auto"), _) => Some(Strategy::Auto),
+            (_, Some("grid")) => Some(Strategy::Grid),
+            (_, Some("random")) => Some(Strategy::Random {
+                iterations: request
+                    .get("search_iterations")
+                    .and_then(serde_json::Value::as_u64)
+                    .ok_or_else(|| unreadable("search_iterations"))?
+                    as usize,
+            }),
+            _ => None,
+        };
+        let features = match request.get("features") {
+            Some(serde_json::Value::Array(list)) => Some(
+                list.iter()
+                    .map(|f| {
+                        f.as_str()
+                            .map(str::to_string)
+                            .ok_or_else(|| unreadable("features"))
+                    })
+                    .collect::<AmbientResult<Vec<_>>>()?,
+            ),
+            _ => None,
+        };
+        Ok(TrainRequest {
+            project: project.to_string(),
+            source,
+            target: None,
+            task: None,
+            algorithm: text("algorithm")
+                .filter(|a| *a != "auto")
+                .map(str::to_string),
+            hyperparams: request.get("hyperparams").cloned().unwrap_or_default(),
+            features,
+            test_size: request
+                .get("test_size")
+                .and_then(serde_json::Value::as_f64)
+                .ok_or_else(|| unreadable("test_size"))?,
+            seed: request
+                .get("seed")
+                .and_then(serde_json::Value::as_i64)
+                .ok_or_else(|| unreadable("seed"))?,
+            deploy,
+            new_contract: false,
+            preprocess: request.get("preprocess").cloned().unwrap_or_default(),
+            strategy,
+            search_params: request.get("search_params").cloned().unwrap_or_default(),
+            folds: request
+                .get("folds")
+                .and_then(serde_json::Value::as_u64)
+                .unwrap_or(5) as usize,
+            budget_seconds: request
+                .get("budget_seconds")
+                .and_then(serde_json::Value::as_f64),
+            parent_model_id: None,
+        })
+    }
+}
+
+/// A retrained model: its id and version, and whether it went live.
+pub(super) struct Retrained {
+    pub model_id: i64,
+    pub version: i32,
+    pub deployed: bool,
+}
+
+/// Trains `project` again the way its newest model was trained (source,
+/// features, algorithm or search, hyper-parameters, preprocessing, test
+/// size and seed) on the data as it is now, recording `parent` as the
+/// model it retrains.
+pub(super) fn retrain(
+    project: &projects::Project,
+    parent: i64,
+    deploy: DeployPolicy,
+) -> AmbientResult<Retrained> {
+    let (_, request, kind, source) = models::last_definition(project.id)?.ok_or_else(|| {
+        AmbientError::not_in_state(format!(
+            "project \"{}\" has no training definition to run again",
+            project.name
+        ))
+        .hint("models trained before 0.2.0 kept none; train once with ambient.train")
+    })?;
+    let mut req = TrainRequest::again(&project.name, &request, &kind, &source, deploy)?;
+    req.parent_model_id = Some(parent);
+    let outcome = run(req)?;
+    Ok(Retrained {
+        model_id: outcome.model_id,
+        version: outcome.version,
+        deployed: outcome.deployed,
+    })
 }
 
 struct Outcome {
@@ -483,6 +602,7 @@ fn run(req: TrainRequest) -> AmbientResult<Outcome> {
             artifact: bytes,
             artifact_sha256: sha,
             created_by: &caller_name,
+            parent_model_id: req.parent_model_id,
         })?;
         models::insert_trials(
             model_id,

@@ -71,6 +71,8 @@ pub struct NewModel<'a> {
     pub artifact: Vec<u8>,
     pub artifact_sha256: String,
     pub created_by: &'a str,
+    /// The model a policy retrained this one from.
+    pub parent_model_id: Option<i64>,
 }
 
 /// Inserts a model as the project's next version; returns (id, version).
@@ -85,13 +87,13 @@ pub fn insert(m: NewModel<'_>) -> AmbientResult<(i64, i32)> {
                     label_classes, metrics, primary_metric, score, test_size, seed,
                     train_rows, test_rows, training_seconds, extension_version,
                     snapshot_id, artifact, artifact_sha256, created_by, preprocessing, importance,
-                    request)
+                    request, parent_model_id)
                  SELECT $1,
                         COALESCE((SELECT pg_catalog.max(version) FROM ambient.model_store
                                    WHERE project_id OPERATOR(pg_catalog.=) $1), 0)
                           OPERATOR(pg_catalog.+) 1,
                         $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15,
-                        $16, $17, $18, $19, $20, $21, $22
+                        $16, $17, $18, $19, $20, $21, $22, $23
                  RETURNING id, version",
                 None,
                 &[
@@ -117,6 +119,7 @@ pub fn insert(m: NewModel<'_>) -> AmbientResult<(i64, i32)> {
                     JsonB(m.preprocessing).into(),
                     JsonB(m.importance).into(),
                     JsonB(m.request).into(),
+                    m.parent_model_id.into(),
                 ],
             )?
             .first();
@@ -322,4 +325,51 @@ pub fn delete(model_id: i64) -> AmbientResult<()> {
         )?;
         Ok(())
     })
+}
+
+/// How the project's newest model was trained: its request, and the
+/// source of its snapshot (kind and relation name or query text). `None`
+/// when the project has no model, or its newest predates 0.2.0's requests.
+pub fn last_definition(
+    project_id: i64,
+) -> AmbientResult<Option<(i64, serde_json::Value, String, String)>> {
+    as_owner(|| {
+        Spi::connect(|client| {
+            let row = client
+                .select(
+                    "SELECT m.id, m.request, s.source_kind, s.source
+                       FROM ambient.model_store m
+                       JOIN ambient.snapshots s ON s.id OPERATOR(pg_catalog.=) m.snapshot_id
+                      WHERE m.project_id OPERATOR(pg_catalog.=) $1
+                      ORDER BY m.version DESC LIMIT 1",
+                    None,
+                    &[project_id.into()],
+                )?
+                .first();
+            if row.is_empty() {
+                return Ok(None);
+            }
+            let request = row.get::<JsonB>(2)?;
+            Ok(match request {
+                Some(JsonB(request)) if !request.is_null() => Some((
+                    row.get::<i64>(1)?.unwrap_or_default(),
+                    request,
+                    row.get::<String>(3)?.unwrap_or_default(),
+                    row.get::<String>(4)?.unwrap_or_default(),
+                )),
+                _ => None,
+            })
+        })
+    })
+}
+
+/// How many labelled rows the snapshot of a model counted.
+pub fn snapshot_rows(model_id: i64) -> AmbientResult<i64> {
+    Ok(select_one::<i64>(
+        "SELECT s.row_count FROM ambient.model_store m
+           JOIN ambient.snapshots s ON s.id OPERATOR(pg_catalog.=) m.snapshot_id
+          WHERE m.id OPERATOR(pg_catalog.=) $1",
+        &[model_id.into()],
+    )?
+    .unwrap_or_default())
 }

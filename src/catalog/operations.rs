@@ -57,3 +57,143 @@ pub fn policy_of(project_id: i64) -> AmbientResult<Option<serde_json::Value>> {
     )?
     .map(|j| j.0))
 }
+
+/// Stores the project's policy, replacing any before it.
+pub fn store_policy(project_id: i64, policy: serde_json::Value, set_by: &str) -> AmbientResult<()> {
+    Spi::run_with_args(
+        "INSERT INTO ambient.policies (project_id, policy, set_by) VALUES ($1, $2, $3)
+         ON CONFLICT (project_id) DO UPDATE
+            SET policy = excluded.policy, set_at = pg_catalog.now(), set_by = excluded.set_by",
+        &[project_id.into(), JsonB(policy).into(), set_by.into()],
+    )?;
+    Ok(())
+}
+
+pub struct NewPolicyRun<'a> {
+    pub project_id: i64,
+    pub started_at: pgrx::datum::TimestampWithTimeZone,
+    pub run_by: &'a str,
+    pub status: &'a str,
+    pub action: Option<&'a str>,
+    pub reason: &'a str,
+    pub model_id: Option<i64>,
+    pub details: serde_json::Value,
+}
+
+pub fn insert_policy_run(run: NewPolicyRun<'_>) -> AmbientResult<i64> {
+    Ok(Spi::get_one_with_args::<i64>(
+        "INSERT INTO ambient.policy_log
+           (project_id, started_at, run_by, status, action, reason, model_id, details)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
+        &[
+            run.project_id.into(),
+            run.started_at.into(),
+            run.run_by.into(),
+            run.status.into(),
+            run.action.into(),
+            run.reason.into(),
+            run.model_id.into(),
+            JsonB(run.details).into(),
+        ],
+    )?
+    .unwrap_or_default())
+}
+
+/// Records an alert and queues `NOTIFY ambient_alerts` with it as JSON,
+/// which Postgres sends when the transaction commits (and never if it
+/// rolls back).
+pub fn raise_alert(
+    project_id: i64,
+    project: &str,
+    kind: &str,
+    message: &str,
+    details: serde_json::Value,
+) -> AmbientResult<i64> {
+    let id = Spi::get_one_with_args::<i64>(
+        "INSERT INTO ambient.alert_log (project_id, kind, message, details)
+         VALUES ($1, $2, $3, $4) RETURNING id",
+        &[
+            project_id.into(),
+            kind.into(),
+            message.into(),
+            JsonB(details.clone()).into(),
+        ],
+    )?
+    .unwrap_or_default();
+    let payload = serde_json::json!({
+        "alert_id": id, "project": project, "kind": kind, "message": message, "details": details,
+    });
+    Spi::run_with_args(
+        "SELECT pg_catalog.pg_notify('ambient_alerts', $1)",
+        &[payload.to_string().into()],
+    )?;
+    Ok(id)
+}
+
+pub fn await_approval(model_id: i64, project_id: i64) -> AmbientResult<()> {
+    Spi::run_with_args(
+        "INSERT INTO ambient.approval_log (model_id, project_id, state) VALUES ($1, $2, 'awaiting')",
+        &[model_id.into(), project_id.into()],
+    )?;
+    Ok(())
+}
+
+/// A model's approval state and its project, if it ever awaited one.
+pub fn approval_of(model_id: i64) -> AmbientResult<Option<(String, i64)>> {
+    Spi::connect(|client| {
+        let row = client
+            .select(
+                "SELECT state, project_id FROM ambient.approval_log
+                  WHERE model_id OPERATOR(pg_catalog.=) $1",
+                None,
+                &[model_id.into()],
+            )?
+            .first();
+        if row.is_empty() {
+            return Ok(None);
+        }
+        Ok(row.get::<String>(1)?.zip(row.get::<i64>(2)?))
+    })
+}
+
+pub fn decide_approval(
+    model_id: i64,
+    state: &str,
+    by: &str,
+    reason: Option<&str>,
+) -> AmbientResult<()> {
+    Spi::run_with_args(
+        "UPDATE ambient.approval_log
+            SET state = $2, decided_at = pg_catalog.now(), decided_by = $3, reason = $4
+          WHERE model_id OPERATOR(pg_catalog.=) $1",
+        &[model_id.into(), state.into(), by.into(), reason.into()],
+    )?;
+    Ok(())
+}
+
+/// The pg_cron job running the project's policy, if any.
+pub fn schedule_of(project_id: i64) -> AmbientResult<Option<i64>> {
+    select_one::<i64>(
+        "SELECT job_id FROM ambient.schedule_list WHERE project_id OPERATOR(pg_catalog.=) $1",
+        &[project_id.into()],
+    )
+}
+
+pub fn store_schedule(project_id: i64, job_id: i64, cron: &str, by: &str) -> AmbientResult<()> {
+    Spi::run_with_args(
+        "INSERT INTO ambient.schedule_list (project_id, job_id, cron, scheduled_by) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (project_id) DO UPDATE
+            SET job_id = excluded.job_id, cron = excluded.cron,
+                scheduled_at = pg_catalog.now(), scheduled_by = excluded.scheduled_by",
+        &[project_id.into(), job_id.into(), cron.into(), by.into()],
+    )?;
+    Ok(())
+}
+
+pub fn delete_schedule(project_id: i64) -> AmbientResult<()> {
+    Spi::run_with_args(
+        "DELETE FROM ambient.schedule_list WHERE project_id OPERATOR(pg_catalog.=) $1",
+        &[project_id.into()],
+    )?;
+    Ok(())
+}

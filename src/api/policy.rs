@@ -1,0 +1,843 @@
+//! Policies: what `ambient.run_policy` watches (live metrics, drift,
+//! changed rows) and what it does when they cross the lines the project's
+//! owner set: alert, retrain, retrain and deploy if better, retrain and
+//! await a person's approval, or roll back a live model that does worse
+//! than the one before it on the same labelled rows. `ambient.schedule`
+//! runs a policy from pg_cron, as the role that scheduled it.
+
+use pgrx::datum::{Interval, TimestampWithTimeZone};
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+use pgrx::spi::{quote_identifier, quote_literal};
+use pgrx::{JsonB, PgRelation};
+use serde::{Deserialize, Serialize};
+
+use super::check_project_name;
+use super::deploy::make_live;
+use super::drift::{self, Recent};
+use super::model_cache;
+use super::monitor;
+use super::train::{retrain, DeployPolicy};
+use crate::catalog::deployments::{self, NewDeployment};
+use crate::catalog::operations::{self, NewPolicyRun};
+use crate::catalog::projects::{self, Project};
+use crate::catalog::{as_extension_owner, attachments, ensure_writable, models, Caller};
+use crate::error::{AmbientError, AmbientResult, OrRaise};
+use crate::ml::drift::Thresholds;
+use crate::ml::live::LiveCounts;
+use crate::ml::preprocess::Value;
+use crate::ml::Task;
+use crate::source;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum Action {
+    Alert,
+    Retrain,
+    RetrainAndDeployIfBetter,
+    RetrainAndAwaitApproval,
+    RollbackIfWorse,
+}
+
+impl Action {
+    fn as_str(self) -> &'static str {
+        match self {
+            Action::Alert => "alert",
+            Action::Retrain => "retrain",
+            Action::RetrainAndDeployIfBetter => "retrain_and_deploy_if_better",
+            Action::RetrainAndAwaitApproval => "retrain_and_await_approval",
+            Action::RollbackIfWorse => "rollback_if_worse",
+        }
+    }
+}
+
+/// A project's policy, every field with its default filled in when stored.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Policy {
+    #[serde(default = "Policy::default_action")]
+    action: Action,
+    /// Act when the live model's primary metric (F1 or R²) over its
+    /// labelled rows falls below this.
+    #[serde(default)]
+    min_live_metric: Option<f64>,
+    /// Labelled rows the live metric needs before it counts.
+    #[serde(default = "Policy::default_min_labelled_rows")]
+    min_labelled_rows: i64,
+    /// Act when this share of the inputs drifts (the dataset's drift).
+    #[serde(default = "Policy::default_max_drift")]
+    max_drift: f64,
+    /// Per-column drift thresholds (see `ambient.drift`).
+    #[serde(default)]
+    drift: DriftLimits,
+    /// Act when this many labelled rows were added to the training source
+    /// since the live model was trained; NULL is 50 + 10 % of its rows.
+    #[serde(default)]
+    retrain_after_changed_rows: Option<i64>,
+    /// Drift and live metrics over rows within `window` of this column.
+    #[serde(default)]
+    time_column: Option<String>,
+    #[serde(default)]
+    window: Option<String>,
+    /// The longest a run may take (its statement_timeout).
+    #[serde(default = "Policy::default_max_seconds")]
+    max_seconds: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct DriftLimits {
+    psi_warn: f64,
+    psi_alert: f64,
+    ks_p_value: f64,
+    js: f64,
+}
+
+impl Default for DriftLimits {
+    fn default() -> Self {
+        let t = Thresholds::default();
+        DriftLimits {
+            psi_warn: t.psi_warn,
+            psi_alert: t.psi_alert,
+            ks_p_value: t.ks_p_value,
+            js: t.js,
+        }
+    }
+}
+
+impl Policy {
+    fn default_action() -> Action {
+        Action::Alert
+    }
+    fn default_min_labelled_rows() -> i64 {
+        30
+    }
+    fn default_max_drift() -> f64 {
+        Thresholds::default().share
+    }
+    fn default_max_seconds() -> f64 {
+        600.0
+    }
+
+    fn parse(given: &serde_json::Value) -> AmbientResult<Policy> {
+        let policy: Policy = serde_json::from_value(given.clone()).map_err(|e| {
+            AmbientError::invalid(format!("invalid policy: {e}")).hint(
+                "keys: action, min_live_metric, min_labelled_rows, max_drift, drift, retrain_after_changed_rows, time_column, window, max_seconds",
+            )
+        })?;
+        let bad = |what: &str| Err(AmbientError::invalid(format!("invalid policy: {what}")));
+        if !(policy.max_seconds > 0.0 && policy.max_seconds <= 86_400.0) {
+            return bad("max_seconds must be above 0 and at most 86400");
+        }
+        if !(policy.max_drift > 0.0 && policy.max_drift <= 1.0) {
+            return bad("max_drift is a share of the inputs, above 0 and at most 1");
+        }
+        if policy.min_live_metric.is_some_and(|m| !m.is_finite()) {
+            return bad("min_live_metric must be a finite number");
+        }
+        if policy.min_labelled_rows < 1 || policy.retrain_after_changed_rows.is_some_and(|n| n < 1)
+        {
+            return bad("row counts must be at least 1");
+        }
+        let d = &policy.drift;
+        if ![d.psi_warn, d.psi_alert, d.js, d.ks_p_value]
+            .iter()
+            .all(|v| v.is_finite() && *v >= 0.0)
+            || d.psi_warn > d.psi_alert
+        {
+            return bad("drift thresholds are non-negative, psi_warn at most psi_alert");
+        }
+        if policy.time_column.is_some() != policy.window.is_some() {
+            return bad("time_column and window go together");
+        }
+        if let Some(window) = &policy.window {
+            // Postgres says whether it is an interval (22007 if not).
+            Spi::get_one_with_args::<Interval>(
+                "SELECT $1::pg_catalog.interval",
+                &[window.as_str().into()],
+            )?;
+        }
+        Ok(policy)
+    }
+
+    fn thresholds(&self) -> Thresholds {
+        Thresholds {
+            psi_warn: self.drift.psi_warn,
+            psi_alert: self.drift.psi_alert,
+            ks_p_value: self.drift.ks_p_value,
+            js: self.drift.js,
+            share: self.max_drift,
+        }
+    }
+
+    fn window(&self) -> AmbientResult<Option<Interval>> {
+        match &self.window {
+            Some(w) => Ok(Spi::get_one_with_args::<Interval>(
+                "SELECT $1::pg_catalog.interval",
+                &[w.as_str().into()],
+            )?),
+            None => Ok(None),
+        }
+    }
+}
+
+fn owned_project(project: &str) -> AmbientResult<(Project, Caller)> {
+    check_project_name(project)?;
+    ensure_writable()?;
+    let caller = Caller::current();
+    let found = projects::require(project)?;
+    projects::authorize_change(&found, &caller)?;
+    Ok((found, caller))
+}
+
+/// Sets what `run_policy` watches and does for `project`; returns the
+/// policy with every default filled in.
+#[pg_extern(volatile, parallel_unsafe)]
+fn set_policy(project: &str, policy: JsonB) -> JsonB {
+    JsonB(store(project, &policy.0).or_raise())
+}
+
+fn store(project: &str, given: &serde_json::Value) -> AmbientResult<serde_json::Value> {
+    let (_, caller) = owned_project(project)?;
+    let policy = Policy::parse(given)?;
+    let stored = serde_json::to_value(&policy).map_err(|e| AmbientError::invalid(e.to_string()))?;
+    as_extension_owner(|| {
+        let locked = projects::lock_for_change(project, &caller)?;
+        operations::store_policy(locked.id, stored.clone(), &caller.name())
+    })?;
+    Ok(stored)
+}
+
+/// Monitors, measures drift, decides and acts, under the project's policy
+/// and within its `max_seconds`; every run leaves a row in
+/// `ambient.policy_runs`, one that failed too.
+#[pg_extern(volatile, parallel_unsafe)]
+fn run_policy(
+    project: &str,
+) -> TableIterator<
+    'static,
+    (
+        name!(status, String),
+        name!(action, Option<String>),
+        name!(reason, String),
+        name!(model_id, Option<i64>),
+    ),
+> {
+    let done = run(project).or_raise();
+    TableIterator::once((
+        done.status.to_string(),
+        done.action.map(str::to_string),
+        done.reason,
+        done.model_id,
+    ))
+}
+
+/// What a run did.
+struct Done {
+    status: &'static str,
+    action: Option<&'static str>,
+    reason: String,
+    model_id: Option<i64>,
+    details: serde_json::Value,
+}
+
+fn run(project: &str) -> AmbientResult<Done> {
+    let (found, caller) = owned_project(project)?;
+    let stored = as_extension_owner(|| operations::policy_of(found.id))?.ok_or_else(|| {
+        AmbientError::not_in_state(format!("project \"{project}\" has no policy"))
+            .hint(r#"set one: ambient.set_policy(project, '{"action": "alert", "min_live_metric": 0.8}')"#)
+    })?;
+    let policy = Policy::parse(&stored)?;
+    // SAFETY: reads the backend's clock.
+    let started: TimestampWithTimeZone = unsafe { pg_sys::GetCurrentTimestamp() }
+        .try_into()
+        .unwrap_or_else(|_| TimestampWithTimeZone::try_from(0i64).expect("epoch is a timestamp"));
+    let timer = StatementTimer::arm(policy.max_seconds);
+    let outcome = in_subtransaction(|| decide_and_act(&found, &caller, &policy));
+    let timed_out = timer.fired();
+    timer.restore();
+    let done = match outcome {
+        Ok(done) => done,
+        Err(Failure::Ambient(e)) => failed(e.message().to_string()),
+        Err(Failure::Postgres(caught)) if timed_out => {
+            drop(caught);
+            failed(format!(
+                "stopped after max_seconds ({} s)",
+                policy.max_seconds
+            ))
+        }
+        Err(Failure::Postgres(caught)) => match caught.as_ref() {
+            pgrx::pg_sys::panic::CaughtError::PostgresError(report)
+            | pgrx::pg_sys::panic::CaughtError::ErrorReport(report)
+                if report.sql_error_code() != pgrx::PgSqlErrorCode::ERRCODE_QUERY_CANCELED =>
+            {
+                failed(report.message().to_string())
+            }
+            // A cancel that is not our time limit is the user's: it stops
+            // the statement, as any cancel does.
+            _ => (*caught).rethrow(),
+        },
+    };
+    as_extension_owner(|| {
+        operations::insert_policy_run(NewPolicyRun {
+            project_id: found.id,
+            started_at: started,
+            run_by: &caller.name(),
+            status: done.status,
+            action: done.action,
+            reason: &done.reason,
+            model_id: done.model_id,
+            details: done.details.clone(),
+        })
+    })?;
+    Ok(done)
+}
+
+fn failed(reason: String) -> Done {
+    Done {
+        status: "failed",
+        action: None,
+        reason,
+        model_id: None,
+        details: serde_json::json!({}),
+    }
+}
+
+enum Failure {
+    Ambient(AmbientError),
+    Postgres(Box<pgrx::pg_sys::panic::CaughtError>),
+}
+
+/// Runs `work` in a subtransaction, as a PL/pgSQL block with an EXCEPTION
+/// clause does: if it fails, whether with our error or a Postgres one
+/// (a timeout among them), everything it wrote is rolled back and the
+/// failure is returned, so the caller can still record it.
+fn in_subtransaction<T>(work: impl FnOnce() -> AmbientResult<T>) -> Result<T, Failure> {
+    // SAFETY: the memory context and resource owner are saved and put back
+    // around the subtransaction, as PL/pgSQL's exec_stmt_block does.
+    unsafe {
+        let context = pg_sys::CurrentMemoryContext;
+        let owner = pg_sys::CurrentResourceOwner;
+        pg_sys::BeginInternalSubTransaction(std::ptr::null());
+        pg_sys::MemoryContextSwitchTo(context);
+        let work = std::panic::AssertUnwindSafe(work);
+        let outcome = pgrx::PgTryBuilder::new(move || {
+            // The whole wrapper moves in (not its field), so it stays
+            // unwind-safe.
+            let work = work;
+            (work.0)().map_err(Failure::Ambient)
+        })
+        .catch_others(|caught| Err(Failure::Postgres(Box::new(caught))))
+        .execute();
+        match outcome {
+            Ok(_) => pg_sys::ReleaseCurrentSubTransaction(),
+            Err(_) => pg_sys::RollbackAndReleaseCurrentSubTransaction(),
+        }
+        pg_sys::MemoryContextSwitchTo(context);
+        pg_sys::CurrentResourceOwner = owner;
+        outcome
+    }
+}
+
+/// Postgres's statement timer (timeout.h), set to end a policy run after
+/// its `max_seconds`, unless the statement's own timeout ends it sooner.
+/// pgrx does not bind timeout.h; `STATEMENT_TIMEOUT` is the fourth
+/// `TimeoutId` in every Postgres this extension builds for.
+mod timeout {
+    use pgrx::pg_sys::TimestampTz;
+    pub const STATEMENT_TIMEOUT: std::ffi::c_int = 3;
+    extern "C-unwind" {
+        pub fn enable_timeout_at(id: std::ffi::c_int, fin_time: TimestampTz);
+        pub fn disable_timeout(id: std::ffi::c_int, keep_indicator: bool);
+        pub fn get_timeout_active(id: std::ffi::c_int) -> bool;
+        pub fn get_timeout_finish_time(id: std::ffi::c_int) -> TimestampTz;
+    }
+}
+
+struct StatementTimer {
+    /// The statement's own deadline, to put back; `None` if it had none.
+    previous: Option<pg_sys::TimestampTz>,
+    /// Ours, when it is the sooner.
+    armed: Option<pg_sys::TimestampTz>,
+}
+
+impl StatementTimer {
+    fn arm(seconds: f64) -> Self {
+        // SAFETY: timeout.h's functions, on this backend's timers.
+        unsafe {
+            let id = timeout::STATEMENT_TIMEOUT;
+            let previous =
+                timeout::get_timeout_active(id).then(|| timeout::get_timeout_finish_time(id));
+            let ours = pg_sys::GetCurrentTimestamp() + (seconds * 1e6) as i64;
+            let armed = previous.is_none_or(|p| ours < p).then_some(ours);
+            if armed.is_some() {
+                timeout::enable_timeout_at(id, ours);
+            }
+            StatementTimer { previous, armed }
+        }
+    }
+
+    /// Whether our deadline has passed, so a cancel was ours. (The timer's
+    /// own indicator is reset by the interrupt that raised the error.)
+    fn fired(&self) -> bool {
+        // SAFETY: reads the backend's clock.
+        self.armed
+            .is_some_and(|at| unsafe { pg_sys::GetCurrentTimestamp() } >= at)
+    }
+
+    fn restore(self) {
+        if self.armed.is_none() {
+            return;
+        }
+        // SAFETY: puts the statement's own timer back as it was.
+        unsafe {
+            match self.previous {
+                Some(at) => timeout::enable_timeout_at(timeout::STATEMENT_TIMEOUT, at),
+                None => timeout::disable_timeout(timeout::STATEMENT_TIMEOUT, false),
+            }
+        }
+    }
+}
+
+fn decide_and_act(project: &Project, caller: &Caller, policy: &Policy) -> AmbientResult<Done> {
+    let live = as_extension_owner(|| deployments::live(project.id))?.ok_or_else(|| {
+        AmbientError::not_in_state(format!(
+            "project \"{}\" has no deployed model",
+            project.name
+        ))
+    })?;
+    let primary = project.task.primary_metric();
+    let window = policy.window()?;
+    let mut reasons: Vec<String> = Vec::new();
+    let mut details = serde_json::Map::new();
+
+    // 1. Live metrics, over the labels that arrived.
+    let runs = monitor::run(&project.name, policy.time_column.as_deref(), window)?;
+    if let Some((_, _, rows, metrics)) = runs.iter().find(|r| r.0 == live.model_id) {
+        details.insert("live_metrics".into(), metrics.clone());
+        details.insert("labelled_rows".into(), (*rows).into());
+        let metric = metrics.get(primary).and_then(serde_json::Value::as_f64);
+        if let (Some(min), Some(metric)) = (policy.min_live_metric, metric) {
+            if *rows >= policy.min_labelled_rows && metric < min {
+                reasons.push(format!(
+                    "live {primary} {metric:.4} over {rows} labelled rows is below min_live_metric {min}"
+                ));
+            }
+        }
+    }
+
+    // 2. Drift of the attached tables' recent rows.
+    if !attachments::of_project(project.id)?.is_empty() {
+        let thresholds = policy.thresholds();
+        let report = drift::measure_with(
+            project,
+            caller,
+            &Recent::Attached,
+            policy.time_column.as_deref(),
+            window,
+            thresholds,
+        )?;
+        drift::record(
+            project,
+            caller,
+            &report,
+            "the attached tables, for run_policy",
+        )?;
+        details.insert("drifted_share".into(), report.share.into());
+        if report.rows > 0 && report.share >= policy.max_drift {
+            let drifted: Vec<&str> = report
+                .columns
+                .iter()
+                .filter(|c| c.2.status == crate::ml::drift::Status::Drift && c.0 != "(prediction)")
+                .map(|c| c.0.as_str())
+                .collect();
+            reasons.push(format!(
+                "{:.0} % of the inputs drifted ({}), max_drift is {:.0} %",
+                report.share * 100.0,
+                drifted.join(", "),
+                policy.max_drift * 100.0
+            ));
+        }
+    }
+
+    // 3. Labelled rows added to the training source since the live model.
+    if let Some((changed, threshold)) = changed_rows(project, live.model_id, policy)? {
+        details.insert("changed_rows".into(), changed.into());
+        if changed >= threshold {
+            reasons.push(format!(
+                "{changed} labelled rows were added since the live model was trained (retrain_after_changed_rows {threshold})"
+            ));
+        }
+    }
+
+    if policy.action == Action::RollbackIfWorse {
+        if let Some((live_score, previous_score, rows, previous_id)) =
+            compare_with_previous(project, live.model_id)?
+        {
+            details.insert(
+                "comparison".into(),
+                serde_json::json!({"rows": rows, "live": live_score, "previous": previous_score, "previous_model_id": previous_id}),
+            );
+            if live_score < previous_score {
+                let reason = format!(
+                    "the live model's {primary} {live_score:.4} is below the previous model's {previous_score:.4} on the same {rows} labelled rows"
+                );
+                as_extension_owner(|| {
+                    let locked = projects::lock_for_change(&project.name, caller)?;
+                    let current = deployments::live(locked.id)?
+                        .ok_or_else(|| AmbientError::not_in_state("no live model"))?;
+                    let earlier = deployments::get(
+                        current
+                            .parent_id
+                            .ok_or_else(|| AmbientError::not_in_state("no earlier deployment"))?,
+                    )?;
+                    make_live(
+                        &locked,
+                        NewDeployment {
+                            project_id: locked.id,
+                            model_id: earlier.model_id,
+                            previous_model_id: Some(current.model_id),
+                            parent_id: earlier.parent_id,
+                            strategy: "rollback",
+                            reason: Some(&format!("run_policy: {reason}")),
+                            deployed_by: &caller.name(),
+                        },
+                        false,
+                    )?;
+                    operations::raise_alert(
+                        locked.id,
+                        &locked.name,
+                        "rollback",
+                        &reason,
+                        serde_json::Value::Object(details.clone()),
+                    )
+                })?;
+                return Ok(Done {
+                    status: "acted",
+                    action: Some(Action::RollbackIfWorse.as_str()),
+                    reason,
+                    model_id: Some(previous_id),
+                    details: serde_json::Value::Object(details),
+                });
+            }
+        }
+    }
+    if reasons.is_empty() {
+        return Ok(Done {
+            status: "nothing to do",
+            action: None,
+            reason: "every watched measure is within the policy".into(),
+            model_id: None,
+            details: serde_json::Value::Object(details),
+        });
+    }
+    let reason = reasons.join("; ");
+    as_extension_owner(|| {
+        operations::raise_alert(
+            project.id,
+            &project.name,
+            "policy",
+            &reason,
+            serde_json::Value::Object(details.clone()),
+        )
+    })?;
+    let deploy = match policy.action {
+        Action::Alert | Action::RollbackIfWorse => None,
+        Action::Retrain | Action::RetrainAndAwaitApproval => Some(DeployPolicy::Never),
+        Action::RetrainAndDeployIfBetter => Some(DeployPolicy::IfBetter),
+    };
+    let mut model_id = None;
+    if let Some(deploy) = deploy {
+        let retrained = retrain(project, live.model_id, deploy)?;
+        details.insert("new_model_version".into(), retrained.version.into());
+        details.insert("deployed".into(), retrained.deployed.into());
+        if policy.action == Action::RetrainAndAwaitApproval {
+            as_extension_owner(|| operations::await_approval(retrained.model_id, project.id))?;
+        }
+        model_id = Some(retrained.model_id);
+    }
+    // rollback_if_worse acts only on its comparison; what else it sees it
+    // reports as an alert.
+    let action = match policy.action {
+        Action::RollbackIfWorse => Action::Alert,
+        other => other,
+    };
+    Ok(Done {
+        status: "acted",
+        action: Some(action.as_str()),
+        reason,
+        model_id,
+        details: serde_json::Value::Object(details),
+    })
+}
+
+/// Labelled rows in the training source now, less those the live model
+/// was trained on, and the threshold: `None` when the live model came
+/// from elsewhere than the project's last training definition.
+fn changed_rows(
+    project: &Project,
+    live_model: i64,
+    policy: &Policy,
+) -> AmbientResult<Option<(i64, i64)>> {
+    let Some((_, _, kind, source_text)) = models::last_definition(project.id)? else {
+        return Ok(None);
+    };
+    let trained_on = as_extension_owner(|| models::snapshot_rows(live_model))?;
+    let source = match kind.as_str() {
+        "relation" => match PgRelation::open_with_name_and_share_lock(&source_text) {
+            Ok(rel) => source::Source::Relation(rel),
+            Err(_) => return Ok(None),
+        },
+        _ => source::Source::query(&source_text)?,
+    };
+    let now: i64 = Spi::get_one(&format!(
+        "SELECT pg_catalog.count(*) FROM {} WHERE {} IS NOT NULL",
+        source.sql_from(),
+        quote_identifier(&project.target)
+    ))?
+    .unwrap_or_default();
+    let threshold = policy
+        .retrain_after_changed_rows
+        .unwrap_or(50 + trained_on / 10);
+    Ok(Some(((now - trained_on).max(0), threshold)))
+}
+
+/// The live and the previous model's primary metric on the same labelled
+/// rows of the attached tables (those the live model predicted), with the
+/// row count and the previous model's id; `None` without an earlier
+/// deployment or labelled rows.
+fn compare_with_previous(
+    project: &Project,
+    live_model: i64,
+) -> AmbientResult<Option<(f64, f64, i64, i64)>> {
+    let caller = Caller::current();
+    let Some(live) = as_extension_owner(|| deployments::live(project.id))? else {
+        return Ok(None);
+    };
+    let Some(parent) = live.parent_id else {
+        return Ok(None);
+    };
+    let previous_id = as_extension_owner(|| deployments::get(parent))?.model_id;
+    let load = |id: i64| model_cache::pinned_model(id, &caller);
+    let (current, previous) = (load(live_model)?, load(previous_id)?);
+    let label_kind = match project.task {
+        Task::Classification => crate::ml::dataset::ColumnKind::Categorical,
+        Task::Regression => crate::ml::dataset::ColumnKind::Numeric,
+    };
+    let (mut live_counts, mut previous_counts) =
+        (LiveCounts::new(project.task), LiveCounts::new(project.task));
+    let mut rows = 0i64;
+    for a in attachments::of_project(project.id)? {
+        let (Some(label), Some(table)) = (&a.label_column, attachments::relation_name(a.relation))
+        else {
+            continue;
+        };
+        let inputs = &current.inputs.inputs;
+        let mut exprs: Vec<String> = inputs
+            .iter()
+            .map(|i| source::read_as_feature(&quote_identifier(&i.name), i.kind))
+            .collect();
+        exprs.push(source::read_as_feature(
+            &quote_identifier(label),
+            label_kind,
+        ));
+        let sql = format!(
+            "SELECT {} FROM {table} WHERE {} IS NOT NULL AND {} OPERATOR(pg_catalog.=) $1",
+            exprs.join(", "),
+            quote_identifier(label),
+            quote_identifier(&a.model_id_column)
+        );
+        Spi::connect(|client| {
+            let mut cursor = client.try_open_cursor(&sql, &[live_model.into()])?;
+            let mut x = Vec::new();
+            loop {
+                pgrx::check_for_interrupts!();
+                let batch = cursor.fetch(10_000)?;
+                if batch.is_empty() {
+                    break;
+                }
+                for row in batch {
+                    let mut texts: Vec<Option<String>> = Vec::with_capacity(inputs.len());
+                    let mut numbers: Vec<Option<f64>> = Vec::with_capacity(inputs.len());
+                    for (j, input) in inputs.iter().enumerate() {
+                        if input.kind == crate::ml::dataset::ColumnKind::Categorical {
+                            texts.push(row.get::<String>(j + 1)?);
+                            numbers.push(None);
+                        } else {
+                            texts.push(None);
+                            numbers.push(row.get::<f64>(j + 1)?);
+                        }
+                    }
+                    let values: Vec<Value<'_>> = inputs
+                        .iter()
+                        .enumerate()
+                        .map(|(j, input)| match (input.kind, &texts[j], numbers[j]) {
+                            (crate::ml::dataset::ColumnKind::Categorical, Some(t), _) => {
+                                Value::Text(t)
+                            }
+                            (crate::ml::dataset::ColumnKind::Categorical, None, _) => {
+                                Value::Missing
+                            }
+                            (_, _, Some(v)) => Value::Number(v),
+                            _ => Value::Missing,
+                        })
+                        .collect();
+                    let actual = match project.task {
+                        Task::Classification => {
+                            row.get::<String>(inputs.len() + 1)?.unwrap_or_default()
+                        }
+                        Task::Regression => row
+                            .get::<f64>(inputs.len() + 1)?
+                            .unwrap_or_default()
+                            .to_string(),
+                    };
+                    for (model, counts) in [
+                        (&current, &mut live_counts),
+                        (&previous, &mut previous_counts),
+                    ] {
+                        model.encode(&values, &mut x)?;
+                        let predicted = match project.task {
+                            Task::Classification => model.predict_label(&x),
+                            Task::Regression => model.predict_value(&x).to_string(),
+                        };
+                        counts.count(&predicted, &actual, 1)?;
+                    }
+                    rows += 1;
+                }
+            }
+            AmbientResult::Ok(())
+        })?;
+    }
+    if rows == 0 {
+        return Ok(None);
+    }
+    let primary = project.task.primary_metric();
+    let score = |c: &LiveCounts| c.metrics().get(primary).copied().unwrap_or(f64::NAN);
+    Ok(Some((
+        score(&live_counts),
+        score(&previous_counts),
+        rows,
+        previous_id,
+    )))
+}
+
+/// Deploys a model that a policy retrained and that awaits approval.
+#[pg_extern(volatile, parallel_unsafe)]
+fn approve(model_id: i64, reason: default!(Option<&str>, "NULL")) -> i64 {
+    decide(model_id, "approved", reason).or_raise()
+}
+
+/// Sets aside a model that awaits approval; it is kept, never deployed by
+/// the policy.
+#[pg_extern(volatile, parallel_unsafe)]
+fn reject(model_id: i64, reason: default!(Option<&str>, "NULL")) -> i64 {
+    decide(model_id, "rejected", reason).or_raise()
+}
+
+fn decide(model_id: i64, state: &str, reason: Option<&str>) -> AmbientResult<i64> {
+    ensure_writable()?;
+    let caller = Caller::current();
+    as_extension_owner(|| {
+        let owner = models::owner_of(model_id)?.ok_or_else(|| models::unknown(model_id))?;
+        let name = projects::name_of(owner.project_id)?;
+        let project = projects::lock_for_change(&name, &caller)?;
+        match operations::approval_of(model_id)? {
+            Some((current, _)) if current == "awaiting" => {}
+            found => {
+                return Err(AmbientError::not_in_state(format!(
+                    "model {model_id} is not awaiting approval{}",
+                    found.map_or(String::new(), |(s, _)| format!(" (it was {s})"))
+                ))
+                .hint(
+                    "SELECT * FROM ambient.approvals WHERE state = 'awaiting' lists those that are",
+                ))
+            }
+        }
+        let by = caller.name();
+        operations::decide_approval(model_id, state, &by, reason)?;
+        if state == "approved" {
+            let live = deployments::live(project.id)?;
+            let note = format!(
+                "approved by {by}{}",
+                reason.map_or(String::new(), |r| format!(": {r}"))
+            );
+            make_live(
+                &project,
+                NewDeployment::on_top_of(live, project.id, model_id, "manual", Some(&note), &by),
+                false,
+            )?;
+        }
+        Ok(model_id)
+    })
+}
+
+/// Runs the project's policy from pg_cron on `cron` (pg_cron's syntax), in
+/// this database, as the calling role.
+#[pg_extern(volatile, parallel_unsafe)]
+fn schedule(project: &str, cron: &str) -> i64 {
+    schedule_policy(project, cron).or_raise()
+}
+
+fn pg_cron_here() -> AmbientResult<()> {
+    let installed = Spi::get_one::<bool>(
+        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname OPERATOR(pg_catalog.=) 'pg_cron')",
+    )?
+    .unwrap_or(false);
+    if !installed {
+        return Err(AmbientError::not_in_state("pg_cron is not installed in this database").hint(
+            "add pg_cron to shared_preload_libraries, set cron.database_name to this database, then CREATE EXTENSION pg_cron; or call ambient.run_policy from your own scheduler",
+        ));
+    }
+    Ok(())
+}
+
+fn schedule_policy(project: &str, cron: &str) -> AmbientResult<i64> {
+    let (found, caller) = owned_project(project)?;
+    pg_cron_here()?;
+    if as_extension_owner(|| operations::policy_of(found.id))?.is_none() {
+        return Err(AmbientError::not_in_state(format!(
+            "project \"{project}\" has no policy to schedule"
+        ))
+        .hint("set one first with ambient.set_policy"));
+    }
+    // pg_cron records the role that schedules a job and runs it as that
+    // role, so this runs as the caller, never as the extension owner.
+    let command = format!(
+        "SELECT * FROM ambient.run_policy({})",
+        quote_literal(project)
+    );
+    let job_name = format!("ambient policy {project}");
+    let job_id = Spi::get_one_with_args::<i64>(
+        "SELECT cron.schedule_in_database($1, $2, $3, pg_catalog.current_database())",
+        &[
+            job_name.as_str().into(),
+            cron.into(),
+            command.as_str().into(),
+        ],
+    )?
+    .unwrap_or_default();
+    as_extension_owner(|| {
+        let locked = projects::lock_for_change(project, &caller)?;
+        operations::store_schedule(locked.id, job_id, cron, &caller.name())
+    })?;
+    Ok(job_id)
+}
+
+/// Stops running the project's policy from pg_cron.
+#[pg_extern(volatile, parallel_unsafe)]
+fn unschedule(project: &str) {
+    unschedule_policy(project).or_raise()
+}
+
+fn unschedule_policy(project: &str) -> AmbientResult<()> {
+    let (found, caller) = owned_project(project)?;
+    pg_cron_here()?;
+    let job_id = as_extension_owner(|| operations::schedule_of(found.id))?.ok_or_else(|| {
+        AmbientError::undefined_object(format!("project \"{project}\" is not scheduled"))
+    })?;
+    Spi::run_with_args("SELECT cron.unschedule($1)", &[job_id.into()])?;
+    as_extension_owner(|| {
+        let locked = projects::lock_for_change(project, &caller)?;
+        operations::delete_schedule(locked.id)
+    })
+}
