@@ -267,6 +267,36 @@ CREATE TABLE ambient.schedule_list (
     scheduled_by  name NOT NULL
 );
 
+-- Canary and shadow trials: a challenger served to a stable fraction of
+-- keys, or predicting beside the live model without being served.
+-- Append-only: a project's newest row says whether a trial runs.
+CREATE TABLE ambient.challenge_log (
+    id          bigserial PRIMARY KEY,
+    project_id  bigint NOT NULL REFERENCES ambient.projects (id) ON DELETE CASCADE,
+    model_id    bigint NOT NULL REFERENCES ambient.model_store (id) ON DELETE CASCADE,
+    mode        text NOT NULL CHECK (mode IN ('canary', 'shadow')),
+    -- The share of keys a canary serves.
+    traffic     double precision,
+    event       text NOT NULL CHECK (event IN ('started', 'promoted', 'ended')),
+    at          timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    by          name NOT NULL,
+    reason      text
+);
+CREATE INDEX ON ambient.challenge_log (project_id, id);
+
+-- What a shadow challenger predicted for each row of an attached table,
+-- without it being served.
+CREATE TABLE ambient.shadow_log (
+    id            bigserial PRIMARY KEY,
+    project_id    bigint NOT NULL REFERENCES ambient.projects (id) ON DELETE CASCADE,
+    model_id      bigint NOT NULL,
+    relation      regclass NOT NULL,
+    row_key       text,
+    prediction    text,
+    predicted_at  timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+CREATE INDEX ON ambient.shadow_log (project_id, id);
+
 -- pg_dump keeps models and their history (the sequences too, so ids go on
 -- where they left off after a restore).
 SELECT pg_catalog.pg_extension_config_dump('ambient.projects', '');
@@ -295,6 +325,10 @@ SELECT pg_catalog.pg_extension_config_dump('ambient.alert_log', '');
 SELECT pg_catalog.pg_extension_config_dump('ambient.alert_log_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('ambient.approval_log', '');
 SELECT pg_catalog.pg_extension_config_dump('ambient.schedule_list', '');
+SELECT pg_catalog.pg_extension_config_dump('ambient.challenge_log', '');
+SELECT pg_catalog.pg_extension_config_dump('ambient.challenge_log_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('ambient.shadow_log', '');
+SELECT pg_catalog.pg_extension_config_dump('ambient.shadow_log_id_seq', '');
 
 
 -- Nobody but the extension owner reads the tables: models hold training
@@ -304,7 +338,8 @@ REVOKE ALL ON ambient.projects, ambient.snapshots, ambient.model_store, ambient.
               ambient.project_grants, ambient.trial_log, ambient.attachment_list,
               ambient.outcome_log, ambient.live_counts, ambient.monitor_log,
               ambient.drift_log, ambient.policies, ambient.policy_log, ambient.alert_log,
-              ambient.approval_log, ambient.schedule_list FROM PUBLIC;
+              ambient.approval_log, ambient.schedule_list, ambient.challenge_log,
+              ambient.shadow_log FROM PUBLIC;
 
 -- The live model of each project: its newest deployment row. Everything
 -- that asks what is live reads this view, so the rule is written once.
@@ -541,8 +576,22 @@ SELECT p.project, pol.policy, s.cron AS schedule, pol.set_at, pol.set_by
   JOIN ambient.readable_projects p ON p.project_id = pol.project_id
   LEFT JOIN ambient.schedule_list s ON s.project_id = pol.project_id;
 
+-- Canary and shadow trials of readable projects, every event.
+CREATE VIEW ambient.challenges WITH (security_barrier) AS
+SELECT c.id AS event_id, p.project, c.model_id, m.version, c.mode, c.traffic, c.event,
+       c.at, c.by, c.reason
+  FROM ambient.challenge_log c
+  JOIN ambient.readable_projects p ON p.project_id = c.project_id
+  JOIN ambient.model_store m ON m.id = c.model_id;
+
+CREATE VIEW ambient.shadow_predictions WITH (security_barrier) AS
+SELECT s.id, p.project, s.model_id, s.relation, s.row_key, s.prediction, s.predicted_at
+  FROM ambient.shadow_log s
+  JOIN ambient.readable_projects p ON p.project_id = s.project_id;
+
 GRANT USAGE ON SCHEMA ambient TO PUBLIC;
 GRANT SELECT ON ambient.readable_projects, ambient.models, ambient.deployments, ambient.overview,
                 ambient.model_snapshots, ambient.grants, ambient.trials, ambient.attachments,
                 ambient.monitor_runs, ambient.drift_runs, ambient.policy_runs, ambient.alerts,
-                ambient.approvals, ambient.project_policies TO PUBLIC;
+                ambient.approvals, ambient.project_policies, ambient.challenges,
+                ambient.shadow_predictions TO PUBLIC;

@@ -115,13 +115,14 @@ VOLATILE PARALLEL UNSAFE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'train_wrapper';
 CREATE FUNCTION ambient."deploy"(
-	"project" TEXT, /* & str */
-	"model_id" bigint, /* i64 */
-	"reason" TEXT DEFAULT NULL, /* Option < & str > */
-	"new_contract" bool DEFAULT false /* bool */
-) RETURNS bigint /* i64 */
+	"project" TEXT,
+	"model_id" bigint,
+	"reason" TEXT DEFAULT NULL,
+	"new_contract" bool DEFAULT false,
+	"traffic" double precision DEFAULT NULL
+) RETURNS bigint
 VOLATILE PARALLEL UNSAFE 
-LANGUAGE c /* Rust */
+LANGUAGE c
 AS 'MODULE_PATHNAME', 'deploy_model_wrapper';
 CREATE FUNCTION ambient."deploy"(
 	"project" TEXT, /* & str */
@@ -635,6 +636,59 @@ GRANT SELECT ON ambient.drift_runs, ambient.policy_runs, ambient.alerts, ambient
 ALTER TABLE ambient.model_store
     ADD COLUMN parent_model_id bigint REFERENCES ambient.model_store (id) ON DELETE SET NULL;
 
+-- Canary and shadow trials.
+
+-- Canary and shadow trials: a challenger served to a stable fraction of
+-- keys, or predicting beside the live model without being served.
+-- Append-only: a project's newest row says whether a trial runs.
+CREATE TABLE ambient.challenge_log (
+    id          bigserial PRIMARY KEY,
+    project_id  bigint NOT NULL REFERENCES ambient.projects (id) ON DELETE CASCADE,
+    model_id    bigint NOT NULL REFERENCES ambient.model_store (id) ON DELETE CASCADE,
+    mode        text NOT NULL CHECK (mode IN ('canary', 'shadow')),
+    -- The share of keys a canary serves.
+    traffic     double precision,
+    event       text NOT NULL CHECK (event IN ('started', 'promoted', 'ended')),
+    at          timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    by          name NOT NULL,
+    reason      text
+);
+CREATE INDEX ON ambient.challenge_log (project_id, id);
+
+-- What a shadow challenger predicted for each row of an attached table,
+-- without it being served.
+CREATE TABLE ambient.shadow_log (
+    id            bigserial PRIMARY KEY,
+    project_id    bigint NOT NULL REFERENCES ambient.projects (id) ON DELETE CASCADE,
+    model_id      bigint NOT NULL,
+    relation      regclass NOT NULL,
+    row_key       text,
+    prediction    text,
+    predicted_at  timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+CREATE INDEX ON ambient.shadow_log (project_id, id);
+
+SELECT pg_catalog.pg_extension_config_dump('ambient.challenge_log', '');
+SELECT pg_catalog.pg_extension_config_dump('ambient.challenge_log_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('ambient.shadow_log', '');
+SELECT pg_catalog.pg_extension_config_dump('ambient.shadow_log_id_seq', '');
+REVOKE ALL ON ambient.challenge_log, ambient.shadow_log FROM PUBLIC;
+
+-- Canary and shadow trials of readable projects, every event.
+CREATE VIEW ambient.challenges WITH (security_barrier) AS
+SELECT c.id AS event_id, p.project, c.model_id, m.version, c.mode, c.traffic, c.event,
+       c.at, c.by, c.reason
+  FROM ambient.challenge_log c
+  JOIN ambient.readable_projects p ON p.project_id = c.project_id
+  JOIN ambient.model_store m ON m.id = c.model_id;
+
+CREATE VIEW ambient.shadow_predictions WITH (security_barrier) AS
+SELECT s.id, p.project, s.model_id, s.relation, s.row_key, s.prediction, s.predicted_at
+  FROM ambient.shadow_log s
+  JOIN ambient.readable_projects p ON p.project_id = s.project_id;
+
+GRANT SELECT ON ambient.challenges, ambient.shadow_predictions TO PUBLIC;
+
 CREATE FUNCTION ambient.predict_trigger() RETURNS trigger
     LANGUAGE c AS 'MODULE_PATHNAME', 'ambient_predict_trigger';
 CREATE FUNCTION ambient."attach"(
@@ -733,3 +787,36 @@ CREATE FUNCTION ambient."unschedule"(
 STRICT VOLATILE PARALLEL UNSAFE
 LANGUAGE c
 AS 'MODULE_PATHNAME', 'unschedule_wrapper';
+CREATE FUNCTION ambient."shadow"(
+	"project" TEXT,
+	"model_id" bigint
+) RETURNS bigint
+STRICT VOLATILE PARALLEL UNSAFE
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'shadow_wrapper';
+CREATE FUNCTION ambient."promote"(
+	"project" TEXT,
+	"reason" TEXT DEFAULT NULL
+) RETURNS bigint
+VOLATILE PARALLEL UNSAFE
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'promote_wrapper';
+CREATE FUNCTION ambient."end_trial"(
+	"project" TEXT,
+	"reason" TEXT DEFAULT NULL
+) RETURNS bigint
+VOLATILE PARALLEL UNSAFE
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'end_trial_wrapper';
+CREATE FUNCTION ambient."compare"(
+	"project" TEXT
+) RETURNS TABLE (
+	"role" TEXT, 
+	"model_id" bigint, 
+	"version" INT, 
+	"labelled_rows" bigint, 
+	"metrics" jsonb 
+)
+STRICT VOLATILE PARALLEL UNSAFE
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'compare_wrapper';

@@ -17,6 +17,7 @@ use super::check_project_name;
 use super::model_cache;
 use super::predict::{to_f64, CallSite, ModelKey};
 use crate::catalog::attachments::{self, NewAttachment, Outcome};
+use crate::catalog::operations::{self, Challenge};
 use crate::catalog::{as_extension_owner, deployments, ensure_writable, projects, Caller};
 use crate::error::{AmbientError, AmbientResult, OrRaise};
 use crate::ml::model::Model;
@@ -318,9 +319,15 @@ struct Columns {
 #[derive(Default)]
 struct TriggerSite {
     call: CallSite,
+    /// The challenger of a canary or shadow trial, with its own inputs.
+    challenger: CallSite,
     columns: Option<Columns>,
     /// The project's id, for the outcome log, with the model it was read for.
     project: Option<(Rc<Model>, i64)>,
+    /// The project's running trial, read once per statement.
+    challenge: Option<Option<Challenge>>,
+    /// The primary key's columns and their output functions, for routing.
+    key: Option<Vec<(i32, pg_sys::Oid)>>,
 }
 
 /// The attached tables' trigger: `ambient.predict_trigger(project,
@@ -398,6 +405,7 @@ unsafe fn fire(fcinfo: FunctionCallInfo) -> AmbientResult<*mut pg_sys::HeapTuple
         let model = site
             .call
             .model_for(ModelKey::Project(project), Caller { oid: owner })?;
+        let project_id = site.project_id(project, &model)?;
         let columns = match &site.columns {
             Some(c) => c,
             None => site.columns.insert(find_columns(
@@ -431,11 +439,45 @@ unsafe fn fire(fcinfo: FunctionCallInfo) -> AmbientResult<*mut pg_sys::HeapTuple
         });
         let mut result = new;
         if predict {
-            let x = &site.call.features;
-            let value = if columns.prediction_type == pg_sys::FLOAT8OID && model.labels.is_none() {
-                model.predict_value(x).into_datum()
+            let challenge = match &site.challenge {
+                Some(known) => known.clone(),
+                None => site
+                    .challenge
+                    .insert(operations::running_challenge(project_id)?)
+                    .clone(),
+            };
+            let key = match &challenge {
+                Some(_) => row_key(&mut site.key, relation, new, &tupdesc)?,
+                None => None,
+            };
+            let mut served_by = (model.clone(), site.call.model_id().unwrap_or_default());
+            let mut x = &site.call.features;
+            if let Some(trial) = &challenge {
+                let challenger = site
+                    .challenger
+                    .model_for(ModelKey::Id(trial.model_id), Caller { oid: owner })?;
+                site.challenger
+                    .read_tuple(&challenger, new, &tupdesc, row_type, -1)?;
+                if trial.shadow {
+                    let said = prediction_text(&challenger, &site.challenger.features);
+                    operations::log_shadow(
+                        project_id,
+                        trial.model_id,
+                        (*relation).rd_id,
+                        key.as_deref(),
+                        &said,
+                    )?;
+                } else if key.as_deref().is_some_and(|k| canary_serves(k, trial)) {
+                    served_by = (challenger, trial.model_id);
+                    x = &site.challenger.features;
+                }
+            }
+            let (serving, model_id) = served_by;
+            let value = if columns.prediction_type == pg_sys::FLOAT8OID && serving.labels.is_none()
+            {
+                serving.predict_value(x).into_datum()
             } else {
-                let class = CString::new(model.predict_label(x))
+                let class = CString::new(serving.predict_label(x))
                     .map_err(|_| AmbientError::invalid("a class name holds a NUL"))?;
                 Some(pg_sys::InputFunctionCall(
                     &columns.input as *const _ as *mut _,
@@ -444,7 +486,6 @@ unsafe fn fire(fcinfo: FunctionCallInfo) -> AmbientResult<*mut pg_sys::HeapTuple
                     columns.input_typmod,
                 ))
             };
-            let model_id = site.call.model_id().unwrap_or_default();
             let mut attnos = [columns.prediction, columns.model_id];
             let mut values = [value.unwrap_or(pg_sys::Datum::null()), model_id.into()];
             let mut nulls = [value.is_none(), false];
@@ -475,11 +516,94 @@ unsafe fn fire(fcinfo: FunctionCallInfo) -> AmbientResult<*mut pg_sys::HeapTuple
             let before = old.map(outcome).transpose()?.flatten();
             let after = outcome(result)?;
             if before != after {
-                let project_id = site.project_id(project, &model)?;
                 attachments::log_outcome(project_id, before.as_ref(), after.as_ref())?;
             }
         }
         Ok(result)
+    }
+}
+
+/// A prediction as text: the class, or the estimate.
+fn prediction_text(model: &Model, x: &[f64]) -> String {
+    match model.labels {
+        Some(_) => model.predict_label(x),
+        None => model.predict_value(x).to_string(),
+    }
+}
+
+/// Whether a canary's challenger serves `key`: a stable hash of the key
+/// (and of the trial's model, so each trial splits the keys afresh), as a
+/// fraction of 1, below the trial's traffic. FNV-1a, because its result
+/// must never change between versions or machines.
+fn canary_serves(key: &str, trial: &Challenge) -> bool {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in trial.model_id.to_le_bytes().iter().chain(key.as_bytes()) {
+        hash ^= u64::from(*byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    // A final mix, so neighbouring keys land far apart.
+    hash ^= hash >> 33;
+    hash = hash.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    hash ^= hash >> 33;
+    ((hash >> 11) as f64 / (1u64 << 53) as f64) < trial.traffic
+}
+
+/// The row's primary key as text (its columns' output, comma-separated),
+/// or `None` when the table has none.
+///
+/// # Safety
+/// `relation` must be the trigger's relation and `tuple` one of its rows.
+unsafe fn row_key(
+    known: &mut Option<Vec<(i32, pg_sys::Oid)>>,
+    relation: pg_sys::Relation,
+    tuple: *mut pg_sys::HeapTupleData,
+    tupdesc: &PgTupleDesc,
+) -> AmbientResult<Option<String>> {
+    // SAFETY: per the contract; relcache and syscache reads.
+    unsafe {
+        let columns = match known {
+            Some(c) => c,
+            None => {
+                let bits = pg_sys::RelationGetIndexAttrBitmap(
+                    relation,
+                    pg_sys::IndexAttrBitmapKind::INDEX_ATTR_BITMAP_PRIMARY_KEY,
+                );
+                let mut columns = Vec::new();
+                let mut member = -1;
+                loop {
+                    member = pg_sys::bms_next_member(bits, member);
+                    if member < 0 {
+                        break;
+                    }
+                    let attno = member + pg_sys::FirstLowInvalidHeapAttributeNumber;
+                    let type_oid = tupdesc
+                        .get((attno - 1) as usize)
+                        .map_or(pg_sys::InvalidOid, |a| a.type_oid().value());
+                    let mut output = pg_sys::InvalidOid;
+                    let mut varlena = false;
+                    pg_sys::getTypeOutputInfo(type_oid, &mut output, &mut varlena);
+                    columns.push((attno, output));
+                }
+                known.insert(columns)
+            }
+        };
+        if columns.is_empty() {
+            return Ok(None);
+        }
+        let mut key = String::new();
+        for (i, &(attno, output)) in columns.iter().enumerate() {
+            let mut is_null = false;
+            let datum = pg_sys::heap_getattr(tuple, attno, tupdesc.as_ptr(), &mut is_null);
+            if i > 0 {
+                key.push(',');
+            }
+            if !is_null {
+                key.push_str(
+                    &CStr::from_ptr(pg_sys::OidOutputFunctionCall(output, datum)).to_string_lossy(),
+                );
+            }
+        }
+        Ok(Some(key))
     }
 }
 

@@ -14,15 +14,30 @@ enum Choice {
     Strategy(&'static str),
 }
 
-/// Makes `model_id` the live model of `project`; returns the new deployment's model.
+/// Makes `model_id` the live model of `project`; returns the new
+/// deployment's model. With `traffic` (between 0 and 1) it starts a canary
+/// instead: the model serves that share of the attached tables' keys, and
+/// the live model the rest, until `ambient.promote` or `ambient.end_trial`.
 #[pg_extern(volatile, parallel_unsafe, name = "deploy")]
 fn deploy_model(
     project: &str,
     model_id: i64,
     reason: default!(Option<&str>, "NULL"),
     new_contract: default!(bool, "false"),
+    traffic: default!(Option<f64>, "NULL"),
 ) -> i64 {
-    deploy(project, Choice::Model(model_id), reason, new_contract).or_raise()
+    match traffic {
+        None => deploy(project, Choice::Model(model_id), reason, new_contract).or_raise(),
+        Some(share) => {
+            let caller = Caller::current();
+            as_extension_owner(|| {
+                let project = projects::lock_for_change(project, &caller)?;
+                super::challenge::start(&project, &caller, model_id, Some(share))?;
+                Ok(model_id)
+            })
+            .or_raise()
+        }
+    }
 }
 
 /// Deploys the project's model with the best score ('best_score', compared

@@ -3,6 +3,7 @@
 
 mod algorithms;
 mod attach;
+mod challenge;
 mod deploy;
 mod drift;
 mod drop;

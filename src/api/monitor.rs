@@ -16,11 +16,16 @@ use pgrx::spi::quote_identifier;
 use pgrx::JsonB;
 
 use super::check_project_name;
+use super::model_cache;
 use crate::catalog::attachments::{self, NewMonitorRun, Outcome};
+use crate::catalog::projects::Project;
 use crate::catalog::{as_extension_owner, ensure_writable, projects, Caller};
 use crate::error::{AmbientError, AmbientResult, OrRaise};
+use crate::ml::dataset::ColumnKind;
 use crate::ml::live::LiveCounts;
+use crate::ml::preprocess::Value;
 use crate::ml::Task;
+use crate::source;
 
 /// Live metrics of each of the project's models that has labelled rows:
 /// accuracy and F1 (classification) or R², MAE and RMSE (regression).
@@ -182,4 +187,118 @@ fn read_window(
         }
     }
     Ok(counts)
+}
+
+/// Each of `models` scored on the same rows: the labelled rows of the
+/// project's attached tables that one of `predicted_by` predicted, every
+/// model predicting them afresh from their inputs (read as the caller).
+/// Returns each model's counts, in order, and the rows.
+pub(super) fn score_labelled_rows(
+    project: &Project,
+    models: &[i64],
+    predicted_by: &[i64],
+) -> AmbientResult<(Vec<LiveCounts>, i64)> {
+    let caller = Caller::current();
+    let loaded = models
+        .iter()
+        .map(|&id| model_cache::pinned_model(id, &caller))
+        .collect::<AmbientResult<Vec<_>>>()?;
+    let mut counts: Vec<LiveCounts> = models
+        .iter()
+        .map(|_| LiveCounts::new(project.task))
+        .collect();
+    let label_kind = match project.task {
+        Task::Classification => ColumnKind::Categorical,
+        Task::Regression => ColumnKind::Numeric,
+    };
+    // Every model reads its own inputs; the union is read once.
+    let mut inputs: Vec<(String, ColumnKind)> = Vec::new();
+    for model in &loaded {
+        for input in &model.inputs.inputs {
+            if !inputs.iter().any(|(n, _)| *n == input.name) {
+                inputs.push((input.name.clone(), input.kind));
+            }
+        }
+    }
+    let mut rows = 0i64;
+    for a in attachments::of_project(project.id)? {
+        let (Some(label), Some(table)) = (&a.label_column, attachments::relation_name(a.relation))
+        else {
+            continue;
+        };
+        let mut exprs: Vec<String> = inputs
+            .iter()
+            .map(|(name, kind)| source::read_as_feature(&quote_identifier(name), *kind))
+            .collect();
+        exprs.push(source::read_as_feature(
+            &quote_identifier(label),
+            label_kind,
+        ));
+        let sql = format!(
+            "SELECT {} FROM {table} WHERE {} IS NOT NULL AND {} OPERATOR(pg_catalog.=) ANY ($1)",
+            exprs.join(", "),
+            quote_identifier(label),
+            quote_identifier(&a.model_id_column)
+        );
+        Spi::connect(|client| {
+            let mut cursor = client.try_open_cursor(&sql, &[predicted_by.to_vec().into()])?;
+            let mut x = Vec::new();
+            loop {
+                pgrx::check_for_interrupts!();
+                let batch = cursor.fetch(10_000)?;
+                if batch.is_empty() {
+                    break;
+                }
+                for row in batch {
+                    let mut texts: Vec<Option<String>> = Vec::with_capacity(inputs.len());
+                    let mut numbers: Vec<Option<f64>> = Vec::with_capacity(inputs.len());
+                    for (j, (_, kind)) in inputs.iter().enumerate() {
+                        if *kind == ColumnKind::Categorical {
+                            texts.push(row.get::<String>(j + 1)?);
+                            numbers.push(None);
+                        } else {
+                            texts.push(None);
+                            numbers.push(row.get::<f64>(j + 1)?);
+                        }
+                    }
+                    let actual = match project.task {
+                        Task::Classification => {
+                            row.get::<String>(inputs.len() + 1)?.unwrap_or_default()
+                        }
+                        Task::Regression => row
+                            .get::<f64>(inputs.len() + 1)?
+                            .unwrap_or_default()
+                            .to_string(),
+                    };
+                    for (model, counts) in loaded.iter().zip(counts.iter_mut()) {
+                        let values: Vec<Value<'_>> = model
+                            .inputs
+                            .inputs
+                            .iter()
+                            .map(|input| {
+                                let j = inputs
+                                    .iter()
+                                    .position(|(n, _)| *n == input.name)
+                                    .unwrap_or(0);
+                                match (&texts[j], numbers[j]) {
+                                    (Some(t), _) => Value::Text(t),
+                                    (None, Some(v)) => Value::Number(v),
+                                    _ => Value::Missing,
+                                }
+                            })
+                            .collect();
+                        model.encode(&values, &mut x)?;
+                        let predicted = match project.task {
+                            Task::Classification => model.predict_label(&x),
+                            Task::Regression => model.predict_value(&x).to_string(),
+                        };
+                        counts.count(&predicted, &actual, 1)?;
+                    }
+                    rows += 1;
+                }
+            }
+            AmbientResult::Ok(())
+        })?;
+    }
+    Ok((counts, rows))
 }

@@ -15,7 +15,6 @@ use serde::{Deserialize, Serialize};
 use super::check_project_name;
 use super::deploy::make_live;
 use super::drift::{self, Recent};
-use super::model_cache;
 use super::monitor;
 use super::train::{retrain, DeployPolicy};
 use crate::catalog::deployments::{self, NewDeployment};
@@ -25,8 +24,6 @@ use crate::catalog::{as_extension_owner, attachments, ensure_writable, models, C
 use crate::error::{AmbientError, AmbientResult, OrRaise};
 use crate::ml::drift::Thresholds;
 use crate::ml::live::LiveCounts;
-use crate::ml::preprocess::Value;
-use crate::ml::Task;
 use crate::source;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -610,7 +607,6 @@ fn compare_with_previous(
     project: &Project,
     live_model: i64,
 ) -> AmbientResult<Option<(f64, f64, i64, i64)>> {
-    let caller = Caller::current();
     let Some(live) = as_extension_owner(|| deployments::live(project.id))? else {
         return Ok(None);
     };
@@ -618,104 +614,16 @@ fn compare_with_previous(
         return Ok(None);
     };
     let previous_id = as_extension_owner(|| deployments::get(parent))?.model_id;
-    let load = |id: i64| model_cache::pinned_model(id, &caller);
-    let (current, previous) = (load(live_model)?, load(previous_id)?);
-    let label_kind = match project.task {
-        Task::Classification => crate::ml::dataset::ColumnKind::Categorical,
-        Task::Regression => crate::ml::dataset::ColumnKind::Numeric,
-    };
-    let (mut live_counts, mut previous_counts) =
-        (LiveCounts::new(project.task), LiveCounts::new(project.task));
-    let mut rows = 0i64;
-    for a in attachments::of_project(project.id)? {
-        let (Some(label), Some(table)) = (&a.label_column, attachments::relation_name(a.relation))
-        else {
-            continue;
-        };
-        let inputs = &current.inputs.inputs;
-        let mut exprs: Vec<String> = inputs
-            .iter()
-            .map(|i| source::read_as_feature(&quote_identifier(&i.name), i.kind))
-            .collect();
-        exprs.push(source::read_as_feature(
-            &quote_identifier(label),
-            label_kind,
-        ));
-        let sql = format!(
-            "SELECT {} FROM {table} WHERE {} IS NOT NULL AND {} OPERATOR(pg_catalog.=) $1",
-            exprs.join(", "),
-            quote_identifier(label),
-            quote_identifier(&a.model_id_column)
-        );
-        Spi::connect(|client| {
-            let mut cursor = client.try_open_cursor(&sql, &[live_model.into()])?;
-            let mut x = Vec::new();
-            loop {
-                pgrx::check_for_interrupts!();
-                let batch = cursor.fetch(10_000)?;
-                if batch.is_empty() {
-                    break;
-                }
-                for row in batch {
-                    let mut texts: Vec<Option<String>> = Vec::with_capacity(inputs.len());
-                    let mut numbers: Vec<Option<f64>> = Vec::with_capacity(inputs.len());
-                    for (j, input) in inputs.iter().enumerate() {
-                        if input.kind == crate::ml::dataset::ColumnKind::Categorical {
-                            texts.push(row.get::<String>(j + 1)?);
-                            numbers.push(None);
-                        } else {
-                            texts.push(None);
-                            numbers.push(row.get::<f64>(j + 1)?);
-                        }
-                    }
-                    let values: Vec<Value<'_>> = inputs
-                        .iter()
-                        .enumerate()
-                        .map(|(j, input)| match (input.kind, &texts[j], numbers[j]) {
-                            (crate::ml::dataset::ColumnKind::Categorical, Some(t), _) => {
-                                Value::Text(t)
-                            }
-                            (crate::ml::dataset::ColumnKind::Categorical, None, _) => {
-                                Value::Missing
-                            }
-                            (_, _, Some(v)) => Value::Number(v),
-                            _ => Value::Missing,
-                        })
-                        .collect();
-                    let actual = match project.task {
-                        Task::Classification => {
-                            row.get::<String>(inputs.len() + 1)?.unwrap_or_default()
-                        }
-                        Task::Regression => row
-                            .get::<f64>(inputs.len() + 1)?
-                            .unwrap_or_default()
-                            .to_string(),
-                    };
-                    for (model, counts) in [
-                        (&current, &mut live_counts),
-                        (&previous, &mut previous_counts),
-                    ] {
-                        model.encode(&values, &mut x)?;
-                        let predicted = match project.task {
-                            Task::Classification => model.predict_label(&x),
-                            Task::Regression => model.predict_value(&x).to_string(),
-                        };
-                        counts.count(&predicted, &actual, 1)?;
-                    }
-                    rows += 1;
-                }
-            }
-            AmbientResult::Ok(())
-        })?;
-    }
+    let (counts, rows) =
+        monitor::score_labelled_rows(project, &[live_model, previous_id], &[live_model])?;
     if rows == 0 {
         return Ok(None);
     }
     let primary = project.task.primary_metric();
     let score = |c: &LiveCounts| c.metrics().get(primary).copied().unwrap_or(f64::NAN);
     Ok(Some((
-        score(&live_counts),
-        score(&previous_counts),
+        score(&counts[0]),
+        score(&counts[1]),
         rows,
         previous_id,
     )))

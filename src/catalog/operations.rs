@@ -197,3 +197,82 @@ pub fn delete_schedule(project_id: i64) -> AmbientResult<()> {
     )?;
     Ok(())
 }
+
+/// A canary or shadow trial that is running.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Challenge {
+    pub model_id: i64,
+    pub shadow: bool,
+    /// The share of keys a canary serves.
+    pub traffic: f64,
+}
+
+/// The project's running trial, if any, read-only under the statement's
+/// snapshot (the attached tables' trigger reads it once per statement).
+pub fn running_challenge(project_id: i64) -> AmbientResult<Option<Challenge>> {
+    super::select_kept(
+        "SELECT model_id, mode, traffic, event FROM ambient.challenge_log
+          WHERE project_id OPERATOR(pg_catalog.=) $1 ORDER BY id DESC LIMIT 1",
+        &[project_id.into()],
+        |rows| {
+            if rows.is_empty() || rows.get::<String>(0, 4)?.as_deref() != Some("started") {
+                return Ok(None);
+            }
+            Ok(Some(Challenge {
+                model_id: rows.get::<i64>(0, 1)?.unwrap_or_default(),
+                shadow: rows.get::<String>(0, 2)?.as_deref() == Some("shadow"),
+                traffic: rows.get::<f64>(0, 3)?.unwrap_or(0.0),
+            }))
+        },
+    )
+}
+
+pub struct ChallengeEvent<'a> {
+    pub project_id: i64,
+    pub model_id: i64,
+    pub mode: &'a str,
+    pub traffic: Option<f64>,
+    pub event: &'a str,
+    pub by: &'a str,
+    pub reason: Option<&'a str>,
+}
+
+pub fn log_challenge(e: ChallengeEvent<'_>) -> AmbientResult<()> {
+    Spi::run_with_args(
+        "INSERT INTO ambient.challenge_log (project_id, model_id, mode, traffic, event, by, reason)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        &[
+            e.project_id.into(),
+            e.model_id.into(),
+            e.mode.into(),
+            e.traffic.into(),
+            e.event.into(),
+            e.by.into(),
+            e.reason.into(),
+        ],
+    )?;
+    Ok(())
+}
+
+/// Records a shadow challenger's prediction for one row, from the attached
+/// table's trigger.
+pub fn log_shadow(
+    project_id: i64,
+    model_id: i64,
+    relation: pgrx::pg_sys::Oid,
+    row_key: Option<&str>,
+    prediction: &str,
+) -> AmbientResult<()> {
+    super::execute_kept(
+        "INSERT INTO ambient.shadow_log (project_id, model_id, relation, row_key, prediction)
+         VALUES ($1, $2, $3::pg_catalog.oid::pg_catalog.regclass, $4, $5)",
+        &[
+            project_id.into(),
+            model_id.into(),
+            relation.into(),
+            row_key.into(),
+            prediction.into(),
+        ],
+    )?;
+    Ok(())
+}
