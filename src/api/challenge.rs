@@ -202,7 +202,10 @@ fn compare(
     TableIterator::new(compare_trial(project).or_raise())
 }
 
-fn compare_trial(project: &str) -> AmbientResult<Vec<(String, i64, i32, i64, JsonB)>> {
+/// (role, model id, version, labelled rows, metrics).
+type Scored = (String, i64, i32, i64, JsonB);
+
+fn compare_trial(project: &str) -> AmbientResult<Vec<Scored>> {
     let caller = Caller::current();
     let found = projects::require(project)?;
     projects::authorize_change(&found, &caller)?;
