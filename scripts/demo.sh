@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
-# `make demo`: a fresh demo database with Iris, then examples/demo.sql.
+# `make demo`: a fresh demo database with Iris, then examples/demo.sql and
+# examples/ambient.sql (the whole ambient lifecycle).
 set -euo pipefail
 source "$(dirname "$0")/config.sh"
 DB=ambient_demo
 psql -U postgres -qX -d postgres -c "DROP DATABASE IF EXISTS $DB" -c "CREATE DATABASE $DB"
 psql -U postgres -qX -d "$DB" -v ON_ERROR_STOP=1 -f "$ROOT/examples/iris.sql"
 psql -U postgres -X -d "$DB" -v ON_ERROR_STOP=1 -f "$ROOT/examples/demo.sql"
+echo
+echo "== Ambient operations: examples/ambient.sql"
+psql -U postgres -X -d "$DB" -v ON_ERROR_STOP=1 -f "$ROOT/examples/ambient.sql"
 echo
 echo "Connect to the demo database with:"
 echo "  psql -h $PGHOST -p $PGPORT -U postgres $DB"

@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from conftest import PGBIN, ROOT, dsn, fresh_database
+from conftest import PGBIN, ROOT, connect, dsn, fresh_database
 
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 BLOCK = re.compile(r"```sql\n(?P<sql>.*?)```\n(?:\n?```\n(?P<out>.*?)```\n)?", re.S)
@@ -51,3 +51,35 @@ def test_sql_examples_run_and_match(doc):
                     f"{doc.name}: output of\n{block['sql']}\nchanged:\n{actual}")
     if os.environ.get("AMBIENT_DOCS_UPDATE"):
         doc.write_text("".join(rewritten) + text[last:])
+
+
+EXAMPLE = ROOT / "examples" / "ambient.sql"
+TRANSCRIPT = re.compile(r"(<!-- examples/ambient\.sql: begin -->\n```text\n)(?P<out>.*?)(```\n<!-- examples/ambient\.sql: end -->)", re.S)
+
+
+def test_the_ambient_example_runs_the_whole_lifecycle_as_the_readme_shows():
+    """examples/ambient.sql runs end to end through psql (as `make demo` runs
+    it), does what it says at each step, and prints what README.md shows."""
+    database = fresh_database("docs_ambient_example")
+    result = subprocess.run(
+        [str(PGBIN / "psql"), "-X", "-v", "ON_ERROR_STOP=1", "-f", str(EXAMPLE), dsn(database)],
+        capture_output=True, text=True, check=False, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    out = re.sub(r"server process with PID \d+", "server process with PID <pid>", result.stdout)
+    # Each step did what it announces.
+    assert " prediction        | prediction_model_id | defaulted" in out
+    assert "nothing to do" in out
+    assert 'Asynchronous notification "ambient_alerts"' in out
+    assert " acted  | retrain_and_await_approval | " in out
+    assert "approved by postgres" in out
+    assert " acted  | rollback_if_worse | " in out
+    with connect(database) as conn:
+        assert conn.execute("SELECT live_version FROM ambient.overview WHERE project = 'loans'").fetchone()[0] == 2
+        assert conn.execute("SELECT count(*) FROM ambient.alerts WHERE project = 'loans'").fetchone()[0] == 2
+    readme = (ROOT / "README.md").read_text()
+    shown = TRANSCRIPT.search(readme)
+    assert shown, "README.md does not show examples/ambient.sql's transcript"
+    if os.environ.get("AMBIENT_DOCS_UPDATE"):
+        (ROOT / "README.md").write_text(readme[:shown.start("out")] + normalise(out) + "\n" + readme[shown.end("out"):])
+    else:
+        assert normalise(shown["out"]) == normalise(out), "README.md's transcript of examples/ambient.sql is out of date"
