@@ -716,7 +716,9 @@ fn schedule_policy(project: &str, cron: &str) -> AmbientResult<i64> {
     );
     let job_name = format!("ambient policy {project}");
     let job_id = Spi::get_one_with_args::<i64>(
-        "SELECT cron.schedule_in_database($1, $2, $3, pg_catalog.current_database())",
+        // pg_cron lives in one database, cron.database_name, and runs its
+        // jobs there: this one.
+        "SELECT cron.schedule($1, $2, $3)",
         &[
             job_name.as_str().into(),
             cron.into(),
