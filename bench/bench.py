@@ -16,6 +16,14 @@ ensembles at 100k and 1M rows x 10 features, default parameters: random_forest
     psycopg fetch + scikit-learn predict
 single-row: pgbench -M prepared -c 8 -j 2, a bare constant SELECT against
     the same through predict by model id and by project name.
+writes: INSERT ... SELECT and COPY of 10k and 100k new rows (no label yet,
+    as rows arrive) into a table the project is attached to (each row
+    predicted by the depth-10 tree, with the model id recorded), against the
+    same into an identical table without; and an INSERT of rows that carry
+    their label already, which the trigger also logs for live metrics.
+
+`--only writes` runs the write comparison alone and prints it, without
+touching bench/README.md.
 """
 
 import json
@@ -45,6 +53,7 @@ PGBENCH_ROUNDS = 3
 PGBENCH_SECONDS = int(os.environ.get("AMBIENT_BENCH_PGBENCH_SECONDS", 8))
 TRAINING_SIZES = [n for n in (100_000, 400_000, 1_000_000) if n <= ROWS]
 ENSEMBLE_SIZES = [n for n in (100_000, 1_000_000) if n <= ROWS]
+WRITE_SIZES = [n for n in (10_000, 100_000) if n <= ROWS]
 FEATURES = ", ".join(f"f{i}" for i in range(1, 11))
 DSN = f"host={os.environ.get('PGHOST', '/tmp')} port={os.environ['PGPORT']} user=postgres dbname={DB}"
 
@@ -218,7 +227,71 @@ def machine():
     return f"{os.cpu_count()} cores ({cpu}), {mem_kb / 1024 / 1024:.0f} GiB RAM, PostgreSQL 15, {platform.system()}"
 
 
+def writes_side_by_side():
+    """For each size: INSERT ... SELECT and COPY into a table attached to
+    project 'p' against the same into an identical plain table, interleaved
+    REPEATS rounds (each on emptied tables). Returns {(how, rows): (attached,
+    plain)} median seconds."""
+    columns = f"id bigint PRIMARY KEY, {FEATURES.replace(',', ' float8,')} float8, label int"
+    results = {}
+    with psycopg.connect(DSN, autocommit=True) as conn:
+        for table in ("plain_in", "attached_in"):
+            conn.execute(f"DROP TABLE IF EXISTS {table}")
+            conn.execute(f"CREATE TABLE {table} ({columns})")
+        conn.execute("SELECT * FROM ambient.attach('p', 'attached_in')")
+        for rows in WRITE_SIZES:
+            arriving = f"SELECT id, {FEATURES} FROM bench_rows WHERE id <= {rows}"
+            labelled = f"SELECT id, {FEATURES}, label FROM bench_rows WHERE id <= {rows}"
+            copy_text = bytearray()
+            with conn.cursor().copy(f"COPY ({arriving}) TO STDOUT") as out:
+                for chunk in out:
+                    copy_text += chunk
+            hows = ("insert", "copy", "insert labelled")
+            times = {(how, table): [] for how in hows for table in ("attached_in", "plain_in")}
+            for _ in range(REPEATS):
+                for how, table in times:
+                    conn.execute(f"TRUNCATE {table}")
+                    started = time.perf_counter()
+                    if how == "insert":
+                        conn.execute(f"INSERT INTO {table} (id, {FEATURES}) {arriving}")
+                    elif how == "insert labelled":
+                        conn.execute(f"INSERT INTO {table} (id, {FEATURES}, label) {labelled}")
+                    else:
+                        with conn.cursor().copy(f"COPY {table} (id, {FEATURES}) FROM STDIN") as into:
+                            into.write(bytes(copy_text))
+                    times[(how, table)].append(time.perf_counter() - started)
+                    if table == "attached_in":
+                        predicted = conn.execute("SELECT count(prediction_model_id) FROM attached_in").fetchone()[0]
+                        assert predicted == rows, (how, predicted, rows)
+                # monitor() would fold the labelled inserts' log; empty it.
+                conn.execute("DELETE FROM ambient.outcome_log")
+            for how in hows:
+                attached = statistics.median(times[(how, "attached_in")])
+                plain = statistics.median(times[(how, "plain_in")])
+                log(f"bench: {how} {rows} rows: attached {attached:.3f} s, plain {plain:.3f} s")
+                results[(how, rows)] = (attached, plain)
+    return results
+
+
+def write_lines(writes):
+    figures = [(f"{how.upper()} {rows // 1000}k rows: attached (predicted) / plain table", f"{a:.3f} s / {p:.3f} s")
+               for (how, rows), (a, p) in writes.items()]
+    ratios = [(f"{how.upper()} {rows // 1000}k rows: attached / plain"
+               + (", target <= 2" if (how, rows) == ("insert", 100_000) else ""),
+               a / p, (a / p <= 2) if (how, rows) == ("insert", 100_000) else None)
+              for (how, rows), (a, p) in writes.items()]
+    return figures, ratios
+
+
 def main():
+    if sys.argv[1:] == ["--only", "writes"]:
+        setup()
+        figures, ratios = write_lines(writes_side_by_side())
+        for name, value in figures:
+            print(f"{name}: {value}")
+        for name, value, met in ratios:
+            print(f"{name}: {value:.2f}{'' if met is None else (' (met)' if met else ' (NOT met)')}")
+        return
     train_seconds = setup()
     with psycopg.connect(DSN, autocommit=True) as conn:
         conn.execute(f"SELECT sum(f1) FROM bench_rows")  # warm the cache
@@ -251,6 +324,8 @@ def main():
     training = training_side_by_side()
     log("bench: ensembles side by side")
     ensembles, predicting = ensembles_side_by_side()
+    log("bench: writes into an attached table, side by side")
+    write_figures, write_ratios = write_lines(writes_side_by_side())
 
     assert b_sum == c_sum == e["checksum"], (b_sum, c_sum, e)
     figures = [
@@ -271,6 +346,7 @@ def main():
     for name, (ours, theirs) in predicting.items():
         figures.append((f"predicting {ROWS // 1000}k rows with the 100k {name}: in a query / exported to scikit-learn",
                         f"{ours:.2f} s ({ours / ROWS * 1e6:.2f} µs a row) / {theirs:.2f} s"))
+    figures += write_figures
     ratios = [
         ("(b)/(a), target <= 3", b / a, b / a <= 3),
         ("(c)/(a)", c / a, None),
@@ -298,6 +374,7 @@ def main():
                            / (ensembles[large][theirs] / ensembles[small][theirs]), None))
     for name, (ours, theirs) in predicting.items():
         ratios.append((f"predicting with {name}: exported / in a query, target >= 10", theirs / ours, theirs / ours >= 10))
+    ratios += write_ratios
     lines = [f"Measured {time.strftime('%Y-%m-%d')} on {machine()}, {ROWS} rows; (a)-(c) median of {REPEATS} "
              f"interleaved rounds, pgbench (-M prepared -c 8 -j 2) median of {PGBENCH_ROUNDS} alternating "
              f"{PGBENCH_SECONDS}s rounds, training once per size.", "",

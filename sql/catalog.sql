@@ -151,10 +151,13 @@ CREATE TABLE ambient.attachment_list (
 -- labelling transaction: what to add to a model's live counts, and what to
 -- take back when a label or prediction that was counted changes. monitor()
 -- folds the rows into live_counts and deletes them, so no row is counted
--- twice and no attached table is scanned again.
+-- twice and no attached table is scanned again. The trigger writes a row
+-- per labelled row, so the table has no foreign key or secondary index to
+-- maintain (drop_project deletes a project's rows itself); the counts are
+-- sums, so the order rows are folded in does not matter.
 CREATE TABLE ambient.outcome_log (
     id                  bigserial PRIMARY KEY,
-    project_id          bigint NOT NULL REFERENCES ambient.projects (id) ON DELETE CASCADE,
+    project_id          bigint NOT NULL,
     retract_model_id    bigint,
     retract_prediction  text,
     retract_label       text,
@@ -163,7 +166,6 @@ CREATE TABLE ambient.outcome_log (
     add_label           text,
     logged_at           timestamptz NOT NULL DEFAULT pg_catalog.now()
 );
-CREATE INDEX ON ambient.outcome_log (project_id, id);
 
 -- Each model's live counts so far: for a classifier, labelled rows per
 -- (predicted, actual) class; for a regressor, the sums its metrics need.

@@ -2,7 +2,7 @@
 
 use pgrx::prelude::*;
 
-use crate::catalog::{as_extension_owner, models, projects, Caller};
+use crate::catalog::{as_extension_owner, attachments, models, projects, Caller};
 use crate::error::{AmbientError, AmbientResult, OrRaise};
 
 /// Drops a model that was never deployed.
@@ -53,6 +53,19 @@ fn drop_whole_project(name: &str, force: bool) -> AmbientResult<bool> {
     let caller = Caller::current();
     as_extension_owner(|| {
         let project = projects::lock_for_change(name, &caller)?;
+        // An attached table's trigger names the project; dropping the
+        // project would make every write to the table fail.
+        let attached: Vec<String> = attachments::of_project(project.id)?
+            .iter()
+            .filter_map(|a| attachments::relation_name(a.relation))
+            .collect();
+        if !attached.is_empty() {
+            return Err(AmbientError::dependents(format!(
+                "project \"{name}\" is attached to {}",
+                attached.join(", ")
+            ))
+            .hint("detach it from each table first: ambient.detach(project, table)"));
+        }
         let count = projects::model_count(project.id)?;
         if count > 0 && !force {
             return Err(AmbientError::dependents(format!(

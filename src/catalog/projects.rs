@@ -264,8 +264,10 @@ pub fn set_contract(project_id: i64, model_id: i64) -> AmbientResult<()> {
 /// Call inside `as_extension_owner`.
 pub fn delete(id: i64) -> AmbientResult<()> {
     Spi::connect_mut(|client| {
-        // Deployment rows reference models, so they go first.
+        // Deployment rows reference models, so they go first; the outcome
+        // log has no foreign key (its trigger-time inserts stay cheap).
         for table in [
+            "outcome_log",
             "deployment_log",
             "model_store",
             "snapshots",
