@@ -191,16 +191,16 @@ pub fn feature_kind(oid: pg_sys::Oid) -> Option<ColumnKind> {
 /// The select-list expression that reads a (quoted) column of `kind` as
 /// training reads it: a float8 for numbers, booleans (0/1) and dates and
 /// timestamps (seconds since 1970), text for categories. It runs as the
-/// caller, under the caller's search_path: the one function is
-/// schema-qualified, and the casts are to built-in types by their
-/// standard names.
+/// caller, under the caller's search_path, so the function and the types
+/// are schema-qualified: a type of the caller's named `text` cannot stand
+/// in.
 pub fn read_as_feature(quoted: &str, kind: ColumnKind) -> String {
     match kind {
-        ColumnKind::Boolean => format!("{quoted}::integer::float8"),
-        ColumnKind::Numeric => format!("{quoted}::float8"),
-        ColumnKind::Categorical => format!("{quoted}::text"),
+        ColumnKind::Boolean => format!("{quoted}::pg_catalog.int4::pg_catalog.float8"),
+        ColumnKind::Numeric => format!("{quoted}::pg_catalog.float8"),
+        ColumnKind::Categorical => format!("{quoted}::pg_catalog.text"),
         ColumnKind::Timestamp => {
-            format!("pg_catalog.date_part('epoch'::pg_catalog.text, {quoted})::float8")
+            format!("pg_catalog.date_part('epoch'::pg_catalog.text, {quoted})::pg_catalog.float8")
         }
     }
 }
@@ -347,8 +347,8 @@ pub fn load(req: &Request<'_>) -> AmbientResult<Loaded> {
     }
     let quoted_target = quote_identifier(req.target);
     select_list.push(match read_as {
-        Task::Regression => format!("{quoted_target}::float8"),
-        Task::Classification => format!("{quoted_target}::text"),
+        Task::Regression => format!("{quoted_target}::pg_catalog.float8"),
+        Task::Classification => format!("{quoted_target}::pg_catalog.text"),
     });
     let label_kind = if target.type_oid == pg_sys::BOOLOID {
         LabelKind::Boolean

@@ -6,7 +6,6 @@
 //! (`ambient.monitor`).
 
 use std::ffi::{CStr, CString};
-use std::rc::Rc;
 
 use pgrx::pg_sys::{self, FunctionCallInfo};
 use pgrx::prelude::*;
@@ -18,7 +17,7 @@ use super::model_cache;
 use super::predict::{to_f64, CallSite, ModelKey};
 use crate::catalog::attachments::{self, NewAttachment, Outcome};
 use crate::catalog::operations::{self, Challenge};
-use crate::catalog::{as_extension_owner, deployments, ensure_writable, projects, Caller};
+use crate::catalog::{as_extension_owner, ensure_writable, projects, Caller};
 use crate::error::{AmbientError, AmbientResult, OrRaise};
 use crate::ml::model::Model;
 use crate::ml::Task;
@@ -130,6 +129,9 @@ fn attach_table(
         .hint("attach a project to the table the rows are written to"));
     }
     let owner = check_table_owner(table, &caller, "attach a project to it")?;
+    // Attaching feeds the project's live metrics and ties its lifecycle to
+    // the table: the project's owners decide that.
+    projects::authorize_change(&projects::require(project)?, &caller)?;
     let model_id_column = format!("{prediction_column}_model_id");
     if prediction_column.is_empty() || model_id_column.len() >= pg_sys::NAMEDATALEN as usize {
         return Err(AmbientError::invalid(format!(
@@ -235,12 +237,6 @@ fn attach_table(
             attached_by: &caller.name(),
         })
     })?;
-    let watched: Vec<String> = model
-        .input_names()
-        .into_iter()
-        .chain(label_column.as_deref())
-        .map(quote_identifier)
-        .collect();
     let prediction_type = type_name(prediction_type, prediction_typmod, true);
     drop(owned);
     // The table's own DDL runs as the caller, who owns it; every name in it
@@ -252,16 +248,56 @@ fn attach_table(
         prediction = quote_identifier(prediction_column),
         model_id = quote_identifier(&model_id_column),
     ))?;
+    let arguments = format!(
+        "{}, {}, {}, {}",
+        quote_literal(project),
+        quote_literal(prediction_column),
+        quote_literal(&model_id_column),
+        quote_literal(label_column.as_deref().unwrap_or(""))
+    );
+    let (prediction, model_id) = (
+        quote_identifier(prediction_column),
+        quote_identifier(&model_id_column),
+    );
+    // Predicting: before the row is stored, on INSERT and on an UPDATE of
+    // an input or of the columns the trigger owns (which it writes back).
+    let watched: Vec<String> = model
+        .input_names()
+        .into_iter()
+        .map(quote_identifier)
+        .chain([prediction.clone(), model_id.clone()])
+        .collect();
     Spi::run(&format!(
-        "CREATE TRIGGER {trigger} BEFORE INSERT OR UPDATE OF {watched} ON {rel}
-             FOR EACH ROW EXECUTE FUNCTION ambient.predict_trigger({project}, {prediction}, {model_id}, {label})",
-        trigger = quote_identifier(&trigger),
-        watched = watched.join(", "),
-        project = quote_literal(project),
-        prediction = quote_literal(prediction_column),
-        model_id = quote_literal(&model_id_column),
-        label = quote_literal(label_column.as_deref().unwrap_or("")),
+        "CREATE TRIGGER {} BEFORE INSERT OR UPDATE OF {} ON {rel}
+             FOR EACH ROW EXECUTE FUNCTION ambient.predict_trigger({arguments})",
+        quote_identifier(&trigger),
+        watched.join(", "),
     ))?;
+    // Labels: once a row is stored (so a row an upsert or another trigger
+    // never stores is never counted), and only rows whose label, or
+    // counted prediction, changed.
+    if let Some(label) = label_column.as_deref().map(quote_identifier) {
+        for (suffix, event, when) in [
+            ("inserted", "INSERT".to_string(), format!("NEW.{label} IS NOT NULL")),
+            // Without a column list: the BEFORE trigger's new prediction is
+            // not in the statement's SET list.
+            (
+                "changed",
+                "UPDATE".to_string(),
+                format!(
+                    "OLD.{label} IS DISTINCT FROM NEW.{label} OR OLD.{prediction} IS DISTINCT FROM NEW.{prediction}
+                     OR OLD.{model_id} IS DISTINCT FROM NEW.{model_id}"
+                ),
+            ),
+            ("deleted", "DELETE".to_string(), format!("OLD.{label} IS NOT NULL")),
+        ] {
+            Spi::run(&format!(
+                "CREATE TRIGGER {} AFTER {event} ON {rel} FOR EACH ROW WHEN ({when})
+                     EXECUTE FUNCTION ambient.predict_trigger({arguments})",
+                quote_identifier(format!("{trigger}_{suffix}")),
+            ))?;
+        }
+    }
     Ok((prediction_column.to_string(), model_id_column, label_column))
 }
 
@@ -296,10 +332,17 @@ fn detach_table(project: &str, owned: PgRelation) -> AmbientResult<()> {
     })?;
     let table_name = qualified(table);
     drop(owned);
-    Spi::run(&format!(
-        "DROP TRIGGER IF EXISTS {} ON {table_name}",
-        quote_identifier(&trigger),
-    ))?;
+    for name in [
+        trigger.clone(),
+        format!("{trigger}_inserted"),
+        format!("{trigger}_changed"),
+        format!("{trigger}_deleted"),
+    ] {
+        Spi::run(&format!(
+            "DROP TRIGGER IF EXISTS {} ON {table_name}",
+            quote_identifier(&name),
+        ))?;
+    }
     Ok(())
 }
 
@@ -310,7 +353,9 @@ struct Columns {
     label: Option<(i32, pg_sys::Oid)>,
     prediction_type: pg_sys::Oid,
     /// The prediction type's input function, to turn a class into a value.
-    input: pg_sys::FmgrInfo,
+    /// The function may keep state in it (a domain's checks), so it is
+    /// handed out mutably, from behind a shared reference.
+    input: std::cell::UnsafeCell<pg_sys::FmgrInfo>,
     input_param: pg_sys::Oid,
     input_typmod: i32,
 }
@@ -322,8 +367,9 @@ struct TriggerSite {
     /// The challenger of a canary or shadow trial, with its own inputs.
     challenger: CallSite,
     columns: Option<Columns>,
-    /// The project's id, for the outcome log, with the model it was read for.
-    project: Option<(Rc<Model>, i64)>,
+    /// The id of the project this table is attached to, checked once per
+    /// statement against the catalog (a trigger made by hand is refused).
+    project: Option<i64>,
     /// The project's running trial, read once per statement.
     challenge: Option<Option<Challenge>>,
     /// The primary key's columns and their output functions, for routing.
@@ -366,7 +412,7 @@ unsafe fn fire(fcinfo: FunctionCallInfo) -> AmbientResult<*mut pg_sys::HeapTuple
         let context = (*fcinfo).context;
         let misuse = || {
             AmbientError::not_in_state(
-                "ambient.predict_trigger() runs only as the BEFORE row trigger ambient.attach installs",
+                "ambient.predict_trigger() runs only as the row triggers ambient.attach installs",
             )
         };
         if context.is_null() || (*context).type_ != pg_sys::NodeTag::T_TriggerData {
@@ -375,10 +421,13 @@ unsafe fn fire(fcinfo: FunctionCallInfo) -> AmbientResult<*mut pg_sys::HeapTuple
         let data = context as *mut pg_sys::TriggerData;
         let event = (*data).tg_event;
         let operation = event & pg_sys::TRIGGER_EVENT_OPMASK;
-        let row_before = event & pg_sys::TRIGGER_EVENT_ROW != 0
-            && event & pg_sys::TRIGGER_EVENT_TIMINGMASK == pg_sys::TRIGGER_EVENT_BEFORE;
-        let update = operation == pg_sys::TRIGGER_EVENT_UPDATE;
-        if !row_before || !(update || operation == pg_sys::TRIGGER_EVENT_INSERT) {
+        let before = event & pg_sys::TRIGGER_EVENT_TIMINGMASK == pg_sys::TRIGGER_EVENT_BEFORE;
+        let after = event & pg_sys::TRIGGER_EVENT_TIMINGMASK == pg_sys::TRIGGER_EVENT_AFTER;
+        let (insert, update) = (
+            operation == pg_sys::TRIGGER_EVENT_INSERT,
+            operation == pg_sys::TRIGGER_EVENT_UPDATE,
+        );
+        if event & pg_sys::TRIGGER_EVENT_ROW == 0 || !((before && (insert || update)) || after) {
             return Err(misuse());
         }
         let trigger = (*data).tg_trigger;
@@ -396,109 +445,48 @@ unsafe fn fire(fcinfo: FunctionCallInfo) -> AmbientResult<*mut pg_sys::HeapTuple
         let tupdesc = PgTupleDesc::from_pg_unchecked((*relation).rd_att);
         let row_type = (*(*relation).rd_rel).reltype;
         let owner = (*(*relation).rd_rel).relowner;
-        let (old, new) = if update {
-            (Some((*data).tg_trigtuple), (*data).tg_newtuple)
-        } else {
-            (None, (*data).tg_trigtuple)
+        let (old, new) = match (insert, update) {
+            (true, _) => (None, Some((*data).tg_trigtuple)),
+            (_, true) => (Some((*data).tg_trigtuple), Some((*data).tg_newtuple)),
+            _ => (Some((*data).tg_trigtuple), None),
         };
         let site = &mut *pgrx::pg_func_extra(fcinfo, TriggerSite::default).as_ptr();
-        let model = site
-            .call
-            .model_for(ModelKey::Project(project), Caller { oid: owner })?;
-        let project_id = site.project_id(project, &model)?;
-        let columns = match &site.columns {
-            Some(c) => c,
-            None => site.columns.insert(find_columns(
+        let project_id = match site.project {
+            Some(id) => id,
+            None => *site.project.insert(
+                attachments::attached_project(project, (*relation).rd_id)?.ok_or_else(|| {
+                    AmbientError::not_in_state(format!(
+                        "this table is not attached to project \"{project}\""
+                    ))
+                    .hint("ambient.attach installs this trigger; drop one made by hand, or detach and attach again")
+                })?,
+            ),
+        };
+        if site.columns.is_none() {
+            let mcxt = (*(*fcinfo).flinfo).fn_mcxt;
+            site.columns = Some(find_columns(
                 &tupdesc,
                 prediction_column,
                 model_id_column,
                 label_column,
-            )?),
-        };
+                mcxt,
+            )?);
+        }
+        let columns = site.columns.as_ref().expect("set above");
         let get = |tuple: *mut pg_sys::HeapTupleData, attno: i32| {
             let mut is_null = false;
             let datum = pg_sys::heap_getattr(tuple, attno, tupdesc.as_ptr(), &mut is_null);
             (!is_null).then_some(datum)
         };
-        // An UPDATE that leaves the inputs as they were keeps the prediction
-        // that was served; one that changes them predicts again.
-        let old_features = match old {
-            Some(old) => {
-                site.call.read_tuple(&model, old, &tupdesc, row_type, -1)?;
-                Some(site.call.features.clone())
-            }
-            None => None,
-        };
-        site.call.read_tuple(&model, new, &tupdesc, row_type, -1)?;
-        let predict = old_features.as_ref().is_none_or(|before| {
-            before.len() != site.call.features.len()
-                || before
-                    .iter()
-                    .zip(&site.call.features)
-                    .any(|(a, b)| a.to_bits() != b.to_bits())
-        });
-        let mut result = new;
-        if predict {
-            let challenge = match &site.challenge {
-                Some(known) => known.clone(),
-                None => site
-                    .challenge
-                    .insert(operations::running_challenge(project_id)?)
-                    .clone(),
+        if after {
+            // Labels, once the row is stored: take back what the old row
+            // counted, count what the new row holds.
+            let Some((label_attno, label_type)) = columns.label else {
+                return Ok(new.unwrap_or(std::ptr::null_mut()));
             };
-            let key = match &challenge {
-                Some(_) => row_key(&mut site.key, relation, new, &tupdesc)?,
-                None => None,
-            };
-            let mut served_by = (model.clone(), site.call.model_id().unwrap_or_default());
-            let mut x = &site.call.features;
-            if let Some(trial) = &challenge {
-                let challenger = site
-                    .challenger
-                    .model_for(ModelKey::Id(trial.model_id), Caller { oid: owner })?;
-                site.challenger
-                    .read_tuple(&challenger, new, &tupdesc, row_type, -1)?;
-                if trial.shadow {
-                    let said = prediction_text(&challenger, &site.challenger.features);
-                    operations::log_shadow(
-                        project_id,
-                        trial.model_id,
-                        (*relation).rd_id,
-                        key.as_deref(),
-                        &said,
-                    )?;
-                } else if key.as_deref().is_some_and(|k| canary_serves(k, trial)) {
-                    served_by = (challenger, trial.model_id);
-                    x = &site.challenger.features;
-                }
-            }
-            let (serving, model_id) = served_by;
-            let value = if columns.prediction_type == pg_sys::FLOAT8OID && serving.labels.is_none()
-            {
-                serving.predict_value(x).into_datum()
-            } else {
-                let class = CString::new(serving.predict_label(x))
-                    .map_err(|_| AmbientError::invalid("a class name holds a NUL"))?;
-                Some(pg_sys::InputFunctionCall(
-                    &columns.input as *const _ as *mut _,
-                    class.as_ptr() as *mut _,
-                    columns.input_param,
-                    columns.input_typmod,
-                ))
-            };
-            let mut attnos = [columns.prediction, columns.model_id];
-            let mut values = [value.unwrap_or(pg_sys::Datum::null()), model_id.into()];
-            let mut nulls = [value.is_none(), false];
-            result = pg_sys::heap_modify_tuple_by_cols(
-                new,
-                tupdesc.as_ptr(),
-                2,
-                attnos.as_mut_ptr(),
-                values.as_mut_ptr(),
-                nulls.as_mut_ptr(),
-            );
-        }
-        if let Some((label_attno, label_type)) = columns.label {
+            let numeric = label_type != pg_sys::BOOLOID
+                && source::is_numeric(label_type)
+                && columns.prediction_type == pg_sys::FLOAT8OID;
             let outcome = |tuple: *mut pg_sys::HeapTupleData| -> AmbientResult<Option<Outcome>> {
                 let (Some(label), Some(prediction), Some(model_id)) = (
                     get(tuple, label_attno),
@@ -507,19 +495,120 @@ unsafe fn fire(fcinfo: FunctionCallInfo) -> AmbientResult<*mut pg_sys::HeapTuple
                 ) else {
                     return Ok(None);
                 };
+                let (Some(predicted), Some(actual)) = (
+                    value_text(prediction, columns.prediction_type, numeric)?,
+                    value_text(label, label_type, numeric)?,
+                ) else {
+                    return Ok(None);
+                };
                 Ok(Some((
                     i64::from_datum(model_id, false).unwrap_or_default(),
-                    value_text(prediction, columns.prediction_type)?,
-                    value_text(label, label_type)?,
+                    predicted,
+                    actual,
                 )))
             };
             let before = old.map(outcome).transpose()?.flatten();
-            let after = outcome(result)?;
+            let after = new.map(outcome).transpose()?.flatten();
             if before != after {
                 attachments::log_outcome(project_id, before.as_ref(), after.as_ref())?;
             }
+            return Ok(new.unwrap_or(std::ptr::null_mut()));
         }
-        Ok(result)
+        let new = new.expect("a BEFORE INSERT or UPDATE has a new row");
+        let model = site
+            .call
+            .model_for(ModelKey::Project(project), Caller { oid: owner })?;
+        // An UPDATE that leaves the inputs as they were keeps the prediction
+        // that was served (written back, whatever the statement set).
+        let old_features = match old {
+            Some(old) => {
+                site.call.read_tuple(&model, old, &tupdesc, row_type, -1)?;
+                Some(site.call.features.clone())
+            }
+            None => None,
+        };
+        site.call.read_tuple(&model, new, &tupdesc, row_type, -1)?;
+        let same_inputs = old_features.as_ref().is_some_and(|before| {
+            before.len() == site.call.features.len()
+                && before
+                    .iter()
+                    .zip(&site.call.features)
+                    .all(|(a, b)| a.to_bits() == b.to_bits())
+        });
+        let mut attnos = [columns.prediction, columns.model_id];
+        let (mut values, mut nulls) = match (same_inputs, old) {
+            (true, Some(old)) => {
+                let (p, m) = (get(old, columns.prediction), get(old, columns.model_id));
+                (
+                    [
+                        p.unwrap_or(pg_sys::Datum::null()),
+                        m.unwrap_or(pg_sys::Datum::null()),
+                    ],
+                    [p.is_none(), m.is_none()],
+                )
+            }
+            _ => {
+                let challenge = match &site.challenge {
+                    Some(known) => known.clone(),
+                    None => site
+                        .challenge
+                        .insert(operations::running_challenge(project_id)?)
+                        .clone(),
+                };
+                let key = match &challenge {
+                    Some(_) => row_key(&mut site.key, relation, new, &tupdesc)?,
+                    None => None,
+                };
+                let mut served_by = (model.clone(), site.call.model_id().unwrap_or_default());
+                let mut x = &site.call.features;
+                if let Some(trial) = &challenge {
+                    let challenger = site
+                        .challenger
+                        .model_for(ModelKey::Id(trial.model_id), Caller { oid: owner })?;
+                    site.challenger
+                        .read_tuple(&challenger, new, &tupdesc, row_type, -1)?;
+                    if trial.shadow {
+                        let said = prediction_text(&challenger, &site.challenger.features);
+                        operations::log_shadow(
+                            project_id,
+                            trial.model_id,
+                            (*relation).rd_id,
+                            key.as_deref(),
+                            &said,
+                        )?;
+                    } else if key.as_deref().is_some_and(|k| canary_serves(k, trial)) {
+                        served_by = (challenger, trial.model_id);
+                        x = &site.challenger.features;
+                    }
+                }
+                let (serving, model_id) = served_by;
+                let value =
+                    if columns.prediction_type == pg_sys::FLOAT8OID && serving.labels.is_none() {
+                        serving.predict_value(x).into_datum()
+                    } else {
+                        let class = CString::new(serving.predict_label(x))
+                            .map_err(|_| AmbientError::invalid("a class name holds a NUL"))?;
+                        Some(pg_sys::InputFunctionCall(
+                            columns.input.get(),
+                            class.as_ptr() as *mut _,
+                            columns.input_param,
+                            columns.input_typmod,
+                        ))
+                    };
+                (
+                    [value.unwrap_or(pg_sys::Datum::null()), model_id.into()],
+                    [value.is_none(), false],
+                )
+            }
+        };
+        Ok(pg_sys::heap_modify_tuple_by_cols(
+            new,
+            tupdesc.as_ptr(),
+            2,
+            attnos.as_mut_ptr(),
+            values.as_mut_ptr(),
+            nulls.as_mut_ptr(),
+        ))
     }
 }
 
@@ -607,21 +696,6 @@ unsafe fn row_key(
     }
 }
 
-impl TriggerSite {
-    fn project_id(&mut self, project: &str, model: &Rc<Model>) -> AmbientResult<i64> {
-        if let Some((known, id)) = &self.project {
-            if Rc::ptr_eq(known, model) {
-                return Ok(*id);
-            }
-        }
-        let id = deployments::live_project(project)?
-            .ok_or_else(|| projects::unknown(project))?
-            .project_id;
-        self.project = Some((model.clone(), id));
-        Ok(id)
-    }
-}
-
 /// # Safety
 /// `tupdesc` must be the trigger's relation's.
 unsafe fn find_columns(
@@ -629,6 +703,7 @@ unsafe fn find_columns(
     prediction: &str,
     model_id: &str,
     label: &str,
+    mcxt: pg_sys::MemoryContext,
 ) -> AmbientResult<Columns> {
     let find = |name: &str| {
         tupdesc
@@ -658,33 +733,45 @@ unsafe fn find_columns(
     let mut input_function = pg_sys::InvalidOid;
     let mut input_param = pg_sys::InvalidOid;
     let mut input = pg_sys::FmgrInfo::default();
-    // SAFETY: syscache reads for a column's type; fmgr_info fills `input`
-    // in the current (per-query) memory context, which outlives the site.
+    // SAFETY: syscache reads for a column's type. The trigger is called in
+    // a per-row memory context, so `input` (and what its function keeps in
+    // it) lives in `mcxt`, the trigger's own per-query context, as the site
+    // does.
     unsafe {
         pg_sys::getTypeInputInfo(prediction_type, &mut input_function, &mut input_param);
-        pg_sys::fmgr_info(input_function, &mut input);
+        pg_sys::fmgr_info_cxt(input_function, &mut input, mcxt);
     }
     Ok(Columns {
         prediction: prediction_attno,
         model_id: model_id_attno,
         label,
         prediction_type,
-        input,
+        input: std::cell::UnsafeCell::new(input),
         input_param,
         input_typmod: typmod,
     })
 }
 
-/// A prediction or label as the outcome log keeps it: a number in Rust's
-/// shortest round-trip form, or a class as `::text` writes it, as training
-/// reads labels (`true`/`false`, char(n) without its trailing blanks).
+/// A prediction or label as the outcome log keeps it: for a regression
+/// (`numeric`), the number in Rust's shortest round-trip form, `None` if it
+/// is not finite (it cannot be scored); for a classification, the class as
+/// `::text` writes it, as training reads labels (`true`/`false`, char(n)
+/// without its trailing blanks).
 ///
 /// # Safety
 /// `datum` must be a non-null value of type `oid`.
-unsafe fn value_text(datum: pg_sys::Datum, oid: pg_sys::Oid) -> AmbientResult<String> {
+unsafe fn value_text(
+    datum: pg_sys::Datum,
+    oid: pg_sys::Oid,
+    numeric: bool,
+) -> AmbientResult<Option<String>> {
     // SAFETY: per the contract.
     unsafe {
-        Ok(match oid {
+        if numeric {
+            let value = to_f64(datum, oid, "label")?;
+            return Ok(value.is_finite().then(|| value.to_string()));
+        }
+        Ok(Some(match oid {
             o if o == pg_sys::BOOLOID => bool::from_datum(datum, false)
                 .unwrap_or_default()
                 .to_string(),
@@ -692,9 +779,6 @@ unsafe fn value_text(datum: pg_sys::Datum, oid: pg_sys::Oid) -> AmbientResult<St
                 .unwrap_or_default()
                 .trim_end_matches(' ')
                 .to_string(),
-            o if o == pg_sys::FLOAT8OID || o == pg_sys::FLOAT4OID => {
-                to_f64(datum, oid, "label")?.to_string()
-            }
             o => {
                 let mut output = pg_sys::InvalidOid;
                 let mut varlena = false;
@@ -703,6 +787,6 @@ unsafe fn value_text(datum: pg_sys::Datum, oid: pg_sys::Oid) -> AmbientResult<St
                     .to_string_lossy()
                     .into_owned()
             }
-        })
+        }))
     }
 }

@@ -26,6 +26,7 @@ pub(super) fn start(
     caller: &Caller,
     model_id: i64,
     traffic: Option<f64>,
+    reason: Option<&str>,
 ) -> AmbientResult<()> {
     if let Some(t) = traffic {
         if !(t > 0.0 && t < 1.0) {
@@ -39,7 +40,9 @@ pub(super) fn start(
             project.name
         )));
     }
-    if let Some(running) = operations::running_challenge(project.id)? {
+    // Read as committed now: the lock was waited for, and a trial another
+    // session started meanwhile must be seen.
+    if let Some(running) = operations::latest_challenge(project.id)? {
         return Err(AmbientError::not_in_state(format!(
             "project \"{}\" already has a {} trial of model {}",
             project.name,
@@ -62,7 +65,7 @@ pub(super) fn start(
     check_contract(project, &models::features_of(model_id)?, false)?;
     if traffic.is_some() {
         for a in attachments::of_project(project.id)? {
-            if !has_primary_key(a.relation) {
+            if attachments::relation_name(a.relation).is_some() && !has_primary_key(a.relation) {
                 return Err(AmbientError::not_in_state(format!(
                     "attached table {} has no primary key to route a canary by",
                     attachments::relation_name(a.relation).unwrap_or_default()
@@ -82,7 +85,7 @@ pub(super) fn start(
         traffic,
         event: "started",
         by: &caller.name(),
-        reason: None,
+        reason,
     })
 }
 
@@ -99,27 +102,34 @@ fn has_primary_key(relation: pg_sys::Oid) -> bool {
     }
 }
 
-fn locked(project: &str) -> AmbientResult<(Project, Caller)> {
+/// Runs `change` on the project, locked, once the caller is known to own
+/// it. The caller is taken before switching to the extension owner, whose
+/// rights are not the caller's.
+fn with_locked<R>(
+    project: &str,
+    change: impl FnOnce(&Project, &Caller) -> AmbientResult<R>,
+) -> AmbientResult<R> {
     ensure_writable()?;
     let caller = Caller::current();
-    let project = projects::lock_for_change(project, &caller)?;
-    Ok((project, caller))
+    as_extension_owner(|| {
+        let project = projects::lock_for_change(project, &caller)?;
+        change(&project, &caller)
+    })
 }
 
 /// Has `model_id` predict every row written to the project's attached
 /// tables beside the live model, without serving it.
 #[pg_extern(volatile, parallel_unsafe)]
 fn shadow(project: &str, model_id: i64) -> i64 {
-    as_extension_owner(|| {
-        let (project, caller) = locked(project)?;
-        start(&project, &caller, model_id, None)?;
+    with_locked(project, |project, caller| {
+        start(project, caller, model_id, None, None)?;
         Ok(model_id)
     })
     .or_raise()
 }
 
 fn running(project: &Project) -> AmbientResult<operations::Challenge> {
-    operations::running_challenge(project.id)?.ok_or_else(|| {
+    operations::latest_challenge(project.id)?.ok_or_else(|| {
         AmbientError::not_in_state(format!("project \"{}\" has no canary or shadow trial", project.name))
             .hint("start one with ambient.deploy(project, model_id, traffic => 0.1) or ambient.shadow(project, model_id)")
     })
@@ -128,9 +138,8 @@ fn running(project: &Project) -> AmbientResult<operations::Challenge> {
 /// Ends the running trial by making its challenger the live model.
 #[pg_extern(volatile, parallel_unsafe)]
 fn promote(project: &str, reason: default!(Option<&str>, "NULL")) -> i64 {
-    as_extension_owner(|| {
-        let (project, caller) = locked(project)?;
-        let trial = running(&project)?;
+    with_locked(project, |project, caller| {
+        let trial = running(project)?;
         let by = caller.name();
         let mode = if trial.shadow { "shadow" } else { "canary" };
         let note = format!(
@@ -138,7 +147,7 @@ fn promote(project: &str, reason: default!(Option<&str>, "NULL")) -> i64 {
             reason.map_or(String::new(), |r| format!(": {r}"))
         );
         make_live(
-            &project,
+            project,
             NewDeployment::on_top_of(
                 deployments::live(project.id)?,
                 project.id,
@@ -166,9 +175,8 @@ fn promote(project: &str, reason: default!(Option<&str>, "NULL")) -> i64 {
 /// Ends the running trial; the live model serves every key again.
 #[pg_extern(volatile, parallel_unsafe)]
 fn end_trial(project: &str, reason: default!(Option<&str>, "NULL")) -> i64 {
-    as_extension_owner(|| {
-        let (project, caller) = locked(project)?;
-        let trial = running(&project)?;
+    with_locked(project, |project, caller| {
+        let trial = running(project)?;
         operations::log_challenge(ChallengeEvent {
             project_id: project.id,
             model_id: trial.model_id,

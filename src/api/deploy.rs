@@ -28,11 +28,14 @@ fn deploy_model(
 ) -> i64 {
     match traffic {
         None => deploy(project, Choice::Model(model_id), reason, new_contract).or_raise(),
+        Some(_) if new_contract => AmbientError::invalid("a canary cannot change the input contract")
+            .hint("the challenger must take the live model's features; deploy it fully with new_contract => true")
+            .raise(),
         Some(share) => {
             let caller = Caller::current();
             as_extension_owner(|| {
                 let project = projects::lock_for_change(project, &caller)?;
-                super::challenge::start(&project, &caller, model_id, Some(share))?;
+                super::challenge::start(&project, &caller, model_id, Some(share), reason)?;
                 Ok(model_id)
             })
             .or_raise()

@@ -120,16 +120,26 @@ fn fold_outcome_log(project_id: i64, task: Task) -> AmbientResult<BTreeMap<i64, 
         counts.insert(model_id, parsed);
     }
     let mut changed = std::collections::BTreeSet::new();
-    for (retract, add) in attachments::take_outcomes(project_id)? {
+    // In batches, so what is held stays bounded however long the log; the
+    // counts are sums, so the order of the rows does not matter.
+    const BATCH: i64 = 10_000;
+    loop {
         pgrx::check_for_interrupts!();
-        for (outcome, sign) in [(retract, -1), (add, 1)] {
-            if let Some((model_id, prediction, label)) = outcome {
-                counts
-                    .entry(model_id)
-                    .or_insert_with(|| LiveCounts::new(task))
-                    .count(&prediction, &label, sign)?;
-                changed.insert(model_id);
+        let batch = attachments::take_outcomes(project_id, BATCH)?;
+        let last = (batch.len() as i64) < BATCH;
+        for (retract, add) in batch {
+            for (outcome, sign) in [(retract, -1), (add, 1)] {
+                if let Some((model_id, prediction, label)) = outcome {
+                    counts
+                        .entry(model_id)
+                        .or_insert_with(|| LiveCounts::new(task))
+                        .count(&prediction, &label, sign)?;
+                    changed.insert(model_id);
+                }
             }
+        }
+        if last {
+            break;
         }
     }
     for model_id in changed {
@@ -149,6 +159,7 @@ fn read_window(
     window: Interval,
 ) -> AmbientResult<BTreeMap<i64, LiveCounts>> {
     let mut counts: BTreeMap<i64, LiveCounts> = BTreeMap::new();
+    let mut budget = RowBudget::new();
     for attachment in attachments::of_project(project_id)? {
         let Some(label) = &attachment.label_column else {
             continue;
@@ -166,25 +177,31 @@ fn read_window(
             model_id = quote_identifier(&attachment.model_id_column),
             time = quote_identifier(time_column),
         );
-        let outcomes: Vec<Outcome> = Spi::connect(|client| {
-            client
-                .select(&sql, None, &[window.into()])?
-                .map(|row| {
-                    Ok((
+        Spi::connect(|client| {
+            let mut cursor = client.try_open_cursor(&sql, &[window.into()])?;
+            loop {
+                pgrx::check_for_interrupts!();
+                let batch = cursor.fetch(10_000)?;
+                if batch.is_empty() {
+                    break;
+                }
+                for row in batch {
+                    budget.take_row()?;
+                    let (model_id, prediction, label): Outcome = (
                         row.get::<i64>(3)?.unwrap_or_default(),
                         row.get::<String>(1)?.unwrap_or_default(),
                         row.get::<String>(2)?.unwrap_or_default(),
-                    ))
-                })
-                .collect::<AmbientResult<_>>()
+                    );
+                    counts
+                        .entry(model_id)
+                        .or_insert_with(|| LiveCounts::new(task))
+                        .count(&prediction, &label, 1)?;
+                }
+                // SAFETY: the batch was copied out; nothing borrows from it.
+                unsafe { pgrx::pg_sys::SPI_freetuptable(pgrx::pg_sys::SPI_tuptable) };
+            }
+            AmbientResult::Ok(())
         })?;
-        for (model_id, prediction, label) in outcomes {
-            pgrx::check_for_interrupts!();
-            counts
-                .entry(model_id)
-                .or_insert_with(|| LiveCounts::new(task))
-                .count(&prediction, &label, 1)?;
-        }
     }
     Ok(counts)
 }
@@ -221,6 +238,7 @@ pub(super) fn score_labelled_rows(
         }
     }
     let mut rows = 0i64;
+    let mut budget = RowBudget::new();
     for a in attachments::of_project(project.id)? {
         let (Some(label), Some(table)) = (&a.label_column, attachments::relation_name(a.relation))
         else {
@@ -250,6 +268,7 @@ pub(super) fn score_labelled_rows(
                     break;
                 }
                 for row in batch {
+                    budget.take_row()?;
                     let mut texts: Vec<Option<String>> = Vec::with_capacity(inputs.len());
                     let mut numbers: Vec<Option<f64>> = Vec::with_capacity(inputs.len());
                     for (j, (_, kind)) in inputs.iter().enumerate() {
@@ -296,9 +315,37 @@ pub(super) fn score_labelled_rows(
                     }
                     rows += 1;
                 }
+                // SAFETY: the batch was copied out; nothing borrows from it.
+                unsafe { pgrx::pg_sys::SPI_freetuptable(pgrx::pg_sys::SPI_tuptable) };
             }
             AmbientResult::Ok(())
         })?;
     }
     Ok((counts, rows))
+}
+
+/// Rows a monitoring read may take: `ambient.max_training_rows`, as
+/// training's; what a row holds is counted and dropped as it is read.
+struct RowBudget {
+    left: u64,
+}
+
+impl RowBudget {
+    fn new() -> Self {
+        RowBudget {
+            left: crate::gucs::max_training_rows(),
+        }
+    }
+
+    fn take_row(&mut self) -> AmbientResult<()> {
+        if self.left == 0 {
+            return Err(AmbientError::limit(format!(
+                "more labelled rows than ambient.max_training_rows ({}) to score",
+                crate::gucs::max_training_rows()
+            ))
+            .hint("narrow the rows with a time_column and window"));
+        }
+        self.left -= 1;
+        Ok(())
+    }
 }

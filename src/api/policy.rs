@@ -68,7 +68,8 @@ struct Policy {
     #[serde(default)]
     drift: DriftLimits,
     /// Act when this many labelled rows were added to the training source
-    /// since the live model was trained; NULL is 50 + 10 % of its rows.
+    /// since the project's last training; NULL is 50 + 10 % of the rows that
+    /// training read.
     #[serde(default)]
     retrain_after_changed_rows: Option<i64>,
     /// Drift and live metrics over rows within `window` of this column.
@@ -253,6 +254,13 @@ fn run(project: &str) -> AmbientResult<Done> {
     let outcome = in_subtransaction(|| decide_and_act(&found, &caller, &policy));
     let timed_out = timer.fired();
     timer.restore();
+    if timed_out && outcome.is_ok() {
+        // The deadline passed as the work finished: the cancel it raised is
+        // ours and came too late to stop anything; it must not stop the
+        // recording below.
+        // SAFETY: a backend flag, read by CHECK_FOR_INTERRUPTS.
+        unsafe { pg_sys::QueryCancelPending = 0 };
+    }
     let done = match outcome {
         Ok(done) => done,
         Err(Failure::Ambient(e)) => failed(e.message().to_string()),
@@ -457,12 +465,12 @@ fn decide_and_act(project: &Project, caller: &Caller, policy: &Policy) -> Ambien
         }
     }
 
-    // 3. Labelled rows added to the training source since the live model.
-    if let Some((changed, threshold)) = changed_rows(project, live.model_id, policy)? {
+    // 3. Labelled rows added to the training source since the last training.
+    if let Some((changed, threshold)) = changed_rows(project, policy)? {
         details.insert("changed_rows".into(), changed.into());
         if changed >= threshold {
             reasons.push(format!(
-                "{changed} labelled rows were added since the live model was trained (retrain_after_changed_rows {threshold})"
+                "{changed} labelled rows were added since the last training (retrain_after_changed_rows {threshold})"
             ));
         }
     }
@@ -475,7 +483,7 @@ fn decide_and_act(project: &Project, caller: &Caller, policy: &Policy) -> Ambien
                 "comparison".into(),
                 serde_json::json!({"rows": rows, "live": live_score, "previous": previous_score, "previous_model_id": previous_id}),
             );
-            if live_score < previous_score {
+            if rows >= policy.min_labelled_rows && live_score < previous_score {
                 let reason = format!(
                     "the live model's {primary} {live_score:.4} is below the previous model's {previous_score:.4} on the same {rows} labelled rows"
                 );
@@ -483,6 +491,14 @@ fn decide_and_act(project: &Project, caller: &Caller, policy: &Policy) -> Ambien
                     let locked = projects::lock_for_change(&project.name, caller)?;
                     let current = deployments::live(locked.id)?
                         .ok_or_else(|| AmbientError::not_in_state("no live model"))?;
+                    // Another session deployed meanwhile: the comparison was
+                    // of other models.
+                    if current.model_id != live.model_id {
+                        return Err(AmbientError::not_in_state(format!(
+                            "project \"{}\" deployed another model while the policy compared",
+                            locked.name
+                        )));
+                    }
                     let earlier = deployments::get(
                         current
                             .parent_id
@@ -568,18 +584,15 @@ fn decide_and_act(project: &Project, caller: &Caller, policy: &Policy) -> Ambien
     })
 }
 
-/// Labelled rows in the training source now, less those the live model
-/// was trained on, and the threshold: `None` when the live model came
-/// from elsewhere than the project's last training definition.
-fn changed_rows(
-    project: &Project,
-    live_model: i64,
-    policy: &Policy,
-) -> AmbientResult<Option<(i64, i64)>> {
-    let Some((_, _, kind, source_text)) = models::last_definition(project.id)? else {
+/// Labelled rows in the training source of the project's last training now,
+/// less those that training read, and the threshold; `None` when there is
+/// no training definition or its source is gone.
+fn changed_rows(project: &Project, policy: &Policy) -> AmbientResult<Option<(i64, i64)>> {
+    let Some((definition_model, _, kind, source_text)) = models::last_definition(project.id)?
+    else {
         return Ok(None);
     };
-    let trained_on = as_extension_owner(|| models::snapshot_rows(live_model))?;
+    let trained_on = as_extension_owner(|| models::snapshot_rows(definition_model))?;
     let source = match kind.as_str() {
         "relation" => match PgRelation::open_with_name_and_share_lock(&source_text) {
             Ok(rel) => source::Source::Relation(rel),
@@ -647,6 +660,12 @@ fn decide(model_id: i64, state: &str, reason: Option<&str>) -> AmbientResult<i64
     let caller = Caller::current();
     as_extension_owner(|| {
         let owner = models::owner_of(model_id)?.ok_or_else(|| models::unknown(model_id))?;
+        // Refused in terms of the model the caller named, not its project's
+        // name, which a stranger may not learn.
+        if !caller.acts_as(owner.owner) {
+            return Err(AmbientError::privilege(format!("permission denied for model {model_id}"))
+                .hint("only roles with the privileges of its project's owner may approve or reject it"));
+        }
         let name = projects::name_of(owner.project_id)?;
         let project = projects::lock_for_change(&name, &caller)?;
         match operations::approval_of(model_id)? {

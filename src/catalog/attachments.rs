@@ -52,6 +52,24 @@ pub fn of_project(project_id: i64) -> AmbientResult<Vec<Attachment>> {
     })
 }
 
+/// The id of `project` if `relation` is attached to it, read-only under the
+/// statement's snapshot (the trigger asks once per statement).
+pub fn attached_project(project: &str, relation: pg_sys::Oid) -> AmbientResult<Option<i64>> {
+    super::select_kept(
+        "SELECT p.id FROM ambient.attachment_list a
+           JOIN ambient.projects p ON p.id OPERATOR(pg_catalog.=) a.project_id
+          WHERE p.name OPERATOR(pg_catalog.=) $1
+            AND a.relation OPERATOR(pg_catalog.=) $2::pg_catalog.oid::pg_catalog.regclass",
+        &[project.into(), relation.into()],
+        |rows| {
+            if rows.is_empty() {
+                return Ok(None);
+            }
+            rows.get::<i64>(0, 1)
+        },
+    )
+}
+
 /// What `attach` records, before it adds the columns and the trigger.
 pub struct NewAttachment<'a> {
     pub project_id: i64,
@@ -139,41 +157,43 @@ pub fn log_outcome(
     Ok(())
 }
 
-/// Takes the project's committed outcome rows out of the log, in the order
-/// they were written: `(retract, add)` per row. Rows of transactions still
-/// running stay for the next call. Call inside `as_extension_owner`.
-pub fn take_outcomes(project_id: i64) -> AmbientResult<Vec<(Option<Outcome>, Option<Outcome>)>> {
+/// Takes at most `limit` of the project's committed outcome rows out of
+/// the log: `(retract, add)` per row. Rows of transactions still running
+/// stay for a later call. Call inside `as_extension_owner`, again until it
+/// returns fewer than `limit`.
+pub fn take_outcomes(
+    project_id: i64,
+    limit: i64,
+) -> AmbientResult<Vec<(Option<Outcome>, Option<Outcome>)>> {
     Spi::connect_mut(|client| {
         let rows = client.update(
-            "WITH taken AS (
-                 DELETE FROM ambient.outcome_log WHERE project_id OPERATOR(pg_catalog.=) $1
-                 RETURNING id, retract_model_id, retract_prediction, retract_label,
-                           add_model_id, add_prediction, add_label)
-             SELECT retract_model_id, retract_prediction, retract_label,
-                    add_model_id, add_prediction, add_label
-               FROM taken ORDER BY id",
+            "DELETE FROM ambient.outcome_log
+              WHERE id OPERATOR(pg_catalog.=) ANY (
+                    SELECT id FROM ambient.outcome_log
+                     WHERE project_id OPERATOR(pg_catalog.=) $1 LIMIT $2)
+             RETURNING retract_model_id, retract_prediction, retract_label,
+                       add_model_id, add_prediction, add_label",
             None,
-            &[project_id.into()],
+            &[project_id.into(), limit.into()],
         )?;
-        rows.into_iter()
-            .map(|row| {
-                let outcome = |at: usize| -> AmbientResult<Option<Outcome>> {
-                    Ok(
-                        match (
-                            row.get::<i64>(at)?,
-                            row.get::<String>(at + 1)?,
-                            row.get::<String>(at + 2)?,
-                        ) {
-                            (Some(model), Some(prediction), Some(label)) => {
-                                Some((model, prediction, label))
-                            }
-                            _ => None,
-                        },
-                    )
-                };
-                Ok((outcome(1)?, outcome(4)?))
-            })
-            .collect()
+        rows.map(|row| {
+            let outcome = |at: usize| -> AmbientResult<Option<Outcome>> {
+                Ok(
+                    match (
+                        row.get::<i64>(at)?,
+                        row.get::<String>(at + 1)?,
+                        row.get::<String>(at + 2)?,
+                    ) {
+                        (Some(model), Some(prediction), Some(label)) => {
+                            Some((model, prediction, label))
+                        }
+                        _ => None,
+                    },
+                )
+            };
+            Ok((outcome(1)?, outcome(4)?))
+        })
+        .collect()
     })
 }
 

@@ -207,24 +207,42 @@ pub struct Challenge {
     pub traffic: f64,
 }
 
+const RUNNING_CHALLENGE: &str = "SELECT model_id, mode, traffic, event FROM ambient.challenge_log
+      WHERE project_id OPERATOR(pg_catalog.=) $1 ORDER BY id DESC LIMIT 1";
+
 /// The project's running trial, if any, read-only under the statement's
 /// snapshot (the attached tables' trigger reads it once per statement).
 pub fn running_challenge(project_id: i64) -> AmbientResult<Option<Challenge>> {
-    super::select_kept(
-        "SELECT model_id, mode, traffic, event FROM ambient.challenge_log
-          WHERE project_id OPERATOR(pg_catalog.=) $1 ORDER BY id DESC LIMIT 1",
-        &[project_id.into()],
-        |rows| {
-            if rows.is_empty() || rows.get::<String>(0, 4)?.as_deref() != Some("started") {
+    super::select_kept(RUNNING_CHALLENGE, &[project_id.into()], |rows| {
+        if rows.is_empty() || rows.get::<String>(0, 4)?.as_deref() != Some("started") {
+            return Ok(None);
+        }
+        Ok(Some(Challenge {
+            model_id: rows.get::<i64>(0, 1)?.unwrap_or_default(),
+            shadow: rows.get::<String>(0, 2)?.as_deref() == Some("shadow"),
+            traffic: rows.get::<f64>(0, 3)?.unwrap_or(0.0),
+        }))
+    })
+}
+
+/// The same, as the latest committed rows show it: for a writer holding
+/// the project lock.
+pub fn latest_challenge(project_id: i64) -> AmbientResult<Option<Challenge>> {
+    super::as_owner(|| {
+        Spi::connect(|client| {
+            let row = client
+                .select(RUNNING_CHALLENGE, Some(1), &[project_id.into()])?
+                .first();
+            if row.is_empty() || row.get::<String>(4)?.as_deref() != Some("started") {
                 return Ok(None);
             }
             Ok(Some(Challenge {
-                model_id: rows.get::<i64>(0, 1)?.unwrap_or_default(),
-                shadow: rows.get::<String>(0, 2)?.as_deref() == Some("shadow"),
-                traffic: rows.get::<f64>(0, 3)?.unwrap_or(0.0),
+                model_id: row.get::<i64>(1)?.unwrap_or_default(),
+                shadow: row.get::<String>(2)?.as_deref() == Some("shadow"),
+                traffic: row.get::<f64>(3)?.unwrap_or(0.0),
             }))
-        },
-    )
+        })
+    })
 }
 
 pub struct ChallengeEvent<'a> {

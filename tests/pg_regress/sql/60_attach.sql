@@ -68,6 +68,20 @@ SELECT avg((prediction = species)::int)::float8 = (SELECT (metrics->>'accuracy')
 UPDATE arrivals SET petal_length = 6.5, petal_width = 2.4 WHERE id = 1
 RETURNING prediction, prediction_model_id = (SELECT live_model_id FROM ambient.overview WHERE project = 'live_iris') AS by_live;
 SELECT version, labelled_rows FROM ambient.monitor('live_iris') ORDER BY version;
+-- An UPDATE cannot forge what was served: the prediction and its model
+-- are written back as they were.
+SELECT prediction AS served, prediction_model_id AS served_by FROM arrivals WHERE id = 2 \gset
+UPDATE arrivals SET prediction = 'forged', prediction_model_id = -5 WHERE id = 2
+RETURNING prediction = :'served' AS kept_prediction, prediction_model_id = :served_by AS kept_model;
+-- The late-label upsert: the row that exists gets its label once; the row
+-- proposed by INSERT and never stored is never counted.
+INSERT INTO arrivals (id, sepal_length, sepal_width, petal_length, petal_width, species)
+VALUES (101, 5.1, 3.5, 1.4, 0.2, 'setosa')
+ON CONFLICT (id) DO UPDATE SET species = excluded.species;
+SELECT version, labelled_rows FROM ambient.monitor('live_iris') ORDER BY version;
+-- A deleted row's label is taken back.
+DELETE FROM arrivals WHERE id = 3;
+SELECT version, labelled_rows FROM ambient.monitor('live_iris') ORDER BY version;
 -- A window over a time column reads the tables' recent labelled rows.
 SELECT version, labelled_rows FROM ambient.monitor('live_iris', time_column => 'arrived_at', "window" => '1 hour')
  ORDER BY version;
@@ -82,6 +96,27 @@ INSERT INTO line_feed (id, a, b) SELECT id, a, b FROM lines;
 UPDATE line_feed f SET y = l.y FROM lines l WHERE l.id = f.id;
 SELECT labelled_rows, (metrics->>'r2')::float8 > 0.99 AS fits, metrics ?& ARRAY['mae', 'rmse'] AS has_errors
   FROM ambient.monitor('live_lines');
+
+-- A label that is not a finite number cannot be scored: not counted.
+UPDATE line_feed SET y = 'NaN' WHERE id = 1;
+SELECT labelled_rows FROM ambient.monitor('live_lines');
+
+-- A label of a domain type: predictions go through the domain's input
+-- function (and its checks) row after row.
+CREATE DOMAIN species_name AS text CHECK (VALUE <> '');
+CREATE TABLE named_in (id int PRIMARY KEY, sepal_length float8, sepal_width float8,
+                       petal_length float8, petal_width float8, species species_name);
+SELECT prediction_column FROM ambient.attach('live_iris', 'named_in');
+INSERT INTO named_in (id, sepal_length, sepal_width, petal_length, petal_width)
+SELECT id, sepal_length, sepal_width, petal_length, petal_width FROM iris;
+SELECT count(prediction) AS predicted, pg_typeof(min(prediction)) AS type FROM named_in;
+
+-- A trigger made by hand, on a table never attached, feeds nothing.
+CREATE TABLE rogue (id int, sepal_length float8, sepal_width float8, petal_length float8,
+                    petal_width float8, prediction text, prediction_model_id bigint);
+CREATE TRIGGER by_hand BEFORE INSERT ON rogue FOR EACH ROW
+    EXECUTE FUNCTION ambient.predict_trigger('live_iris', 'prediction', 'prediction_model_id', '');
+SELECT * FROM try($$INSERT INTO rogue VALUES (1, 5.1, 3.5, 1.4, 0.2)$$);
 
 -- Detach removes the trigger and leaves the data.
 SELECT ambient.detach('live_lines', 'line_feed');
@@ -114,11 +149,15 @@ SELECT count(*) AS untouched FROM information_schema.columns
 -- the project's attachments or runs.
 BEGIN;
 CREATE ROLE ambient_eve;
+GRANT CREATE ON SCHEMA public TO ambient_eve;
 GRANT SELECT, INSERT ON arrivals TO ambient_eve;
 GRANT USAGE ON SEQUENCE arrivals_id_seq TO ambient_eve;
 SET ROLE ambient_eve;
 SELECT * FROM try($$SELECT ambient.attach('live_iris', 'arrivals')$$);
 SELECT * FROM try($$SELECT ambient.detach('live_iris', 'arrivals')$$);
+-- Her own table does not let her attach a project she does not own.
+CREATE TABLE eve_rows (sepal_length float8, sepal_width float8, petal_length float8, petal_width float8);
+SELECT * FROM try($$SELECT ambient.attach('live_iris', 'eve_rows')$$);
 SELECT count(*) AS attachments_seen FROM ambient.attachments;
 SELECT count(*) AS runs_seen FROM ambient.monitor_runs;
 SELECT * FROM try($$SELECT * FROM ambient.monitor('live_iris')$$);

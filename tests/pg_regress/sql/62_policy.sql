@@ -69,14 +69,17 @@ SELECT kind FROM ambient.alerts WHERE project = 'guard' ORDER BY alert_id DESC L
 -- Run again: the live model is the better one now, nothing to do.
 SELECT status FROM ambient.run_policy('guard');
 
--- retrain_after_changed_rows: new labelled rows in the training source.
+-- retrain_after_changed_rows: new labelled rows in the training source
+-- since the last training (of the newest model, on 'seen').
 SELECT ambient.set_policy('guard', '{"action": "retrain", "retrain_after_changed_rows": 20}') ->> 'action' AS action;
 INSERT INTO seen SELECT * FROM iris WHERE id > 100;
 SELECT status, action, reason FROM ambient.run_policy('guard');
 
 -- A run that runs out of time is rolled back and still recorded.
 SELECT ambient.set_policy('guard', '{"action": "retrain", "retrain_after_changed_rows": 1, "max_seconds": 0.000001}') ->> 'action' AS action;
+SELECT count(*) AS models_before FROM ambient.models WHERE project = 'guard' \gset
 SELECT status, reason FROM ambient.run_policy('guard');
+SELECT count(*) = :models_before AS nothing_written FROM ambient.models WHERE project = 'guard';
 SELECT status, action, reason FROM ambient.policy_runs WHERE project = 'guard' ORDER BY run_id;
 -- Without pg_cron in this database, scheduling says what to do.
 SELECT * FROM try($$SELECT ambient.schedule('guard', '*/5 * * * *')$$);

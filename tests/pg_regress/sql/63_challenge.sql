@@ -18,6 +18,20 @@ SELECT * FROM try($$SELECT ambient.promote('duel')$$);
 SELECT * FROM try($$SELECT ambient.end_trial('duel')$$);
 SELECT * FROM try($$SELECT * FROM ambient.compare('duel')$$);
 
+-- Another role may not start, finish or compare a trial (the model id is
+-- enough to name a model; the project's owner decides).
+BEGIN;
+CREATE ROLE ambient_mallet;
+SET ROLE ambient_mallet;
+SELECT sqlstate, message FROM try(format('SELECT ambient.shadow(%L, %s)', 'duel', :challenger));
+SELECT sqlstate, message FROM try(format('SELECT ambient.deploy(%L, %s, traffic => 0.5)', 'duel', :challenger));
+SELECT sqlstate, message FROM try($$SELECT ambient.promote('duel')$$);
+SELECT sqlstate, message FROM try($$SELECT ambient.end_trial('duel')$$);
+SELECT sqlstate, message FROM try($$SELECT * FROM ambient.compare('duel')$$);
+RESET ROLE;
+ROLLBACK;
+SELECT count(*) AS trials_started FROM ambient.challenges WHERE project = 'duel';
+
 -- A canary on a fifth of the keys: the live model stays version 1.
 SELECT ambient.deploy('duel', :challenger, traffic => 0.2) = :challenger AS started;
 SELECT live_version FROM ambient.overview WHERE project = 'duel';
