@@ -822,3 +822,9 @@ CREATE FUNCTION ambient."compare"(
 STRICT VOLATILE PARALLEL UNSAFE
 LANGUAGE c
 AS 'MODULE_PATHNAME', 'compare_wrapper';
+CREATE FUNCTION ambient.predict(project text, "row" record, key text) RETURNS float8
+    STRICT STABLE PARALLEL SAFE COST 40 LANGUAGE c AS 'MODULE_PATHNAME', 'predict_row_keyed_wrapper';
+CREATE FUNCTION ambient.predict_label(project text, "row" record, key text) RETURNS text
+    STRICT STABLE PARALLEL SAFE COST 40 LANGUAGE c AS 'MODULE_PATHNAME', 'predict_label_row_keyed_wrapper';
+CREATE FUNCTION ambient.route(project text, key text) RETURNS bigint
+    STRICT STABLE PARALLEL SAFE COST 20 LANGUAGE c AS 'MODULE_PATHNAME', 'route_wrapper';

@@ -19,6 +19,7 @@ use crate::catalog::attachments::{self, NewAttachment, Outcome};
 use crate::catalog::operations::{self, Challenge};
 use crate::catalog::{as_extension_owner, ensure_writable, projects, Caller};
 use crate::error::{AmbientError, AmbientResult, OrRaise};
+use crate::ml::live;
 use crate::ml::model::Model;
 use crate::ml::Task;
 use crate::source;
@@ -576,7 +577,10 @@ unsafe fn fire(fcinfo: FunctionCallInfo) -> AmbientResult<*mut pg_sys::HeapTuple
                             key.as_deref(),
                             &said,
                         )?;
-                    } else if key.as_deref().is_some_and(|k| canary_serves(k, trial)) {
+                    } else if key
+                        .as_deref()
+                        .is_some_and(|k| live::canary_serves(k, trial.model_id, trial.traffic))
+                    {
                         served_by = (challenger, trial.model_id);
                         x = &site.challenger.features;
                     }
@@ -618,23 +622,6 @@ fn prediction_text(model: &Model, x: &[f64]) -> String {
         Some(_) => model.predict_label(x),
         None => model.predict_value(x).to_string(),
     }
-}
-
-/// Whether a canary's challenger serves `key`: a stable hash of the key
-/// (and of the trial's model, so each trial splits the keys afresh), as a
-/// fraction of 1, below the trial's traffic. FNV-1a, because its result
-/// must never change between versions or machines.
-fn canary_serves(key: &str, trial: &Challenge) -> bool {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in trial.model_id.to_le_bytes().iter().chain(key.as_bytes()) {
-        hash ^= u64::from(*byte);
-        hash = hash.wrapping_mul(0x0100_0000_01b3);
-    }
-    // A final mix, so neighbouring keys land far apart.
-    hash ^= hash >> 33;
-    hash = hash.wrapping_mul(0xff51_afd7_ed55_8ccd);
-    hash ^= hash >> 33;
-    ((hash >> 11) as f64 / (1u64 << 53) as f64) < trial.traffic
 }
 
 /// The row's primary key as text (its columns' output, comma-separated),

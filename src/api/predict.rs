@@ -19,8 +19,10 @@ use pgrx::{
 };
 
 use super::model_cache::{self, SnapshotView};
-use crate::catalog::Caller;
+use crate::catalog::operations::{self, Challenge};
+use crate::catalog::{deployments, Caller};
 use crate::error::{AmbientError, AmbientResult, OrRaise};
+use crate::ml::live;
 use crate::ml::model::Model;
 use crate::ml::preprocess::Value;
 use crate::ml::MlResult;
@@ -97,6 +99,10 @@ struct Resolved {
 #[derive(Default)]
 pub(super) struct CallSite {
     resolved: Option<Resolved>,
+    /// The project's running trial, read with the resolution it belongs to.
+    challenge: Option<Option<Challenge>>,
+    /// Where a canary's challenger is resolved and its rows laid out.
+    challenger: Option<Box<CallSite>>,
     layout: Option<RowLayout>,
     /// The row's inputs after preprocessing, as the estimator takes them.
     pub(super) features: Vec<f64>,
@@ -160,6 +166,7 @@ impl CallSite {
             }
         }
         self.layout = None;
+        self.challenge = None;
         let (model_id, model) = resolve(key, caller)?;
         self.resolved = Some(Resolved {
             key: key.into(),
@@ -533,6 +540,64 @@ pub(super) unsafe fn read_input(
     }
 }
 
+impl CallSite {
+    /// The project's running trial, read once per resolution of its live
+    /// model (so a trial started or ended is seen when a deploy would be).
+    fn challenge(&mut self, project: &str) -> AmbientResult<Option<Challenge>> {
+        if let Some(known) = &self.challenge {
+            return Ok(known.clone());
+        }
+        let running = match deployments::live_project(project)? {
+            Some(found) => operations::running_challenge(found.project_id)?,
+            None => None,
+        };
+        Ok(self.challenge.insert(running).clone())
+    }
+
+    /// The model `key` gets from `project`: the live model, or a canary's
+    /// challenger for the share of keys it serves (as an attached table's
+    /// primary key would), with its id.
+    fn routed(
+        &mut self,
+        project: &str,
+        key: &str,
+    ) -> AmbientResult<(&mut CallSite, Rc<Model>, i64)> {
+        let live = self.model(ModelKey::Project(project))?;
+        let live_id = self.model_id().unwrap_or_default();
+        match self.challenge(project)? {
+            Some(trial)
+                if !trial.shadow && live::canary_serves(key, trial.model_id, trial.traffic) =>
+            {
+                let site = self.challenger.get_or_insert_with(Default::default);
+                let model = site.model(ModelKey::Id(trial.model_id))?;
+                Ok((site, model, trial.model_id))
+            }
+            _ => Ok((self, live, live_id)),
+        }
+    }
+}
+
+/// The keyed row forms: the project's model for `key` (see `routed`)
+/// predicts the row.
+fn predict_keyed<R>(
+    fcinfo: FunctionCallInfo,
+    answer: impl FnOnce(&Model, &[f64]) -> MlResult<R>,
+) -> R {
+    let site = call_site(fcinfo);
+    // SAFETY: fcinfo is the live call of a STRICT function taking (text,
+    // record, text).
+    unsafe {
+        let project = pg_getarg::<&str>(fcinfo, 0).unwrap_or_default();
+        let row = pg_getarg_datum_raw(fcinfo, 1);
+        let key = pg_getarg::<&str>(fcinfo, 2).unwrap_or_default();
+        site.routed(project, key).and_then(|(site, model, _)| {
+            site.read_row(&model, row)?;
+            Ok(answer(&model, &site.features)?)
+        })
+    }
+    .or_raise()
+}
+
 fn value(model: &Model, x: &[f64]) -> MlResult<f64> {
     Ok(model.predict_value(x))
 }
@@ -627,4 +692,41 @@ CREATE FUNCTION ambient.predict_proba(model_id bigint, features float8[]) RETURN
 "#)]
 fn predict_proba_pinned(fcinfo: FunctionCallInfo) -> Vec<f64> {
     predict(fcinfo, Form::PinnedArray, proba)
+}
+
+/// The row form with a routing key: during a canary, the challenger
+/// answers for its share of keys; the same key always gets the same model
+/// (`ambient.route` says which).
+#[pg_extern(sql = r#"
+CREATE FUNCTION ambient.predict(project text, "row" record, key text) RETURNS float8
+    STRICT STABLE PARALLEL SAFE COST 40 LANGUAGE c AS 'MODULE_PATHNAME', '@FUNCTION_NAME@';
+"#)]
+fn predict_row_keyed(fcinfo: FunctionCallInfo) -> f64 {
+    predict_keyed(fcinfo, value)
+}
+
+#[pg_extern(sql = r#"
+CREATE FUNCTION ambient.predict_label(project text, "row" record, key text) RETURNS text
+    STRICT STABLE PARALLEL SAFE COST 40 LANGUAGE c AS 'MODULE_PATHNAME', '@FUNCTION_NAME@';
+"#)]
+fn predict_label_row_keyed(fcinfo: FunctionCallInfo) -> String {
+    predict_keyed(fcinfo, label)
+}
+
+/// The id of the model that answers for `key` in `project`: the live
+/// model's, or a canary challenger's for the keys it serves. Record it
+/// beside a keyed prediction to know which model made it.
+#[pg_extern(sql = r#"
+CREATE FUNCTION ambient.route(project text, key text) RETURNS bigint
+    STRICT STABLE PARALLEL SAFE COST 20 LANGUAGE c AS 'MODULE_PATHNAME', '@FUNCTION_NAME@';
+"#)]
+fn route(fcinfo: FunctionCallInfo) -> i64 {
+    let site = call_site(fcinfo);
+    // SAFETY: fcinfo is the live call of a STRICT function taking (text, text).
+    unsafe {
+        let project = pg_getarg::<&str>(fcinfo, 0).unwrap_or_default();
+        let key = pg_getarg::<&str>(fcinfo, 1).unwrap_or_default();
+        site.routed(project, key).map(|(_, _, id)| id)
+    }
+    .or_raise()
 }

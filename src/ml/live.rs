@@ -158,10 +158,52 @@ impl LiveCounts {
     }
 }
 
+/// Whether a canary's challenger `model_id` serves `key`: a stable hash of
+/// the key (and of the challenger, so each trial splits the keys afresh),
+/// as a fraction of 1, below `traffic`. FNV-1a and a final mix, written
+/// out because the split must never change between versions or machines.
+pub fn canary_serves(key: &str, model_id: i64, traffic: f64) -> bool {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in model_id.to_le_bytes().iter().chain(key.as_bytes()) {
+        hash ^= u64::from(*byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    hash ^= hash >> 33;
+    hash = hash.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    hash ^= hash >> 33;
+    ((hash >> 11) as f64 / (1u64 << 53) as f64) < traffic
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::ml::metrics;
+
+    #[test]
+    fn a_canary_takes_its_share_of_keys_and_each_key_keeps_its_model() {
+        let served = (0..100_000)
+            .filter(|k| canary_serves(&k.to_string(), 7, 0.1))
+            .count();
+        // Within four binomial standard deviations (95 rows).
+        assert!((served as i64 - 10_000).abs() < 380, "{served}");
+        assert!((0..1000).all(
+            |k| canary_serves(&k.to_string(), 7, 0.1) == canary_serves(&k.to_string(), 7, 0.1)
+        ));
+        // Another challenger splits the keys anew.
+        let same = (0..10_000)
+            .filter(|k| {
+                canary_serves(&k.to_string(), 7, 0.5) == canary_serves(&k.to_string(), 8, 0.5)
+            })
+            .count();
+        assert!((4_600..5_400).contains(&same), "{same}");
+        // The split is fixed for good: these keys go where they went.
+        assert_eq!(
+            (0..8)
+                .map(|k| canary_serves(&k.to_string(), 42, 0.5))
+                .collect::<Vec<_>>(),
+            [true, true, false, false, false, true, true, true]
+        );
+    }
 
     #[test]
     fn class_counts_give_the_test_split_metrics() {

@@ -51,6 +51,12 @@ CREATE TEMP TABLE before AS SELECT id, prediction_model_id FROM duel_rows;
 UPDATE duel_rows SET petal_length = petal_length + 0.01;
 SELECT count(*) AS moved FROM duel_rows d JOIN before b USING (id)
  WHERE d.prediction_model_id <> b.prediction_model_id;
+-- In a query, a key routes the same way: ambient.route names the model
+-- each key gets, and the keyed predict answers with it.
+SELECT bool_and(ambient.route('duel', id::text) = prediction_model_id) AS route_agrees,
+       bool_and(ambient.predict_label('duel', d.*, d.id::text) = prediction) AS keyed_predict_agrees,
+       count(DISTINCT ambient.route('duel', id::text)) AS models
+  FROM duel_rows d;
 -- Labels arrive; compare scores both on the same labelled rows.
 UPDATE duel_rows d SET species = i.species FROM iris i WHERE i.id = 1 + d.id % 150;
 SELECT role, version, labelled_rows, (metrics->>'f1')::float8 > 0.9 AS strong FROM ambient.compare('duel');
@@ -69,6 +75,8 @@ SELECT count(*) AS served_by_live FROM duel_rows
 SELECT count(*) AS shadowed, count(DISTINCT row_key) AS keys, min(relation::text) AS relation
   FROM ambient.shadow_predictions WHERE project = 'duel';
 SELECT ambient.end_trial('duel') = :first AS ended;
+-- Without a canary every key gets the live model.
+SELECT count(DISTINCT ambient.route('duel', g::text)) AS models FROM generate_series(1, 100) g;
 INSERT INTO duel_rows (id, sepal_length, sepal_width, petal_length, petal_width) VALUES (30000, 5, 3, 1.5, 0.2);
 SELECT count(*) AS shadowed_after_end FROM ambient.shadow_predictions WHERE project = 'duel';
 -- Rollback after a promoted canary goes back to the model before it.
