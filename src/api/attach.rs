@@ -122,7 +122,16 @@ fn attach_table(
     let caller = Caller::current();
     // SAFETY: an open relation's pg_class row.
     let kind = unsafe { (*table.rd_rel).relkind } as u8;
-    if kind != pg_sys::RELKIND_RELATION && kind != pg_sys::RELKIND_PARTITIONED_TABLE {
+    if kind == pg_sys::RELKIND_PARTITIONED_TABLE || unsafe { (*table.rd_rel).relispartition } {
+        // Postgres clones a partitioned table's row triggers onto each
+        // partition, which then run as the partition, with its owner.
+        return Err(AmbientError::wrong_object_type(format!(
+            "{} is partitioned, or a partition; attaching to one is not supported yet",
+            qualified(table)
+        ))
+        .hint("attach the project to a plain table"));
+    }
+    if kind != pg_sys::RELKIND_RELATION {
         return Err(AmbientError::wrong_object_type(format!(
             "{} is not a table",
             qualified(table)
@@ -216,7 +225,7 @@ fn attach_table(
     let relation = table.oid();
     let table_name = qualified(table);
     let trigger = as_extension_owner(|| {
-        let locked = projects::lock(project)?;
+        let locked = projects::lock_for_change(project, &caller)?;
         if attachments::of_project(locked.id)?
             .iter()
             .any(|a| a.relation == relation)
@@ -529,13 +538,18 @@ unsafe fn fire(fcinfo: FunctionCallInfo) -> AmbientResult<*mut pg_sys::HeapTuple
             None => None,
         };
         site.call.read_tuple(&model, new, &tupdesc, row_type, -1)?;
-        let same_inputs = old_features.as_ref().is_some_and(|before| {
-            before.len() == site.call.features.len()
-                && before
-                    .iter()
-                    .zip(&site.call.features)
-                    .all(|(a, b)| a.to_bits() == b.to_bits())
+        // A row from before the attachment has no prediction to keep.
+        let served = old.is_some_and(|old| {
+            get(old, columns.prediction).is_some() && get(old, columns.model_id).is_some()
         });
+        let same_inputs = served
+            && old_features.as_ref().is_some_and(|before| {
+                before.len() == site.call.features.len()
+                    && before
+                        .iter()
+                        .zip(&site.call.features)
+                        .all(|(a, b)| a.to_bits() == b.to_bits())
+            });
         let mut attnos = [columns.prediction, columns.model_id];
         let (mut values, mut nulls) = match (same_inputs, old) {
             (true, Some(old)) => {

@@ -120,8 +120,8 @@ fn fold_outcome_log(project_id: i64, task: Task) -> AmbientResult<BTreeMap<i64, 
         counts.insert(model_id, parsed);
     }
     let mut changed = std::collections::BTreeSet::new();
-    // In batches, so what is held stays bounded however long the log; the
-    // counts are sums, so the order of the rows does not matter.
+    // In batches, in the order the rows were logged, so what is held stays
+    // bounded however long the log.
     const BATCH: i64 = 10_000;
     loop {
         pgrx::check_for_interrupts!();

@@ -254,10 +254,10 @@ fn run(project: &str) -> AmbientResult<Done> {
     let outcome = in_subtransaction(|| decide_and_act(&found, &caller, &policy));
     let timed_out = timer.fired();
     timer.restore();
-    if timed_out && outcome.is_ok() {
-        // The deadline passed as the work finished: the cancel it raised is
-        // ours and came too late to stop anything; it must not stop the
-        // recording below.
+    if timed_out {
+        // Our deadline passed: a cancel it raised that the work did not
+        // meet (it finished, or failed for another reason first) is ours,
+        // and must not stop the recording below.
         // SAFETY: a backend flag, read by CHECK_FOR_INTERRUPTS.
         unsafe { pg_sys::QueryCancelPending = 0 };
     }
@@ -493,7 +493,7 @@ fn decide_and_act(project: &Project, caller: &Caller, policy: &Policy) -> Ambien
                         .ok_or_else(|| AmbientError::not_in_state("no live model"))?;
                     // Another session deployed meanwhile: the comparison was
                     // of other models.
-                    if current.model_id != live.model_id {
+                    if current.id != live.id {
                         return Err(AmbientError::not_in_state(format!(
                             "project \"{}\" deployed another model while the policy compared",
                             locked.name

@@ -167,12 +167,16 @@ pub fn take_outcomes(
 ) -> AmbientResult<Vec<(Option<Outcome>, Option<Outcome>)>> {
     Spi::connect_mut(|client| {
         let rows = client.update(
-            "DELETE FROM ambient.outcome_log
-              WHERE id OPERATOR(pg_catalog.=) ANY (
-                    SELECT id FROM ambient.outcome_log
-                     WHERE project_id OPERATOR(pg_catalog.=) $1 LIMIT $2)
-             RETURNING retract_model_id, retract_prediction, retract_label,
-                       add_model_id, add_prediction, add_label",
+            "WITH taken AS (
+                 DELETE FROM ambient.outcome_log
+                  WHERE id OPERATOR(pg_catalog.=) ANY (ARRAY(
+                        SELECT id FROM ambient.outcome_log
+                         WHERE project_id OPERATOR(pg_catalog.=) $1 ORDER BY id LIMIT $2))
+                 RETURNING id, retract_model_id, retract_prediction, retract_label,
+                           add_model_id, add_prediction, add_label)
+             SELECT retract_model_id, retract_prediction, retract_label,
+                    add_model_id, add_prediction, add_label
+               FROM taken ORDER BY id",
             None,
             &[project_id.into(), limit.into()],
         )?;

@@ -71,28 +71,22 @@ impl LiveCounts {
             } => {
                 let number = |text: &str| {
                     text.parse::<f64>()
-                        .ok()
-                        .filter(|v| v.is_finite())
-                        .ok_or_else(|| {
-                            MlError::invalid(format!("\"{text}\" is not a finite number"))
-                        })
+                        .map_err(|_| MlError::invalid(format!("\"{text}\" is not a number")))
                 };
                 let (p, y) = (number(predicted)?, number(actual)?);
+                // A NaN or infinite label (or estimate) cannot be scored;
+                // it is not counted, coming or going.
+                if !(p.is_finite() && y.is_finite()) {
+                    return Ok(());
+                }
+                // Plain sums, so rows can be counted and taken back in any
+                // order: the log is folded in whatever order it is read.
                 let s = sign as f64;
                 *rows += sign;
-                if *rows == 0 {
-                    // Nothing counted: start again from exact zeros rather
-                    // than from what rounding left behind.
-                    *sum_squared_error = 0.0;
-                    *sum_absolute_error = 0.0;
-                    *sum_actual = 0.0;
-                    *sum_actual_squared = 0.0;
-                } else {
-                    *sum_squared_error += s * (p - y) * (p - y);
-                    *sum_absolute_error += s * (p - y).abs();
-                    *sum_actual += s * y;
-                    *sum_actual_squared += s * y * y;
-                }
+                *sum_squared_error += s * (p - y) * (p - y);
+                *sum_absolute_error += s * (p - y).abs();
+                *sum_actual += s * y;
+                *sum_actual_squared += s * y * y;
             }
         }
         Ok(())
@@ -258,11 +252,36 @@ mod tests {
                 "{key}: {online:?} {offline:?}"
             );
         }
-        for (t, p) in truth.iter().zip(&predicted) {
+        // Taken back in another order than counted: nothing is left.
+        for (t, p) in truth.iter().zip(&predicted).rev() {
             live.count(&p.to_string(), &t.to_string(), -1).unwrap();
         }
-        assert_eq!(live, LiveCounts::new(Task::Regression));
+        assert_eq!(live.rows(), 0);
         assert!(live.metrics().is_empty());
         assert!(live.count("x", "1", 1).is_err());
+        // Not finite: not counted.
+        live.count("NaN", "1", 1).unwrap();
+        live.count("1", "inf", 1).unwrap();
+        assert_eq!(live.rows(), 0);
+    }
+
+    #[test]
+    fn a_changed_label_folded_before_the_row_it_changes_counts_the_same() {
+        // Log row 1 adds (1, 1); log row 2 takes it back and adds (1, 5).
+        let mut in_order = LiveCounts::new(Task::Regression);
+        let mut reversed = LiveCounts::new(Task::Regression);
+        let rows: [&[(&str, &str, i64)]; 2] = [&[("1", "1", 1)], &[("1", "1", -1), ("1", "5", 1)]];
+        for row in rows {
+            for &(p, y, sign) in row {
+                in_order.count(p, y, sign).unwrap();
+            }
+        }
+        for row in rows.iter().rev() {
+            for &(p, y, sign) in row.iter() {
+                reversed.count(p, y, sign).unwrap();
+            }
+        }
+        assert_eq!(in_order.metrics(), reversed.metrics());
+        assert_eq!(reversed.metrics()["rmse"], 4.0);
     }
 }

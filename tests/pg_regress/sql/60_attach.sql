@@ -111,6 +111,21 @@ INSERT INTO named_in (id, sepal_length, sepal_width, petal_length, petal_width)
 SELECT id, sepal_length, sepal_width, petal_length, petal_width FROM iris;
 SELECT count(prediction) AS predicted, pg_typeof(min(prediction)) AS type FROM named_in;
 
+-- Rows written before the attachment are predicted when next updated.
+CREATE TABLE earlier (id int PRIMARY KEY, sepal_length float8, sepal_width float8,
+                      petal_length float8, petal_width float8);
+INSERT INTO earlier SELECT id, sepal_length, sepal_width, petal_length, petal_width FROM iris WHERE id <= 5;
+SELECT prediction_column FROM ambient.attach('live_iris', 'earlier');
+UPDATE earlier SET sepal_length = sepal_length WHERE id <= 2;
+SELECT id, prediction IS NOT NULL AS predicted FROM earlier ORDER BY id;
+
+-- Partitioned tables are refused for now.
+CREATE TABLE split_rows (id int, sepal_length float8, sepal_width float8, petal_length float8,
+                         petal_width float8) PARTITION BY RANGE (id);
+CREATE TABLE split_low PARTITION OF split_rows FOR VALUES FROM (0) TO (100);
+SELECT * FROM try($$SELECT ambient.attach('live_iris', 'split_rows')$$);
+SELECT * FROM try($$SELECT ambient.attach('live_iris', 'split_low')$$);
+
 -- A trigger made by hand, on a table never attached, feeds nothing.
 CREATE TABLE rogue (id int, sepal_length float8, sepal_width float8, petal_length float8,
                     petal_width float8, prediction text, prediction_model_id bigint);
