@@ -121,8 +121,13 @@ fn attach_table(
     ensure_writable()?;
     let caller = Caller::current();
     // SAFETY: an open relation's pg_class row.
-    let kind = unsafe { (*table.rd_rel).relkind } as u8;
-    if kind == pg_sys::RELKIND_PARTITIONED_TABLE || unsafe { (*table.rd_rel).relispartition } {
+    let (kind, is_partition) = unsafe {
+        (
+            (*table.rd_rel).relkind as u8,
+            (*table.rd_rel).relispartition,
+        )
+    };
+    if kind == pg_sys::RELKIND_PARTITIONED_TABLE || is_partition {
         // Postgres clones a partitioned table's row triggers onto each
         // partition, which then run as the partition, with its owner.
         return Err(AmbientError::wrong_object_type(format!(
