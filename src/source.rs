@@ -205,6 +205,33 @@ pub fn read_as_feature(quoted: &str, kind: ColumnKind) -> String {
     }
 }
 
+/// Runs `sql` (with `args`) as the caller through a cursor and hands each
+/// row to `each`: Postgres is asked for interrupts between batches, and
+/// each batch is freed once read, so one batch is held at a time.
+pub fn for_each_row(
+    sql: &str,
+    args: &[pgrx::datum::DatumWithOid<'_>],
+    mut each: impl FnMut(&pgrx::spi::SpiHeapTupleData<'_>) -> AmbientResult<()>,
+) -> AmbientResult<()> {
+    Spi::connect(|client| {
+        let mut cursor = client.try_open_cursor(sql, args)?;
+        loop {
+            pgrx::check_for_interrupts!();
+            let batch = cursor.fetch(FETCH_BATCH)?;
+            if batch.is_empty() {
+                return Ok(());
+            }
+            for row in batch {
+                each(&row)?;
+            }
+            // pgrx keeps every fetched batch until SPI ends.
+            // SAFETY: SPI_tuptable is the batch just read, and nothing
+            // borrows from it any more.
+            unsafe { pg_sys::SPI_freetuptable(pg_sys::SPI_tuptable) };
+        }
+    })
+}
+
 /// What a label column's type says about the task.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Implied {

@@ -477,17 +477,16 @@ unsafe fn fire(fcinfo: FunctionCallInfo) -> AmbientResult<*mut pg_sys::HeapTuple
                 })?,
             ),
         };
-        if site.columns.is_none() {
-            let mcxt = (*(*fcinfo).flinfo).fn_mcxt;
-            site.columns = Some(find_columns(
+        let columns = match &site.columns {
+            Some(known) => known,
+            None => site.columns.insert(find_columns(
                 &tupdesc,
                 prediction_column,
                 model_id_column,
                 label_column,
-                mcxt,
-            )?);
-        }
-        let columns = site.columns.as_ref().expect("set above");
+                (*(*fcinfo).flinfo).fn_mcxt,
+            )?),
+        };
         let get = |tuple: *mut pg_sys::HeapTupleData, attno: i32| {
             let mut is_null = false;
             let datum = pg_sys::heap_getattr(tuple, attno, tupdesc.as_ptr(), &mut is_null);
@@ -529,7 +528,7 @@ unsafe fn fire(fcinfo: FunctionCallInfo) -> AmbientResult<*mut pg_sys::HeapTuple
             }
             return Ok(new.unwrap_or(std::ptr::null_mut()));
         }
-        let new = new.expect("a BEFORE INSERT or UPDATE has a new row");
+        let new = new.ok_or_else(misuse)?;
         let model = site
             .call
             .model_for(ModelKey::Project(project), Caller { oid: owner })?;

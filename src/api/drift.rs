@@ -342,52 +342,40 @@ fn read(
         args.push(window.into());
     }
     let mut read = 0u64;
-    Spi::connect(|client| {
-        let mut cursor = client.try_open_cursor(&sql, &args)?;
-        loop {
-            pgrx::check_for_interrupts!();
-            let batch = cursor.fetch(10_000)?;
-            if batch.is_empty() {
-                break;
-            }
-            for row in batch {
-                if budget.rows == 0 {
-                    return Err(AmbientError::limit(format!(
-                        "more recent rows than ambient.max_training_rows ({}) to compare",
-                        gucs::max_training_rows()
-                    ))
-                    .hint("compare a window: time_column => ..., \"window\" => '7 days'"));
-                }
-                budget.rows -= 1;
-                read += 1;
-                for (j, column) in values.iter_mut().enumerate() {
-                    match column {
-                        Values::Numbers(v) => {
-                            if let Some(x) = row.get::<f64>(j + 1)? {
-                                v.push(x);
-                                budget.held += 8;
-                            }
-                        }
-                        Values::Texts(v) => {
-                            if let Some(t) = row.get::<String>(j + 1)? {
-                                budget.held += t.len() as u64 + 24;
-                                v.push(t);
-                            }
-                        }
+    source::for_each_row(&sql, &args, |row| {
+        if budget.rows == 0 {
+            return Err(AmbientError::limit(format!(
+                "more recent rows than ambient.max_training_rows ({}) to compare",
+                gucs::max_training_rows()
+            ))
+            .hint("compare a window: time_column => ..., \"window\" => '7 days'"));
+        }
+        budget.rows -= 1;
+        read += 1;
+        for (j, column) in values.iter_mut().enumerate() {
+            match column {
+                Values::Numbers(v) => {
+                    if let Some(x) = row.get::<f64>(j + 1)? {
+                        v.push(x);
+                        budget.held += 8;
                     }
                 }
-                if budget.held > budget.bytes {
-                    return Err(source::too_much_memory(
-                        "the recent rows",
-                        budget.held,
-                        budget.bytes,
-                    ));
+                Values::Texts(v) => {
+                    if let Some(t) = row.get::<String>(j + 1)? {
+                        budget.held += t.len() as u64 + 24;
+                        v.push(t);
+                    }
                 }
             }
-            // SAFETY: the batch was copied out; nothing borrows from it.
-            unsafe { pgrx::pg_sys::SPI_freetuptable(pgrx::pg_sys::SPI_tuptable) };
         }
-        AmbientResult::Ok(())
+        if budget.held > budget.bytes {
+            return Err(source::too_much_memory(
+                "the recent rows",
+                budget.held,
+                budget.bytes,
+            ));
+        }
+        Ok(())
     })?;
     Ok(read)
 }

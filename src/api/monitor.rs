@@ -177,30 +177,18 @@ fn read_window(
             model_id = quote_identifier(&attachment.model_id_column),
             time = quote_identifier(time_column),
         );
-        Spi::connect(|client| {
-            let mut cursor = client.try_open_cursor(&sql, &[window.into()])?;
-            loop {
-                pgrx::check_for_interrupts!();
-                let batch = cursor.fetch(10_000)?;
-                if batch.is_empty() {
-                    break;
-                }
-                for row in batch {
-                    budget.take_row()?;
-                    let (model_id, prediction, label): Outcome = (
-                        row.get::<i64>(3)?.unwrap_or_default(),
-                        row.get::<String>(1)?.unwrap_or_default(),
-                        row.get::<String>(2)?.unwrap_or_default(),
-                    );
-                    counts
-                        .entry(model_id)
-                        .or_insert_with(|| LiveCounts::new(task))
-                        .count(&prediction, &label, 1)?;
-                }
-                // SAFETY: the batch was copied out; nothing borrows from it.
-                unsafe { pgrx::pg_sys::SPI_freetuptable(pgrx::pg_sys::SPI_tuptable) };
-            }
-            AmbientResult::Ok(())
+        source::for_each_row(&sql, &[window.into()], |row| {
+            budget.take_row()?;
+            let (model_id, prediction, label): Outcome = (
+                row.get::<i64>(3)?.unwrap_or_default(),
+                row.get::<String>(1)?.unwrap_or_default(),
+                row.get::<String>(2)?.unwrap_or_default(),
+            );
+            counts
+                .entry(model_id)
+                .or_insert_with(|| LiveCounts::new(task))
+                .count(&prediction, &label, 1)?;
+            Ok(())
         })?;
     }
     Ok(counts)
@@ -237,6 +225,23 @@ pub(super) fn score_labelled_rows(
             }
         }
     }
+    // Where each model's inputs sit in that union, worked out once.
+    let positions: Vec<Vec<usize>> = loaded
+        .iter()
+        .map(|model| {
+            model
+                .inputs
+                .inputs
+                .iter()
+                .map(|input| {
+                    inputs
+                        .iter()
+                        .position(|(n, _)| *n == input.name)
+                        .unwrap_or(0)
+                })
+                .collect()
+        })
+        .collect();
     let mut rows = 0i64;
     let mut budget = RowBudget::new();
     for a in attachments::of_project(project.id)? {
@@ -258,67 +263,45 @@ pub(super) fn score_labelled_rows(
             quote_identifier(label),
             quote_identifier(&a.model_id_column)
         );
-        Spi::connect(|client| {
-            let mut cursor = client.try_open_cursor(&sql, &[predicted_by.to_vec().into()])?;
-            let mut x = Vec::new();
-            loop {
-                pgrx::check_for_interrupts!();
-                let batch = cursor.fetch(10_000)?;
-                if batch.is_empty() {
-                    break;
+        let mut x = Vec::new();
+        source::for_each_row(&sql, &[predicted_by.to_vec().into()], |row| {
+            budget.take_row()?;
+            let mut texts: Vec<Option<String>> = Vec::with_capacity(inputs.len());
+            let mut numbers: Vec<Option<f64>> = Vec::with_capacity(inputs.len());
+            for (j, (_, kind)) in inputs.iter().enumerate() {
+                if *kind == ColumnKind::Categorical {
+                    texts.push(row.get::<String>(j + 1)?);
+                    numbers.push(None);
+                } else {
+                    texts.push(None);
+                    numbers.push(row.get::<f64>(j + 1)?);
                 }
-                for row in batch {
-                    budget.take_row()?;
-                    let mut texts: Vec<Option<String>> = Vec::with_capacity(inputs.len());
-                    let mut numbers: Vec<Option<f64>> = Vec::with_capacity(inputs.len());
-                    for (j, (_, kind)) in inputs.iter().enumerate() {
-                        if *kind == ColumnKind::Categorical {
-                            texts.push(row.get::<String>(j + 1)?);
-                            numbers.push(None);
-                        } else {
-                            texts.push(None);
-                            numbers.push(row.get::<f64>(j + 1)?);
-                        }
-                    }
-                    let actual = match project.task {
-                        Task::Classification => {
-                            row.get::<String>(inputs.len() + 1)?.unwrap_or_default()
-                        }
-                        Task::Regression => row
-                            .get::<f64>(inputs.len() + 1)?
-                            .unwrap_or_default()
-                            .to_string(),
-                    };
-                    for (model, counts) in loaded.iter().zip(counts.iter_mut()) {
-                        let values: Vec<Value<'_>> = model
-                            .inputs
-                            .inputs
-                            .iter()
-                            .map(|input| {
-                                let j = inputs
-                                    .iter()
-                                    .position(|(n, _)| *n == input.name)
-                                    .unwrap_or(0);
-                                match (&texts[j], numbers[j]) {
-                                    (Some(t), _) => Value::Text(t),
-                                    (None, Some(v)) => Value::Number(v),
-                                    _ => Value::Missing,
-                                }
-                            })
-                            .collect();
-                        model.encode(&values, &mut x)?;
-                        let predicted = match project.task {
-                            Task::Classification => model.predict_label(&x),
-                            Task::Regression => model.predict_value(&x).to_string(),
-                        };
-                        counts.count(&predicted, &actual, 1)?;
-                    }
-                    rows += 1;
-                }
-                // SAFETY: the batch was copied out; nothing borrows from it.
-                unsafe { pgrx::pg_sys::SPI_freetuptable(pgrx::pg_sys::SPI_tuptable) };
             }
-            AmbientResult::Ok(())
+            let actual = match project.task {
+                Task::Classification => row.get::<String>(inputs.len() + 1)?.unwrap_or_default(),
+                Task::Regression => row
+                    .get::<f64>(inputs.len() + 1)?
+                    .unwrap_or_default()
+                    .to_string(),
+            };
+            for ((model, read_at), counts) in loaded.iter().zip(&positions).zip(counts.iter_mut()) {
+                let values: Vec<Value<'_>> = read_at
+                    .iter()
+                    .map(|&j| match (&texts[j], numbers[j]) {
+                        (Some(t), _) => Value::Text(t),
+                        (None, Some(v)) => Value::Number(v),
+                        _ => Value::Missing,
+                    })
+                    .collect();
+                model.encode(&values, &mut x)?;
+                let predicted = match project.task {
+                    Task::Classification => model.predict_label(&x),
+                    Task::Regression => model.predict_value(&x).to_string(),
+                };
+                counts.count(&predicted, &actual, 1)?;
+            }
+            rows += 1;
+            Ok(())
         })?;
     }
     Ok((counts, rows))

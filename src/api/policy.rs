@@ -249,7 +249,7 @@ fn run(project: &str) -> AmbientResult<Done> {
     // SAFETY: reads the backend's clock.
     let started: TimestampWithTimeZone = unsafe { pg_sys::GetCurrentTimestamp() }
         .try_into()
-        .unwrap_or_else(|_| TimestampWithTimeZone::try_from(0i64).expect("epoch is a timestamp"));
+        .map_err(|_| AmbientError::invalid("the clock gave no valid timestamp"))?;
     let timer = StatementTimer::arm(policy.max_seconds);
     let outcome = in_subtransaction(|| decide_and_act(&found, &caller, &policy));
     let timed_out = timer.fired();
