@@ -81,7 +81,13 @@ CREATE TABLE ambient.model_store (
     -- The model a policy retrained this one from; NULL for a model a
     -- person trained.
     parent_model_id    bigint REFERENCES ambient.model_store (id) ON DELETE SET NULL,
-    UNIQUE (project_id, version)
+    UNIQUE (project_id, version),
+    -- Who the training definition (request and snapshot source) runs as
+    -- when a policy trains it again, and the search_path its names were
+    -- written under: the role that trained it, never whoever triggers the
+    -- retrain. NULL for models from before 0.2.0, which keep no request.
+    definition_role         regrole,
+    definition_search_path  text
 );
 
 CREATE TABLE ambient.deployment_log (
@@ -147,38 +153,10 @@ CREATE TABLE ambient.attachment_list (
     UNIQUE (project_id, relation)
 );
 
--- Labels as they arrive in attached tables, written by the trigger in the
--- labelling transaction: what to add to a model's live counts, and what to
--- take back when a label or prediction that was counted changes. monitor()
--- folds the rows into live_counts and deletes them, so no row is counted
--- twice and no attached table is scanned again. The trigger writes a row
--- per labelled row, so the table has no foreign key or secondary index to
--- maintain (drop_project deletes a project's rows itself); the counts are
--- sums, so the order rows are folded in does not matter.
-CREATE TABLE ambient.outcome_log (
-    id                  bigserial PRIMARY KEY,
-    project_id          bigint NOT NULL,
-    retract_model_id    bigint,
-    retract_prediction  text,
-    retract_label       text,
-    add_model_id        bigint,
-    add_prediction      text,
-    add_label           text,
-    logged_at           timestamptz NOT NULL DEFAULT pg_catalog.now()
-);
-
--- Each model's live counts so far: for a classifier, labelled rows per
--- (predicted, actual) class; for a regressor, the sums its metrics need.
-CREATE TABLE ambient.live_counts (
-    project_id  bigint NOT NULL REFERENCES ambient.projects (id) ON DELETE CASCADE,
-    model_id    bigint NOT NULL,
-    counts      jsonb NOT NULL,
-    updated_at  timestamptz NOT NULL,
-    PRIMARY KEY (project_id, model_id)
-);
-
 -- One row per monitor() run and model: live metrics over the labelled rows,
--- so accuracy can be followed over time.
+-- so accuracy can be followed over time. This log, drift_log, policy_log
+-- and alert_log keep the newest ambient.log_rows_per_project rows of each
+-- project.
 CREATE TABLE ambient.monitor_log (
     id             bigserial PRIMARY KEY,
     project_id     bigint NOT NULL REFERENCES ambient.projects (id) ON DELETE CASCADE,
@@ -287,7 +265,7 @@ CREATE TABLE ambient.challenge_log (
 CREATE INDEX ON ambient.challenge_log (project_id, id);
 
 -- What a shadow challenger predicted for each row of an attached table,
--- without it being served.
+-- without it being served; kept while its trial runs, deleted when it ends.
 CREATE TABLE ambient.shadow_log (
     id            bigserial PRIMARY KEY,
     project_id    bigint NOT NULL REFERENCES ambient.projects (id) ON DELETE CASCADE,
@@ -313,9 +291,6 @@ SELECT pg_catalog.pg_extension_config_dump('ambient.project_grants', '');
 SELECT pg_catalog.pg_extension_config_dump('ambient.trial_log', '');
 SELECT pg_catalog.pg_extension_config_dump('ambient.attachment_list', '');
 SELECT pg_catalog.pg_extension_config_dump('ambient.attachment_list_id_seq', '');
-SELECT pg_catalog.pg_extension_config_dump('ambient.outcome_log', '');
-SELECT pg_catalog.pg_extension_config_dump('ambient.outcome_log_id_seq', '');
-SELECT pg_catalog.pg_extension_config_dump('ambient.live_counts', '');
 SELECT pg_catalog.pg_extension_config_dump('ambient.monitor_log', '');
 SELECT pg_catalog.pg_extension_config_dump('ambient.monitor_log_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('ambient.drift_log', '');
@@ -338,7 +313,7 @@ SELECT pg_catalog.pg_extension_config_dump('ambient.shadow_log_id_seq', '');
 -- statistics. Roles read the views below, which show only what they may.
 REVOKE ALL ON ambient.projects, ambient.snapshots, ambient.model_store, ambient.deployment_log,
               ambient.project_grants, ambient.trial_log, ambient.attachment_list,
-              ambient.outcome_log, ambient.live_counts, ambient.monitor_log,
+              ambient.monitor_log,
               ambient.drift_log, ambient.policies, ambient.policy_log, ambient.alert_log,
               ambient.approval_log, ambient.schedule_list, ambient.challenge_log,
               ambient.shadow_log FROM PUBLIC;
@@ -572,12 +547,6 @@ SELECT a.model_id, p.project, m.version, m.score, a.state, a.requested_at, a.dec
   JOIN ambient.readable_projects p ON p.project_id = a.project_id
   JOIN ambient.model_store m ON m.id = a.model_id;
 
-CREATE VIEW ambient.project_policies WITH (security_barrier) AS
-SELECT p.project, pol.policy, s.cron AS schedule, pol.set_at, pol.set_by
-  FROM ambient.policies pol
-  JOIN ambient.readable_projects p ON p.project_id = pol.project_id
-  LEFT JOIN ambient.schedule_list s ON s.project_id = pol.project_id;
-
 -- Canary and shadow trials of readable projects, every event.
 CREATE VIEW ambient.challenges WITH (security_barrier) AS
 SELECT c.id AS event_id, p.project, c.model_id, m.version, c.mode, c.traffic, c.event,
@@ -595,5 +564,5 @@ GRANT USAGE ON SCHEMA ambient TO PUBLIC;
 GRANT SELECT ON ambient.readable_projects, ambient.models, ambient.deployments, ambient.overview,
                 ambient.model_snapshots, ambient.grants, ambient.trials, ambient.attachments,
                 ambient.monitor_runs, ambient.drift_runs, ambient.policy_runs, ambient.alerts,
-                ambient.approvals, ambient.project_policies, ambient.challenges,
+                ambient.approvals, ambient.challenges,
                 ambient.shadow_predictions TO PUBLIC;

@@ -11,6 +11,7 @@ static MAX_TRAINING_ROWS: GucSetting<i32> = GucSetting::<i32>::new(10_000_000);
 static MAX_CLASSES: GucSetting<i32> = GucSetting::<i32>::new(100);
 static TRAINING_THREADS: GucSetting<i32> = GucSetting::<i32>::new(0);
 static PROGRESS: GucSetting<bool> = GucSetting::<bool>::new(true);
+static LOG_ROWS_PER_PROJECT: GucSetting<i32> = GucSetting::<i32>::new(10_000);
 
 pub fn init() {
     GucRegistry::define_int_guc(
@@ -60,7 +61,7 @@ pub fn init() {
         &MAX_CLASSES,
         2,
         100_000,
-        GucContext::Userset,
+        GucContext::Suset,
         GucFlags::default(),
     );
     GucRegistry::define_int_guc(
@@ -70,7 +71,17 @@ pub fn init() {
         &TRAINING_THREADS,
         0,
         1024,
-        GucContext::Userset,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"ambient.log_rows_per_project",
+        c"Rows each project keeps in each run log (monitor, drift, policy runs, alerts).",
+        c"Older rows are deleted as new ones are written, so scheduled runs keep a bounded history.",
+        &LOG_ROWS_PER_PROJECT,
+        1,
+        i32::MAX,
+        GucContext::Suset,
         GucFlags::default(),
     );
     GucRegistry::define_bool_guc(
@@ -109,6 +120,10 @@ pub fn training_threads() -> usize {
         n if n <= 0 => cores,
         n => (n as usize).min(cores),
     }
+}
+
+pub fn log_rows_per_project() -> i64 {
+    i64::from(LOG_ROWS_PER_PROJECT.get().max(1))
 }
 
 pub fn progress() -> bool {

@@ -258,7 +258,8 @@ pub struct Request<'a> {
     pub target: &'a str,
     /// `None` infers the task from the label (see `implied_task`).
     pub task: Option<Task>,
-    /// `None` means every column but the target and the primary key.
+    /// `None` means every column but the target, the primary key and the
+    /// columns attached triggers write.
     pub features: Option<&'a [String]>,
     pub limits: Limits,
 }
@@ -340,10 +341,17 @@ pub fn load(req: &Request<'_>) -> AmbientResult<Loaded> {
             list.to_vec()
         }
         None => {
-            let key = req.source.primary_key()?;
+            // Nor what an attached trigger writes into the table: its
+            // predictions would otherwise teach the next model.
+            let mut left_out = req.source.primary_key()?;
+            if let Source::Relation(rel) = req.source {
+                for a in crate::catalog::attachments::on_relation(rel.oid())? {
+                    left_out.extend([a.prediction_column, a.model_id_column]);
+                }
+            }
             columns
                 .iter()
-                .filter(|c| c.name != req.target && !key.contains(&c.name))
+                .filter(|c| c.name != req.target && !left_out.contains(&c.name))
                 .map(|c| c.name.clone())
                 .collect()
         }

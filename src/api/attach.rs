@@ -1,9 +1,14 @@
 //! `ambient.attach` and `ambient.detach`: a project's live model predicts
-//! every row written to a table, in the writing transaction, through a
-//! BEFORE row trigger that fills the prediction column and the id of the
-//! model that made it. When the table also has the project's target column,
-//! the labels written to it later are logged for live metrics
-//! (`ambient.monitor`).
+//! every row written to a table (a partitioned one too), in the writing
+//! transaction, through a BEFORE row trigger that fills the prediction
+//! column and the id of the model that made it. When the table also has
+//! the project's target column, `ambient.monitor` compares the labels
+//! written to it later with those predictions.
+//!
+//! An attached table is someone's OLTP table, so nothing the extension
+//! allows may make its writes fail: a deploy of a model that could not
+//! serve it is refused (`check_serves_attached`), and so is DDL that would
+//! break its trigger (the event triggers at the end).
 
 use std::ffi::{CStr, CString};
 
@@ -14,8 +19,11 @@ use pgrx::{PgRelation, PgTupleDesc};
 
 use super::check_project_name;
 use super::model_cache;
-use super::predict::{to_f64, CallSite, ModelKey};
-use crate::catalog::attachments::{self, NewAttachment, Outcome};
+use super::predict::{CallSite, ModelKey};
+use super::subtransaction::{in_subtransaction, Failure};
+use crate::catalog::attachments::{self, NewAttachment};
+use crate::catalog::deployments;
+use crate::catalog::projects::Project;
 use crate::catalog::operations::{self, Challenge};
 use crate::catalog::{as_extension_owner, ensure_writable, projects, Caller};
 use crate::error::{AmbientError, AmbientResult, OrRaise};
@@ -127,16 +135,16 @@ fn attach_table(
             (*table.rd_rel).relispartition,
         )
     };
-    if kind == pg_sys::RELKIND_PARTITIONED_TABLE || is_partition {
-        // Postgres clones a partitioned table's row triggers onto each
-        // partition, which then run as the partition, with its owner.
+    if is_partition {
+        // Postgres clones the partitioned table's trigger onto each of its
+        // partitions, those created later too; one attachment serves all.
         return Err(AmbientError::wrong_object_type(format!(
-            "{} is partitioned, or a partition; attaching to one is not supported yet",
+            "{} is a partition",
             qualified(table)
         ))
-        .hint("attach the project to a plain table"));
+        .hint("attach the project to its partitioned table, which serves every partition"));
     }
-    if kind != pg_sys::RELKIND_RELATION {
+    if kind != pg_sys::RELKIND_RELATION && kind != pg_sys::RELKIND_PARTITIONED_TABLE {
         return Err(AmbientError::wrong_object_type(format!(
             "{} is not a table",
             qualified(table)
@@ -165,27 +173,11 @@ fn attach_table(
     let found = projects::require(project)?;
     let columns = table_columns(table);
     let column = |name: &str| columns.iter().find(|c| c.0 == name);
-    for input in &model.inputs.inputs {
-        let (_, _, type_oid, typmod) = column(&input.name).ok_or_else(|| {
-            AmbientError::undefined_column(format!(
-                "table {} has no column \"{}\"",
-                qualified(table),
-                input.name
-            ))
-            .hint(format!(
-                "the live model of project \"{project}\" reads: {}",
-                model.input_names().join(", ")
-            ))
-        })?;
-        if source::feature_kind(*type_oid) != Some(input.kind) {
-            return Err(AmbientError::wrong_type(format!(
-                "column \"{}\" of table {} is {}, but the model was trained on a {} column",
-                input.name,
-                qualified(table),
-                type_name(*type_oid, *typmod, false),
-                input.kind.as_str()
-            )));
-        }
+    if let Some(problem) = serving_problem(table, &model, None)? {
+        return Err(problem.hint(format!(
+            "the live model of project \"{project}\" reads: {}",
+            model.input_names().join(", ")
+        )));
     }
     let label = column(&found.target);
     if let (Task::Regression, Some((name, _, type_oid, typmod))) = (found.task, label) {
@@ -226,6 +218,24 @@ fn attach_table(
             }
         }
     }
+    // Another project's trigger writes its own predictions and model ids
+    // there: sharing the columns would mix both projects' live metrics.
+    for other in attachments::on_relation(table.oid())? {
+        if other.project_id == found.id {
+            // Attached already: refused below, under the project's lock.
+            continue;
+        }
+        let theirs = [&other.prediction_column, &other.model_id_column];
+        if theirs.contains(&&prediction_column.to_string())
+            || theirs.contains(&&model_id_column)
+        {
+            return Err(AmbientError::duplicate_object(format!(
+                "column \"{prediction_column}\" or \"{model_id_column}\" of table {} already holds another attachment's predictions",
+                qualified(table)
+            ))
+            .hint("attach with another prediction_column, e.g. ambient.attach(project, table, prediction_column => 'churn_prediction')"));
+        }
+    }
     let label_column = label.map(|l| l.0.clone());
     let relation = table.oid();
     let table_name = qualified(table);
@@ -252,6 +262,15 @@ fn attach_table(
             attached_by: &caller.name(),
         })
     })?;
+    if let Some(class) = unparsable_class(&model, prediction_type, prediction_typmod)? {
+        return Err(AmbientError::wrong_type(format!(
+            "the live model of project \"{project}\" predicts class \"{class}\", which column \"{}\" of table {} ({}) cannot hold",
+            label_column.as_deref().unwrap_or(prediction_column),
+            qualified(table),
+            type_name(prediction_type, prediction_typmod, false)
+        ))
+        .hint("widen the label column's type (an enum's values, a varchar's length), or train on labels it can hold"));
+    }
     let prediction_type = type_name(prediction_type, prediction_typmod, true);
     drop(owned);
     // The table's own DDL runs as the caller, who owns it; every name in it
@@ -288,36 +307,11 @@ fn attach_table(
         quote_identifier(&trigger),
         watched.join(", "),
     ))?;
-    // Labels: once a row is stored (so a row an upsert or another trigger
-    // never stores is never counted), and only rows whose label, or
-    // counted prediction, changed.
-    if let Some(label) = label_column.as_deref().map(quote_identifier) {
-        for (suffix, event, when) in [
-            ("inserted", "INSERT".to_string(), format!("NEW.{label} IS NOT NULL")),
-            // Without a column list: the BEFORE trigger's new prediction is
-            // not in the statement's SET list.
-            (
-                "changed",
-                "UPDATE".to_string(),
-                format!(
-                    "OLD.{label} IS DISTINCT FROM NEW.{label} OR OLD.{prediction} IS DISTINCT FROM NEW.{prediction}
-                     OR OLD.{model_id} IS DISTINCT FROM NEW.{model_id}"
-                ),
-            ),
-            ("deleted", "DELETE".to_string(), format!("OLD.{label} IS NOT NULL")),
-        ] {
-            Spi::run(&format!(
-                "CREATE TRIGGER {} AFTER {event} ON {rel} FOR EACH ROW WHEN ({when})
-                     EXECUTE FUNCTION ambient.predict_trigger({arguments})",
-                quote_identifier(format!("{trigger}_{suffix}")),
-            ))?;
-        }
-    }
     Ok((prediction_column.to_string(), model_id_column, label_column))
 }
 
 /// Removes the trigger `attach` installed on `table`; the columns and the
-/// predictions in them stay.
+/// predictions in them stay, and attaching again goes on with them.
 #[pg_extern(volatile, parallel_unsafe)]
 fn detach(project: &str, table: PgRelation) {
     detach_table(project, table).or_raise()
@@ -347,17 +341,10 @@ fn detach_table(project: &str, owned: PgRelation) -> AmbientResult<()> {
     })?;
     let table_name = qualified(table);
     drop(owned);
-    for name in [
-        trigger.clone(),
-        format!("{trigger}_inserted"),
-        format!("{trigger}_changed"),
-        format!("{trigger}_deleted"),
-    ] {
-        Spi::run(&format!(
-            "DROP TRIGGER IF EXISTS {} ON {table_name}",
-            quote_identifier(&name),
-        ))?;
-    }
+    Spi::run(&format!(
+        "DROP TRIGGER IF EXISTS {} ON {table_name}",
+        quote_identifier(&trigger),
+    ))?;
     Ok(())
 }
 
@@ -365,7 +352,6 @@ fn detach_table(project: &str, owned: PgRelation) -> AmbientResult<()> {
 struct Columns {
     prediction: i32,
     model_id: i32,
-    label: Option<(i32, pg_sys::Oid)>,
     prediction_type: pg_sys::Oid,
     /// The prediction type's input function, to turn a class into a value.
     /// The function may keep state in it (a domain's checks), so it is
@@ -382,13 +368,15 @@ struct TriggerSite {
     /// The challenger of a canary or shadow trial, with its own inputs.
     challenger: CallSite,
     columns: Option<Columns>,
-    /// The id of the project this table is attached to, checked once per
-    /// statement against the catalog (a trigger made by hand is refused).
-    project: Option<i64>,
+    /// The attachment this trigger serves, checked once per statement
+    /// against the catalog (a trigger made by hand is refused).
+    fed: Option<attachments::Fed>,
     /// The project's running trial, read once per statement.
     challenge: Option<Option<Challenge>>,
     /// The primary key's columns and their output functions, for routing.
     key: Option<Vec<(i32, pg_sys::Oid)>>,
+    /// Model ids known to be the project's, for rows that arrive served.
+    served_by_project: std::collections::HashSet<i64>,
 }
 
 /// The attached tables' trigger: `ambient.predict_trigger(project,
@@ -437,12 +425,19 @@ unsafe fn fire(fcinfo: FunctionCallInfo) -> AmbientResult<*mut pg_sys::HeapTuple
         let event = (*data).tg_event;
         let operation = event & pg_sys::TRIGGER_EVENT_OPMASK;
         let before = event & pg_sys::TRIGGER_EVENT_TIMINGMASK == pg_sys::TRIGGER_EVENT_BEFORE;
-        let after = event & pg_sys::TRIGGER_EVENT_TIMINGMASK == pg_sys::TRIGGER_EVENT_AFTER;
         let (insert, update) = (
             operation == pg_sys::TRIGGER_EVENT_INSERT,
             operation == pg_sys::TRIGGER_EVENT_UPDATE,
         );
-        if event & pg_sys::TRIGGER_EVENT_ROW == 0 || !((before && (insert || update)) || after) {
+        if event & pg_sys::TRIGGER_EVENT_ROW == 0 {
+            return Err(misuse());
+        }
+        if !before {
+            // 0.2.0 logged labels from AFTER triggers, which the upgrade to
+            // 0.3.0 drops; until it runs they do nothing, and writes go on.
+            return Ok(std::ptr::null_mut());
+        }
+        if !(insert || update) {
             return Err(misuse());
         }
         let trigger = (*data).tg_trigger;
@@ -459,31 +454,43 @@ unsafe fn fire(fcinfo: FunctionCallInfo) -> AmbientResult<*mut pg_sys::HeapTuple
         let relation = (*data).tg_relation;
         let tupdesc = PgTupleDesc::from_pg_unchecked((*relation).rd_att);
         let row_type = (*(*relation).rd_rel).reltype;
-        let owner = (*(*relation).rd_rel).relowner;
         let (old, new) = match (insert, update) {
-            (true, _) => (None, Some((*data).tg_trigtuple)),
-            (_, true) => (Some((*data).tg_trigtuple), Some((*data).tg_newtuple)),
-            _ => (Some((*data).tg_trigtuple), None),
+            (true, _) => (None, (*data).tg_trigtuple),
+            _ => (Some((*data).tg_trigtuple), (*data).tg_newtuple),
         };
         let site = &mut *pgrx::pg_func_extra(fcinfo, TriggerSite::default).as_ptr();
-        let project_id = match site.project {
-            Some(id) => id,
-            None => *site.project.insert(
-                attachments::attached_project(project, (*relation).rd_id)?.ok_or_else(|| {
+        let fed = match &site.fed {
+            Some(known) => known,
+            None => {
+                // Only the trigger attach installed feeds the project: the
+                // attachment's (a partition's clone keeps its name), with
+                // the attachment's columns. One made by hand, by a role
+                // with TRIGGER on the table, is refused.
+                let trigger_name = CStr::from_ptr((*trigger).tgname).to_string_lossy();
+                let fed = attachments::feeding(project, (*relation).rd_id)?.filter(|fed| {
+                    fed.trigger_name == trigger_name
+                        && fed.prediction_column == prediction_column
+                        && fed.model_id_column == model_id_column
+                        && fed.label_column.as_deref().unwrap_or("") == label_column
+                });
+                site.fed.insert(fed.ok_or_else(|| {
                     AmbientError::not_in_state(format!(
-                        "this table is not attached to project \"{project}\""
+                        "trigger \"{trigger_name}\" is not the one ambient.attach installed for project \"{project}\""
                     ))
-                    .hint("ambient.attach installs this trigger; drop one made by hand, or detach and attach again")
-                })?,
-            ),
+                    .hint("drop the trigger; ambient.attach(project, table) installs the one that feeds the project")
+                })?)
+            }
         };
+        let project_id = fed.project_id;
+        // The attached table's owner: the partitioned table's, for a
+        // partition, whoever owns the partition.
+        let owner = fed.table_owner;
         let columns = match &site.columns {
             Some(known) => known,
             None => site.columns.insert(find_columns(
                 &tupdesc,
                 prediction_column,
                 model_id_column,
-                label_column,
                 (*(*fcinfo).flinfo).fn_mcxt,
             )?),
         };
@@ -492,43 +499,21 @@ unsafe fn fire(fcinfo: FunctionCallInfo) -> AmbientResult<*mut pg_sys::HeapTuple
             let datum = pg_sys::heap_getattr(tuple, attno, tupdesc.as_ptr(), &mut is_null);
             (!is_null).then_some(datum)
         };
-        if after {
-            // Labels, once the row is stored: take back what the old row
-            // counted, count what the new row holds.
-            let Some((label_attno, label_type)) = columns.label else {
-                return Ok(new.unwrap_or(std::ptr::null_mut()));
-            };
-            let numeric = label_type != pg_sys::BOOLOID
-                && source::is_numeric(label_type)
-                && columns.prediction_type == pg_sys::FLOAT8OID;
-            let outcome = |tuple: *mut pg_sys::HeapTupleData| -> AmbientResult<Option<Outcome>> {
-                let (Some(label), Some(prediction), Some(model_id)) = (
-                    get(tuple, label_attno),
-                    get(tuple, columns.prediction),
-                    get(tuple, columns.model_id),
-                ) else {
-                    return Ok(None);
-                };
-                let (Some(predicted), Some(actual)) = (
-                    value_text(prediction, columns.prediction_type, numeric)?,
-                    value_text(label, label_type, numeric)?,
-                ) else {
-                    return Ok(None);
-                };
-                Ok(Some((
-                    i64::from_datum(model_id, false).unwrap_or_default(),
-                    predicted,
-                    actual,
-                )))
-            };
-            let before = old.map(outcome).transpose()?.flatten();
-            let after = new.map(outcome).transpose()?.flatten();
-            if before != after {
-                attachments::log_outcome(project_id, before.as_ref(), after.as_ref())?;
+        // A row that arrives with the prediction it was served and the id
+        // of the project's model that served it (a restore, a copy from a
+        // replica) keeps them: predicting it again would rewrite history.
+        // Any other model id is the writer's, and is overwritten.
+        if insert && get(new, columns.prediction).is_some() {
+            if let Some(served_by) = get(new, columns.model_id) {
+                let served_by = i64::from_datum(served_by, false).unwrap_or_default();
+                if site.served_by_project.contains(&served_by)
+                    || attachments::model_of_project(served_by, project_id)?
+                {
+                    site.served_by_project.insert(served_by);
+                    return Ok(new);
+                }
             }
-            return Ok(new.unwrap_or(std::ptr::null_mut()));
         }
-        let new = new.ok_or_else(misuse)?;
         let model = site
             .call
             .model_for(ModelKey::Project(project), Caller { oid: owner })?;
@@ -707,7 +692,6 @@ unsafe fn find_columns(
     tupdesc: &PgTupleDesc,
     prediction: &str,
     model_id: &str,
-    label: &str,
     mcxt: pg_sys::MemoryContext,
 ) -> AmbientResult<Columns> {
     let find = |name: &str| {
@@ -729,12 +713,6 @@ unsafe fn find_columns(
             "column \"{model_id}\" of the attached table is not bigint"
         )));
     }
-    let label = if label.is_empty() {
-        None
-    } else {
-        let (attno, type_oid, _) = find(label)?;
-        Some((attno, type_oid))
-    };
     let mut input_function = pg_sys::InvalidOid;
     let mut input_param = pg_sys::InvalidOid;
     let mut input = pg_sys::FmgrInfo::default();
@@ -749,7 +727,6 @@ unsafe fn find_columns(
     Ok(Columns {
         prediction: prediction_attno,
         model_id: model_id_attno,
-        label,
         prediction_type,
         input: std::cell::UnsafeCell::new(input),
         input_param,
@@ -757,41 +734,266 @@ unsafe fn find_columns(
     })
 }
 
-/// A prediction or label as the outcome log keeps it: for a regression
-/// (`numeric`), the number in Rust's shortest round-trip form, `None` if it
-/// is not finite (it cannot be scored); for a classification, the class as
-/// `::text` writes it, as training reads labels (`true`/`false`, char(n)
-/// without its trailing blanks).
-///
-/// # Safety
-/// `datum` must be a non-null value of type `oid`.
-unsafe fn value_text(
-    datum: pg_sys::Datum,
-    oid: pg_sys::Oid,
-    numeric: bool,
-) -> AmbientResult<Option<String>> {
-    // SAFETY: per the contract.
-    unsafe {
-        if numeric {
-            let value = to_f64(datum, oid, "label")?;
-            return Ok(value.is_finite().then(|| value.to_string()));
-        }
-        Ok(Some(match oid {
-            o if o == pg_sys::BOOLOID => bool::from_datum(datum, false)
-                .unwrap_or_default()
-                .to_string(),
-            o if o == pg_sys::BPCHAROID => <&str>::from_datum(datum, false)
-                .unwrap_or_default()
-                .trim_end_matches(' ')
-                .to_string(),
-            o => {
-                let mut output = pg_sys::InvalidOid;
-                let mut varlena = false;
-                pg_sys::getTypeOutputInfo(o, &mut output, &mut varlena);
-                CStr::from_ptr(pg_sys::OidOutputFunctionCall(output, datum))
-                    .to_string_lossy()
-                    .into_owned()
+/// Why `model` cannot serve writes to `table`, if it cannot: an input
+/// column it reads is missing or of another kind, or (given the prediction
+/// column's type) it predicts a class that type cannot hold. Every write
+/// to the table would then fail.
+fn serving_problem(
+    table: &PgRelation,
+    model: &Model,
+    prediction: Option<(pg_sys::Oid, i32)>,
+) -> AmbientResult<Option<AmbientError>> {
+    let columns = table_columns(table);
+    for input in &model.inputs.inputs {
+        match columns.iter().find(|c| c.0 == input.name) {
+            None => {
+                return Ok(Some(AmbientError::undefined_column(format!(
+                    "table {} has no column \"{}\"",
+                    qualified(table),
+                    input.name
+                ))))
             }
-        }))
+            Some((_, _, type_oid, typmod)) if source::feature_kind(*type_oid) != Some(input.kind) => {
+                return Ok(Some(AmbientError::wrong_type(format!(
+                    "column \"{}\" of table {} is {}, but the model was trained on a {} column",
+                    input.name,
+                    qualified(table),
+                    type_name(*type_oid, *typmod, false),
+                    input.kind.as_str()
+                ))))
+            }
+            Some(_) => {}
+        }
     }
+    if let Some((type_oid, typmod)) = prediction {
+        if let Some(class) = unparsable_class(model, type_oid, typmod)? {
+            return Ok(Some(AmbientError::wrong_type(format!(
+                "the model predicts class \"{class}\", which the prediction column of table {} ({}) cannot hold",
+                qualified(table),
+                type_name(type_oid, typmod, false)
+            ))));
+        }
+    }
+    Ok(None)
 }
+
+/// The first of a classifier's classes that a column of `type_oid` cannot
+/// hold: each is read by the type's input function, as the trigger will
+/// read it, in a subtransaction that takes the failure back.
+fn unparsable_class(model: &Model, type_oid: pg_sys::Oid, typmod: i32) -> AmbientResult<Option<String>> {
+    let Some(labels) = &model.labels else {
+        return Ok(None);
+    };
+    if type_oid == pg_sys::FLOAT8OID && model.task == Task::Regression {
+        return Ok(None);
+    }
+    let mut input_function = pg_sys::InvalidOid;
+    let mut input_param = pg_sys::InvalidOid;
+    // SAFETY: a syscache read of the type's input function.
+    unsafe { pg_sys::getTypeInputInfo(type_oid, &mut input_function, &mut input_param) };
+    for class in &labels.classes {
+        pgrx::check_for_interrupts!();
+        let text = CString::new(class.as_str())
+            .map_err(|_| AmbientError::invalid("a class name holds a NUL"))?;
+        let parsed = in_subtransaction(|| {
+            // SAFETY: a type input function called on a C string, as
+            // InputFunctionCall does for an INSERT.
+            unsafe {
+                pg_sys::OidInputFunctionCall(
+                    input_function,
+                    text.as_ptr() as *mut _,
+                    input_param,
+                    typmod,
+                )
+            };
+            Ok(())
+        });
+        match parsed {
+            Ok(()) => {}
+            Err(Failure::Ambient(e)) => return Err(e),
+            Err(Failure::Postgres(caught)) => match *caught {
+                pg_sys::panic::CaughtError::PostgresError(report)
+                | pg_sys::panic::CaughtError::ErrorReport(report)
+                    if report.sql_error_code() == pgrx::PgSqlErrorCode::ERRCODE_QUERY_CANCELED =>
+                {
+                    pg_sys::panic::CaughtError::PostgresError(report).rethrow()
+                }
+                _ => return Ok(Some(class.clone())),
+            },
+        }
+    }
+    Ok(None)
+}
+
+/// An attached table, opened to read its columns, or `None` if it is gone.
+fn open_attached(relation: pg_sys::Oid) -> Option<PgRelation> {
+    attachments::relation_name(relation)?;
+    // SAFETY: the relation exists (above); the lock is held until the
+    // transaction ends.
+    Some(unsafe {
+        PgRelation::with_lock(relation, pg_sys::AccessShareLock as pg_sys::LOCKMODE)
+    })
+}
+
+/// The type and typmod of `table`'s column `name`, if it has one.
+fn column_type(table: &PgRelation, name: &str) -> Option<(pg_sys::Oid, i32)> {
+    table_columns(table)
+        .into_iter()
+        .find(|c| c.0 == name)
+        .map(|c| (c.2, c.3))
+}
+
+/// Errors (55000) unless `model_id` can serve every table `project` is
+/// attached to: the one check a model passes before it goes live (deploy,
+/// rollback, train's deploy, promote, approve) or starts a trial.
+pub(super) fn check_serves_attached(project: &Project, model_id: i64) -> AmbientResult<()> {
+    let attached = attachments::of_project(project.id)?;
+    if attached.is_empty() {
+        return Ok(());
+    }
+    let model = model_cache::load_latest(model_id)?;
+    let mut problems = Vec::new();
+    for a in attached {
+        let Some(table) = open_attached(a.relation) else {
+            continue;
+        };
+        let prediction = column_type(&table, &a.prediction_column);
+        if let Some(problem) = serving_problem(&table, &model, prediction)? {
+            problems.push(problem.message().to_string());
+        }
+    }
+    if problems.is_empty() {
+        return Ok(());
+    }
+    Err(AmbientError::not_in_state(format!(
+        "model {model_id} cannot serve the tables project \"{}\" is attached to: {}",
+        project.name,
+        problems.join("; ")
+    ))
+    .hint("live, it would make every write to those tables fail: add what they lack, or detach them first with ambient.detach(project, table)"))
+}
+
+/// What the attachments on `relation` need of it, after DDL changed it:
+/// the live model's (and a challenger's) inputs, the prediction, model-id
+/// and label columns. Called by the `ddl_command_end` event trigger, so
+/// that a change that would make writes fail (renaming or dropping a
+/// column the trigger reads, changing its type) is refused and rolled
+/// back, and `ambient.attachments` stays true.
+#[pg_extern(volatile, parallel_unsafe)]
+fn check_attached_tables(relations: Vec<Option<pg_sys::Oid>>) {
+    check_tables(relations.into_iter().flatten()).or_raise()
+}
+
+fn check_tables(relations: impl Iterator<Item = pg_sys::Oid>) -> AmbientResult<()> {
+    for relation in relations {
+        let attached = attachments::on_relation(relation)?;
+        if attached.is_empty() {
+            continue;
+        }
+        let Some(table) = open_attached(relation) else {
+            continue;
+        };
+        for a in attached {
+            let project = as_extension_owner(|| projects::name_of(a.project_id))?;
+            let refuse = |what: String| {
+                AmbientError::not_in_state(format!(
+                    "table {} is attached to project \"{project}\", whose trigger needs {what}",
+                    qualified(&table)
+                ))
+                .hint(format!(
+                    "detach it first: SELECT ambient.detach('{}', '{}'); change the table; then attach it again",
+                    project.replace('\'', "''"),
+                    qualified(&table).replace('\'', "''")
+                ))
+            };
+            let prediction = column_type(&table, &a.prediction_column)
+                .ok_or_else(|| refuse(format!("its column \"{}\"", a.prediction_column)))?;
+            if column_type(&table, &a.model_id_column).map(|c| c.0) != Some(pg_sys::INT8OID) {
+                return Err(refuse(format!("its bigint column \"{}\"", a.model_id_column)));
+            }
+            if let Some(label) = &a.label_column {
+                column_type(&table, label)
+                    .ok_or_else(|| refuse(format!("its label column \"{label}\"")))?;
+            }
+            let serving = as_extension_owner(|| {
+                let mut ids: Vec<i64> = deployments::live(a.project_id)?
+                    .map(|d| d.model_id)
+                    .into_iter()
+                    .collect();
+                ids.extend(operations::latest_challenge(a.project_id)?.map(|c| c.model_id));
+                Ok(ids)
+            })?;
+            for model_id in serving {
+                let model = model_cache::load_latest(model_id)?;
+                if let Some(problem) = serving_problem(&table, &model, Some(prediction))? {
+                    return Err(refuse(format!("what model {model_id} reads: {}", problem.message())));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Called by the `sql_drop` event trigger with each dropped trigger's
+/// table (NULL when the table went too) and name: dropping the trigger of
+/// an attachment whose table stays is refused (detach drops it), and the
+/// attachments of dropped tables are forgotten.
+#[pg_extern(volatile, parallel_unsafe)]
+fn attached_objects_dropped(trigger_tables: Vec<Option<pg_sys::Oid>>, trigger_names: Vec<Option<String>>) {
+    forget_dropped(&trigger_tables, &trigger_names).or_raise()
+}
+
+fn forget_dropped(tables: &[Option<pg_sys::Oid>], names: &[Option<String>]) -> AmbientResult<()> {
+    for (table, name) in tables.iter().zip(names) {
+        let (Some(table), Some(name)) = (table, name) else {
+            continue;
+        };
+        if let Some(a) = attachments::on_relation(*table)?
+            .into_iter()
+            .find(|a| &a.trigger_name == name)
+        {
+            let project = as_extension_owner(|| projects::name_of(a.project_id))?;
+            return Err(AmbientError::dependents(format!(
+                "trigger \"{name}\" feeds project \"{project}\" from table {}",
+                attachments::relation_name(*table).unwrap_or_default()
+            ))
+            .hint("detach the project with ambient.detach(project, table), which drops it"));
+        }
+    }
+    as_extension_owner(attachments::forget_dropped)
+}
+
+extension_sql!(
+    r#"
+-- Attached tables keep accepting writes: DDL that would break an
+-- attachment's trigger is refused, and a dropped table's attachment is
+-- forgotten. (ALTER EVENT TRIGGER ... DISABLE turns either off.)
+CREATE FUNCTION ambient.guard_attached_tables() RETURNS event_trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    PERFORM ambient.check_attached_tables(ARRAY(
+        SELECT objid FROM pg_catalog.pg_event_trigger_ddl_commands()
+         WHERE classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass));
+END $$;
+CREATE FUNCTION ambient.forget_dropped_attachments() RETURNS event_trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    PERFORM ambient.attached_objects_dropped(
+        ARRAY(SELECT pg_catalog.to_regclass(pg_catalog.quote_ident(address_names[1])
+                       OPERATOR(pg_catalog.||) '.'
+                       OPERATOR(pg_catalog.||) pg_catalog.quote_ident(address_names[2]))::pg_catalog.oid
+                FROM pg_catalog.pg_event_trigger_dropped_objects()
+               WHERE object_type OPERATOR(pg_catalog.=) 'trigger' ORDER BY objid),
+        ARRAY(SELECT address_names[3]
+                FROM pg_catalog.pg_event_trigger_dropped_objects()
+               WHERE object_type OPERATOR(pg_catalog.=) 'trigger' ORDER BY objid));
+END $$;
+CREATE EVENT TRIGGER ambient_guard_attached_tables ON ddl_command_end
+    EXECUTE FUNCTION ambient.guard_attached_tables();
+CREATE EVENT TRIGGER ambient_forget_dropped_attachments ON sql_drop
+    EXECUTE FUNCTION ambient.forget_dropped_attachments();
+"#,
+    name = "attachment_event_triggers",
+    requires = [check_attached_tables, attached_objects_dropped],
+    finalize
+);

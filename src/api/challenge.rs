@@ -140,12 +140,12 @@ fn running(project: &Project) -> AmbientResult<operations::Challenge> {
 fn promote(project: &str, reason: default!(Option<&str>, "NULL")) -> i64 {
     with_locked(project, |project, caller| {
         let trial = running(project)?;
-        let by = caller.name();
         let mode = if trial.shadow { "shadow" } else { "canary" };
         let note = format!(
             "promoted from its {mode} trial{}",
             reason.map_or(String::new(), |r| format!(": {r}"))
         );
+        // make_live ends the trial, as promoted.
         make_live(
             project,
             NewDeployment::on_top_of(
@@ -154,19 +154,10 @@ fn promote(project: &str, reason: default!(Option<&str>, "NULL")) -> i64 {
                 trial.model_id,
                 "manual",
                 Some(&note),
-                &by,
+                &caller.name(),
             ),
             false,
         )?;
-        operations::log_challenge(ChallengeEvent {
-            project_id: project.id,
-            model_id: trial.model_id,
-            mode,
-            traffic: (!trial.shadow).then_some(trial.traffic),
-            event: "promoted",
-            by: &by,
-            reason,
-        })?;
         Ok(trial.model_id)
     })
     .or_raise()

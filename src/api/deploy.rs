@@ -5,6 +5,7 @@
 use pgrx::prelude::*;
 
 use crate::catalog::deployments::{self, NewDeployment};
+use crate::catalog::operations::{self, ChallengeEvent};
 use crate::catalog::projects::Project;
 use crate::catalog::{as_extension_owner, models, projects, Caller};
 use crate::error::{AmbientError, AmbientResult, OrRaise};
@@ -166,6 +167,28 @@ pub(super) fn make_live(
     let model_id = deployment.model_id;
     let features = models::features_of(model_id)?;
     check_contract(project, &features, new_contract)?;
+    // Writes to an attached table must not start failing: a model that
+    // lacks a column there, or predicts a class its column cannot hold,
+    // is refused before it goes live.
+    super::attach::check_serves_attached(project, model_id)?;
+    // A full deploy or rollback ends a canary or shadow trial: the
+    // challenger stops serving.
+    if let Some(trial) = operations::latest_challenge(project.id)? {
+        let promoted = trial.model_id == model_id;
+        operations::log_challenge(ChallengeEvent {
+            project_id: project.id,
+            model_id: trial.model_id,
+            mode: if trial.shadow { "shadow" } else { "canary" },
+            traffic: (!trial.shadow).then_some(trial.traffic),
+            event: if promoted { "promoted" } else { "ended" },
+            by: deployment.deployed_by,
+            reason: if promoted {
+                deployment.reason
+            } else {
+                Some("ended by a deploy or rollback of another model")
+            },
+        })?;
+    }
     deployments::insert(deployment)?;
     if features != project.features {
         projects::set_contract(project.id, model_id)?;

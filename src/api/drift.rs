@@ -14,7 +14,7 @@ use super::model_cache;
 use crate::catalog::attachments;
 use crate::catalog::operations::{self, NewDriftRun};
 use crate::catalog::projects::{self, Project};
-use crate::catalog::{as_extension_owner, ensure_writable, Caller};
+use crate::catalog::{as_author, as_extension_owner, ensure_writable, Author, Caller};
 use crate::error::{AmbientError, AmbientResult, OrRaise};
 use crate::gucs;
 use crate::ml::dataset::ColumnKind;
@@ -211,12 +211,30 @@ pub(super) fn measure_with(
             .unwrap_or_default();
     // The inputs as training read them, then the prediction (attached
     // tables only), read as the label was.
-    let mut columns: Vec<(String, ColumnKind)> = model
+    //
+    // Time inputs are left out: new rows are later than the training rows
+    // by definition, so their distribution always moves (KS 1) without
+    // the model seeing anything new in what it takes of them.
+    let (times, compared): (Vec<_>, Vec<_>) = model
         .inputs
         .inputs
         .iter()
+        .partition(|i| i.kind == ColumnKind::Timestamp);
+    if !times.is_empty() {
+        notice!(
+            "time inputs are not compared for drift (new rows are later by definition): {}",
+            times
+                .iter()
+                .map(|i| i.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    let mut columns: Vec<(String, ColumnKind)> = compared
+        .iter()
         .map(|i| (i.name.clone(), i.kind))
         .collect();
+    let inputs = columns.len();
     let label_kind = match project.task {
         Task::Classification => ColumnKind::Categorical,
         Task::Regression => ColumnKind::Numeric,
@@ -250,12 +268,14 @@ pub(super) fn measure_with(
             columns.push(("(prediction)".to_string(), label_kind));
             values = reset(&columns);
             for a in attached {
-                let Some(table) = attachments::relation_name(a.relation) else {
+                // Read as the table's owner, as monitor reads it.
+                let (Some(table), Some(owner)) = (
+                    attachments::relation_name(a.relation),
+                    Author::owner_of_table(a.relation),
+                ) else {
                     continue;
                 };
-                let mut exprs: Vec<String> = model
-                    .inputs
-                    .inputs
+                let mut exprs: Vec<String> = compared
                     .iter()
                     .map(|i| source::read_as_feature(&quote_identifier(&i.name), i.kind))
                     .collect();
@@ -263,7 +283,9 @@ pub(super) fn measure_with(
                     &quote_identifier(&a.prediction_column),
                     label_kind,
                 ));
-                rows += read(&table, &exprs, filter, &mut values, &mut budget)?;
+                rows += as_author(&owner, || {
+                    read(&table, &exprs, filter, &mut values, &mut budget)
+                })?;
             }
         }
         Recent::Source(src) => {
@@ -304,7 +326,7 @@ pub(super) fn measure_with(
         report_columns.push((name.clone(), measured.0, measured.1));
     }
     // The prediction is reported, but drift is a matter of the inputs.
-    let inputs = &report_columns[..model.inputs.inputs.len()];
+    let inputs = &report_columns[..inputs];
     let measures: Vec<ColumnDrift> = inputs.iter().map(|c| c.2.clone()).collect();
     let (drifted, share) = drift::dataset(&measures, &limits);
     Ok(Report {

@@ -13,6 +13,7 @@ mod model_cache;
 mod monitor;
 mod policy;
 mod predict;
+mod subtransaction;
 mod train;
 
 use crate::error::{AmbientError, AmbientResult};

@@ -1,12 +1,16 @@
 //! `ambient.monitor`: live metrics per model over the labelled rows of a
-//! project's attached tables, recorded in `ambient.monitor_runs`.
+//! project's attached tables (or those within a window of a time column),
+//! recorded in `ambient.monitor_runs`.
 //!
-//! By default it is incremental: the attached tables' triggers log each
-//! label as it is written (and take back one that changes), and a run
-//! folds the log into each model's counts (`ml::live`), reading no
-//! attached table. With `time_column` and `window` it instead reads the
-//! labelled rows of that window from the tables, with the caller's
-//! privileges.
+//! Each run counts the rows as they are now, in the database (grouped by
+//! model, prediction and label), so what it reports is always what the
+//! tables hold: a label changed while the trigger was detached or
+//! disabled, under `session_replication_role = replica`, or by a restore,
+//! counts once with its latest value; a deleted or truncated row does not
+//! count. The tables are read as their owner, whose rights the trigger
+//! predicts with, under SECURITY_RESTRICTED_OPERATION and a pinned
+//! search_path: whoever runs the monitor (a superuser's scheduled policy)
+//! lends the table's functions and policies none of their rights.
 
 use std::collections::BTreeMap;
 
@@ -17,12 +21,12 @@ use pgrx::JsonB;
 
 use super::check_project_name;
 use super::model_cache;
-use crate::catalog::attachments::{self, NewMonitorRun, Outcome};
+use crate::catalog::attachments::{self, NewMonitorRun};
 use crate::catalog::projects::Project;
-use crate::catalog::{as_extension_owner, ensure_writable, projects, Caller};
+use crate::catalog::{as_author, as_extension_owner, ensure_writable, projects, Author, Caller};
 use crate::error::{AmbientError, AmbientResult, OrRaise};
 use crate::ml::dataset::ColumnKind;
-use crate::ml::live::LiveCounts;
+use crate::ml::live::{LiveCounts, ValueSums};
 use crate::ml::preprocess::Value;
 use crate::ml::Task;
 use crate::source;
@@ -65,25 +69,23 @@ pub(super) fn run(
     let caller = Caller::current();
     let found = projects::require(project)?;
     projects::authorize_change(&found, &caller)?;
-    let (scope, read) =
-        match (time_column, window) {
-            (None, None) => ("all labelled rows".to_string(), None),
-            (Some(column), Some(window)) => (
-                format!("{column} within {window} of now"),
-                Some(read_window(found.id, found.task, column, window)?),
-            ),
-            _ => return Err(
+    let (scope, filter) = match (time_column, window) {
+        (None, None) => ("all labelled rows".to_string(), None),
+        (Some(column), Some(window)) => (
+            format!("{column} within {window} of now"),
+            Some((column, window)),
+        ),
+        _ => {
+            return Err(
                 AmbientError::invalid("time_column and window go together").hint(
                     "give both to measure recent rows, or neither to measure every labelled row",
                 ),
-            ),
-        };
+            )
+        }
+    };
+    let counts = count_labelled_rows(found.id, found.task, filter)?;
     as_extension_owner(|| {
         let locked = projects::lock_for_change(project, &caller)?;
-        let counts = match read {
-            Some(counts) => counts,
-            None => fold_outcome_log(locked.id, locked.task)?,
-        };
         let mut runs = Vec::new();
         for (model_id, counts) in counts {
             let rows = counts.rows();
@@ -107,88 +109,84 @@ pub(super) fn run(
     })
 }
 
-/// Folds the labels logged since the last run into each model's stored
-/// counts, stores them, and returns every model's counts.
-fn fold_outcome_log(project_id: i64, task: Task) -> AmbientResult<BTreeMap<i64, LiveCounts>> {
-    let mut counts = BTreeMap::new();
-    for (model_id, stored) in attachments::live_counts(project_id)? {
-        let parsed: LiveCounts = serde_json::from_value(stored.0).map_err(|e| {
-            AmbientError::invalid(format!(
-                "live counts of model {model_id} are unreadable: {e}"
-            ))
-        })?;
-        counts.insert(model_id, parsed);
-    }
-    let mut changed = std::collections::BTreeSet::new();
-    // In batches, in the order the rows were logged, so what is held stays
-    // bounded however long the log.
-    const BATCH: i64 = 10_000;
-    loop {
-        pgrx::check_for_interrupts!();
-        let batch = attachments::take_outcomes(project_id, BATCH)?;
-        let last = (batch.len() as i64) < BATCH;
-        for (retract, add) in batch {
-            for (outcome, sign) in [(retract, -1), (add, 1)] {
-                if let Some((model_id, prediction, label)) = outcome {
-                    counts
-                        .entry(model_id)
-                        .or_insert_with(|| LiveCounts::new(task))
-                        .count(&prediction, &label, sign)?;
-                    changed.insert(model_id);
-                }
-            }
-        }
-        if last {
-            break;
-        }
-    }
-    for model_id in changed {
-        let stored = serde_json::to_value(&counts[&model_id])
-            .map_err(|e| AmbientError::invalid(format!("live counts: {e}")))?;
-        attachments::store_live_counts(project_id, model_id, stored)?;
-    }
-    Ok(counts)
-}
-
-/// Counts the labelled rows of every attached table whose `time_column` is
-/// within `window` of now, reading the tables as the caller.
-fn read_window(
+/// Each model's counts over the labelled rows of every attached table
+/// (those whose `time_column` is within the window of now, if given),
+/// summed by the database: a classifier's rows per (prediction, label),
+/// a regressor's error sums over finite estimates and labels.
+fn count_labelled_rows(
     project_id: i64,
     task: Task,
-    time_column: &str,
-    window: Interval,
+    filter: Option<(&str, Interval)>,
 ) -> AmbientResult<BTreeMap<i64, LiveCounts>> {
     let mut counts: BTreeMap<i64, LiveCounts> = BTreeMap::new();
-    let mut budget = RowBudget::new();
     for attachment in attachments::of_project(project_id)? {
         let Some(label) = &attachment.label_column else {
             continue;
         };
-        let Some(table) = attachments::relation_name(attachment.relation) else {
+        let (Some(table), Some(owner)) = (
+            attachments::relation_name(attachment.relation),
+            Author::owner_of_table(attachment.relation),
+        ) else {
             continue;
         };
-        let sql = format!(
-            "SELECT {prediction}::pg_catalog.text, {label}::pg_catalog.text, {model_id}
-               FROM {table}
-              WHERE {label} IS NOT NULL AND {prediction} IS NOT NULL AND {model_id} IS NOT NULL
-                AND {time} OPERATOR(pg_catalog.>=) (pg_catalog.now() OPERATOR(pg_catalog.-) $1)",
-            prediction = quote_identifier(&attachment.prediction_column),
-            label = quote_identifier(label),
-            model_id = quote_identifier(&attachment.model_id_column),
-            time = quote_identifier(time_column),
+        let prediction = quote_identifier(&attachment.prediction_column);
+        let label = quote_identifier(label);
+        let model_id = quote_identifier(&attachment.model_id_column);
+        let mut labelled = format!(
+            "{label} IS NOT NULL AND {prediction} IS NOT NULL AND {model_id} IS NOT NULL"
         );
-        source::for_each_row(&sql, &[window.into()], |row| {
-            budget.take_row()?;
-            let (model_id, prediction, label): Outcome = (
-                row.get::<i64>(3)?.unwrap_or_default(),
-                row.get::<String>(1)?.unwrap_or_default(),
-                row.get::<String>(2)?.unwrap_or_default(),
-            );
-            counts
-                .entry(model_id)
-                .or_insert_with(|| LiveCounts::new(task))
-                .count(&prediction, &label, 1)?;
-            Ok(())
+        let mut args = Vec::new();
+        if let Some((column, window)) = filter {
+            labelled.push_str(&format!(
+                " AND {} OPERATOR(pg_catalog.>=) (pg_catalog.now() OPERATOR(pg_catalog.-) $1)",
+                quote_identifier(column)
+            ));
+            args.push(window.into());
+        }
+        let sql = match task {
+            Task::Classification => format!(
+                "SELECT {model_id}, {prediction}::pg_catalog.text, {label}::pg_catalog.text,
+                        pg_catalog.count(*)
+                   FROM {table} WHERE {labelled} GROUP BY 1, 2, 3"
+            ),
+            // A NaN or infinite label or estimate cannot be scored.
+            Task::Regression => format!(
+                "SELECT m, pg_catalog.count(*), pg_catalog.sum(e OPERATOR(pg_catalog.*) e),
+                        pg_catalog.sum(pg_catalog.abs(e)), pg_catalog.sum(y),
+                        pg_catalog.sum(y OPERATOR(pg_catalog.*) y)
+                   FROM (SELECT {model_id} AS m, {label}::pg_catalog.float8 AS y,
+                                {label}::pg_catalog.float8
+                                  OPERATOR(pg_catalog.-) {prediction}::pg_catalog.float8 AS e
+                           FROM {table} WHERE {labelled}) AS labelled
+                  WHERE y OPERATOR(pg_catalog.<) 'Infinity'::pg_catalog.float8
+                    AND y OPERATOR(pg_catalog.>) '-Infinity'::pg_catalog.float8
+                    AND e OPERATOR(pg_catalog.<) 'Infinity'::pg_catalog.float8
+                    AND e OPERATOR(pg_catalog.>) '-Infinity'::pg_catalog.float8
+                  GROUP BY m"
+            ),
+        };
+        as_author(&owner, || {
+            source::for_each_row(&sql, &args, |row| {
+                let model_id = row.get::<i64>(1)?.unwrap_or_default();
+                let model = counts
+                    .entry(model_id)
+                    .or_insert_with(|| LiveCounts::new(task));
+                match task {
+                    Task::Classification => model.count(
+                        &row.get::<String>(2)?.unwrap_or_default(),
+                        &row.get::<String>(3)?.unwrap_or_default(),
+                        row.get::<i64>(4)?.unwrap_or_default(),
+                    )?,
+                    Task::Regression => model.add_sums(ValueSums {
+                        rows: row.get::<i64>(2)?.unwrap_or_default(),
+                        squared_error: row.get::<f64>(3)?.unwrap_or_default(),
+                        absolute_error: row.get::<f64>(4)?.unwrap_or_default(),
+                        actual: row.get::<f64>(5)?.unwrap_or_default(),
+                        actual_squared: row.get::<f64>(6)?.unwrap_or_default(),
+                    })?,
+                }
+                Ok(())
+            })
         })?;
     }
     Ok(counts)
@@ -196,7 +194,8 @@ fn read_window(
 
 /// Each of `models` scored on the same rows: the labelled rows of the
 /// project's attached tables that one of `predicted_by` predicted, every
-/// model predicting them afresh from their inputs (read as the caller).
+/// model predicting them afresh from their inputs (read as each table's
+/// owner, as `count_labelled_rows` reads).
 /// Returns each model's counts, in order, and the rows.
 pub(super) fn score_labelled_rows(
     project: &Project,
@@ -263,8 +262,11 @@ pub(super) fn score_labelled_rows(
             quote_identifier(label),
             quote_identifier(&a.model_id_column)
         );
+        let Some(owner) = Author::owner_of_table(a.relation) else {
+            continue;
+        };
         let mut x = Vec::new();
-        source::for_each_row(&sql, &[predicted_by.to_vec().into()], |row| {
+        as_author(&owner, || source::for_each_row(&sql, &[predicted_by.to_vec().into()], |row| {
             budget.take_row()?;
             let mut texts: Vec<Option<String>> = Vec::with_capacity(inputs.len());
             let mut numbers: Vec<Option<f64>> = Vec::with_capacity(inputs.len());
@@ -302,7 +304,7 @@ pub(super) fn score_labelled_rows(
             }
             rows += 1;
             Ok(())
-        })?;
+        }))?;
     }
     Ok((counts, rows))
 }

@@ -16,11 +16,16 @@ use super::check_project_name;
 use super::deploy::make_live;
 use super::drift::{self, Recent};
 use super::monitor;
-use super::train::{retrain, DeployPolicy};
+use super::subtransaction::{in_subtransaction, Failure};
+use super::train::{live_definition, retrain, DeployPolicy};
 use crate::catalog::deployments::{self, NewDeployment};
 use crate::catalog::operations::{self, NewPolicyRun};
 use crate::catalog::projects::{self, Project};
-use crate::catalog::{as_extension_owner, attachments, ensure_writable, models, Caller};
+use crate::catalog::models::Definition;
+use crate::catalog::{
+    as_author, as_extension_owner, attachments, ensure_writable, models, Author, Caller,
+    PINNED_SEARCH_PATH,
+};
 use crate::error::{AmbientError, AmbientResult, OrRaise};
 use crate::ml::drift::Thresholds;
 use crate::ml::live::LiveCounts;
@@ -253,6 +258,7 @@ fn run(project: &str) -> AmbientResult<Done> {
     let timer = StatementTimer::arm(policy.max_seconds);
     let outcome = in_subtransaction(|| decide_and_act(&found, &caller, &policy));
     let timed_out = timer.fired();
+    let stopped_by = timer.limit(policy.max_seconds);
     timer.restore();
     if timed_out {
         // Our deadline passed: a cancel it raised that the work did not
@@ -264,23 +270,26 @@ fn run(project: &str) -> AmbientResult<Done> {
     let done = match outcome {
         Ok(done) => done,
         Err(Failure::Ambient(e)) => failed(e.message().to_string()),
-        Err(Failure::Postgres(caught)) if timed_out => {
-            drop(caught);
-            failed(format!(
-                "stopped after max_seconds ({} s)",
-                policy.max_seconds
-            ))
-        }
-        Err(Failure::Postgres(caught)) => match caught.as_ref() {
+        Err(Failure::Postgres(caught)) => match *caught {
             pgrx::pg_sys::panic::CaughtError::PostgresError(report)
             | pgrx::pg_sys::panic::CaughtError::ErrorReport(report)
-                if report.sql_error_code() != pgrx::PgSqlErrorCode::ERRCODE_QUERY_CANCELED =>
+                if report.sql_error_code() == pgrx::PgSqlErrorCode::ERRCODE_QUERY_CANCELED =>
             {
+                if !timed_out {
+                    // A cancel that is not a time limit is the user's: it
+                    // stops the statement, as any cancel does.
+                    pgrx::pg_sys::panic::CaughtError::PostgresError(report).rethrow()
+                }
+                failed(stopped_by)
+            }
+            pgrx::pg_sys::panic::CaughtError::PostgresError(report)
+            | pgrx::pg_sys::panic::CaughtError::ErrorReport(report) => {
                 failed(report.message().to_string())
             }
-            // A cancel that is not our time limit is the user's: it stops
-            // the statement, as any cancel does.
-            _ => (*caught).rethrow(),
+            // A bug of ours is recorded too, then reported as the error it is.
+            pgrx::pg_sys::panic::CaughtError::RustPanic { ereport, .. } => {
+                failed(format!("internal error: {}", ereport.message()))
+            }
         },
     };
     as_extension_owner(|| {
@@ -308,42 +317,6 @@ fn failed(reason: String) -> Done {
     }
 }
 
-enum Failure {
-    Ambient(AmbientError),
-    Postgres(Box<pgrx::pg_sys::panic::CaughtError>),
-}
-
-/// Runs `work` in a subtransaction, as a PL/pgSQL block with an EXCEPTION
-/// clause does: if it fails, whether with our error or a Postgres one
-/// (a timeout among them), everything it wrote is rolled back and the
-/// failure is returned, so the caller can still record it.
-fn in_subtransaction<T>(work: impl FnOnce() -> AmbientResult<T>) -> Result<T, Failure> {
-    // SAFETY: the memory context and resource owner are saved and put back
-    // around the subtransaction, as PL/pgSQL's exec_stmt_block does.
-    unsafe {
-        let context = pg_sys::CurrentMemoryContext;
-        let owner = pg_sys::CurrentResourceOwner;
-        pg_sys::BeginInternalSubTransaction(std::ptr::null());
-        pg_sys::MemoryContextSwitchTo(context);
-        let work = std::panic::AssertUnwindSafe(work);
-        let outcome = pgrx::PgTryBuilder::new(move || {
-            // The whole wrapper moves in (not its field), so it stays
-            // unwind-safe.
-            let work = work;
-            (work.0)().map_err(Failure::Ambient)
-        })
-        .catch_others(|caught| Err(Failure::Postgres(Box::new(caught))))
-        .execute();
-        match outcome {
-            Ok(_) => pg_sys::ReleaseCurrentSubTransaction(),
-            Err(_) => pg_sys::RollbackAndReleaseCurrentSubTransaction(),
-        }
-        pg_sys::MemoryContextSwitchTo(context);
-        pg_sys::CurrentResourceOwner = owner;
-        outcome
-    }
-}
-
 /// Postgres's statement timer (timeout.h), set to end a policy run after
 /// its `max_seconds`, unless the statement's own timeout ends it sooner.
 /// pgrx does not bind timeout.h; `STATEMENT_TIMEOUT` is the fourth
@@ -359,11 +332,16 @@ mod timeout {
     }
 }
 
+/// Stops a policy run in time to record it: after its `max_seconds`, or
+/// just before the statement's own `statement_timeout` when that comes
+/// first (which would otherwise end the statement with nothing recorded).
 struct StatementTimer {
     /// The statement's own deadline, to put back; `None` if it had none.
     previous: Option<pg_sys::TimestampTz>,
-    /// Ours, when it is the sooner.
+    /// Ours, when we set one.
     armed: Option<pg_sys::TimestampTz>,
+    /// Whether ours was brought forward to the statement's.
+    before_statement_timeout: bool,
 }
 
 impl StatementTimer {
@@ -373,12 +351,23 @@ impl StatementTimer {
             let id = timeout::STATEMENT_TIMEOUT;
             let previous =
                 timeout::get_timeout_active(id).then(|| timeout::get_timeout_finish_time(id));
-            let ours = pg_sys::GetCurrentTimestamp() + (seconds * 1e6) as i64;
-            let armed = previous.is_none_or(|p| ours < p).then_some(ours);
-            if armed.is_some() {
-                timeout::enable_timeout_at(id, ours);
+            let now = pg_sys::GetCurrentTimestamp();
+            let ours = now + (seconds * 1e6) as i64;
+            // Time to write the run's row before the statement's deadline:
+            // a tenth of what is left, at most a second.
+            let early = previous.map(|p| p - ((p - now) / 10).min(1_000_000));
+            let (armed, before_statement_timeout) = match early {
+                Some(early) if early < ours => (Some(early).filter(|&e| e > now), true),
+                _ => (Some(ours), false),
+            };
+            if let Some(at) = armed {
+                timeout::enable_timeout_at(id, at);
             }
-            StatementTimer { previous, armed }
+            StatementTimer {
+                previous,
+                armed,
+                before_statement_timeout,
+            }
         }
     }
 
@@ -388,6 +377,16 @@ impl StatementTimer {
         // SAFETY: reads the backend's clock.
         self.armed
             .is_some_and(|at| unsafe { pg_sys::GetCurrentTimestamp() } >= at)
+    }
+
+    /// Why a run our deadline stopped was stopped.
+    fn limit(&self, max_seconds: f64) -> String {
+        if self.before_statement_timeout {
+            "stopped before the statement's statement_timeout, which is shorter than max_seconds"
+                .to_string()
+        } else {
+            format!("stopped after max_seconds ({max_seconds} s)")
+        }
     }
 
     fn restore(self) {
@@ -465,12 +464,18 @@ fn decide_and_act(project: &Project, caller: &Caller, policy: &Policy) -> Ambien
         }
     }
 
-    // 3. Labelled rows added to the training source since the last training.
-    if let Some((changed, threshold)) = changed_rows(project, policy)? {
+    // 3. Labelled rows added to the live model's training source since it
+    // was trained (a model from before 0.2.0 has no definition to count).
+    let definition = live_definition(project, live.model_id);
+    let counted = match &definition {
+        Ok(definition) => changed_rows(project, policy, definition)?,
+        Err(_) => None,
+    };
+    if let Some((changed, threshold)) = counted {
         details.insert("changed_rows".into(), changed.into());
         if changed >= threshold {
             reasons.push(format!(
-                "{changed} labelled rows were added since the last training (retrain_after_changed_rows {threshold})"
+                "{changed} labelled rows were added since the live model was trained (retrain_after_changed_rows {threshold})"
             ));
         }
     }
@@ -560,10 +565,17 @@ fn decide_and_act(project: &Project, caller: &Caller, policy: &Policy) -> Ambien
         Action::RetrainAndDeployIfBetter => Some(DeployPolicy::IfBetter),
     };
     let mut model_id = None;
+    let mut reason = reason;
     if let Some(deploy) = deploy {
-        let retrained = retrain(project, live.model_id, deploy)?;
+        let retrained = retrain(project, &definition?, deploy)?;
         details.insert("new_model_version".into(), retrained.version.into());
         details.insert("deployed".into(), retrained.deployed.into());
+        if deploy == DeployPolicy::IfBetter && !retrained.deployed {
+            reason.push_str(&format!(
+                "; retrained version {} was not deployed: it did not beat the live model on the same rows",
+                retrained.version
+            ));
+        }
         if policy.action == Action::RetrainAndAwaitApproval {
             as_extension_owner(|| operations::await_approval(retrained.model_id, project.id))?;
         }
@@ -584,32 +596,36 @@ fn decide_and_act(project: &Project, caller: &Caller, policy: &Policy) -> Ambien
     })
 }
 
-/// Labelled rows in the training source of the project's last training now,
-/// less those that training read, and the threshold; `None` when there is
-/// no training definition or its source is gone.
-fn changed_rows(project: &Project, policy: &Policy) -> AmbientResult<Option<(i64, i64)>> {
-    let Some((definition_model, _, kind, source_text)) = models::last_definition(project.id)?
-    else {
+/// Labelled rows in the live model's training source now, less those its
+/// training read, and the threshold. The source is counted as the
+/// definition's author, as a retrain would read it. `None` when the source
+/// is gone.
+fn changed_rows(
+    project: &Project,
+    policy: &Policy,
+    definition: &Definition,
+) -> AmbientResult<Option<(i64, i64)>> {
+    let target = quote_identifier(&project.target);
+    let now = as_author(&definition.author, || {
+        let source = match definition.source_kind.as_str() {
+            "relation" => match PgRelation::open_with_name_and_share_lock(&definition.source) {
+                Ok(rel) => source::Source::Relation(rel),
+                Err(_) => return Ok(None),
+            },
+            _ => source::Source::query(&definition.source)?,
+        };
+        Ok(Spi::get_one::<i64>(&format!(
+            "SELECT pg_catalog.count(*) FROM {} WHERE {target} IS NOT NULL",
+            source.sql_from(),
+        ))?)
+    })?;
+    let Some(now) = now else {
         return Ok(None);
     };
-    let trained_on = as_extension_owner(|| models::snapshot_rows(definition_model))?;
-    let source = match kind.as_str() {
-        "relation" => match PgRelation::open_with_name_and_share_lock(&source_text) {
-            Ok(rel) => source::Source::Relation(rel),
-            Err(_) => return Ok(None),
-        },
-        _ => source::Source::query(&source_text)?,
-    };
-    let now: i64 = Spi::get_one(&format!(
-        "SELECT pg_catalog.count(*) FROM {} WHERE {} IS NOT NULL",
-        source.sql_from(),
-        quote_identifier(&project.target)
-    ))?
-    .unwrap_or_default();
     let threshold = policy
         .retrain_after_changed_rows
-        .unwrap_or(50 + trained_on / 10);
-    Ok(Some(((now - trained_on).max(0), threshold)))
+        .unwrap_or(50 + definition.rows / 10);
+    Ok(Some(((now - definition.rows).max(0), threshold)))
 }
 
 /// The live and the previous model's primary metric on the same labelled
@@ -699,18 +715,22 @@ fn decide(model_id: i64, state: &str, reason: Option<&str>) -> AmbientResult<i64
 }
 
 /// Runs the project's policy from pg_cron on `cron` (pg_cron's syntax), in
-/// this database, as the calling role.
+/// this database, as the project's owner: one job per project, whichever
+/// of its owners schedules it (scheduling again replaces the job).
 #[pg_extern(volatile, parallel_unsafe)]
 fn schedule(project: &str, cron: &str) -> i64 {
     schedule_policy(project, cron).or_raise()
 }
 
-fn pg_cron_here() -> AmbientResult<()> {
-    let installed = Spi::get_one::<bool>(
+fn pg_cron_installed() -> AmbientResult<bool> {
+    Ok(Spi::get_one::<bool>(
         "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname OPERATOR(pg_catalog.=) 'pg_cron')",
     )?
-    .unwrap_or(false);
-    if !installed {
+    .unwrap_or(false))
+}
+
+fn pg_cron_here() -> AmbientResult<()> {
+    if !pg_cron_installed()? {
         return Err(AmbientError::not_in_state("pg_cron is not installed in this database").hint(
             "add pg_cron to shared_preload_libraries, set cron.database_name to this database, then CREATE EXTENSION pg_cron; or call ambient.run_policy from your own scheduler",
         ));
@@ -727,46 +747,128 @@ fn schedule_policy(project: &str, cron: &str) -> AmbientResult<i64> {
         ))
         .hint("set one first with ambient.set_policy"));
     }
-    // pg_cron records the role that schedules a job and runs it as that
-    // role, so this runs as the caller, never as the extension owner.
     let command = format!(
         "SELECT * FROM ambient.run_policy({})",
         quote_literal(project)
     );
     let job_name = format!("ambient policy {project}");
-    let job_id = Spi::get_one_with_args::<i64>(
-        // pg_cron lives in one database, cron.database_name, and runs its
-        // jobs there: this one.
-        "SELECT cron.schedule($1, $2, $3)",
-        &[
-            job_name.as_str().into(),
-            cron.into(),
-            command.as_str().into(),
-        ],
-    )?
-    .unwrap_or_default();
     as_extension_owner(|| {
+        // The lock queues co-owners scheduling at once.
         let locked = projects::lock_for_change(project, &caller)?;
-        operations::store_schedule(locked.id, job_id, cron, &caller.name())
-    })?;
-    Ok(job_id)
+        if let Some(previous) = operations::schedule_of(locked.id)? {
+            unschedule_job(previous)?;
+        }
+        // pg_cron runs a job as the role that scheduled it, so the job is
+        // scheduled as the project's owner: never as a superuser who
+        // happens to call this, whose rights the job would then run with.
+        let owner = Author {
+            role: locked.owner,
+            search_path: PINNED_SEARCH_PATH.to_string(),
+        };
+        let job_id = as_author(&owner, || {
+            // pg_cron lives in one database, cron.database_name, and runs
+            // its jobs there: this one.
+            Ok(Spi::get_one_with_args::<i64>(
+                "SELECT cron.schedule($1, $2, $3)",
+                &[
+                    job_name.as_str().into(),
+                    cron.into(),
+                    command.as_str().into(),
+                ],
+            )?)
+        })?
+        .unwrap_or_default();
+        operations::store_schedule(locked.id, job_id, cron, &caller.name())?;
+        Ok(job_id)
+    })
 }
 
-/// Stops running the project's policy from pg_cron.
+/// Removes a pg_cron job this extension scheduled, if it is still there,
+/// whoever it runs as. Call inside `as_extension_owner` (pg_cron lets its
+/// superuser remove any job), after checking the caller owns the project.
+fn unschedule_job(job_id: i64) -> AmbientResult<()> {
+    if operations::cron_job(job_id)?.is_some() {
+        Spi::run_with_args("SELECT cron.unschedule($1)", &[job_id.into()])?;
+    }
+    Ok(())
+}
+
+/// Stops running the project's policy from pg_cron; any role that acts as
+/// the project's owner may.
 #[pg_extern(volatile, parallel_unsafe)]
 fn unschedule(project: &str) {
     unschedule_policy(project).or_raise()
 }
 
 fn unschedule_policy(project: &str) -> AmbientResult<()> {
-    let (found, caller) = owned_project(project)?;
+    let (_, caller) = owned_project(project)?;
     pg_cron_here()?;
-    let job_id = as_extension_owner(|| operations::schedule_of(found.id))?.ok_or_else(|| {
-        AmbientError::undefined_object(format!("project \"{project}\" is not scheduled"))
-    })?;
-    Spi::run_with_args("SELECT cron.unschedule($1)", &[job_id.into()])?;
     as_extension_owner(|| {
         let locked = projects::lock_for_change(project, &caller)?;
+        let job_id = operations::schedule_of(locked.id)?.ok_or_else(|| {
+            AmbientError::undefined_object(format!("project \"{project}\" is not scheduled"))
+        })?;
+        unschedule_job(job_id)?;
         operations::delete_schedule(locked.id)
     })
 }
+
+/// Unschedules a project that is being dropped. Call inside
+/// `as_extension_owner`, holding the project lock.
+pub(super) fn unschedule_dropped(project_id: i64) -> AmbientResult<()> {
+    if let Some(job_id) = operations::schedule_of(project_id)? {
+        if pg_cron_installed()? {
+            unschedule_job(job_id)?;
+        }
+        operations::delete_schedule(project_id)?;
+    }
+    Ok(())
+}
+
+/// The pg_cron job behind a readable project's schedule, as pg_cron has
+/// it: its id, schedule, the role it runs as and whether it is active. No
+/// row when the project is not scheduled, not readable, or pg_cron is gone.
+#[pg_extern(stable, parallel_restricted)]
+fn scheduled_job(
+    project: &str,
+) -> TableIterator<
+    'static,
+    (
+        name!(job_id, i64),
+        name!(schedule, String),
+        name!(run_as, String),
+        name!(active, bool),
+    ),
+> {
+    TableIterator::new(find_job(project).or_raise())
+}
+
+fn find_job(project: &str) -> AmbientResult<Option<(i64, String, String, bool)>> {
+    let caller = Caller::current();
+    let Some(found) = projects::find(project)? else {
+        return Ok(None);
+    };
+    if !projects::may_read(&found, &caller)? || !pg_cron_installed()? {
+        return Ok(None);
+    }
+    let Some(job_id) = operations::schedule_of(found.id)? else {
+        return Ok(None);
+    };
+    Ok(operations::cron_job(job_id)?
+        .map(|(schedule, run_as, active)| (job_id, schedule, run_as, active)))
+}
+
+extension_sql!(
+    r#"
+-- A readable project's policy and the pg_cron job that runs it, as pg_cron
+-- has the job (NULLs when it has none).
+CREATE VIEW ambient.project_policies WITH (security_barrier) AS
+SELECT p.project, pol.policy, j.schedule, j.job_id, j.run_as, j.active, pol.set_at, pol.set_by
+  FROM ambient.policies pol
+  JOIN ambient.readable_projects p ON p.project_id = pol.project_id
+  LEFT JOIN LATERAL ambient.scheduled_job(p.project) j ON true;
+GRANT SELECT ON ambient.project_policies TO PUBLIC;
+"#,
+    name = "project_policies",
+    requires = [scheduled_job]
+);

@@ -12,7 +12,9 @@ use super::model_cache;
 use crate::catalog::deployments::NewDeployment;
 use crate::catalog::models::{NewModel, NewSnapshot, NewTrial};
 use crate::catalog::projects::NewProject;
-use crate::catalog::{self, as_extension_owner, deployments, models, projects, Caller};
+use crate::catalog::{
+    self, as_author, as_extension_owner, deployments, models, projects, Author, Caller,
+};
 use crate::error::{AmbientError, AmbientResult, OrRaise};
 use crate::gucs;
 use crate::ml::algorithms::{AlgorithmSpec, Shape};
@@ -121,6 +123,9 @@ struct TrainRequest {
     budget_seconds: Option<f64>,
     /// The model a policy retrains this one from.
     parent_model_id: Option<i64>,
+    /// Who a stored definition that runs again runs as; `None` for a
+    /// person's call, which reads as the caller.
+    author: Option<Author>,
 }
 
 /// train's model-selection arguments, as SQL passes them.
@@ -262,33 +267,38 @@ impl TrainRequest {
             new_contract,
             preprocess: preprocess.map(|j| j.0).unwrap_or(serde_json::Value::Null),
             parent_model_id: None,
+            author: None,
         })
     }
 
-    /// The request a model's row keeps (`describe`), again, on the source
-    /// its snapshot names, for a retrain on the current data.
+    /// A model's training definition again, on the current data, as its
+    /// author: the source is resolved and read with the author's rights
+    /// and search_path. Features it left to the default are the project's
+    /// input contract, so columns added since (an attached table's
+    /// predictions among them) never become features.
     fn again(
-        project: &str,
-        request: &serde_json::Value,
-        source_kind: &str,
-        source: &str,
+        project: &projects::Project,
+        definition: &models::Definition,
         deploy: DeployPolicy,
     ) -> AmbientResult<Self> {
+        let name = project.name.as_str();
+        let request = &definition.request;
         let unreadable = |what: &str| {
             AmbientError::invalid(format!(
-                "the training definition of project \"{project}\" has no usable {what}"
+                "the training definition of project \"{name}\" has no usable {what}"
             ))
         };
-        let source = match source_kind {
-            "relation" => Source::Relation(
-                PgRelation::open_with_name_and_share_lock(source).map_err(|_| {
+        let source = as_author(&definition.author, || match definition.source_kind.as_str() {
+            "relation" => Ok(Source::Relation(
+                PgRelation::open_with_name_and_share_lock(&definition.source).map_err(|_| {
                     AmbientError::undefined_table(format!(
-                        "the training source {source} of project \"{project}\" no longer exists"
+                        "the training source {} of project \"{name}\" no longer exists",
+                        definition.source
                     ))
                 })?,
-            ),
-            _ => Source::query(source)?,
-        };
+            )),
+            _ => Source::query(&definition.source),
+        })?;
         let text = |key: &str| request.get(key).and_then(serde_json::Value::as_str);
         let strategy = match (text("algorithm"), text("search")) {
             (Some("auto"), _) => Some(Strategy::Auto),
@@ -312,10 +322,10 @@ impl TrainRequest {
                     })
                     .collect::<AmbientResult<Vec<_>>>()?,
             ),
-            _ => None,
+            _ => Some(project.features.clone()).filter(|contract| !contract.is_empty()),
         };
         Ok(TrainRequest {
-            project: project.to_string(),
+            project: name.to_string(),
             source,
             target: None,
             task: None,
@@ -344,7 +354,8 @@ impl TrainRequest {
             budget_seconds: request
                 .get("budget_seconds")
                 .and_then(serde_json::Value::as_f64),
-            parent_model_id: None,
+            parent_model_id: Some(definition.model_id),
+            author: Some(definition.author.clone()),
         })
     }
 }
@@ -356,29 +367,37 @@ pub(super) struct Retrained {
     pub deployed: bool,
 }
 
-/// Trains `project` again the way its newest model was trained (source,
-/// features, algorithm or search, hyper-parameters, preprocessing, test
-/// size and seed) on the data as it is now, recording `parent` as the
-/// model it retrains.
+/// Trains `project` again the way its live model `live` was trained
+/// (source, features, algorithm or search, hyper-parameters,
+/// preprocessing, test size and seed) on the data as it is now, as that
+/// definition's author, recording `live` as the model it retrains. Never
+/// the definition of a newer model that was rejected, rolled back or never
+/// deployed: a person's rollback stands, and "if better" compares both
+/// models on the live definition's rows.
 pub(super) fn retrain(
     project: &projects::Project,
-    parent: i64,
+    definition: &models::Definition,
     deploy: DeployPolicy,
 ) -> AmbientResult<Retrained> {
-    let (_, request, kind, source) = models::last_definition(project.id)?.ok_or_else(|| {
-        AmbientError::not_in_state(format!(
-            "project \"{}\" has no training definition to run again",
-            project.name
-        ))
-        .hint("models trained before 0.2.0 kept none; train once with ambient.train")
-    })?;
-    let mut req = TrainRequest::again(&project.name, &request, &kind, &source, deploy)?;
-    req.parent_model_id = Some(parent);
-    let outcome = run(req)?;
+    let outcome = run(TrainRequest::again(project, definition, deploy)?)?;
     Ok(Retrained {
         model_id: outcome.model_id,
         version: outcome.version,
         deployed: outcome.deployed,
+    })
+}
+
+/// The live model's training definition, or why it has none.
+pub(super) fn live_definition(
+    project: &projects::Project,
+    live_model: i64,
+) -> AmbientResult<models::Definition> {
+    as_extension_owner(|| models::definition(live_model))?.ok_or_else(|| {
+        AmbientError::not_in_state(format!(
+            "the live model of project \"{}\" has no training definition to run again",
+            project.name
+        ))
+        .hint("models trained before 0.2.0 kept none; train once with ambient.train and deploy it")
     })
 }
 
@@ -419,18 +438,25 @@ fn run(req: TrainRequest) -> AmbientResult<Outcome> {
         plan(&req, task, 0)?;
     }
     let budget = gucs::max_training_memory_bytes();
-
-    let loaded = source::load(&source::Request {
-        source: &req.source,
-        target: &target,
-        task: existing.as_ref().map(|p| p.task).or(req.task),
-        features: req.features.as_deref(),
-        limits: source::Limits {
-            max_rows: gucs::max_training_rows(),
-            max_bytes: budget,
-            max_classes: gucs::max_classes(),
-        },
-    })?;
+    let load = || {
+        source::load(&source::Request {
+            source: &req.source,
+            target: &target,
+            task: existing.as_ref().map(|p| p.task).or(req.task),
+            features: req.features.as_deref(),
+            limits: source::Limits {
+                max_rows: gucs::max_training_rows(),
+                max_bytes: budget,
+                max_classes: gucs::max_classes(),
+            },
+        })
+    };
+    // A person's call reads as the caller, and records who that is; a
+    // stored definition reads as its author, who stays its author.
+    let (loaded, author) = match &req.author {
+        Some(author) => (as_author(author, load)?, author.clone()),
+        None => (load()?, Author::current()?),
+    };
     if loaded.unlabeled > 0 {
         notice!(
             "skipped {} row(s) whose \"{}\" is NULL (unlabeled)",
@@ -603,6 +629,7 @@ fn run(req: TrainRequest) -> AmbientResult<Outcome> {
             artifact_sha256: sha,
             created_by: &caller_name,
             parent_model_id: req.parent_model_id,
+            author: &author,
         })?;
         models::insert_trials(
             model_id,

@@ -1,17 +1,17 @@
-//! `ambient.attachment_list`, and what attached tables feed back: the
-//! outcome log their triggers write as labels arrive, each model's live
-//! counts, and the monitor runs made from them.
+//! `ambient.attachment_list`, and the monitor runs made from the attached
+//! tables' labelled rows.
 
 use pgrx::prelude::*;
 use pgrx::{pg_sys, JsonB};
 
-use super::{as_owner, execute_kept};
+use super::{as_owner, prune_log, Log};
 use crate::error::AmbientResult;
 
 /// One attached table.
 #[derive(Debug, Clone)]
 pub struct Attachment {
     pub id: i64,
+    pub project_id: i64,
     pub relation: pg_sys::Oid,
     pub prediction_column: String,
     pub model_id_column: String,
@@ -19,8 +19,8 @@ pub struct Attachment {
     pub trigger_name: String,
 }
 
-const COLUMNS: &str =
-    "id, relation::pg_catalog.oid, prediction_column, model_id_column, label_column, trigger_name";
+const COLUMNS: &str = "id, relation::pg_catalog.oid, prediction_column, model_id_column,
+                        label_column, trigger_name, project_id";
 
 fn from_row(row: &pgrx::spi::SpiHeapTupleData<'_>) -> AmbientResult<Attachment> {
     Ok(Attachment {
@@ -30,6 +30,7 @@ fn from_row(row: &pgrx::spi::SpiHeapTupleData<'_>) -> AmbientResult<Attachment> 
         model_id_column: row.get(4)?.unwrap_or_default(),
         label_column: row.get(5)?,
         trigger_name: row.get(6)?.unwrap_or_default(),
+        project_id: row.get(7)?.unwrap_or_default(),
     })
 }
 
@@ -52,22 +53,94 @@ pub fn of_project(project_id: i64) -> AmbientResult<Vec<Attachment>> {
     })
 }
 
-/// The id of `project` if `relation` is attached to it, read-only under the
-/// statement's snapshot (the trigger asks once per statement).
-pub fn attached_project(project: &str, relation: pg_sys::Oid) -> AmbientResult<Option<i64>> {
+/// The attachments of any project on `relation`, oldest first: two
+/// projects on one table must not share columns.
+pub fn on_relation(relation: pg_sys::Oid) -> AmbientResult<Vec<Attachment>> {
+    as_owner(|| {
+        Spi::connect(|client| {
+            client
+                .select(
+                    &format!(
+                        "SELECT {COLUMNS} FROM ambient.attachment_list
+                          WHERE relation OPERATOR(pg_catalog.=) $1::pg_catalog.oid::pg_catalog.regclass
+                          ORDER BY id"
+                    ),
+                    None,
+                    &[relation.into()],
+                )?
+                .map(|row| from_row(&row))
+                .collect()
+        })
+    })
+}
+
+/// What a firing trigger checks itself against, and whose rights it
+/// predicts with.
+#[derive(Debug, Clone)]
+pub struct Fed {
+    pub project_id: i64,
+    pub trigger_name: String,
+    pub prediction_column: String,
+    pub model_id_column: String,
+    pub label_column: Option<String>,
+    /// The attached table's owner (the partitioned table's, for a
+    /// partition).
+    pub table_owner: pg_sys::Oid,
+}
+
+/// The attachment of `project` to `relation`, or to the partitioned table
+/// `relation` is a partition of, read-only under the statement's snapshot
+/// (the trigger asks once per statement).
+pub fn feeding(project: &str, relation: pg_sys::Oid) -> AmbientResult<Option<Fed>> {
     super::select_kept(
-        "SELECT p.id FROM ambient.attachment_list a
+        "SELECT p.id, a.trigger_name, a.prediction_column, a.model_id_column, a.label_column,
+                c.relowner
+           FROM ambient.attachment_list a
            JOIN ambient.projects p ON p.id OPERATOR(pg_catalog.=) a.project_id
+           JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) a.relation::pg_catalog.oid
           WHERE p.name OPERATOR(pg_catalog.=) $1
-            AND a.relation OPERATOR(pg_catalog.=) $2::pg_catalog.oid::pg_catalog.regclass",
+            AND a.relation OPERATOR(pg_catalog.=) COALESCE(
+                  pg_catalog.pg_partition_root($2::pg_catalog.oid::pg_catalog.regclass),
+                  $2::pg_catalog.oid::pg_catalog.regclass)",
         &[project.into(), relation.into()],
         |rows| {
             if rows.is_empty() {
                 return Ok(None);
             }
-            rows.get::<i64>(0, 1)
+            Ok(Some(Fed {
+                project_id: rows.get::<i64>(0, 1)?.unwrap_or_default(),
+                trigger_name: rows.get::<String>(0, 2)?.unwrap_or_default(),
+                prediction_column: rows.get::<String>(0, 3)?.unwrap_or_default(),
+                model_id_column: rows.get::<String>(0, 4)?.unwrap_or_default(),
+                label_column: rows.get::<String>(0, 5)?,
+                table_owner: rows
+                    .get::<pg_sys::Oid>(0, 6)?
+                    .unwrap_or(pg_sys::Oid::INVALID),
+            }))
         },
     )
+}
+
+/// Whether `model_id` is one of the project's models, read-only under the
+/// statement's snapshot (the trigger asks for rows that arrive served).
+pub fn model_of_project(model_id: i64, project_id: i64) -> AmbientResult<bool> {
+    super::select_kept(
+        "SELECT 1 FROM ambient.model_store
+          WHERE id OPERATOR(pg_catalog.=) $1 AND project_id OPERATOR(pg_catalog.=) $2",
+        &[model_id.into(), project_id.into()],
+        |rows| Ok(!rows.is_empty()),
+    )
+}
+
+/// Forgets the attachments of tables that no longer exist (dropped,
+/// with their triggers). Call inside `as_extension_owner`.
+pub fn forget_dropped() -> AmbientResult<()> {
+    Spi::run(
+        "DELETE FROM ambient.attachment_list a
+          WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c
+                             WHERE c.oid OPERATOR(pg_catalog.=) a.relation::pg_catalog.oid)",
+    )?;
+    Ok(())
 }
 
 /// What `attach` records, before it adds the columns and the trigger.
@@ -118,126 +191,6 @@ pub fn delete(id: i64) -> AmbientResult<()> {
     Ok(())
 }
 
-/// A labelled prediction: the model that made it, its prediction and the
-/// label, as text.
-pub type Outcome = (i64, String, String);
-
-/// Records, from an attached table's trigger, that a labelled prediction
-/// is to be counted (`add`) and one counted before is to be taken back
-/// (`retract`).
-pub fn log_outcome(
-    project_id: i64,
-    retract: Option<&Outcome>,
-    add: Option<&Outcome>,
-) -> AmbientResult<()> {
-    fn part(o: Option<&Outcome>) -> (Option<i64>, Option<&str>, Option<&str>) {
-        (
-            o.map(|o| o.0),
-            o.map(|o| o.1.as_str()),
-            o.map(|o| o.2.as_str()),
-        )
-    }
-    let (retract_model, retract_prediction, retract_label) = part(retract);
-    let (add_model, add_prediction, add_label) = part(add);
-    execute_kept(
-        "INSERT INTO ambient.outcome_log
-           (project_id, retract_model_id, retract_prediction, retract_label,
-            add_model_id, add_prediction, add_label)
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        &[
-            project_id.into(),
-            retract_model.into(),
-            retract_prediction.into(),
-            retract_label.into(),
-            add_model.into(),
-            add_prediction.into(),
-            add_label.into(),
-        ],
-    )?;
-    Ok(())
-}
-
-/// Takes at most `limit` of the project's committed outcome rows out of
-/// the log: `(retract, add)` per row. Rows of transactions still running
-/// stay for a later call. Call inside `as_extension_owner`, again until it
-/// returns fewer than `limit`.
-pub fn take_outcomes(
-    project_id: i64,
-    limit: i64,
-) -> AmbientResult<Vec<(Option<Outcome>, Option<Outcome>)>> {
-    Spi::connect_mut(|client| {
-        let rows = client.update(
-            "WITH taken AS (
-                 DELETE FROM ambient.outcome_log
-                  WHERE id OPERATOR(pg_catalog.=) ANY (ARRAY(
-                        SELECT id FROM ambient.outcome_log
-                         WHERE project_id OPERATOR(pg_catalog.=) $1 ORDER BY id LIMIT $2))
-                 RETURNING id, retract_model_id, retract_prediction, retract_label,
-                           add_model_id, add_prediction, add_label)
-             SELECT retract_model_id, retract_prediction, retract_label,
-                    add_model_id, add_prediction, add_label
-               FROM taken ORDER BY id",
-            None,
-            &[project_id.into(), limit.into()],
-        )?;
-        rows.map(|row| {
-            let outcome = |at: usize| -> AmbientResult<Option<Outcome>> {
-                Ok(
-                    match (
-                        row.get::<i64>(at)?,
-                        row.get::<String>(at + 1)?,
-                        row.get::<String>(at + 2)?,
-                    ) {
-                        (Some(model), Some(prediction), Some(label)) => {
-                            Some((model, prediction, label))
-                        }
-                        _ => None,
-                    },
-                )
-            };
-            Ok((outcome(1)?, outcome(4)?))
-        })
-        .collect()
-    })
-}
-
-/// Every model's live counts in the project, as stored.
-pub fn live_counts(project_id: i64) -> AmbientResult<Vec<(i64, JsonB)>> {
-    Spi::connect(|client| {
-        client
-            .select(
-                "SELECT model_id, counts FROM ambient.live_counts
-                  WHERE project_id OPERATOR(pg_catalog.=) $1 ORDER BY model_id",
-                None,
-                &[project_id.into()],
-            )?
-            .map(|row| {
-                Ok((
-                    row.get::<i64>(1)?.unwrap_or_default(),
-                    row.get::<JsonB>(2)?
-                        .unwrap_or(JsonB(serde_json::Value::Null)),
-                ))
-            })
-            .collect()
-    })
-}
-
-/// Call inside `as_extension_owner`.
-pub fn store_live_counts(
-    project_id: i64,
-    model_id: i64,
-    counts: serde_json::Value,
-) -> AmbientResult<()> {
-    Spi::run_with_args(
-        "INSERT INTO ambient.live_counts (project_id, model_id, counts, updated_at)
-         VALUES ($1, $2, $3, pg_catalog.now())
-         ON CONFLICT (project_id, model_id)
-         DO UPDATE SET counts = excluded.counts, updated_at = excluded.updated_at",
-        &[project_id.into(), model_id.into(), JsonB(counts).into()],
-    )?;
-    Ok(())
-}
-
 /// One monitor run's figures for one model.
 pub struct NewMonitorRun<'a> {
     pub project_id: i64,
@@ -262,7 +215,7 @@ pub fn insert_monitor_run(run: NewMonitorRun<'_>) -> AmbientResult<()> {
             JsonB(run.metrics).into(),
         ],
     )?;
-    Ok(())
+    prune_log(Log::Monitor, run.project_id)
 }
 
 /// A table's schema-qualified, quoted name, or `None` if it is gone.

@@ -357,3 +357,146 @@ pub fn as_extension_owner<R>(write: impl FnOnce() -> AmbientResult<R>) -> Ambien
     unsafe { pg_sys::AtEOXact_GUC(true, nest_level) };
     result
 }
+
+/// The role a stored definition (a training query, a relation name that is
+/// resolved again) runs as, and the `search_path` it was stored under, so
+/// that its unqualified names mean what they meant to its author.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Author {
+    pub role: pg_sys::Oid,
+    pub search_path: String,
+}
+
+/// What SQL the extension builds itself runs under: every name in it is
+/// qualified.
+pub const PINNED_SEARCH_PATH: &str = "pg_catalog, pg_temp";
+
+impl Author {
+    /// The calling role, under its `search_path` now: who a training
+    /// definition records.
+    pub fn current() -> AmbientResult<Author> {
+        // SAFETY: reads a backend global; GetConfigOptionByName returns a
+        // palloc'd copy of the setting.
+        let (role, search_path) = unsafe {
+            let value = pg_sys::GetConfigOptionByName(
+                c"search_path".as_ptr(),
+                std::ptr::null_mut(),
+                false,
+            );
+            (
+                pg_sys::GetUserId(),
+                CStr::from_ptr(value).to_string_lossy().into_owned(),
+            )
+        };
+        Ok(Author { role, search_path })
+    }
+
+    /// A table's owner, for reading the table the way its attached trigger
+    /// predicts: with the owner's rights, under the pinned `search_path`.
+    pub fn owner_of_table(relation: pg_sys::Oid) -> Option<Author> {
+        // SAFETY: a syscache lookup that returns NULL for an oid that is gone.
+        unsafe {
+            let tuple = pg_sys::SearchSysCache1(
+                pg_sys::SysCacheIdentifier::RELOID as i32,
+                pg_sys::Datum::from(relation),
+            );
+            if tuple.is_null() {
+                return None;
+            }
+            let form = pg_sys::GETSTRUCT(tuple) as pg_sys::Form_pg_class;
+            let owner = (*form).relowner;
+            pg_sys::ReleaseSysCache(tuple);
+            Some(Author {
+                role: owner,
+                search_path: PINNED_SEARCH_PATH.to_string(),
+            })
+        }
+    }
+}
+
+/// Runs `work` as `author`, the way `REFRESH MATERIALIZED VIEW` runs a
+/// view's query as the view's owner: with the author's rights only (a
+/// superuser or co-owner who triggers it lends none of theirs), under
+/// `SECURITY_RESTRICTED_OPERATION` (no temporary objects, no role changes
+/// inside), and with the `search_path` the SQL was stored under. A role
+/// that no longer exists fails cleanly (42704). If `work` raises, (sub)
+/// transaction abort restores the user and the setting.
+pub fn as_author<R>(author: &Author, work: impl FnOnce() -> AmbientResult<R>) -> AmbientResult<R> {
+    // SAFETY: a syscache lookup; NULL (not an error) for a role that is gone.
+    let exists = unsafe { !pg_sys::GetUserNameFromId(author.role, true).is_null() };
+    if !exists {
+        return Err(AmbientError::undefined_object(format!(
+            "the role (oid {}) that stored this training definition no longer exists",
+            author.role.to_u32()
+        ))
+        .hint("train the project again as an existing role: its definition runs as the role that wrote it"));
+    }
+    let search_path = CString::new(author.search_path.as_str())
+        .map_err(|_| AmbientError::invalid("a stored search_path holds a NUL"))?;
+    let mut saved_user = pg_sys::Oid::INVALID;
+    let mut saved_context = 0;
+    // SAFETY: plain calls into Postgres' GUC and user machinery, paired
+    // below.
+    let nest_level = unsafe {
+        pg_sys::GetUserIdAndSecContext(&mut saved_user, &mut saved_context);
+        pg_sys::SetUserIdAndSecContext(
+            author.role,
+            saved_context
+                | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32
+                | pg_sys::SECURITY_RESTRICTED_OPERATION as i32,
+        );
+        let nest_level = pg_sys::NewGUCNestLevel();
+        pg_sys::set_config_option(
+            c"search_path".as_ptr(),
+            search_path.as_ptr(),
+            pg_sys::GucContext::PGC_USERSET,
+            pg_sys::GucSource::PGC_S_SESSION,
+            pg_sys::GucAction::GUC_ACTION_SAVE,
+            true,
+            0,
+            false,
+        );
+        nest_level
+    };
+    let result = work();
+    // SAFETY: restores exactly what was saved above, setting first.
+    unsafe {
+        pg_sys::AtEOXact_GUC(true, nest_level);
+        pg_sys::SetUserIdAndSecContext(saved_user, saved_context);
+    }
+    result
+}
+
+/// The run logs that grow with every run, each kept to the newest
+/// `ambient.log_rows_per_project` rows of each project.
+#[derive(Debug, Clone, Copy)]
+pub enum Log {
+    Monitor,
+    Drift,
+    Policy,
+    Alert,
+}
+
+/// Deletes all but the newest `ambient.log_rows_per_project` rows of the
+/// project in `log`, so that a policy run every second keeps a bounded
+/// history. Call inside `as_extension_owner`, after inserting.
+pub fn prune_log(log: Log, project_id: i64) -> AmbientResult<()> {
+    let table = match log {
+        Log::Monitor => "ambient.monitor_log",
+        Log::Drift => "ambient.drift_log",
+        Log::Policy => "ambient.policy_log",
+        Log::Alert => "ambient.alert_log",
+    };
+    // The (project_id, id) index answers both halves.
+    Spi::run_with_args(
+        &format!(
+            "DELETE FROM {table}
+              WHERE project_id OPERATOR(pg_catalog.=) $1
+                AND id OPERATOR(pg_catalog.<) (
+                      SELECT id FROM {table} WHERE project_id OPERATOR(pg_catalog.=) $1
+                       ORDER BY id DESC OFFSET $2 OPERATOR(pg_catalog.-) 1 LIMIT 1)"
+        ),
+        &[project_id.into(), crate::gucs::log_rows_per_project().into()],
+    )?;
+    Ok(())
+}

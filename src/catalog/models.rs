@@ -6,7 +6,7 @@ use pgrx::JsonB;
 
 use pgrx::pg_sys;
 
-use super::{as_owner, select_kept, select_one};
+use super::{as_owner, select_kept, select_one, Author};
 use crate::error::{AmbientError, AmbientResult};
 
 pub struct NewSnapshot<'a> {
@@ -73,6 +73,8 @@ pub struct NewModel<'a> {
     pub created_by: &'a str,
     /// The model a policy retrained this one from.
     pub parent_model_id: Option<i64>,
+    /// Who the training definition runs as when it runs again.
+    pub author: &'a Author,
 }
 
 /// Inserts a model as the project's next version; returns (id, version).
@@ -87,13 +89,13 @@ pub fn insert(m: NewModel<'_>) -> AmbientResult<(i64, i32)> {
                     label_classes, metrics, primary_metric, score, test_size, seed,
                     train_rows, test_rows, training_seconds, extension_version,
                     snapshot_id, artifact, artifact_sha256, created_by, preprocessing, importance,
-                    request, parent_model_id)
+                    request, parent_model_id, definition_role, definition_search_path)
                  SELECT $1,
                         COALESCE((SELECT pg_catalog.max(version) FROM ambient.model_store
                                    WHERE project_id OPERATOR(pg_catalog.=) $1), 0)
                           OPERATOR(pg_catalog.+) 1,
                         $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15,
-                        $16, $17, $18, $19, $20, $21, $22, $23
+                        $16, $17, $18, $19, $20, $21, $22, $23, $24::pg_catalog.oid, $25
                  RETURNING id, version",
                 None,
                 &[
@@ -120,6 +122,8 @@ pub fn insert(m: NewModel<'_>) -> AmbientResult<(i64, i32)> {
                     JsonB(m.importance).into(),
                     JsonB(m.request).into(),
                     m.parent_model_id.into(),
+                    m.author.role.into(),
+                    m.author.search_path.as_str().into(),
                 ],
             )?
             .first();
@@ -327,49 +331,58 @@ pub fn delete(model_id: i64) -> AmbientResult<()> {
     })
 }
 
-/// How the project's newest model was trained: its request, and the
-/// source of its snapshot (kind and relation name or query text). `None`
-/// when the project has no model, or its newest predates 0.2.0's requests.
-pub fn last_definition(
-    project_id: i64,
-) -> AmbientResult<Option<(i64, serde_json::Value, String, String)>> {
+/// How a model was trained, so it can be trained again on new data: its
+/// request, the source of its snapshot, and who that source runs as.
+pub struct Definition {
+    pub model_id: i64,
+    pub request: serde_json::Value,
+    /// 'relation' or 'query'.
+    pub source_kind: String,
+    /// The schema-qualified relation, or the full query text.
+    pub source: String,
+    pub author: Author,
+    /// Labelled rows the training read.
+    pub rows: i64,
+}
+
+/// The training definition of `model_id`; `None` when the model predates
+/// 0.2.0's requests, or when its author's role was recorded by no one.
+pub fn definition(model_id: i64) -> AmbientResult<Option<Definition>> {
     as_owner(|| {
         Spi::connect(|client| {
             let row = client
                 .select(
-                    "SELECT m.id, m.request, s.source_kind, s.source
+                    "SELECT m.id, m.request, s.source_kind, s.source,
+                            m.definition_role::pg_catalog.oid, m.definition_search_path, s.row_count
                        FROM ambient.model_store m
                        JOIN ambient.snapshots s ON s.id OPERATOR(pg_catalog.=) m.snapshot_id
-                      WHERE m.project_id OPERATOR(pg_catalog.=) $1
-                      ORDER BY m.version DESC LIMIT 1",
+                      WHERE m.id OPERATOR(pg_catalog.=) $1",
                     None,
-                    &[project_id.into()],
+                    &[model_id.into()],
                 )?
                 .first();
             if row.is_empty() {
                 return Ok(None);
             }
-            let request = row.get::<JsonB>(2)?;
-            Ok(match request {
-                Some(JsonB(request)) if !request.is_null() => Some((
-                    row.get::<i64>(1)?.unwrap_or_default(),
-                    request,
-                    row.get::<String>(3)?.unwrap_or_default(),
-                    row.get::<String>(4)?.unwrap_or_default(),
-                )),
-                _ => None,
-            })
+            let (Some(JsonB(request)), Some(role), Some(search_path)) = (
+                row.get::<JsonB>(2)?,
+                row.get::<pg_sys::Oid>(5)?,
+                row.get::<String>(6)?,
+            ) else {
+                return Ok(None);
+            };
+            if request.is_null() {
+                return Ok(None);
+            }
+            Ok(Some(Definition {
+                model_id: row.get::<i64>(1)?.unwrap_or_default(),
+                request,
+                source_kind: row.get::<String>(3)?.unwrap_or_default(),
+                source: row.get::<String>(4)?.unwrap_or_default(),
+                author: Author { role, search_path },
+                rows: row.get::<i64>(7)?.unwrap_or_default(),
+            }))
         })
     })
 }
 
-/// How many labelled rows the snapshot of a model counted.
-pub fn snapshot_rows(model_id: i64) -> AmbientResult<i64> {
-    Ok(select_one::<i64>(
-        "SELECT s.row_count FROM ambient.model_store m
-           JOIN ambient.snapshots s ON s.id OPERATOR(pg_catalog.=) m.snapshot_id
-          WHERE m.id OPERATOR(pg_catalog.=) $1",
-        &[model_id.into()],
-    )?
-    .unwrap_or_default())
-}

@@ -5,7 +5,7 @@
 use pgrx::prelude::*;
 use pgrx::JsonB;
 
-use super::select_one;
+use super::{prune_log, select_one, Log};
 use crate::error::AmbientResult;
 
 /// The statistics of the snapshot a model was trained on.
@@ -31,7 +31,8 @@ pub struct NewDriftRun<'a> {
 }
 
 pub fn insert_drift_run(run: NewDriftRun<'_>) -> AmbientResult<i64> {
-    Ok(Spi::get_one_with_args::<i64>(
+    let project_id = run.project_id;
+    let id = Spi::get_one_with_args::<i64>(
         "INSERT INTO ambient.drift_log
            (project_id, model_id, run_by, source, rows, drifted_share, dataset_drifted, columns)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
@@ -46,7 +47,9 @@ pub fn insert_drift_run(run: NewDriftRun<'_>) -> AmbientResult<i64> {
             JsonB(run.columns).into(),
         ],
     )?
-    .unwrap_or_default())
+    .unwrap_or_default();
+    prune_log(Log::Drift, project_id)?;
+    Ok(id)
 }
 
 /// The project's policy, as `set_policy` stored it.
@@ -81,7 +84,8 @@ pub struct NewPolicyRun<'a> {
 }
 
 pub fn insert_policy_run(run: NewPolicyRun<'_>) -> AmbientResult<i64> {
-    Ok(Spi::get_one_with_args::<i64>(
+    let project_id = run.project_id;
+    let id = Spi::get_one_with_args::<i64>(
         "INSERT INTO ambient.policy_log
            (project_id, started_at, run_by, status, action, reason, model_id, details)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
@@ -96,7 +100,9 @@ pub fn insert_policy_run(run: NewPolicyRun<'_>) -> AmbientResult<i64> {
             JsonB(run.details).into(),
         ],
     )?
-    .unwrap_or_default())
+    .unwrap_or_default();
+    prune_log(Log::Policy, project_id)?;
+    Ok(id)
 }
 
 /// Records an alert and queues `NOTIFY ambient_alerts` with it as JSON,
@@ -120,6 +126,7 @@ pub fn raise_alert(
         ],
     )?
     .unwrap_or_default();
+    prune_log(Log::Alert, project_id)?;
     let payload = serde_json::json!({
         "alert_id": id, "project": project, "kind": kind, "message": message, "details": details,
     });
@@ -188,6 +195,33 @@ pub fn store_schedule(project_id: i64, job_id: i64, cron: &str, by: &str) -> Amb
         &[project_id.into(), job_id.into(), cron.into(), by.into()],
     )?;
     Ok(())
+}
+
+/// A pg_cron job as pg_cron has it (schedule, the role it runs as, and
+/// whether it is active), read as the extension owner (pg_cron shows
+/// other roles' jobs to a superuser only); `None` if it is gone. Call only
+/// where pg_cron is installed.
+pub fn cron_job(job_id: i64) -> AmbientResult<Option<(String, String, bool)>> {
+    super::as_owner(|| {
+        Spi::connect(|client| {
+            let row = client
+                .select(
+                    "SELECT schedule, username::pg_catalog.text, active FROM cron.job
+                      WHERE jobid OPERATOR(pg_catalog.=) $1",
+                    Some(1),
+                    &[job_id.into()],
+                )?
+                .first();
+            if row.is_empty() {
+                return Ok(None);
+            }
+            Ok(Some((
+                row.get::<String>(1)?.unwrap_or_default(),
+                row.get::<String>(2)?.unwrap_or_default(),
+                row.get::<bool>(3)?.unwrap_or_default(),
+            )))
+        })
+    })
 }
 
 pub fn delete_schedule(project_id: i64) -> AmbientResult<()> {
@@ -269,6 +303,13 @@ pub fn log_challenge(e: ChallengeEvent<'_>) -> AmbientResult<()> {
             e.reason.into(),
         ],
     )?;
+    // A shadow's predictions are for its trial; they go when it ends.
+    if e.event != "started" {
+        Spi::run_with_args(
+            "DELETE FROM ambient.shadow_log WHERE project_id OPERATOR(pg_catalog.=) $1",
+            &[e.project_id.into()],
+        )?;
+    }
     Ok(())
 }
 

@@ -92,17 +92,38 @@ pub fn unknown(name: &str) -> AmbientError {
         .hint("SELECT project FROM ambient.overview lists the projects you may read")
 }
 
-/// Errors with 42501 unless the caller has the privileges of the project's
-/// owning role (superusers always do).
+/// Errors unless the caller has the privileges of the project's owning
+/// role (superusers always do): with 42501 to a role that may see the
+/// project (it was granted some use of it), and to any other role exactly
+/// as for a project that does not exist (42704), so names cannot be probed.
 pub fn authorize_change(project: &Project, caller: &Caller) -> AmbientResult<()> {
     if caller.acts_as(project.owner) {
         return Ok(());
+    }
+    if !may_see(project.id, caller)? {
+        return Err(unknown(&project.name));
     }
     Err(AmbientError::privilege(format!(
         "permission denied for project \"{}\"",
         project.name
     ))
     .hint("only roles with the privileges of the project's owner may change it"))
+}
+
+/// Whether the caller may read the project: it acts as its owner, or as
+/// a role granted 'read' (what the `readable_projects` view shows).
+pub fn may_read(project: &Project, caller: &Caller) -> AmbientResult<bool> {
+    Ok(caller.acts_as(project.owner)
+        || grants_of(project.id)?
+            .iter()
+            .any(|&(grantee, privilege)| privilege == Privilege::Read && caller.acts_as(grantee)))
+}
+
+/// Whether the caller was granted any use of the project.
+fn may_see(project_id: i64, caller: &Caller) -> AmbientResult<bool> {
+    Ok(grants_of(project_id)?
+        .iter()
+        .any(|&(grantee, _)| caller.acts_as(grantee)))
 }
 
 /// What a caller asked for by name: a project, or a model by id. A refusal
@@ -154,6 +175,13 @@ pub fn authorize_use(
     };
     if caller.acts_as(owner) || granted() {
         return Ok(());
+    }
+    // A project the caller has no use of at all is answered as one that
+    // does not exist.
+    if let Named::Project(name) = named {
+        if !grants.iter().any(|&(grantee, _)| caller.acts_as(grantee)) {
+            return Err(unknown(name));
+        }
     }
     Err(match named {
         Named::Project(name) => AmbientError::privilege(format!(
@@ -264,10 +292,8 @@ pub fn set_contract(project_id: i64, model_id: i64) -> AmbientResult<()> {
 /// Call inside `as_extension_owner`.
 pub fn delete(id: i64) -> AmbientResult<()> {
     Spi::connect_mut(|client| {
-        // Deployment rows reference models, so they go first; the outcome
-        // log has no foreign key (its trigger-time inserts stay cheap).
+        // Deployment rows reference models, so they go first.
         for table in [
-            "outcome_log",
             "deployment_log",
             "model_store",
             "snapshots",

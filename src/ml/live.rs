@@ -1,7 +1,7 @@
 //! Live metrics from labels that arrive after the predictions they judge.
-//! A model's counts are kept as sums that a label can be added to and taken
-//! back from, so a label that changes is counted once, with its latest
-//! value, without reading any labelled row again.
+//! A model's counts are sums over the labelled rows as they are now (the
+//! attached tables are read each time), so a label that changed, or that
+//! arrived while no trigger watched, counts once, with its latest value.
 
 use std::collections::BTreeMap;
 
@@ -27,6 +27,16 @@ pub enum LiveCounts {
     },
 }
 
+/// What a regressor's live metrics are computed from, over some rows.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct ValueSums {
+    pub rows: i64,
+    pub squared_error: f64,
+    pub absolute_error: f64,
+    pub actual: f64,
+    pub actual_squared: f64,
+}
+
 impl LiveCounts {
     pub fn new(task: Task) -> Self {
         match task {
@@ -43,8 +53,9 @@ impl LiveCounts {
         }
     }
 
-    /// Counts one labelled prediction (`sign` 1), or takes one back (-1).
-    /// A regressor's prediction and label are numbers written as text.
+    /// Counts `sign` labelled predictions of `predicted` for `actual`
+    /// (a negative `sign` takes them back). A regressor's prediction and
+    /// label are numbers written as text.
     pub fn count(&mut self, predicted: &str, actual: &str, sign: i64) -> MlResult<()> {
         match self {
             LiveCounts::Classes { pairs } => {
@@ -79,8 +90,7 @@ impl LiveCounts {
                 if !(p.is_finite() && y.is_finite()) {
                     return Ok(());
                 }
-                // Plain sums, so rows can be counted and taken back in any
-                // order: the log is folded in whatever order it is read.
+                // Plain sums, so rows can be counted in any order.
                 let s = sign as f64;
                 *rows += sign;
                 *sum_squared_error += s * (p - y) * (p - y);
@@ -89,6 +99,27 @@ impl LiveCounts {
                 *sum_actual_squared += s * y * y;
             }
         }
+        Ok(())
+    }
+
+    /// Adds a regressor's sums over `rows` more labelled rows (summed
+    /// elsewhere, by the database): finite estimates and labels only.
+    pub fn add_sums(&mut self, more: ValueSums) -> MlResult<()> {
+        let LiveCounts::Values {
+            rows,
+            sum_squared_error,
+            sum_absolute_error,
+            sum_actual,
+            sum_actual_squared,
+        } = self
+        else {
+            return Err(MlError::invalid("sums of errors describe a regressor"));
+        };
+        *rows += more.rows;
+        *sum_squared_error += more.squared_error;
+        *sum_absolute_error += more.absolute_error;
+        *sum_actual += more.actual;
+        *sum_actual_squared += more.actual_squared;
         Ok(())
     }
 

@@ -69,8 +69,11 @@ SELECT kind FROM ambient.alerts WHERE project = 'guard' ORDER BY alert_id DESC L
 -- Run again: the live model is the better one now, nothing to do.
 SELECT status FROM ambient.run_policy('guard');
 
--- retrain_after_changed_rows: new labelled rows in the training source
--- since the last training (of the newest model, on 'seen').
+-- retrain_after_changed_rows: new labelled rows in the live model's
+-- training source since it was trained. The live model (version 3) was
+-- trained on iris; version 4, on 'seen', goes live first.
+SELECT ambient.deploy('guard', model_id) = model_id AS deployed
+  FROM ambient.models WHERE project = 'guard' AND version = 4;
 SELECT ambient.set_policy('guard', '{"action": "retrain", "retrain_after_changed_rows": 20}') ->> 'action' AS action;
 INSERT INTO seen SELECT * FROM iris WHERE id > 100;
 SELECT status, action, reason FROM ambient.run_policy('guard');

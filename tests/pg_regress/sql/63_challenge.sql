@@ -77,6 +77,8 @@ SELECT count(*) AS shadowed, count(DISTINCT row_key) AS keys, min(relation::text
 SELECT ambient.end_trial('duel') = :first AS ended;
 -- Without a canary every key gets the live model.
 SELECT count(DISTINCT ambient.route('duel', g::text)) AS models FROM generate_series(1, 100) g;
+-- Ending the trial deletes its shadow predictions (they were for the
+-- trial), and rows written after it are not shadowed.
 INSERT INTO duel_rows (id, sepal_length, sepal_width, petal_length, petal_width) VALUES (30000, 5, 3, 1.5, 0.2);
 SELECT count(*) AS shadowed_after_end FROM ambient.shadow_predictions WHERE project = 'duel';
 -- Rollback after a promoted canary goes back to the model before it.

@@ -1,0 +1,101 @@
+-- pg_ambient 0.2.0 -> 0.3.0. Each change says why; a fresh 0.3.0 install
+-- and this script give the same catalog (tests/upgrade checks it).
+\echo Use "ALTER EXTENSION pg_ambient UPDATE" to load this file. \quit
+
+-- A training definition runs again (a policy's retrain, its changed-rows
+-- count) as the role that wrote it, under the search_path it was written
+-- under, never as whoever triggers it. 0.2.0 recorded only a name, and a
+-- model a policy retrained recorded whoever ran the policy (a superuser,
+-- perhaps), so every existing definition is given to its project's owner,
+-- the role whose rights govern the project, under the default search_path.
+ALTER TABLE ambient.model_store
+    ADD COLUMN definition_role regrole,
+    ADD COLUMN definition_search_path text;
+UPDATE ambient.model_store m
+   SET definition_role = p.owner,
+       definition_search_path = '"$user", public'
+  FROM ambient.projects p
+ WHERE p.id = m.project_id AND m.request IS NOT NULL;
+
+-- Live metrics are counted from the attached tables as they are, so the
+-- label log (which the triggers could not keep true across a detach, a
+-- disabled trigger, replication apply, TRUNCATE or a restore) and the
+-- counts folded from it go, and so do the triggers that wrote the log.
+DO $$
+DECLARE
+    a record;
+BEGIN
+    FOR a IN SELECT relation, trigger_name FROM ambient.attachment_list
+              WHERE pg_catalog.to_regclass(relation::pg_catalog.text) IS NOT NULL LOOP
+        EXECUTE pg_catalog.format('DROP TRIGGER IF EXISTS %I ON %s; DROP TRIGGER IF EXISTS %I ON %s; DROP TRIGGER IF EXISTS %I ON %s',
+                                  a.trigger_name || '_inserted', a.relation,
+                                  a.trigger_name || '_changed', a.relation,
+                                  a.trigger_name || '_deleted', a.relation);
+    END LOOP;
+END $$;
+DROP TABLE ambient.outcome_log, ambient.live_counts;
+
+-- Scheduled jobs run as the project's owner and are shown as pg_cron has
+-- them.
+DROP VIEW ambient.project_policies;
+CREATE FUNCTION ambient."scheduled_job"(
+	"project" TEXT
+) RETURNS TABLE (
+	"job_id" bigint,
+	"schedule" TEXT,
+	"run_as" TEXT,
+	"active" bool
+)
+STRICT STABLE PARALLEL RESTRICTED
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'scheduled_job_wrapper';
+
+-- A readable project's policy and the pg_cron job that runs it, as pg_cron
+-- has the job (NULLs when it has none).
+CREATE VIEW ambient.project_policies WITH (security_barrier) AS
+SELECT p.project, pol.policy, j.schedule, j.job_id, j.run_as, j.active, pol.set_at, pol.set_by
+  FROM ambient.policies pol
+  JOIN ambient.readable_projects p ON p.project_id = pol.project_id
+  LEFT JOIN LATERAL ambient.scheduled_job(p.project) j ON true;
+GRANT SELECT ON ambient.project_policies TO PUBLIC;
+
+-- Attached tables keep accepting writes: DDL that would break an
+-- attachment's trigger is refused, and a dropped table's attachment is
+-- forgotten. (ALTER EVENT TRIGGER ... DISABLE turns either off.)
+CREATE FUNCTION ambient."attached_objects_dropped"(
+	"trigger_tables" oid[],
+	"trigger_names" TEXT[]
+) RETURNS void
+STRICT VOLATILE PARALLEL UNSAFE
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'attached_objects_dropped_wrapper';
+CREATE FUNCTION ambient."check_attached_tables"(
+	"relations" oid[]
+) RETURNS void
+STRICT VOLATILE PARALLEL UNSAFE
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'check_attached_tables_wrapper';
+CREATE FUNCTION ambient.guard_attached_tables() RETURNS event_trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    PERFORM ambient.check_attached_tables(ARRAY(
+        SELECT objid FROM pg_catalog.pg_event_trigger_ddl_commands()
+         WHERE classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass));
+END $$;
+CREATE FUNCTION ambient.forget_dropped_attachments() RETURNS event_trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    PERFORM ambient.attached_objects_dropped(
+        ARRAY(SELECT pg_catalog.to_regclass(pg_catalog.quote_ident(address_names[1])
+                       OPERATOR(pg_catalog.||) '.'
+                       OPERATOR(pg_catalog.||) pg_catalog.quote_ident(address_names[2]))::pg_catalog.oid
+                FROM pg_catalog.pg_event_trigger_dropped_objects()
+               WHERE object_type OPERATOR(pg_catalog.=) 'trigger' ORDER BY objid),
+        ARRAY(SELECT address_names[3]
+                FROM pg_catalog.pg_event_trigger_dropped_objects()
+               WHERE object_type OPERATOR(pg_catalog.=) 'trigger' ORDER BY objid));
+END $$;
+CREATE EVENT TRIGGER ambient_guard_attached_tables ON ddl_command_end
+    EXECUTE FUNCTION ambient.guard_attached_tables();
+CREATE EVENT TRIGGER ambient_forget_dropped_attachments ON sql_drop
+    EXECUTE FUNCTION ambient.forget_dropped_attachments();
