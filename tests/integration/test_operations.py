@@ -168,60 +168,141 @@ def test_canary_serves_its_share_of_keys(database):
     assert abs(served / n - share) < 4 * math.sqrt(share * (1 - share) / n), (served, n)
 
 
-def test_a_pg_cron_job_retrains_and_deploys_as_the_role_that_scheduled_it():
+def test_a_pg_cron_job_retrains_and_deploys_as_the_project_owner_whoever_schedules_it():
     """pg_cron runs in cron.database_name ('postgres' in the private
-    cluster); a job scheduled by a non-superuser runs as that role."""
+    cluster) and runs a job as the role that scheduled it. A superuser
+    schedules a role's policy: the job still runs as the project's owner,
+    and the owner's stored query, whose function tries to make its owner a
+    superuser with the rights it runs with, gets none of the superuser's."""
     role = "ambient_cron_owner"
     with psycopg.connect(dsn("postgres"), autocommit=True) as admin:
         admin.execute("CREATE EXTENSION IF NOT EXISTS pg_cron")
         admin.execute("DROP EXTENSION IF EXISTS pg_ambient CASCADE")
         admin.execute("CREATE EXTENSION pg_ambient")
         admin.execute("SELECT cron.unschedule(jobid) FROM cron.job WHERE jobname LIKE 'ambient policy %'")
-        admin.execute("DROP TABLE IF EXISTS cron_history")
+        admin.execute("DROP TABLE IF EXISTS cron_history, cron_ran_as")
         if admin.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [role]).fetchone():
             admin.execute(f"DROP OWNED BY {role}")
         admin.execute(f"DROP ROLE IF EXISTS {role}")
         admin.execute(f"CREATE ROLE {role} LOGIN")
         admin.execute(f"GRANT USAGE ON SCHEMA cron TO {role}")
         admin.execute(f"GRANT CREATE ON SCHEMA public TO {role}")
+        admin.execute("CREATE TABLE cron_ran_as (who name)")
+        admin.execute(f"GRANT INSERT ON cron_ran_as TO {role}")
     try:
         with psycopg.connect(dsn("postgres"), autocommit=True) as conn:
             conn.execute(f"SET ROLE {role}")
             conn.execute("SET ambient.progress = off")
+            conn.execute(f"""CREATE FUNCTION public.cron_pwn() RETURNS boolean LANGUAGE plpgsql AS $$
+                             BEGIN
+                                 INSERT INTO public.cron_ran_as VALUES (current_user);
+                                 BEGIN
+                                     EXECUTE 'ALTER ROLE {role} SUPERUSER';
+                                 EXCEPTION WHEN OTHERS THEN NULL;
+                                 END;
+                                 RETURN true;
+                             END $$""")
             # At first the label has nothing to do with x ...
             conn.execute("""CREATE TABLE cron_history AS
                             SELECT g AS id, (g % 10)::float8 AS x, (g % 3 = 0) AS big
                               FROM generate_series(1, 200) g""")
             conn.execute("ALTER TABLE cron_history ADD PRIMARY KEY (id)")
-            conn.execute("SELECT * FROM ambient.train('cron', relation => 'cron_history', target => 'big', "
+            conn.execute("SELECT * FROM ambient.train('cron', query => 'SELECT x, big FROM public.cron_history "
+                         "WHERE public.cron_pwn()', target => 'big', "
                          "algorithm => 'decision_tree', hyperparams => '{\"max_depth\": 1}')")
             # ... then 400 labelled rows arrive where it does; the policy
             # retrains once 20 have, and the new model wins on its test rows.
             conn.execute("INSERT INTO cron_history SELECT g, (g % 10)::float8, (g % 10 >= 5) FROM generate_series(201, 600) g")
             conn.execute("SELECT ambient.set_policy('cron', '{\"action\": \"retrain_and_deploy_if_better\", "
                          "\"retrain_after_changed_rows\": 20}')")
-            job = conn.execute("SELECT ambient.schedule('cron', '* * * * *')").fetchone()[0]
+        with psycopg.connect(dsn("postgres"), autocommit=True) as admin:
+            admin.execute("TRUNCATE cron_ran_as")
+            job = admin.execute("SELECT ambient.schedule('cron', '* * * * *')").fetchone()[0]
             assert job > 0
+            # The job is the owner's, as pg_cron and project_policies show.
+            assert admin.execute("SELECT username FROM cron.job WHERE jobid = %s", [job]).fetchone()[0] == role
+            assert admin.execute("SELECT job_id, run_as, schedule, active FROM ambient.project_policies "
+                                 "WHERE project = 'cron'").fetchone() == (job, role, "* * * * *", True)
             deadline = time.monotonic() + 130
             run = None
             while time.monotonic() < deadline and run is None:
                 time.sleep(2)
-                run = conn.execute(
+                run = admin.execute(
                     "SELECT status, action, run_by FROM ambient.policy_runs WHERE project = 'cron'").fetchone()
             assert run is not None, "the pg_cron job did not run within two minutes"
             assert run == ("acted", "retrain_and_deploy_if_better", role), run
-            live = conn.execute("SELECT live_version FROM ambient.overview WHERE project = 'cron'").fetchone()[0]
+            live = admin.execute("SELECT live_version FROM ambient.overview WHERE project = 'cron'").fetchone()[0]
             assert live == 2, live
+            assert {r[0] for r in admin.execute("SELECT DISTINCT who FROM cron_ran_as")} == {role}
+            assert admin.execute("SELECT rolsuper FROM pg_roles WHERE rolname = %s", [role]).fetchone()[0] is False
+        with psycopg.connect(dsn("postgres"), autocommit=True) as conn:
+            conn.execute(f"SET ROLE {role}")
             conn.execute("SELECT ambient.unschedule('cron')")
+            assert conn.execute("SELECT count(*) FROM cron.job WHERE jobid = %s", [job]).fetchone()[0] == 0
             with pytest.raises(psycopg.errors.UndefinedObject):
                 conn.execute("SELECT ambient.unschedule('cron')")
     finally:
         with psycopg.connect(dsn("postgres"), autocommit=True) as admin:
             admin.execute("SELECT cron.unschedule(jobid) FROM cron.job WHERE jobname LIKE 'ambient policy %'")
             admin.execute("DROP EXTENSION IF EXISTS pg_ambient CASCADE")
-            admin.execute("DROP TABLE IF EXISTS cron_history")
+            admin.execute("DROP TABLE IF EXISTS cron_history, cron_ran_as")
             admin.execute(f"DROP OWNED BY {role}")
             admin.execute(f"DROP ROLE IF EXISTS {role}")
+
+
+def test_co_owners_share_one_job_and_drop_project_unschedules_it():
+    """Whoever of a project's owners schedules it, the project has one job,
+    run as the owner; another co-owner may unschedule it; dropping the
+    project removes its job."""
+    owner, carol, dave = "ambient_cron_team", "ambient_cron_carol", "ambient_cron_dave"
+    jobs = "SELECT jobid, username FROM cron.job WHERE jobname = 'ambient policy shared'"
+    with psycopg.connect(dsn("postgres"), autocommit=True) as admin:
+        admin.execute("CREATE EXTENSION IF NOT EXISTS pg_cron")
+        admin.execute("DROP EXTENSION IF EXISTS pg_ambient CASCADE")
+        admin.execute("CREATE EXTENSION pg_ambient")
+        for role in (carol, dave, owner):
+            if admin.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [role]).fetchone():
+                admin.execute(f"DROP OWNED BY {role}")
+            admin.execute(f"DROP ROLE IF EXISTS {role}")
+        admin.execute(f"CREATE ROLE {owner} LOGIN")
+        admin.execute(f"CREATE ROLE {carol} LOGIN IN ROLE {owner}")
+        admin.execute(f"CREATE ROLE {dave} LOGIN IN ROLE {owner}")
+        admin.execute(f"GRANT USAGE ON SCHEMA cron TO {owner}")
+    try:
+        def as_role(role):
+            conn = psycopg.connect(dsn("postgres"), autocommit=True)
+            conn.execute(f"SET ROLE {role}")
+            conn.execute("SET ambient.progress = off")
+            return conn
+        with as_role(owner) as conn:
+            conn.execute("SELECT * FROM ambient.train('shared', query => 'SELECT g::float8 AS x, g % 2 = 0 AS even "
+                         "FROM generate_series(1, 50) g', target => 'even', algorithm => 'decision_tree')")
+            conn.execute("SELECT ambient.set_policy('shared', '{}')")
+        with psycopg.connect(dsn("postgres"), autocommit=True) as admin:
+            with as_role(carol) as conn:
+                first = conn.execute("SELECT ambient.schedule('shared', '0 3 * * *')").fetchone()[0]
+            assert admin.execute(jobs).fetchall() == [(first, owner)]
+            with as_role(dave) as conn:
+                second = conn.execute("SELECT ambient.schedule('shared', '0 4 * * *')").fetchone()[0]
+                assert conn.execute("SELECT job_id, run_as, schedule FROM ambient.project_policies "
+                                    "WHERE project = 'shared'").fetchone() == (second, owner, "0 4 * * *")
+            assert admin.execute(jobs).fetchall() == [(second, owner)]
+            with as_role(carol) as conn:
+                conn.execute("SELECT ambient.unschedule('shared')")
+            assert admin.execute(jobs).fetchall() == []
+            with as_role(dave) as conn:
+                conn.execute("SELECT ambient.schedule('shared', '0 5 * * *')")
+            assert len(admin.execute(jobs).fetchall()) == 1
+            with as_role(carol) as conn:
+                conn.execute("SELECT ambient.drop_project('shared', force => true)")
+            assert admin.execute(jobs).fetchall() == []
+    finally:
+        with psycopg.connect(dsn("postgres"), autocommit=True) as admin:
+            admin.execute("SELECT cron.unschedule(jobid) FROM cron.job WHERE jobname LIKE 'ambient policy %'")
+            admin.execute("DROP EXTENSION IF EXISTS pg_ambient CASCADE")
+            for role in (carol, dave, owner):
+                admin.execute(f"DROP OWNED BY {role}")
+                admin.execute(f"DROP ROLE IF EXISTS {role}")
 
 
 def test_schedule_refuses_what_pg_cron_refuses():

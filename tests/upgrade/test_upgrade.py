@@ -122,6 +122,23 @@ def test_upgrade_keeps_models_and_matches_a_fresh_install(release):
             SELECT ambient.rollback('iris');
             SELECT * FROM ambient.train('lines', relation => 'lines', target => 'y', algorithm => 'linear_regression');
             """, "-q")
+        if release != "0.1.0":
+            # 0.2.0's ambient operations, with data: an attached table with
+            # labelled rows (and 0.2.0's label triggers and outcome log),
+            # a policy that ran, a monitor run.
+            psql(db, """
+                SET ROLE upgrade_owner;
+                SET ambient.progress = off;
+                SELECT ambient.set_policy('iris', '{"action": "retrain", "retrain_after_changed_rows": 1}');
+                RESET ROLE;
+                CREATE TABLE arrivals (id int PRIMARY KEY, sepal_length float8, sepal_width float8,
+                                       petal_length float8, petal_width float8, species text);
+                SELECT * FROM ambient.attach('iris', 'arrivals');
+                INSERT INTO arrivals SELECT id, sepal_length, sepal_width, petal_length, petal_width, species
+                  FROM iris WHERE id <= 100;
+                SELECT * FROM ambient.monitor('iris');
+                SELECT * FROM ambient.run_policy('iris');
+                """, "-q")
         before = predictions(db)
         before_history = psql(db, "SELECT deployment_id, model_id, strategy FROM ambient.deployments ORDER BY 1;")
     finally:
@@ -137,8 +154,28 @@ def test_upgrade_keeps_models_and_matches_a_fresh_install(release):
     # The owner was a name and is now a role, with its rights intact.
     with connect(db) as conn:
         assert conn.execute("SELECT owner::text FROM ambient.overview WHERE project = 'iris'").fetchone()[0] == "upgrade_owner"
+    if release != "0.1.0":
+        # The attached table takes writes through the upgrade, its label
+        # triggers are gone, and monitor counts every labelled row from
+        # the table, old and new.
+        psql(db, "INSERT INTO arrivals SELECT id, sepal_length, sepal_width, petal_length, petal_width, species"
+                 " FROM iris WHERE id > 100;", "-q")
+        with connect(db) as conn:
+            assert conn.execute("SELECT count(*), count(prediction) FROM arrivals").fetchone() == (150, 150)
+            assert conn.execute("SELECT count(*) FROM pg_trigger WHERE tgrelid = 'arrivals'::regclass"
+                                " AND NOT tgisinternal").fetchone()[0] == 1
+            assert conn.execute("SELECT sum(labelled_rows) FROM ambient.monitor('iris')").fetchone()[0] == 150
+            # Existing definitions run as the project's owner from now on.
+            assert {r[0] for r in conn.execute("SELECT DISTINCT definition_role::text FROM ambient.model_store"
+                                               " WHERE request IS NOT NULL")} == {"upgrade_owner"}
+        psql(db, "INSERT INTO iris (sepal_length, sepal_width, petal_length, petal_width, species)"
+                 " VALUES (5.0, 3.4, 1.5, 0.2, 'setosa');"
+                 " SELECT status FROM ambient.run_policy('iris');", "-q")
+        with connect(db) as conn:
+            assert conn.execute("SELECT status FROM ambient.policy_runs WHERE project = 'iris'"
+                                " ORDER BY run_id DESC LIMIT 1").fetchone()[0] == "acted"
     psql(db, "SET ROLE upgrade_owner; SELECT ambient.deploy('iris', 'most_recent');", "-q")
-    with pytest.raises(AssertionError, match="permission denied for project"):
+    with pytest.raises(AssertionError, match="project \"iris\" does not exist"):
         psql(db, "DROP ROLE IF EXISTS upgrade_stranger; CREATE ROLE upgrade_stranger;"
                  " SET ROLE upgrade_stranger; SELECT ambient.rollback('iris');", "-q")
 

@@ -1,0 +1,86 @@
+"""Every linear learner stops within a second of a cancel or of its
+statement_timeout, however many iterations it was allowed: with tolerance 0
+and a million iterations on 300,000 rows, alone and inside `auto`, whose
+search threads must drop a fit in the middle. (0.2.0's linfa fits ignored
+both: only kill -9 stopped them, resetting every connection.)"""
+
+import time
+
+import psycopg
+import pytest
+
+from conftest import connect, fresh_database
+from test_safety import train_in_background, wait_until_training
+
+ENDLESS = {
+    "ridge": '{"max_iterations": 1000000, "tolerance": 0}',
+    "lasso": '{"max_iterations": 1000000, "tolerance": 0}',
+    "elastic_net": '{"max_iterations": 1000000, "tolerance": 0}',
+    "logistic_regression": '{"max_iterations": 100000, "gradient_tolerance": 0}',
+}
+
+
+@pytest.fixture(scope="module")
+def wide_rows():
+    """300,000 rows, 10 noisy features, a numeric and a class label."""
+    database = fresh_database("it_cancel_linear")
+    with connect(database, autocommit=True) as conn:
+        conn.execute("SELECT setseed(0.5)")
+        columns = ", ".join(f"random() AS f{i}" for i in range(10))
+        conn.execute(f"CREATE TABLE wide AS SELECT g AS id, {columns} FROM generate_series(1, 300000) g")
+        conn.execute("ALTER TABLE wide ADD PRIMARY KEY (id)")
+        conn.execute("ALTER TABLE wide ADD COLUMN y float8, ADD COLUMN k text")
+        conn.execute("UPDATE wide SET y = f0 * 3 - f1 + f2 * f3 + random(),"
+                     " k = CASE WHEN f0 + f1 + random() > 1.8 THEN 'a' WHEN f2 > 0.5 THEN 'b' ELSE 'c' END")
+    return database
+
+
+def train_sql(algorithm):
+    target = "k" if algorithm == "logistic_regression" else "y"
+    if algorithm.startswith("auto"):
+        target = "k" if algorithm == "auto_classification" else "y"
+        return (f"SELECT * FROM ambient.train('{algorithm}', relation => 'wide', target => '{target}',"
+                " algorithm => 'auto')")
+    params = ENDLESS.get(algorithm, "{}")
+    return (f"SELECT * FROM ambient.train('{algorithm}', relation => 'wide', target => '{target}',"
+            f" algorithm => '{algorithm}', hyperparams => '{params}')")
+
+
+ALGORITHMS = ["linear_regression", "ridge", "lasso", "elastic_net", "logistic_regression",
+              "auto_regression", "auto_classification"]
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_pg_cancel_backend_stops_the_fit_within_a_second(wide_rows, algorithm):
+    with connect(wide_rows, autocommit=True) as admin:
+        pid, thread, outcome = train_in_background(
+            wide_rows, "SET ambient.progress = off; " + train_sql(algorithm))
+        wait_until_training(admin, pid, 1.5)
+        signalled = time.monotonic()
+        admin.execute("SELECT pg_cancel_backend(%s)", [pid])
+        thread.join(timeout=60)
+        assert not thread.is_alive(), "the fit ignored the cancel for a minute"
+        if "finished" in outcome and algorithm == "linear_regression":
+            # Least squares is one pass: it may end before the cancel.
+            assert outcome["finished"] - signalled < 1.0
+            return
+        assert isinstance(outcome.get("error"), psycopg.errors.QueryCanceled), outcome
+        assert outcome["failed"] - signalled < 1.0, outcome["failed"] - signalled
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_statement_timeout_stops_the_fit_within_a_second(wide_rows, algorithm):
+    with connect(wide_rows, autocommit=True) as conn:
+        conn.execute("SET ambient.progress = off")
+        conn.execute("SET statement_timeout = '2s'")
+        started = time.monotonic()
+        try:
+            conn.execute(train_sql(algorithm))
+            ended, error = time.monotonic(), None
+        except psycopg.Error as e:
+            ended, error = time.monotonic(), e
+        if error is None:
+            assert algorithm == "linear_regression", f"{algorithm} finished within 2 s: use more rows"
+            return
+        assert isinstance(error, psycopg.errors.QueryCanceled), error
+        assert ended - started < 3.0, ended - started
