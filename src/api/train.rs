@@ -416,7 +416,7 @@ fn run(req: TrainRequest) -> AmbientResult<Outcome> {
     // holding the project lock.
     let existing = projects::find(&req.project)?;
     if let Some(p) = &existing {
-        projects::authorize_change(p, &caller)?;
+        projects::authorize_train(p, &caller)?;
     }
     let target = match (&existing, &req.target) {
         (Some(p), _) => p.target.clone(),
@@ -509,7 +509,7 @@ fn run(req: TrainRequest) -> AmbientResult<Outcome> {
                 &caller,
             )?,
         };
-        projects::authorize_change(&project, &caller)?;
+        projects::authorize_train(&project, &caller)?;
         check_fits(&project, Some(&target), Some(data.task()))?;
         Ok(project)
     })?;

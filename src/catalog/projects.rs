@@ -110,6 +110,20 @@ pub fn authorize_change(project: &Project, caller: &Caller) -> AmbientResult<()>
     .hint("only roles with the privileges of the project's owner may change it"))
 }
 
+/// Errors unless the caller may train a new version of the project: as
+/// `authorize_change`, except that a role that may not see the project
+/// learns only that the name is taken (42710), which it could not create
+/// anyway, rather than that it does not exist.
+pub fn authorize_train(project: &Project, caller: &Caller) -> AmbientResult<()> {
+    if caller.acts_as(project.owner) || may_see(project.id, caller)? {
+        return authorize_change(project, caller);
+    }
+    Err(
+        AmbientError::duplicate_object(format!("project \"{}\" already exists", project.name))
+            .hint("another role owns it: train under another name"),
+    )
+}
+
 /// Whether the caller may read the project: it acts as its owner, or as
 /// a role granted 'read' (what the `readable_projects` view shows).
 pub fn may_read(project: &Project, caller: &Caller) -> AmbientResult<bool> {

@@ -107,7 +107,7 @@ def test_first_train_race_cannot_land_in_another_roles_project(database):
             admin.execute("RESET ROLE")
             thread.join(timeout=30)
             assert "error" in outcome, "alice's model went into bob's project"
-            assert outcome["error"].sqlstate == "42501"
+            assert outcome["error"].sqlstate == "42710"  # the name is taken; alice may not see bob's project
             owner, models = admin.execute(
                 "SELECT p.owner::text, (SELECT count(*) FROM ambient.model_store m WHERE m.project_id = p.id)"
                 "  FROM ambient.projects p WHERE p.name = 'raced'").fetchone()
