@@ -23,8 +23,8 @@ use super::predict::{CallSite, ModelKey};
 use super::subtransaction::{in_subtransaction, Failure};
 use crate::catalog::attachments::{self, NewAttachment};
 use crate::catalog::deployments;
-use crate::catalog::projects::Project;
 use crate::catalog::operations::{self, Challenge};
+use crate::catalog::projects::Project;
 use crate::catalog::{as_extension_owner, ensure_writable, projects, Caller};
 use crate::error::{AmbientError, AmbientResult, OrRaise};
 use crate::ml::live;
@@ -226,9 +226,7 @@ fn attach_table(
             continue;
         }
         let theirs = [&other.prediction_column, &other.model_id_column];
-        if theirs.contains(&&prediction_column.to_string())
-            || theirs.contains(&&model_id_column)
-        {
+        if theirs.contains(&&prediction_column.to_string()) || theirs.contains(&&model_id_column) {
             return Err(AmbientError::duplicate_object(format!(
                 "column \"{prediction_column}\" or \"{model_id_column}\" of table {} already holds another attachment's predictions",
                 qualified(table)
@@ -753,7 +751,9 @@ fn serving_problem(
                     input.name
                 ))))
             }
-            Some((_, _, type_oid, typmod)) if source::feature_kind(*type_oid) != Some(input.kind) => {
+            Some((_, _, type_oid, typmod))
+                if source::feature_kind(*type_oid) != Some(input.kind) =>
+            {
                 return Ok(Some(AmbientError::wrong_type(format!(
                     "column \"{}\" of table {} is {}, but the model was trained on a {} column",
                     input.name,
@@ -780,7 +780,11 @@ fn serving_problem(
 /// The first of a classifier's classes that a column of `type_oid` cannot
 /// hold: each is read by the type's input function, as the trigger will
 /// read it, in a subtransaction that takes the failure back.
-fn unparsable_class(model: &Model, type_oid: pg_sys::Oid, typmod: i32) -> AmbientResult<Option<String>> {
+fn unparsable_class(
+    model: &Model,
+    type_oid: pg_sys::Oid,
+    typmod: i32,
+) -> AmbientResult<Option<String>> {
     let Some(labels) = &model.labels else {
         return Ok(None);
     };
@@ -830,9 +834,7 @@ fn open_attached(relation: pg_sys::Oid) -> Option<PgRelation> {
     attachments::relation_name(relation)?;
     // SAFETY: the relation exists (above); the lock is held until the
     // transaction ends.
-    Some(unsafe {
-        PgRelation::with_lock(relation, pg_sys::AccessShareLock as pg_sys::LOCKMODE)
-    })
+    Some(unsafe { PgRelation::with_lock(relation, pg_sys::AccessShareLock as pg_sys::LOCKMODE) })
 }
 
 /// The type and typmod of `table`'s column `name`, if it has one.
@@ -909,7 +911,10 @@ fn check_tables(relations: impl Iterator<Item = pg_sys::Oid>) -> AmbientResult<(
             let prediction = column_type(&table, &a.prediction_column)
                 .ok_or_else(|| refuse(format!("its column \"{}\"", a.prediction_column)))?;
             if column_type(&table, &a.model_id_column).map(|c| c.0) != Some(pg_sys::INT8OID) {
-                return Err(refuse(format!("its bigint column \"{}\"", a.model_id_column)));
+                return Err(refuse(format!(
+                    "its bigint column \"{}\"",
+                    a.model_id_column
+                )));
             }
             if let Some(label) = &a.label_column {
                 column_type(&table, label)
@@ -926,7 +931,10 @@ fn check_tables(relations: impl Iterator<Item = pg_sys::Oid>) -> AmbientResult<(
             for model_id in serving {
                 let model = model_cache::load_latest(model_id)?;
                 if let Some(problem) = serving_problem(&table, &model, Some(prediction))? {
-                    return Err(refuse(format!("what model {model_id} reads: {}", problem.message())));
+                    return Err(refuse(format!(
+                        "what model {model_id} reads: {}",
+                        problem.message()
+                    )));
                 }
             }
         }
@@ -939,7 +947,10 @@ fn check_tables(relations: impl Iterator<Item = pg_sys::Oid>) -> AmbientResult<(
 /// an attachment whose table stays is refused (detach drops it), and the
 /// attachments of dropped tables are forgotten.
 #[pg_extern(volatile, parallel_unsafe)]
-fn attached_objects_dropped(trigger_tables: Vec<Option<pg_sys::Oid>>, trigger_names: Vec<Option<String>>) {
+fn attached_objects_dropped(
+    trigger_tables: Vec<Option<pg_sys::Oid>>,
+    trigger_names: Vec<Option<String>>,
+) {
     forget_dropped(&trigger_tables, &trigger_names).or_raise()
 }
 

@@ -230,10 +230,8 @@ pub(super) fn measure_with(
                 .join(", ")
         );
     }
-    let mut columns: Vec<(String, ColumnKind)> = compared
-        .iter()
-        .map(|i| (i.name.clone(), i.kind))
-        .collect();
+    let mut columns: Vec<(String, ColumnKind)> =
+        compared.iter().map(|i| (i.name.clone(), i.kind)).collect();
     let inputs = columns.len();
     let label_kind = match project.task {
         Task::Classification => ColumnKind::Categorical,

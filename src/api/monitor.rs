@@ -69,20 +69,19 @@ pub(super) fn run(
     let caller = Caller::current();
     let found = projects::require(project)?;
     projects::authorize_change(&found, &caller)?;
-    let (scope, filter) = match (time_column, window) {
-        (None, None) => ("all labelled rows".to_string(), None),
-        (Some(column), Some(window)) => (
-            format!("{column} within {window} of now"),
-            Some((column, window)),
-        ),
-        _ => {
-            return Err(
+    let (scope, filter) =
+        match (time_column, window) {
+            (None, None) => ("all labelled rows".to_string(), None),
+            (Some(column), Some(window)) => (
+                format!("{column} within {window} of now"),
+                Some((column, window)),
+            ),
+            _ => return Err(
                 AmbientError::invalid("time_column and window go together").hint(
                     "give both to measure recent rows, or neither to measure every labelled row",
                 ),
-            )
-        }
-    };
+            ),
+        };
     let counts = count_labelled_rows(found.id, found.task, filter)?;
     as_extension_owner(|| {
         let locked = projects::lock_for_change(project, &caller)?;
@@ -132,9 +131,8 @@ fn count_labelled_rows(
         let prediction = quote_identifier(&attachment.prediction_column);
         let label = quote_identifier(label);
         let model_id = quote_identifier(&attachment.model_id_column);
-        let mut labelled = format!(
-            "{label} IS NOT NULL AND {prediction} IS NOT NULL AND {model_id} IS NOT NULL"
-        );
+        let mut labelled =
+            format!("{label} IS NOT NULL AND {prediction} IS NOT NULL AND {model_id} IS NOT NULL");
         let mut args = Vec::new();
         if let Some((column, window)) = filter {
             labelled.push_str(&format!(
@@ -266,45 +264,51 @@ pub(super) fn score_labelled_rows(
             continue;
         };
         let mut x = Vec::new();
-        as_author(&owner, || source::for_each_row(&sql, &[predicted_by.to_vec().into()], |row| {
-            budget.take_row()?;
-            let mut texts: Vec<Option<String>> = Vec::with_capacity(inputs.len());
-            let mut numbers: Vec<Option<f64>> = Vec::with_capacity(inputs.len());
-            for (j, (_, kind)) in inputs.iter().enumerate() {
-                if *kind == ColumnKind::Categorical {
-                    texts.push(row.get::<String>(j + 1)?);
-                    numbers.push(None);
-                } else {
-                    texts.push(None);
-                    numbers.push(row.get::<f64>(j + 1)?);
+        as_author(&owner, || {
+            source::for_each_row(&sql, &[predicted_by.to_vec().into()], |row| {
+                budget.take_row()?;
+                let mut texts: Vec<Option<String>> = Vec::with_capacity(inputs.len());
+                let mut numbers: Vec<Option<f64>> = Vec::with_capacity(inputs.len());
+                for (j, (_, kind)) in inputs.iter().enumerate() {
+                    if *kind == ColumnKind::Categorical {
+                        texts.push(row.get::<String>(j + 1)?);
+                        numbers.push(None);
+                    } else {
+                        texts.push(None);
+                        numbers.push(row.get::<f64>(j + 1)?);
+                    }
                 }
-            }
-            let actual = match project.task {
-                Task::Classification => row.get::<String>(inputs.len() + 1)?.unwrap_or_default(),
-                Task::Regression => row
-                    .get::<f64>(inputs.len() + 1)?
-                    .unwrap_or_default()
-                    .to_string(),
-            };
-            for ((model, read_at), counts) in loaded.iter().zip(&positions).zip(counts.iter_mut()) {
-                let values: Vec<Value<'_>> = read_at
-                    .iter()
-                    .map(|&j| match (&texts[j], numbers[j]) {
-                        (Some(t), _) => Value::Text(t),
-                        (None, Some(v)) => Value::Number(v),
-                        _ => Value::Missing,
-                    })
-                    .collect();
-                model.encode(&values, &mut x)?;
-                let predicted = match project.task {
-                    Task::Classification => model.predict_label(&x),
-                    Task::Regression => model.predict_value(&x).to_string(),
+                let actual = match project.task {
+                    Task::Classification => {
+                        row.get::<String>(inputs.len() + 1)?.unwrap_or_default()
+                    }
+                    Task::Regression => row
+                        .get::<f64>(inputs.len() + 1)?
+                        .unwrap_or_default()
+                        .to_string(),
                 };
-                counts.count(&predicted, &actual, 1)?;
-            }
-            rows += 1;
-            Ok(())
-        }))?;
+                for ((model, read_at), counts) in
+                    loaded.iter().zip(&positions).zip(counts.iter_mut())
+                {
+                    let values: Vec<Value<'_>> = read_at
+                        .iter()
+                        .map(|&j| match (&texts[j], numbers[j]) {
+                            (Some(t), _) => Value::Text(t),
+                            (None, Some(v)) => Value::Number(v),
+                            _ => Value::Missing,
+                        })
+                        .collect();
+                    model.encode(&values, &mut x)?;
+                    let predicted = match project.task {
+                        Task::Classification => model.predict_label(&x),
+                        Task::Regression => model.predict_value(&x).to_string(),
+                    };
+                    counts.count(&predicted, &actual, 1)?;
+                }
+                rows += 1;
+                Ok(())
+            })
+        })?;
     }
     Ok((counts, rows))
 }

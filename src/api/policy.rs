@@ -19,9 +19,9 @@ use super::monitor;
 use super::subtransaction::{in_subtransaction, Failure};
 use super::train::{live_definition, retrain, DeployPolicy};
 use crate::catalog::deployments::{self, NewDeployment};
+use crate::catalog::models::Definition;
 use crate::catalog::operations::{self, NewPolicyRun};
 use crate::catalog::projects::{self, Project};
-use crate::catalog::models::Definition;
 use crate::catalog::{
     as_author, as_extension_owner, attachments, ensure_writable, models, Author, Caller,
     PINNED_SEARCH_PATH,

@@ -41,4 +41,3 @@ pub(super) fn in_subtransaction<T>(work: impl FnOnce() -> AmbientResult<T>) -> R
         outcome
     }
 }
-

@@ -288,16 +288,20 @@ impl TrainRequest {
                 "the training definition of project \"{name}\" has no usable {what}"
             ))
         };
-        let source = as_author(&definition.author, || match definition.source_kind.as_str() {
-            "relation" => Ok(Source::Relation(
-                PgRelation::open_with_name_and_share_lock(&definition.source).map_err(|_| {
-                    AmbientError::undefined_table(format!(
-                        "the training source {} of project \"{name}\" no longer exists",
-                        definition.source
-                    ))
-                })?,
-            )),
-            _ => Source::query(&definition.source),
+        let source = as_author(&definition.author, || {
+            match definition.source_kind.as_str() {
+                "relation" => Ok(Source::Relation(
+                    PgRelation::open_with_name_and_share_lock(&definition.source).map_err(
+                        |_| {
+                            AmbientError::undefined_table(format!(
+                                "the training source {} of project \"{name}\" no longer exists",
+                                definition.source
+                            ))
+                        },
+                    )?,
+                )),
+                _ => Source::query(&definition.source),
+            }
         })?;
         let text = |key: &str| request.get(key).and_then(serde_json::Value::as_str);
         let strategy = match (text("algorithm"), text("search")) {

@@ -378,11 +378,8 @@ impl Author {
         // SAFETY: reads a backend global; GetConfigOptionByName returns a
         // palloc'd copy of the setting.
         let (role, search_path) = unsafe {
-            let value = pg_sys::GetConfigOptionByName(
-                c"search_path".as_ptr(),
-                std::ptr::null_mut(),
-                false,
-            );
+            let value =
+                pg_sys::GetConfigOptionByName(c"search_path".as_ptr(), std::ptr::null_mut(), false);
             (
                 pg_sys::GetUserId(),
                 CStr::from_ptr(value).to_string_lossy().into_owned(),
@@ -496,7 +493,10 @@ pub fn prune_log(log: Log, project_id: i64) -> AmbientResult<()> {
                       SELECT id FROM {table} WHERE project_id OPERATOR(pg_catalog.=) $1
                        ORDER BY id DESC OFFSET $2 OPERATOR(pg_catalog.-) 1 LIMIT 1)"
         ),
-        &[project_id.into(), crate::gucs::log_rows_per_project().into()],
+        &[
+            project_id.into(),
+            crate::gucs::log_rows_per_project().into(),
+        ],
     )?;
     Ok(())
 }

@@ -385,4 +385,3 @@ pub fn definition(model_id: i64) -> AmbientResult<Option<Definition>> {
         })
     })
 }
-
