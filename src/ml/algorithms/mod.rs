@@ -217,7 +217,7 @@ pub struct TrainingData<'a> {
 }
 
 impl TrainingData<'_> {
-    /// The rows as linfa wants them.
+    /// The training rows as one row-major matrix.
     pub fn records(&self) -> Array2<f64> {
         let width = self.dataset.width();
         let mut flat = Vec::with_capacity(self.rows.len() * width);
