@@ -33,6 +33,11 @@ BEGIN
                                   a.trigger_name || '_deleted', a.relation);
     END LOOP;
 END $$;
+-- Out of the extension first, which also takes them out of pg_dump's list
+-- of configuration tables.
+ALTER EXTENSION pg_ambient DROP TABLE ambient.outcome_log;
+ALTER EXTENSION pg_ambient DROP SEQUENCE ambient.outcome_log_id_seq;
+ALTER EXTENSION pg_ambient DROP TABLE ambient.live_counts;
 DROP TABLE ambient.outcome_log, ambient.live_counts;
 
 -- Scheduled jobs run as the project's owner and are shown as pg_cron has
@@ -70,20 +75,24 @@ STRICT VOLATILE PARALLEL UNSAFE
 LANGUAGE c
 AS 'MODULE_PATHNAME', 'attached_objects_dropped_wrapper';
 CREATE FUNCTION ambient."check_attached_tables"(
-	"relations" oid[]
+	"relations" oid[],
+	"renamed_trigger_tables" oid[]
 ) RETURNS void
 STRICT VOLATILE PARALLEL UNSAFE
 LANGUAGE c
 AS 'MODULE_PATHNAME', 'check_attached_tables_wrapper';
 CREATE FUNCTION ambient.guard_attached_tables() RETURNS event_trigger
-LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
-    PERFORM ambient.check_attached_tables(ARRAY(
-        SELECT objid FROM pg_catalog.pg_event_trigger_ddl_commands()
-         WHERE classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass));
+    PERFORM ambient.check_attached_tables(
+        ARRAY(SELECT objid FROM pg_catalog.pg_event_trigger_ddl_commands()
+               WHERE classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass),
+        ARRAY(SELECT t.tgrelid FROM pg_catalog.pg_event_trigger_ddl_commands() c
+                JOIN pg_catalog.pg_trigger t ON t.oid OPERATOR(pg_catalog.=) c.objid
+               WHERE c.command_tag OPERATOR(pg_catalog.=) 'ALTER TRIGGER'));
 END $$;
 CREATE FUNCTION ambient.forget_dropped_attachments() RETURNS event_trigger
-LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     PERFORM ambient.attached_objects_dropped(
         ARRAY(SELECT pg_catalog.to_regclass(pg_catalog.quote_ident(address_names[1])
@@ -95,6 +104,8 @@ BEGIN
                 FROM pg_catalog.pg_event_trigger_dropped_objects()
                WHERE object_type OPERATOR(pg_catalog.=) 'trigger' ORDER BY objid));
 END $$;
+REVOKE EXECUTE ON FUNCTION ambient.check_attached_tables(oid[], oid[]),
+                          ambient.attached_objects_dropped(oid[], text[]) FROM PUBLIC;
 CREATE EVENT TRIGGER ambient_guard_attached_tables ON ddl_command_end
     EXECUTE FUNCTION ambient.guard_attached_tables();
 CREATE EVENT TRIGGER ambient_forget_dropped_attachments ON sql_drop

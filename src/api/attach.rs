@@ -25,7 +25,9 @@ use crate::catalog::attachments::{self, NewAttachment};
 use crate::catalog::deployments;
 use crate::catalog::operations::{self, Challenge};
 use crate::catalog::projects::Project;
-use crate::catalog::{as_extension_owner, ensure_writable, projects, Caller};
+use crate::catalog::{
+    as_author, as_extension_owner, ensure_writable, projects, Author, Caller, PINNED_SEARCH_PATH,
+};
 use crate::error::{AmbientError, AmbientResult, OrRaise};
 use crate::ml::live;
 use crate::ml::model::Model;
@@ -225,8 +227,14 @@ fn attach_table(
             // Attached already: refused below, under the project's lock.
             continue;
         }
-        let theirs = [&other.prediction_column, &other.model_id_column];
-        if theirs.contains(&&prediction_column.to_string()) || theirs.contains(&&model_id_column) {
+        let theirs = [
+            Some(&other.prediction_column),
+            Some(&other.model_id_column),
+            other.label_column.as_ref(),
+        ];
+        if theirs.contains(&Some(&prediction_column.to_string()))
+            || theirs.contains(&Some(&model_id_column))
+        {
             return Err(AmbientError::duplicate_object(format!(
                 "column \"{prediction_column}\" or \"{model_id_column}\" of table {} already holds another attachment's predictions",
                 qualified(table)
@@ -260,7 +268,7 @@ fn attach_table(
             attached_by: &caller.name(),
         })
     })?;
-    if let Some(class) = unparsable_class(&model, prediction_type, prediction_typmod)? {
+    if let Some(class) = unparsable_class(&model, prediction_type, prediction_typmod, owner)? {
         return Err(AmbientError::wrong_type(format!(
             "the live model of project \"{project}\" predicts class \"{class}\", which column \"{}\" of table {} ({}) cannot hold",
             label_column.as_deref().unwrap_or(prediction_column),
@@ -465,12 +473,13 @@ unsafe fn fire(fcinfo: FunctionCallInfo) -> AmbientResult<*mut pg_sys::HeapTuple
                 // the attachment's columns. One made by hand, by a role
                 // with TRIGGER on the table, is refused.
                 let trigger_name = CStr::from_ptr((*trigger).tgname).to_string_lossy();
-                let fed = attachments::feeding(project, (*relation).rd_id)?.filter(|fed| {
-                    fed.trigger_name == trigger_name
-                        && fed.prediction_column == prediction_column
-                        && fed.model_id_column == model_id_column
-                        && fed.label_column.as_deref().unwrap_or("") == label_column
-                });
+                let fed = attachments::feeding(project, (*relation).rd_id, &trigger_name)?.filter(
+                    |fed| {
+                        fed.prediction_column == prediction_column
+                            && fed.model_id_column == model_id_column
+                            && fed.label_column.as_deref().unwrap_or("") == label_column
+                    },
+                );
                 site.fed.insert(fed.ok_or_else(|| {
                     AmbientError::not_in_state(format!(
                         "trigger \"{trigger_name}\" is not the one ambient.attach installed for project \"{project}\""
@@ -498,10 +507,12 @@ unsafe fn fire(fcinfo: FunctionCallInfo) -> AmbientResult<*mut pg_sys::HeapTuple
             (!is_null).then_some(datum)
         };
         // A row that arrives with the prediction it was served and the id
-        // of the project's model that served it (a restore, a copy from a
-        // replica) keeps them: predicting it again would rewrite history.
-        // Any other model id is the writer's, and is overwritten.
-        if insert && get(new, columns.prediction).is_some() {
+        // of the project's model that served it, written by a role acting as
+        // the table's owner (a restore, a copy from a replica), keeps them:
+        // predicting it again would rewrite history. Any other writer's, or
+        // any other model id, is overwritten, so a role that may only
+        // insert cannot steer the live metrics with made-up predictions.
+        if insert && get(new, columns.prediction).is_some() && Caller::current().acts_as(owner) {
             if let Some(served_by) = get(new, columns.model_id) {
                 let served_by = i64::from_datum(served_by, false).unwrap_or_default();
                 if site.served_by_project.contains(&served_by)
@@ -766,7 +777,16 @@ fn serving_problem(
         }
     }
     if let Some((type_oid, typmod)) = prediction {
-        if let Some(class) = unparsable_class(model, type_oid, typmod)? {
+        if model.task == Task::Regression && type_oid != pg_sys::FLOAT8OID {
+            return Ok(Some(AmbientError::wrong_type(format!(
+                "the prediction column of table {} is {}, and a regression predicts double precision",
+                qualified(table),
+                type_name(type_oid, typmod, false)
+            ))));
+        }
+        // SAFETY: an open relation's pg_class row.
+        let owner = unsafe { (*table.rd_rel).relowner };
+        if let Some(class) = unparsable_class(model, type_oid, typmod, owner)? {
             return Ok(Some(AmbientError::wrong_type(format!(
                 "the model predicts class \"{class}\", which the prediction column of table {} ({}) cannot hold",
                 qualified(table),
@@ -779,54 +799,61 @@ fn serving_problem(
 
 /// The first of a classifier's classes that a column of `type_oid` cannot
 /// hold: each is read by the type's input function, as the trigger will
-/// read it, in a subtransaction that takes the failure back.
+/// read it, in a subtransaction that takes the failure back. The input
+/// function (a domain's CHECK among it) is the table owner's to define, so
+/// it runs as the table owner, restricted, never as whoever deploys.
 fn unparsable_class(
     model: &Model,
     type_oid: pg_sys::Oid,
     typmod: i32,
+    table_owner: pg_sys::Oid,
 ) -> AmbientResult<Option<String>> {
     let Some(labels) = &model.labels else {
         return Ok(None);
     };
-    if type_oid == pg_sys::FLOAT8OID && model.task == Task::Regression {
-        return Ok(None);
-    }
     let mut input_function = pg_sys::InvalidOid;
     let mut input_param = pg_sys::InvalidOid;
     // SAFETY: a syscache read of the type's input function.
     unsafe { pg_sys::getTypeInputInfo(type_oid, &mut input_function, &mut input_param) };
-    for class in &labels.classes {
-        pgrx::check_for_interrupts!();
-        let text = CString::new(class.as_str())
-            .map_err(|_| AmbientError::invalid("a class name holds a NUL"))?;
-        let parsed = in_subtransaction(|| {
-            // SAFETY: a type input function called on a C string, as
-            // InputFunctionCall does for an INSERT.
-            unsafe {
-                pg_sys::OidInputFunctionCall(
-                    input_function,
-                    text.as_ptr() as *mut _,
-                    input_param,
-                    typmod,
-                )
-            };
-            Ok(())
-        });
-        match parsed {
-            Ok(()) => {}
-            Err(Failure::Ambient(e)) => return Err(e),
-            Err(Failure::Postgres(caught)) => match *caught {
-                pg_sys::panic::CaughtError::PostgresError(report)
-                | pg_sys::panic::CaughtError::ErrorReport(report)
-                    if report.sql_error_code() == pgrx::PgSqlErrorCode::ERRCODE_QUERY_CANCELED =>
-                {
-                    pg_sys::panic::CaughtError::PostgresError(report).rethrow()
-                }
-                _ => return Ok(Some(class.clone())),
-            },
+    let reader = Author {
+        role: table_owner,
+        search_path: PINNED_SEARCH_PATH.to_string(),
+    };
+    as_author(&reader, || {
+        for class in &labels.classes {
+            pgrx::check_for_interrupts!();
+            let text = CString::new(class.as_str())
+                .map_err(|_| AmbientError::invalid("a class name holds a NUL"))?;
+            let parsed = in_subtransaction(|| {
+                // SAFETY: a type input function called on a C string, as
+                // InputFunctionCall does for an INSERT.
+                unsafe {
+                    pg_sys::OidInputFunctionCall(
+                        input_function,
+                        text.as_ptr() as *mut _,
+                        input_param,
+                        typmod,
+                    )
+                };
+                Ok(())
+            });
+            match parsed {
+                Ok(()) => {}
+                Err(Failure::Ambient(e)) => return Err(e),
+                Err(Failure::Postgres(caught)) => match *caught {
+                    pg_sys::panic::CaughtError::PostgresError(report)
+                    | pg_sys::panic::CaughtError::ErrorReport(report)
+                        if report.sql_error_code()
+                            == pgrx::PgSqlErrorCode::ERRCODE_QUERY_CANCELED =>
+                    {
+                        pg_sys::panic::CaughtError::PostgresError(report).rethrow()
+                    }
+                    _ => return Ok(Some(class.clone())),
+                },
+            }
         }
-    }
-    Ok(None)
+        Ok(None)
+    })
 }
 
 /// An attached table, opened to read its columns, or `None` if it is gone.
@@ -875,18 +902,29 @@ pub(super) fn check_serves_attached(project: &Project, model_id: i64) -> Ambient
     .hint("live, it would make every write to those tables fail: add what they lack, or detach them first with ambient.detach(project, table)"))
 }
 
-/// What the attachments on `relation` need of it, after DDL changed it:
-/// the live model's (and a challenger's) inputs, the prediction, model-id
-/// and label columns. Called by the `ddl_command_end` event trigger, so
-/// that a change that would make writes fail (renaming or dropping a
-/// column the trigger reads, changing its type) is refused and rolled
-/// back, and `ambient.attachments` stays true.
+/// What the attachments on `relations` need of them, after DDL changed
+/// them: the live model's (and a challenger's) inputs, the prediction,
+/// model-id and label columns, an owner who may use the project, and (for
+/// `renamed_trigger_tables`, whose triggers ALTER TRIGGER renamed) the
+/// attachment's trigger under its name. Called by the `ddl_command_end`
+/// event trigger, so that a change that would make writes fail is refused
+/// and rolled back, and `ambient.attachments` stays true. Only the event
+/// trigger's function (SECURITY DEFINER) may call it: it takes locks on
+/// the tables it is given.
 #[pg_extern(volatile, parallel_unsafe)]
-fn check_attached_tables(relations: Vec<Option<pg_sys::Oid>>) {
-    check_tables(relations.into_iter().flatten()).or_raise()
+fn check_attached_tables(
+    relations: Vec<Option<pg_sys::Oid>>,
+    renamed_trigger_tables: Vec<Option<pg_sys::Oid>>,
+) {
+    check_tables(relations.into_iter().flatten(), false)
+        .and_then(|_| check_tables(renamed_trigger_tables.into_iter().flatten(), true))
+        .or_raise()
 }
 
-fn check_tables(relations: impl Iterator<Item = pg_sys::Oid>) -> AmbientResult<()> {
+fn check_tables(
+    relations: impl Iterator<Item = pg_sys::Oid>,
+    trigger_renamed: bool,
+) -> AmbientResult<()> {
     for relation in relations {
         let attached = attachments::on_relation(relation)?;
         if attached.is_empty() {
@@ -920,6 +958,33 @@ fn check_tables(relations: impl Iterator<Item = pg_sys::Oid>) -> AmbientResult<(
                 column_type(&table, label)
                     .ok_or_else(|| refuse(format!("its label column \"{label}\"")))?;
             }
+            if trigger_renamed && !has_trigger(relation, &a.trigger_name)? {
+                return Err(refuse(format!("its trigger named \"{}\"", a.trigger_name)));
+            }
+            // The trigger predicts with the table owner's rights: a new
+            // owner must be allowed to use the project.
+            // SAFETY: an open relation's pg_class row.
+            let owner = Caller {
+                oid: unsafe { (*table.rd_rel).relowner },
+            };
+            as_extension_owner(|| {
+                let found = projects::require(&project)?;
+                let grants = projects::grants_of(found.id)?;
+                projects::authorize_use(
+                    projects::Named::Project(&project),
+                    found.owner,
+                    &grants,
+                    &owner,
+                    projects::Privilege::Predict,
+                )
+            })
+            .map_err(|_| {
+                refuse(format!(
+                    "an owner allowed to use the project (grant it first: ambient.grant('{}', '{}', 'predict'))",
+                    project.replace('\'', "''"),
+                    owner.name().replace('\'', "''")
+                ))
+            })?;
             let serving = as_extension_owner(|| {
                 let mut ids: Vec<i64> = deployments::live(a.project_id)?
                     .map(|d| d.model_id)
@@ -940,6 +1005,16 @@ fn check_tables(relations: impl Iterator<Item = pg_sys::Oid>) -> AmbientResult<(
         }
     }
     Ok(())
+}
+
+/// Whether `relation` has a trigger named `name`.
+fn has_trigger(relation: pg_sys::Oid, name: &str) -> AmbientResult<bool> {
+    Ok(Spi::get_one_with_args::<bool>(
+        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger
+                         WHERE tgrelid OPERATOR(pg_catalog.=) $1 AND tgname OPERATOR(pg_catalog.=) $2)",
+        &[relation.into(), name.into()],
+    )?
+    .unwrap_or(false))
 }
 
 /// Called by the `sql_drop` event trigger with each dropped trigger's
@@ -980,14 +1055,17 @@ extension_sql!(
 -- attachment's trigger is refused, and a dropped table's attachment is
 -- forgotten. (ALTER EVENT TRIGGER ... DISABLE turns either off.)
 CREATE FUNCTION ambient.guard_attached_tables() RETURNS event_trigger
-LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
-    PERFORM ambient.check_attached_tables(ARRAY(
-        SELECT objid FROM pg_catalog.pg_event_trigger_ddl_commands()
-         WHERE classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass));
+    PERFORM ambient.check_attached_tables(
+        ARRAY(SELECT objid FROM pg_catalog.pg_event_trigger_ddl_commands()
+               WHERE classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass),
+        ARRAY(SELECT t.tgrelid FROM pg_catalog.pg_event_trigger_ddl_commands() c
+                JOIN pg_catalog.pg_trigger t ON t.oid OPERATOR(pg_catalog.=) c.objid
+               WHERE c.command_tag OPERATOR(pg_catalog.=) 'ALTER TRIGGER'));
 END $$;
 CREATE FUNCTION ambient.forget_dropped_attachments() RETURNS event_trigger
-LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     PERFORM ambient.attached_objects_dropped(
         ARRAY(SELECT pg_catalog.to_regclass(pg_catalog.quote_ident(address_names[1])
@@ -999,6 +1077,8 @@ BEGIN
                 FROM pg_catalog.pg_event_trigger_dropped_objects()
                WHERE object_type OPERATOR(pg_catalog.=) 'trigger' ORDER BY objid));
 END $$;
+REVOKE EXECUTE ON FUNCTION ambient.check_attached_tables(oid[], oid[]),
+                          ambient.attached_objects_dropped(oid[], text[]) FROM PUBLIC;
 CREATE EVENT TRIGGER ambient_guard_attached_tables ON ddl_command_end
     EXECUTE FUNCTION ambient.guard_attached_tables();
 CREATE EVENT TRIGGER ambient_forget_dropped_attachments ON sql_drop

@@ -63,6 +63,8 @@ pub(super) fn start(
         )));
     }
     check_contract(project, &models::features_of(model_id)?, false)?;
+    // A challenger serves (or shadows) every write too.
+    super::attach::check_serves_attached(project, model_id)?;
     if traffic.is_some() {
         for a in attachments::of_project(project.id)? {
             if attachments::relation_name(a.relation).is_some() && !has_primary_key(a.relation) {

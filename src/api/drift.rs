@@ -273,6 +273,9 @@ pub(super) fn measure_with(
                 ) else {
                     continue;
                 };
+                if let Some((column, _)) = filter {
+                    super::monitor::check_may_read_column(a.relation, column)?;
+                }
                 let mut exprs: Vec<String> = compared
                     .iter()
                     .map(|i| source::read_as_feature(&quote_identifier(&i.name), i.kind))

@@ -15,6 +15,7 @@
 use std::collections::BTreeMap;
 
 use pgrx::datum::Interval;
+use pgrx::pg_sys;
 use pgrx::prelude::*;
 use pgrx::spi::quote_identifier;
 use pgrx::JsonB;
@@ -82,6 +83,11 @@ pub(super) fn run(
                 ),
             ),
         };
+    if let Some((column, _)) = filter {
+        for a in attachments::of_project(found.id)? {
+            check_may_read_column(a.relation, column)?;
+        }
+    }
     let counts = count_labelled_rows(found.id, found.task, filter)?;
     as_extension_owner(|| {
         let locked = projects::lock_for_change(project, &caller)?;
@@ -108,6 +114,29 @@ pub(super) fn run(
     })
 }
 
+/// Errors (42501) unless the caller may read `column` of `relation`: the
+/// tables are read as their owner, and a window over a column the caller
+/// may not read would let it probe that column through the counts.
+pub(super) fn check_may_read_column(relation: pg_sys::Oid, column: &str) -> AmbientResult<()> {
+    // Run as the caller: the function is qualified.
+    let allowed = Spi::get_one_with_args::<bool>(
+        "SELECT pg_catalog.has_column_privilege($1::pg_catalog.oid, $2, 'SELECT')",
+        &[relation.into(), column.into()],
+    )?
+    .unwrap_or(false);
+    if !allowed {
+        return Err(AmbientError::privilege(format!(
+            "permission denied for column \"{column}\" of table {}",
+            attachments::relation_name(relation).unwrap_or_default()
+        )));
+    }
+    Ok(())
+}
+
+/// Distinct (model, prediction, label) groups one count may hold: labels
+/// are the table's, and free text could make them as many as the rows.
+const MAX_GROUPS: usize = 100_000;
+
 /// Each model's counts over the labelled rows of every attached table
 /// (those whose `time_column` is within the window of now, if given),
 /// summed by the database: a classifier's rows per (prediction, label),
@@ -118,6 +147,7 @@ fn count_labelled_rows(
     filter: Option<(&str, Interval)>,
 ) -> AmbientResult<BTreeMap<i64, LiveCounts>> {
     let mut counts: BTreeMap<i64, LiveCounts> = BTreeMap::new();
+    let mut groups = 0usize;
     for attachment in attachments::of_project(project_id)? {
         let Some(label) = &attachment.label_column else {
             continue;
@@ -165,6 +195,13 @@ fn count_labelled_rows(
         };
         as_author(&owner, || {
             source::for_each_row(&sql, &args, |row| {
+                groups += 1;
+                if groups > MAX_GROUPS {
+                    return Err(AmbientError::limit(format!(
+                        "more than {MAX_GROUPS} distinct (model, prediction, label) groups to count"
+                    ))
+                    .hint("labels are classes: a label column with that many distinct values is not one"));
+                }
                 let model_id = row.get::<i64>(1)?.unwrap_or_default();
                 let model = counts
                     .entry(model_id)

@@ -286,7 +286,7 @@ fn run(project: &str) -> AmbientResult<Done> {
             | pgrx::pg_sys::panic::CaughtError::ErrorReport(report) => {
                 failed(report.message().to_string())
             }
-            // A bug of ours is recorded too, then reported as the error it is.
+            // A bug of ours is recorded too, as a failed run.
             pgrx::pg_sys::panic::CaughtError::RustPanic { ereport, .. } => {
                 failed(format!("internal error: {}", ereport.message()))
             }
@@ -757,6 +757,21 @@ fn schedule_policy(project: &str, cron: &str) -> AmbientResult<i64> {
         let locked = projects::lock_for_change(project, &caller)?;
         if let Some(previous) = operations::schedule_of(locked.id)? {
             unschedule_job(previous)?;
+        }
+        // pg_cron connects as the job's role (unless it runs jobs in
+        // background workers): a role that cannot log in never runs it.
+        let can_log_in = Spi::get_one_with_args::<bool>(
+            "SELECT rolcanlogin OR pg_catalog.current_setting('cron.use_background_workers', true)
+                                     OPERATOR(pg_catalog.=) 'on'
+               FROM pg_catalog.pg_roles WHERE oid OPERATOR(pg_catalog.=) $1",
+            &[locked.owner.into()],
+        )?
+        .unwrap_or(false);
+        if !can_log_in {
+            return Err(AmbientError::not_in_state(format!(
+                "project \"{project}\" belongs to a role that cannot log in, and pg_cron connects as the job's role"
+            ))
+            .hint("give the project's role LOGIN, or set cron.use_background_workers = on"));
         }
         // pg_cron runs a job as the role that scheduled it, so the job is
         // scheduled as the project's owner: never as a superuser who

@@ -455,11 +455,11 @@ fn run(req: TrainRequest) -> AmbientResult<Outcome> {
             },
         })
     };
-    // A person's call reads as the caller, and records who that is; a
-    // stored definition reads as its author, who stays its author.
-    let (loaded, author) = match &req.author {
-        Some(author) => (as_author(author, load)?, author.clone()),
-        None => (load()?, Author::current()?),
+    // A person's call reads as the caller; a stored definition reads as
+    // its author.
+    let loaded = match &req.author {
+        Some(author) => as_author(author, load)?,
+        None => load()?,
     };
     if loaded.unlabeled > 0 {
         notice!(
@@ -598,6 +598,15 @@ fn run(req: TrainRequest) -> AmbientResult<Outcome> {
     interrupts.check()?;
     let data_sha256 = data.sha256_hex(&interrupts)?;
     let caller_name = caller.name();
+    // The definition will run again (a policy's retrain) as the project's
+    // owning role, whoever of its owners, or a superuser, trained it: never
+    // with the rights of a member or superuser, which an owner could
+    // otherwise borrow by changing what the definition reads (a view of
+    // theirs it names) and running the policy.
+    let author = req.author.clone().unwrap_or_else(|| Author {
+        role: project.owner,
+        search_path: Author::search_path_now(),
+    });
 
     as_extension_owner(|| {
         let snapshot_id = models::insert_snapshot(NewSnapshot {

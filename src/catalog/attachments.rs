@@ -79,7 +79,6 @@ pub fn on_relation(relation: pg_sys::Oid) -> AmbientResult<Vec<Attachment>> {
 #[derive(Debug, Clone)]
 pub struct Fed {
     pub project_id: i64,
-    pub trigger_name: String,
     pub prediction_column: String,
     pub model_id_column: String,
     pub label_column: Option<String>,
@@ -88,33 +87,38 @@ pub struct Fed {
     pub table_owner: pg_sys::Oid,
 }
 
-/// The attachment of `project` to `relation`, or to the partitioned table
-/// `relation` is a partition of, read-only under the statement's snapshot
-/// (the trigger asks once per statement).
-pub fn feeding(project: &str, relation: pg_sys::Oid) -> AmbientResult<Option<Fed>> {
+/// The attachment of `project` whose trigger `trigger_name` fires on
+/// `relation`: attached to it, or to a partitioned table it is a partition
+/// of, at any level (a table attached first and made a partition later
+/// keeps its own). Read-only under the statement's snapshot (the trigger
+/// asks once per statement).
+pub fn feeding(
+    project: &str,
+    relation: pg_sys::Oid,
+    trigger_name: &str,
+) -> AmbientResult<Option<Fed>> {
     super::select_kept(
-        "SELECT p.id, a.trigger_name, a.prediction_column, a.model_id_column, a.label_column,
-                c.relowner
+        "SELECT p.id, a.prediction_column, a.model_id_column, a.label_column, c.relowner
            FROM ambient.attachment_list a
            JOIN ambient.projects p ON p.id OPERATOR(pg_catalog.=) a.project_id
            JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) a.relation::pg_catalog.oid
           WHERE p.name OPERATOR(pg_catalog.=) $1
-            AND a.relation OPERATOR(pg_catalog.=) COALESCE(
-                  pg_catalog.pg_partition_root($2::pg_catalog.oid::pg_catalog.regclass),
-                  $2::pg_catalog.oid::pg_catalog.regclass)",
-        &[project.into(), relation.into()],
+            AND a.trigger_name OPERATOR(pg_catalog.=) $3
+            AND (a.relation OPERATOR(pg_catalog.=) $2::pg_catalog.oid::pg_catalog.regclass
+                 OR a.relation OPERATOR(pg_catalog.=) ANY (ARRAY(
+                      SELECT pg_catalog.pg_partition_ancestors($2::pg_catalog.oid::pg_catalog.regclass))))",
+        &[project.into(), relation.into(), trigger_name.into()],
         |rows| {
             if rows.is_empty() {
                 return Ok(None);
             }
             Ok(Some(Fed {
                 project_id: rows.get::<i64>(0, 1)?.unwrap_or_default(),
-                trigger_name: rows.get::<String>(0, 2)?.unwrap_or_default(),
-                prediction_column: rows.get::<String>(0, 3)?.unwrap_or_default(),
-                model_id_column: rows.get::<String>(0, 4)?.unwrap_or_default(),
-                label_column: rows.get::<String>(0, 5)?,
+                prediction_column: rows.get::<String>(0, 2)?.unwrap_or_default(),
+                model_id_column: rows.get::<String>(0, 3)?.unwrap_or_default(),
+                label_column: rows.get::<String>(0, 4)?,
                 table_owner: rows
-                    .get::<pg_sys::Oid>(0, 6)?
+                    .get::<pg_sys::Oid>(0, 5)?
                     .unwrap_or(pg_sys::Oid::INVALID),
             }))
         },

@@ -372,20 +372,16 @@ pub struct Author {
 pub const PINNED_SEARCH_PATH: &str = "pg_catalog, pg_temp";
 
 impl Author {
-    /// The calling role, under its `search_path` now: who a training
-    /// definition records.
-    pub fn current() -> AmbientResult<Author> {
-        // SAFETY: reads a backend global; GetConfigOptionByName returns a
-        // palloc'd copy of the setting.
-        let (role, search_path) = unsafe {
+    /// The session's `search_path` now: what a training definition's
+    /// unqualified names were written under.
+    pub fn search_path_now() -> String {
+        // SAFETY: GetConfigOptionByName returns a palloc'd copy of the
+        // setting.
+        unsafe {
             let value =
                 pg_sys::GetConfigOptionByName(c"search_path".as_ptr(), std::ptr::null_mut(), false);
-            (
-                pg_sys::GetUserId(),
-                CStr::from_ptr(value).to_string_lossy().into_owned(),
-            )
-        };
-        Ok(Author { role, search_path })
+            CStr::from_ptr(value).to_string_lossy().into_owned()
+        }
     }
 
     /// A table's owner, for reading the table the way its attached trigger
@@ -428,7 +424,15 @@ pub fn as_author<R>(author: &Author, work: impl FnOnce() -> AmbientResult<R>) ->
         ))
         .hint("train the project again as an existing role: its definition runs as the role that wrote it"));
     }
-    let search_path = CString::new(author.search_path.as_str())
+    // The session's temporary schema is searched last, never first, so a
+    // temporary object of whoever triggers the run cannot stand in for one
+    // of the author's.
+    let search_path = if author.search_path.contains("pg_temp") {
+        author.search_path.clone()
+    } else {
+        format!("{}, pg_temp", author.search_path)
+    };
+    let search_path = CString::new(search_path)
         .map_err(|_| AmbientError::invalid("a stored search_path holds a NUL"))?;
     let mut saved_user = pg_sys::Oid::INVALID;
     let mut saved_context = 0;
