@@ -105,6 +105,11 @@ def test_upgrade_keeps_models_and_matches_a_fresh_install(release):
     db = "upgrade_from_" + release.replace(".", "_")
     subprocess.run([str(ROOT / "scripts" / "install-release.sh"), release], check=True)
     try:
+        # The role below is cluster-wide: the other releases' databases,
+        # which grant it, go first.
+        with psycopg.connect(dsn("postgres"), autocommit=True) as conn:
+            for (other,) in conn.execute("SELECT datname FROM pg_database WHERE datname LIKE 'upgrade\\_%'").fetchall():
+                conn.execute(f'DROP DATABASE "{other}" WITH (FORCE)')
         fresh(db)
         psql(db, f"CREATE EXTENSION pg_ambient VERSION '{release}';", "-q")
         psql(db, (ROOT / "examples" / "iris.sql").read_text(), "-q")
