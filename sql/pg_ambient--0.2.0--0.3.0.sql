@@ -76,7 +76,8 @@ LANGUAGE c
 AS 'MODULE_PATHNAME', 'attached_objects_dropped_wrapper';
 CREATE FUNCTION ambient."check_attached_tables"(
 	"relations" oid[],
-	"renamed_trigger_tables" oid[]
+	"renamed_trigger_tables" oid[],
+	"created_triggers" oid[]
 ) RETURNS void
 STRICT VOLATILE PARALLEL UNSAFE
 LANGUAGE c
@@ -89,7 +90,9 @@ BEGIN
                WHERE classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass),
         ARRAY(SELECT t.tgrelid FROM pg_catalog.pg_event_trigger_ddl_commands() c
                 JOIN pg_catalog.pg_trigger t ON t.oid OPERATOR(pg_catalog.=) c.objid
-               WHERE c.command_tag OPERATOR(pg_catalog.=) 'ALTER TRIGGER'));
+               WHERE c.command_tag OPERATOR(pg_catalog.=) 'ALTER TRIGGER'),
+        ARRAY(SELECT c.objid FROM pg_catalog.pg_event_trigger_ddl_commands() c
+               WHERE c.command_tag OPERATOR(pg_catalog.=) 'CREATE TRIGGER'));
 END $$;
 CREATE FUNCTION ambient.forget_dropped_attachments() RETURNS event_trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
@@ -104,7 +107,7 @@ BEGIN
                 FROM pg_catalog.pg_event_trigger_dropped_objects()
                WHERE object_type OPERATOR(pg_catalog.=) 'trigger' ORDER BY objid));
 END $$;
-REVOKE EXECUTE ON FUNCTION ambient.check_attached_tables(oid[], oid[]),
+REVOKE EXECUTE ON FUNCTION ambient.check_attached_tables(oid[], oid[], oid[]),
                           ambient.attached_objects_dropped(oid[], text[]) FROM PUBLIC;
 CREATE EVENT TRIGGER ambient_guard_attached_tables ON ddl_command_end
     EXECUTE FUNCTION ambient.guard_attached_tables();

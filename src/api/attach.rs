@@ -232,8 +232,12 @@ fn attach_table(
             Some(&other.model_id_column),
             other.label_column.as_ref(),
         ];
+        // Nor may this project's label be where another writes predictions.
+        let label_is_theirs =
+            label.is_some_and(|l| l.0 == other.prediction_column || l.0 == other.model_id_column);
         if theirs.contains(&Some(&prediction_column.to_string()))
             || theirs.contains(&Some(&model_id_column))
+            || label_is_theirs
         {
             return Err(AmbientError::duplicate_object(format!(
                 "column \"{prediction_column}\" or \"{model_id_column}\" of table {} already holds another attachment's predictions",
@@ -383,6 +387,8 @@ struct TriggerSite {
     key: Option<Vec<(i32, pg_sys::Oid)>>,
     /// Model ids known to be the project's, for rows that arrive served.
     served_by_project: std::collections::HashSet<i64>,
+    /// Whether this statement already warned that it cannot predict.
+    warned: bool,
 }
 
 /// The attached tables' trigger: `ambient.predict_trigger(project,
@@ -523,9 +529,42 @@ unsafe fn fire(fcinfo: FunctionCallInfo) -> AmbientResult<*mut pg_sys::HeapTuple
                 }
             }
         }
-        let model = site
+        let model = match site
             .call
-            .model_for(ModelKey::Project(project), Caller { oid: owner })?;
+            .model_for(ModelKey::Project(project), Caller { oid: owner })
+        {
+            Ok(model) => model,
+            Err(e) => {
+                // The table's owner may no longer use the project (a grant
+                // revoked, a membership taken away, REASSIGN OWNED): the
+                // write goes on, and the row shows the gap, with no
+                // prediction and no model (an UPDATE keeps what it had).
+                if !site.warned {
+                    site.warned = true;
+                    warning!(
+                        "not predicting for project \"{project}\" with the rights of the table's owner {}: {}",
+                        Caller { oid: owner }.name(),
+                        e.message()
+                    );
+                }
+                let kept = |attno: i32| old.and_then(|old| get(old, attno));
+                let (p, m) = (kept(columns.prediction), kept(columns.model_id));
+                let mut attnos = [columns.prediction, columns.model_id];
+                let mut values = [
+                    p.unwrap_or(pg_sys::Datum::null()),
+                    m.unwrap_or(pg_sys::Datum::null()),
+                ];
+                let mut nulls = [p.is_none(), m.is_none()];
+                return Ok(pg_sys::heap_modify_tuple_by_cols(
+                    new,
+                    tupdesc.as_ptr(),
+                    2,
+                    attnos.as_mut_ptr(),
+                    values.as_mut_ptr(),
+                    nulls.as_mut_ptr(),
+                ));
+            }
+        };
         // An UPDATE that leaves the inputs as they were keeps the prediction
         // that was served (written back, whatever the statement set).
         let old_features = match old {
@@ -906,7 +945,9 @@ pub(super) fn check_serves_attached(project: &Project, model_id: i64) -> Ambient
 /// them: the live model's (and a challenger's) inputs, the prediction,
 /// model-id and label columns, an owner who may use the project, and (for
 /// `renamed_trigger_tables`, whose triggers ALTER TRIGGER renamed) the
-/// attachment's trigger under its name. Called by the `ddl_command_end`
+/// attachment's trigger under its name; and that a trigger CREATE [OR
+/// REPLACE] TRIGGER made under an attachment's trigger name
+/// (`created_triggers`) is the attachment's own. Called by the `ddl_command_end`
 /// event trigger, so that a change that would make writes fail is refused
 /// and rolled back, and `ambient.attachments` stays true. Only the event
 /// trigger's function (SECURITY DEFINER) may call it: it takes locks on
@@ -915,10 +956,71 @@ pub(super) fn check_serves_attached(project: &Project, model_id: i64) -> Ambient
 fn check_attached_tables(
     relations: Vec<Option<pg_sys::Oid>>,
     renamed_trigger_tables: Vec<Option<pg_sys::Oid>>,
+    created_triggers: Vec<Option<pg_sys::Oid>>,
 ) {
     check_tables(relations.into_iter().flatten(), false)
         .and_then(|_| check_tables(renamed_trigger_tables.into_iter().flatten(), true))
+        .and_then(|_| check_created_triggers(created_triggers.into_iter().flatten()))
         .or_raise()
+}
+
+/// Refuses a trigger made (or replaced) under an attachment's trigger
+/// name that is not the attachment's own: `ambient.predict_trigger` with
+/// the attachment's arguments. Another trigger of the table is its
+/// owner's business (a restore creates them in any order).
+fn check_created_triggers(triggers: impl Iterator<Item = pg_sys::Oid>) -> AmbientResult<()> {
+    for trigger in triggers {
+        let found = as_extension_owner(|| {
+            Spi::connect(|client| {
+                let row = client
+                    .select(
+                        "SELECT tgrelid, tgname::pg_catalog.text,
+                                tgfoid OPERATOR(pg_catalog.=) 'ambient.predict_trigger()'::pg_catalog.regprocedure,
+                                tgargs
+                           FROM pg_catalog.pg_trigger WHERE oid OPERATOR(pg_catalog.=) $1",
+                        Some(1),
+                        &[trigger.into()],
+                    )?
+                    .first();
+                if row.is_empty() {
+                    return Ok(None);
+                }
+                Ok(Some((
+                    row.get::<pg_sys::Oid>(1)?.unwrap_or(pg_sys::Oid::INVALID),
+                    row.get::<String>(2)?.unwrap_or_default(),
+                    row.get::<bool>(3)?.unwrap_or(false),
+                    row.get::<Vec<u8>>(4)?.unwrap_or_default(),
+                )))
+            })
+        })?;
+        let Some((table, name, ours, arguments)) = found else {
+            continue;
+        };
+        for a in attachments::on_relation(table)? {
+            if a.trigger_name != name {
+                continue;
+            }
+            let project = as_extension_owner(|| projects::name_of(a.project_id))?;
+            // tgargs: each argument followed by a NUL.
+            let expected: Vec<u8> = [
+                project.as_str(),
+                &a.prediction_column,
+                &a.model_id_column,
+                a.label_column.as_deref().unwrap_or(""),
+            ]
+            .iter()
+            .flat_map(|arg| arg.bytes().chain([0]))
+            .collect();
+            if !ours || arguments != expected {
+                return Err(AmbientError::not_in_state(format!(
+                    "trigger \"{name}\" of table {} is the one attached project \"{project}\" needs",
+                    attachments::relation_name(table).unwrap_or_default()
+                ))
+                .hint("detach the project first (ambient.detach), then make triggers of your own under other names"));
+            }
+        }
+    }
+    Ok(())
 }
 
 fn check_tables(
@@ -1018,9 +1120,10 @@ fn has_trigger(relation: pg_sys::Oid, name: &str) -> AmbientResult<bool> {
 }
 
 /// Called by the `sql_drop` event trigger with each dropped trigger's
-/// table (NULL when the table went too) and name: dropping the trigger of
-/// an attachment whose table stays is refused (detach drops it), and the
-/// attachments of dropped tables are forgotten.
+/// table (NULL when the table went too) and name: the attachment whose
+/// trigger was dropped (by hand, or by `pg_restore --clean`) is forgotten,
+/// as `detach` would, and so are the attachments of dropped tables, so
+/// `ambient.attachments` tells the truth.
 #[pg_extern(volatile, parallel_unsafe)]
 fn attached_objects_dropped(
     trigger_tables: Vec<Option<pg_sys::Oid>>,
@@ -1034,16 +1137,18 @@ fn forget_dropped(tables: &[Option<pg_sys::Oid>], names: &[Option<String>]) -> A
         let (Some(table), Some(name)) = (table, name) else {
             continue;
         };
-        if let Some(a) = attachments::on_relation(*table)?
-            .into_iter()
-            .find(|a| &a.trigger_name == name)
-        {
-            let project = as_extension_owner(|| projects::name_of(a.project_id))?;
-            return Err(AmbientError::dependents(format!(
-                "trigger \"{name}\" feeds project \"{project}\" from table {}",
+        for a in attachments::on_relation(*table)? {
+            if &a.trigger_name != name {
+                continue;
+            }
+            let project = as_extension_owner(|| {
+                attachments::delete(a.id)?;
+                projects::name_of(a.project_id)
+            })?;
+            notice!(
+                "project \"{project}\" is no longer attached to table {}: its trigger was dropped",
                 attachments::relation_name(*table).unwrap_or_default()
-            ))
-            .hint("detach the project with ambient.detach(project, table), which drops it"));
+            );
         }
     }
     as_extension_owner(attachments::forget_dropped)
@@ -1062,7 +1167,9 @@ BEGIN
                WHERE classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass),
         ARRAY(SELECT t.tgrelid FROM pg_catalog.pg_event_trigger_ddl_commands() c
                 JOIN pg_catalog.pg_trigger t ON t.oid OPERATOR(pg_catalog.=) c.objid
-               WHERE c.command_tag OPERATOR(pg_catalog.=) 'ALTER TRIGGER'));
+               WHERE c.command_tag OPERATOR(pg_catalog.=) 'ALTER TRIGGER'),
+        ARRAY(SELECT c.objid FROM pg_catalog.pg_event_trigger_ddl_commands() c
+               WHERE c.command_tag OPERATOR(pg_catalog.=) 'CREATE TRIGGER'));
 END $$;
 CREATE FUNCTION ambient.forget_dropped_attachments() RETURNS event_trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
@@ -1077,7 +1184,7 @@ BEGIN
                 FROM pg_catalog.pg_event_trigger_dropped_objects()
                WHERE object_type OPERATOR(pg_catalog.=) 'trigger' ORDER BY objid));
 END $$;
-REVOKE EXECUTE ON FUNCTION ambient.check_attached_tables(oid[], oid[]),
+REVOKE EXECUTE ON FUNCTION ambient.check_attached_tables(oid[], oid[], oid[]),
                           ambient.attached_objects_dropped(oid[], text[]) FROM PUBLIC;
 CREATE EVENT TRIGGER ambient_guard_attached_tables ON ddl_command_end
     EXECUTE FUNCTION ambient.guard_attached_tables();

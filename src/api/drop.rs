@@ -74,7 +74,7 @@ fn drop_whole_project(name: &str, force: bool) -> AmbientResult<bool> {
             .hint("drop_project(project, force => true) drops them with it"));
         }
         // Its pg_cron job would otherwise run on, failing, for good.
-        super::policy::unschedule_dropped(project.id)?;
+        super::policy::unschedule_dropped(project.id, name)?;
         projects::delete(project.id)?;
         Ok(true)
     })

@@ -751,12 +751,12 @@ fn schedule_policy(project: &str, cron: &str) -> AmbientResult<i64> {
         "SELECT * FROM ambient.run_policy({})",
         quote_literal(project)
     );
-    let job_name = format!("ambient policy {project}");
+    let job_name = job_name(project);
     as_extension_owner(|| {
         // The lock queues co-owners scheduling at once.
         let locked = projects::lock_for_change(project, &caller)?;
         if let Some(previous) = operations::schedule_of(locked.id)? {
-            unschedule_job(previous)?;
+            unschedule_job(previous, project)?;
         }
         // pg_cron connects as the job's role (unless it runs jobs in
         // background workers): a role that cannot log in never runs it.
@@ -801,11 +801,20 @@ fn schedule_policy(project: &str, cron: &str) -> AmbientResult<i64> {
 /// Removes a pg_cron job this extension scheduled, if it is still there,
 /// whoever it runs as. Call inside `as_extension_owner` (pg_cron lets its
 /// superuser remove any job), after checking the caller owns the project.
-fn unschedule_job(job_id: i64) -> AmbientResult<()> {
-    if operations::cron_job(job_id)?.is_some() {
-        Spi::run_with_args("SELECT cron.unschedule($1)", &[job_id.into()])?;
-    }
+/// The job must still be the project's (its name): job ids start over if
+/// pg_cron is made again, and another role's job must not go.
+fn unschedule_job(job_id: i64, project: &str) -> AmbientResult<()> {
+    Spi::run_with_args(
+        "SELECT cron.unschedule(jobid) FROM cron.job
+          WHERE jobid OPERATOR(pg_catalog.=) $1 AND jobname OPERATOR(pg_catalog.=) $2",
+        &[job_id.into(), job_name(project).as_str().into()],
+    )?;
     Ok(())
+}
+
+/// The name of a project's pg_cron job.
+fn job_name(project: &str) -> String {
+    format!("ambient policy {project}")
 }
 
 /// Stops running the project's policy from pg_cron; any role that acts as
@@ -823,17 +832,17 @@ fn unschedule_policy(project: &str) -> AmbientResult<()> {
         let job_id = operations::schedule_of(locked.id)?.ok_or_else(|| {
             AmbientError::undefined_object(format!("project \"{project}\" is not scheduled"))
         })?;
-        unschedule_job(job_id)?;
+        unschedule_job(job_id, project)?;
         operations::delete_schedule(locked.id)
     })
 }
 
 /// Unschedules a project that is being dropped. Call inside
 /// `as_extension_owner`, holding the project lock.
-pub(super) fn unschedule_dropped(project_id: i64) -> AmbientResult<()> {
+pub(super) fn unschedule_dropped(project_id: i64, project: &str) -> AmbientResult<()> {
     if let Some(job_id) = operations::schedule_of(project_id)? {
         if pg_cron_installed()? {
-            unschedule_job(job_id)?;
+            unschedule_job(job_id, project)?;
         }
         operations::delete_schedule(project_id)?;
     }

@@ -603,10 +603,13 @@ fn run(req: TrainRequest) -> AmbientResult<Outcome> {
     // with the rights of a member or superuser, which an owner could
     // otherwise borrow by changing what the definition reads (a view of
     // theirs it names) and running the policy.
-    let author = req.author.clone().unwrap_or_else(|| Author {
-        role: project.owner,
-        search_path: Author::search_path_now(),
-    });
+    let author = match &req.author {
+        Some(author) => author.clone(),
+        None => Author {
+            role: project.owner,
+            search_path: Author::search_path_now()?,
+        },
+    };
 
     as_extension_owner(|| {
         let snapshot_id = models::insert_snapshot(NewSnapshot {

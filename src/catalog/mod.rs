@@ -372,16 +372,19 @@ pub struct Author {
 pub const PINNED_SEARCH_PATH: &str = "pg_catalog, pg_temp";
 
 impl Author {
-    /// The session's `search_path` now: what a training definition's
-    /// unqualified names were written under.
-    pub fn search_path_now() -> String {
-        // SAFETY: GetConfigOptionByName returns a palloc'd copy of the
-        // setting.
-        unsafe {
-            let value =
-                pg_sys::GetConfigOptionByName(c"search_path".as_ptr(), std::ptr::null_mut(), false);
-            CStr::from_ptr(value).to_string_lossy().into_owned()
-        }
+    /// The schemas the session's `search_path` resolves to now, each
+    /// named (`"$user"` as the role it stood for), without temporary ones:
+    /// what a training definition's unqualified names were written under,
+    /// whoever runs it later.
+    pub fn search_path_now() -> AmbientResult<String> {
+        // Runs as the caller: every function and operator is qualified.
+        Ok(Spi::get_one::<String>(
+            "SELECT pg_catalog.array_to_string(ARRAY(
+                      SELECT pg_catalog.quote_ident(s::pg_catalog.text)
+                        FROM pg_catalog.unnest(pg_catalog.current_schemas(false)) AS s
+                       WHERE s::pg_catalog.text OPERATOR(pg_catalog.!~) '^pg_temp_'), ', ')",
+        )?
+        .unwrap_or_default())
     }
 
     /// A table's owner, for reading the table the way its attached trigger
@@ -427,11 +430,14 @@ pub fn as_author<R>(author: &Author, work: impl FnOnce() -> AmbientResult<R>) ->
     // The session's temporary schema is searched last, never first, so a
     // temporary object of whoever triggers the run cannot stand in for one
     // of the author's.
-    let search_path = if author.search_path.contains("pg_temp") {
-        author.search_path.clone()
-    } else {
-        format!("{}, pg_temp", author.search_path)
-    };
+    let search_path = author
+        .search_path
+        .split(',')
+        .map(str::trim)
+        .filter(|schema| !schema.is_empty() && *schema != "pg_temp")
+        .chain(["pg_temp"])
+        .collect::<Vec<_>>()
+        .join(", ");
     let search_path = CString::new(search_path)
         .map_err(|_| AmbientError::invalid("a stored search_path holds a NUL"))?;
     let mut saved_user = pg_sys::Oid::INVALID;

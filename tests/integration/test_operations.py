@@ -318,5 +318,24 @@ def test_schedule_refuses_what_pg_cron_refuses():
             with pytest.raises(psycopg.Error) as refused:
                 conn.execute("SELECT ambient.schedule('cronbad', 'every tuesday')")
             assert "invalid schedule" in str(refused.value)
+            # A project of a role that cannot log in: pg_cron could never
+            # connect as it to run the job.
+            if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = 'ambient_cron_nologin'").fetchone():
+                conn.execute("DROP OWNED BY ambient_cron_nologin")
+                conn.execute("DROP ROLE ambient_cron_nologin")
+            conn.execute("CREATE ROLE ambient_cron_nologin NOLOGIN")
+            conn.execute("GRANT USAGE ON SCHEMA cron TO ambient_cron_nologin")
+            conn.execute("SET ROLE ambient_cron_nologin")
+            conn.execute("SET ambient.progress = off")
+            conn.execute("SELECT * FROM ambient.train('cronghost', query => 'SELECT g::float8 AS x, g % 2 = 0 AS even "
+                         "FROM generate_series(1, 50) g', target => 'even', algorithm => 'decision_tree')")
+            conn.execute("SELECT ambient.set_policy('cronghost', '{}')")
+            with pytest.raises(psycopg.errors.ObjectNotInPrerequisiteState) as refused:
+                conn.execute("SELECT ambient.schedule('cronghost', '0 3 * * *')")
+            assert "cannot log in" in str(refused.value)
+            conn.execute("RESET ROLE")
         finally:
+            conn.execute("RESET ROLE")
             conn.execute("DROP EXTENSION IF EXISTS pg_ambient CASCADE")
+            conn.execute("REVOKE USAGE ON SCHEMA cron FROM ambient_cron_nologin")
+            conn.execute("DROP ROLE IF EXISTS ambient_cron_nologin")

@@ -7,7 +7,9 @@
 SET ambient.progress = off;
 -- Roles are cluster-wide: a run that stopped half-way left them behind
 -- (owning nothing: their database is made anew each run).
+SET client_min_messages = warning;
 DROP ROLE IF EXISTS amb_bob, amb_carol, amb_team, amb_dave, amb_gone;
+RESET client_min_messages;
 CREATE ROLE amb_bob;
 CREATE ROLE amb_team NOLOGIN;
 CREATE ROLE amb_carol IN ROLE amb_team;
@@ -194,11 +196,18 @@ SELECT sqlstate, regexp_replace(message, 'model \d+', 'model <wide>') AS message
   FROM try($$ALTER TABLE flowers DROP COLUMN petal_area CASCADE$$);
 SELECT sqlstate, message FROM try($$ALTER TABLE flowers ALTER COLUMN petal_length TYPE text$$);
 SELECT trigger_name FROM ambient.attachments WHERE project = 'bloom' AND relation = 'flowers'::regclass \gset
-SELECT sqlstate, replace(message, :'trigger_name', '<trigger>') AS message, hint
-  FROM try(format('DROP TRIGGER %I ON flowers', :'trigger_name'));
 SELECT sqlstate, replace(message, :'trigger_name', '<trigger>') AS message
   FROM try(format('ALTER TRIGGER %I ON flowers RENAME TO renamed', :'trigger_name'));
-SELECT sqlstate, message, hint FROM try($$ALTER TABLE flowers OWNER TO amb_dave$$);
+SELECT sqlstate, replace(message, :'trigger_name', '<trigger>') AS message
+  FROM try(format('CREATE OR REPLACE TRIGGER %I BEFORE INSERT ON flowers FOR EACH ROW
+                   EXECUTE FUNCTION ambient.predict_trigger(''bloom'', ''prediction'', ''prediction_model_id'', '''')',
+                  :'trigger_name'));
+-- Dropping the trigger (by hand, or pg_restore --clean) detaches: the
+-- attachment is forgotten, so ambient.attachments stays true.
+BEGIN;
+SELECT sqlstate FROM try(format('DROP TRIGGER %I ON flowers', :'trigger_name'));
+SELECT count(*) AS still_attached FROM ambient.attachments WHERE project = 'bloom' AND relation = 'flowers'::regclass;
+ROLLBACK;
 ALTER TABLE flowers ADD COLUMN note text;
 ALTER TABLE flowers RENAME COLUMN note TO remark;
 INSERT INTO flowers (id, sepal_length, sepal_width, petal_length, petal_width, petal_area) VALUES (21, 5.1, 3.5, 1.4, 0.2, 0.28)
@@ -220,6 +229,23 @@ VALUES (40, 5.1, 3.5, 1.4, 0.2, 0.28, 'virginica', :wide);
 RESET ROLE;
 SELECT prediction FROM flowers WHERE id = 40;
 DELETE FROM flowers WHERE id = 40;
+-- The trigger predicts with the table owner's rights: the table can go to
+-- an owner allowed to use the project, and to no other.
+SELECT sqlstate, message, hint FROM try($$ALTER TABLE flowers OWNER TO amb_dave$$);
+SELECT ambient.grant('bloom', 'amb_dave', 'predict');
+ALTER TABLE flowers OWNER TO amb_dave;
+-- An owner who loses that use later (a revoke, a membership taken away,
+-- REASSIGN OWNED, none of which DDL guards see): writes go on, with the
+-- gap visible, no prediction and no model.
+SELECT ambient.revoke('bloom', 'amb_dave', 'predict');
+INSERT INTO flowers (id, sepal_length, sepal_width, petal_length, petal_width, petal_area) VALUES (41, 5.1, 3.5, 1.4, 0.2, 0.28)
+RETURNING prediction IS NULL AS no_prediction, prediction_model_id IS NULL AS no_model;
+DELETE FROM flowers WHERE id = 41;
+ALTER TABLE flowers OWNER TO CURRENT_USER;
+-- Only the event trigger may call the checks it runs.
+SET ROLE amb_dave;
+SELECT sqlstate, message FROM try($$SELECT ambient.check_attached_tables(ARRAY['flowers'::regclass::oid], '{}', '{}')$$);
+RESET ROLE;
 -- A dropped table's attachment is forgotten.
 CREATE TABLE doomed (LIKE flowers);
 SELECT prediction_column FROM ambient.attach('bloom', 'doomed');
@@ -328,6 +354,17 @@ INSERT INTO stream (id, sepal_length, sepal_width, petal_length, petal_width, sp
 SELECT g, i.sepal_length, i.sepal_width, i.petal_length, i.petal_width, i.species
   FROM generate_series(1, 100000) g JOIN iris i ON i.id = 1 + g % 150;
 SELECT ambient.set_policy('parts', '{"action": "alert", "time_column": "at", "window": "1 hour", "max_drift": 1, "min_live_metric": 1.01}') ->> 'action' AS action;
+-- A window's time column is read as the table's owner, so the caller must
+-- be allowed to read it: the team's carol cannot probe bob's table
+-- through the counts.
+SELECT ambient.grant('teamp', 'amb_bob', 'predict');
+CREATE TABLE bob.visits (id int PRIMARY KEY, at timestamptz DEFAULT now(), income float8, debt float8, repaid boolean);
+ALTER TABLE bob.visits OWNER TO amb_bob;
+SELECT prediction_column FROM ambient.attach('teamp', 'bob.visits');
+SET ROLE amb_carol;
+SELECT sqlstate, message FROM try($$SELECT * FROM ambient.monitor('teamp', time_column => 'at', "window" => '1 day')$$);
+RESET ROLE;
+SELECT ambient.detach('teamp', 'bob.visits');
 CREATE FUNCTION catalog_rows() RETURNS bigint LANGUAGE plpgsql AS $$
 DECLARE total bigint := 0; n bigint; t regclass;
 BEGIN
