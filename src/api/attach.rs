@@ -613,10 +613,15 @@ unsafe fn fire(fcinfo: FunctionCallInfo) -> AmbientResult<*mut pg_sys::HeapTuple
                 };
                 let mut served_by = (model.clone(), site.call.model_id().unwrap_or_default());
                 let mut x = &site.call.features;
-                if let Some(trial) = &challenge {
-                    let challenger = site
-                        .challenger
-                        .model_for(ModelKey::Id(trial.model_id), Caller { oid: owner })?;
+                // A challenger that cannot be had (its artifact damaged)
+                // leaves the live model serving: the write goes on.
+                let challenger = challenge.as_ref().and_then(|trial| {
+                    site.challenger
+                        .model_for(ModelKey::Id(trial.model_id), Caller { oid: owner })
+                        .ok()
+                        .map(|model| (trial, model))
+                });
+                if let Some((trial, challenger)) = challenger {
                     site.challenger
                         .read_tuple(&challenger, new, &tupdesc, row_type, -1)?;
                     if trial.shadow {
