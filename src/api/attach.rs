@@ -25,9 +25,7 @@ use crate::catalog::attachments::{self, NewAttachment};
 use crate::catalog::deployments;
 use crate::catalog::operations::{self, Challenge};
 use crate::catalog::projects::Project;
-use crate::catalog::{
-    as_author, as_extension_owner, ensure_writable, projects, Author, Caller, PINNED_SEARCH_PATH,
-};
+use crate::catalog::{as_author, as_extension_owner, ensure_writable, projects, Author, Caller};
 use crate::error::{AmbientError, AmbientResult, OrRaise};
 use crate::ml::live;
 use crate::ml::model::Model;
@@ -859,11 +857,7 @@ fn unparsable_class(
     let mut input_param = pg_sys::InvalidOid;
     // SAFETY: a syscache read of the type's input function.
     unsafe { pg_sys::getTypeInputInfo(type_oid, &mut input_function, &mut input_param) };
-    let reader = Author {
-        role: table_owner,
-        search_path: PINNED_SEARCH_PATH.to_string(),
-    };
-    as_author(&reader, || {
+    as_author(&Author::restricted(table_owner), || {
         for class in &labels.classes {
             pgrx::check_for_interrupts!();
             let text = CString::new(class.as_str())

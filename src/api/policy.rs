@@ -24,7 +24,6 @@ use crate::catalog::operations::{self, NewPolicyRun};
 use crate::catalog::projects::{self, Project};
 use crate::catalog::{
     as_author, as_extension_owner, attachments, ensure_writable, models, Author, Caller,
-    PINNED_SEARCH_PATH,
 };
 use crate::error::{AmbientError, AmbientResult, OrRaise};
 use crate::ml::drift::Thresholds;
@@ -776,11 +775,7 @@ fn schedule_policy(project: &str, cron: &str) -> AmbientResult<i64> {
         // pg_cron runs a job as the role that scheduled it, so the job is
         // scheduled as the project's owner: never as a superuser who
         // happens to call this, whose rights the job would then run with.
-        let owner = Author {
-            role: locked.owner,
-            search_path: PINNED_SEARCH_PATH.to_string(),
-        };
-        let job_id = as_author(&owner, || {
+        let job_id = as_author(&Author::restricted(locked.owner), || {
             // pg_cron lives in one database, cron.database_name, and runs
             // its jobs there: this one.
             Ok(Spi::get_one_with_args::<i64>(

@@ -402,10 +402,16 @@ impl Author {
             let form = pg_sys::GETSTRUCT(tuple) as pg_sys::Form_pg_class;
             let owner = (*form).relowner;
             pg_sys::ReleaseSysCache(tuple);
-            Some(Author {
-                role: owner,
-                search_path: PINNED_SEARCH_PATH.to_string(),
-            })
+            Some(Author::restricted(owner))
+        }
+    }
+
+    /// `role`, for SQL the extension builds itself (every name in it is
+    /// qualified), under the pinned `search_path`.
+    pub fn restricted(role: pg_sys::Oid) -> Author {
+        Author {
+            role,
+            search_path: PINNED_SEARCH_PATH.to_string(),
         }
     }
 }
