@@ -192,6 +192,187 @@ def ensembles_side_by_side():
     return training, predicting
 
 
+SCALE_SIZES = [n for n in (100_000, 1_000_000, 5_000_000)
+               if n <= int(os.environ.get("AMBIENT_BENCH_SCALE_ROWS", 5_000_000))]
+NUMERIC = ", ".join(f"x{i}" for i in range(1, 11))
+SCALE_INPUTS = f"{NUMERIC}, c5, c50"
+# The fits above this many rows need more than the default
+# ambient.max_training_memory (1 GB); the figure says so.
+DEFAULT_MEMORY_ROWS = 1_000_000
+
+
+def scale_setup(rows):
+    """A table of `rows` rows: 10 numbers (x5 NULL in 5 % of rows), two
+    text columns of 5 and 50 categories, a boolean label and a numeric
+    target, both nonlinear in the numbers and depending on category sets.
+    Every fifth row (id % 5 = 0) is held out for both sides' accuracy."""
+    with psycopg.connect(DSN, autocommit=True) as conn:
+        log(f"bench: generating the {rows}-row scale table (10 numeric, 2 text columns)")
+        conn.execute("DROP TABLE IF EXISTS scale_rows")
+        conn.execute("SELECT setseed(0.17)")
+        numbers = ", ".join("CASE WHEN random() < 0.05 THEN NULL ELSE random() END AS x5" if i == 5
+                            else f"random() AS x{i}" for i in range(1, 11))
+        conn.execute(f"""
+            CREATE TABLE scale_rows AS
+            SELECT id, {SCALE_INPUTS}, score > 0.75 AS label, score AS target
+              FROM (SELECT *, x1 + 2 * x2 * x3 - 2 * abs(x4 - 0.5) + 0.6 * coalesce(x5, 0.9)
+                              + CASE WHEN c5 IN ('alpha', 'gamma', 'epsilon') THEN 0.3 ELSE -0.3 END
+                              + CASE WHEN right(c50, 2)::int % 5 < 2 THEN 0.5 ELSE 0 END
+                              + 0.4 * (random() - 0.5) AS score
+                      FROM (SELECT g AS id, {numbers},
+                                   (ARRAY['alpha', 'beta', 'gamma', 'delta', 'epsilon'])[1 + floor(random() * 5)::int] AS c5,
+                                   'v' || lpad(floor(random() * 50)::text, 2, '0') AS c50
+                              FROM generate_series(1, {rows}) AS g) raw) scored""")
+        conn.execute("ALTER TABLE scale_rows ADD PRIMARY KEY (id)")
+        conn.execute("VACUUM ANALYZE scale_rows")
+
+
+def peak_rss_mb(conn):
+    """The backend's peak resident memory so far (VmHWM), in MB."""
+    pid = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
+    status = pathlib.Path(f"/proc/{pid}/status").read_text()
+    return int(re.search(r"VmHWM:\s+(\d+) kB", status).group(1)) / 1024
+
+
+def categories(column, known=None):
+    """Text to category codes, as a user prepares them for scikit-learn's
+    `categorical_features`: codes from the training rows; an unseen text is
+    missing (NaN)."""
+    if known is None:
+        known = {text: code for code, text in enumerate(sorted(set(column)))}
+    return np.array([known.get(text, np.nan) for text in column], dtype=np.float64), known
+
+
+def sklearn_scale(conn, rows, task):
+    """Fetch, encode and fit scikit-learn's HistGradientBoosting with its
+    defaults; then its held-out score. Returns (seconds, score, model,
+    encodings)."""
+    from sklearn.ensemble import HistGradientBoostingRegressor
+    target = "label" if task == "classification" else "target"
+    started = time.perf_counter()
+    data = conn.execute(f"SELECT {SCALE_INPUTS}, {target} FROM scale_rows "
+                        f"WHERE id <= {rows} AND id % 5 <> 0").fetchall()
+    x = np.array([r[:10] for r in data], dtype=np.float64)
+    c5, known5 = categories([r[10] for r in data])
+    c50, known50 = categories([r[11] for r in data])
+    y = np.array([r[12] for r in data], dtype=np.float64)
+    x = np.column_stack([x, c5, c50])
+    make = HistGradientBoostingClassifier if task == "classification" else HistGradientBoostingRegressor
+    model = make(categorical_features=[10, 11], random_state=0).fit(x, y)
+    seconds = time.perf_counter() - started
+    held = conn.execute(f"SELECT {SCALE_INPUTS}, {target} FROM scale_rows WHERE id <= {rows} AND id % 5 = 0").fetchall()
+    hx = np.column_stack([np.array([r[:10] for r in held], dtype=np.float64),
+                          categories([r[10] for r in held], known5)[0], categories([r[11] for r in held], known50)[0]])
+    hy = np.array([r[12] for r in held], dtype=np.float64)
+    return seconds, model.score(hx, hy), model, (known5, known50)
+
+
+def ours_scale(rows, task, algorithm=None):
+    """Our default training on the same rows, in a fresh backend: seconds,
+    held-out score (accuracy or R², computed in SQL), the backend's peak
+    memory growth in MB, and the project name."""
+    target = "label" if task == "classification" else "target"
+    project = f"scale_{task[0]}{rows}" + (f"_{algorithm}" if algorithm else "")
+    with psycopg.connect(DSN, autocommit=True) as conn:
+        conn.execute("SET ambient.progress = off")
+        if rows > DEFAULT_MEMORY_ROWS:
+            conn.execute("SET ambient.max_training_memory = '16GB'")
+        before = peak_rss_mb(conn)
+        query = f"SELECT {SCALE_INPUTS}, {target} FROM scale_rows WHERE id <= {rows} AND id % 5 <> 0"
+        chosen = f", algorithm => '{algorithm}'" if algorithm else ""
+        started = time.perf_counter()
+        conn.execute(f"SELECT * FROM ambient.train('{project}', query => '{query}', target => '{target}', "
+                     f"test_size => 0.01{chosen})")
+        seconds = time.perf_counter() - started
+        grown = peak_rss_mb(conn) - before
+        # The row form matches columns by name and leaves the others out.
+        held = f"(SELECT * FROM scale_rows WHERE id <= {rows} AND id % 5 = 0) h"
+        if task == "classification":
+            score = conn.execute(f"SELECT avg((ambient.predict('{project}', h) = h.label::int)::int) "
+                                 f"FROM {held}").fetchone()[0]
+        else:
+            score = conn.execute(f"""SELECT 1 - sum((target - p) ^ 2) / sum((target - mean) ^ 2)
+                  FROM (SELECT target, ambient.predict('{project}', h) AS p, avg(target) OVER () AS mean
+                          FROM {held}) s""").fetchone()[0]
+    return seconds, float(score), grown, project
+
+
+def scale_side_by_side():
+    """For each size and task: our default against scikit-learn's
+    HistGradientBoosting, fetch included, with held-out scores on the same
+    rows and the fit's memory; at 1M rows also `auto`, and predicting every
+    row in a query against fetch + scikit-learn predict. Returns a list of
+    result dicts."""
+    results = []
+    for rows in SCALE_SIZES:
+        scale_setup(rows)
+        for task in ("classification", "regression"):
+            ours, our_score, grown, project = ours_scale(rows, task)
+            with psycopg.connect(DSN, autocommit=True) as conn:
+                theirs, their_score, model, known = sklearn_scale(conn, rows, task)
+            log(f"bench: scale {task} {rows} rows: ours {ours:.2f} s ({our_score:.4f}, {grown:.0f} MB), "
+                f"scikit-learn HGB {theirs:.2f} s ({their_score:.4f})")
+            result = {"rows": rows, "task": task, "ours": ours, "theirs": theirs, "our_score": our_score,
+                      "their_score": their_score, "memory_mb": grown}
+            if rows == 1_000_000 and task == "classification":
+                auto, auto_score, auto_grown, _ = ours_scale(rows, task, "auto")
+                log(f"bench: scale auto {rows} rows: {auto:.2f} s ({auto_score:.4f}, {auto_grown:.0f} MB)")
+                result.update(auto=auto, auto_score=auto_score, auto_memory_mb=auto_grown)
+                with psycopg.connect(DSN, autocommit=True) as conn:
+                    started = time.perf_counter()
+                    conn.execute(f"SELECT sum(ambient.predict('{project}', s)) "
+                                 f"FROM (SELECT {SCALE_INPUTS} FROM scale_rows) s").fetchone()
+                    in_query = time.perf_counter() - started
+                    started = time.perf_counter()
+                    data = conn.execute(f"SELECT {SCALE_INPUTS} FROM scale_rows").fetchall()
+                    x = np.column_stack([np.array([r[:10] for r in data], dtype=np.float64),
+                                         categories([r[10] for r in data], known[0])[0],
+                                         categories([r[11] for r in data], known[1])[0]])
+                    model.predict(x)
+                    exported = time.perf_counter() - started
+                log(f"bench: predicting {rows} rows with the default: in a query {in_query:.2f} s, "
+                    f"exported {exported:.2f} s")
+                result.update(in_query=in_query, exported=exported)
+            results.append(result)
+    return results
+
+
+def scale_lines(results):
+    """Figures and ratios (with their targets) of `scale_side_by_side`."""
+    figures, ratios = [], []
+    for r in results:
+        size = f"{r['rows'] // 1000}k" if r["rows"] < 1_000_000 else f"{r['rows'] // 1_000_000}M"
+        memory_note = "" if r["rows"] <= DEFAULT_MEMORY_ROWS else " (ambient.max_training_memory raised)"
+        figures.append((f"scale {size} x (10 numeric + 2 text), {r['task']}: our default / psycopg + "
+                        f"scikit-learn HistGradientBoosting{memory_note}",
+                        f"{r['ours']:.2f} s / {r['theirs']:.2f} s"))
+        metric = "accuracy" if r["task"] == "classification" else "R²"
+        figures.append((f"scale {size} {r['task']}: held-out {metric}, ours / scikit-learn's",
+                        f"{r['our_score']:.4f} / {r['their_score']:.4f}"))
+        binned_plus_raw = r["rows"] * 0.8 * 12 * (1 + 8) / 2 ** 20
+        figures.append((f"scale {size} {r['task']}: backend peak memory growth while training "
+                        f"(binned + raw f64 rows: {binned_plus_raw:.0f} MB)", f"{r['memory_mb']:.0f} MB"))
+        ratios.append((f"scale {size} {r['task']}: scikit-learn HGB time / ours, target >= 1",
+                       r["theirs"] / r["ours"], r["theirs"] >= r["ours"]))
+        ratios.append((f"scale {size} {r['task']}: our {metric} − scikit-learn's, target >= −0.005",
+                       r["our_score"] - r["their_score"], r["our_score"] >= r["their_score"] - 0.005))
+        if r["rows"] == 5_000_000:
+            ratios.append((f"scale {size} {r['task']}: memory growth / (binned + raw), target <= 2",
+                           r["memory_mb"] / binned_plus_raw, r["memory_mb"] <= 2 * binned_plus_raw))
+        if "auto" in r:
+            figures.append((f"scale {size} classification: algorithm => 'auto' (default memory)",
+                            f"{r['auto']:.2f} s, accuracy {r['auto_score']:.4f}, {r['auto_memory_mb']:.0f} MB"))
+            ratios.append((f"scale {size}: auto / (fetch + one scikit-learn HGB fit), target <= 3",
+                           r["auto"] / r["theirs"], r["auto"] <= 3 * r["theirs"]))
+            ratios.append((f"scale {size}: auto accuracy − scikit-learn HGB's, target >= −0.005",
+                           r["auto_score"] - r["their_score"], r["auto_score"] >= r["their_score"] - 0.005))
+            figures.append((f"predicting {size} rows with the default (row form, text columns): in a query / "
+                            "exported to scikit-learn", f"{r['in_query']:.2f} s / {r['exported']:.2f} s"))
+            ratios.append((f"predicting {size} with the default: exported / in a query, target >= 10",
+                           r["exported"] / r["in_query"], r["exported"] >= 10 * r["in_query"]))
+    return figures, ratios
+
+
 def floor():
     csv_path = ROOT / "target" / "bench" / "rows.csv"
     csv_path.parent.mkdir(parents=True, exist_ok=True)
@@ -282,6 +463,18 @@ def write_lines(writes):
 
 
 def main():
+    if sys.argv[1:] == ["--only", "scale"]:
+        with psycopg.connect(DSN.replace(f"dbname={DB}", "dbname=postgres"), autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)")
+            conn.execute(f"CREATE DATABASE {DB}")
+        with psycopg.connect(DSN, autocommit=True) as conn:
+            conn.execute("CREATE EXTENSION pg_ambient")
+        figures, ratios = scale_lines(scale_side_by_side())
+        for name, value in figures:
+            print(f"{name}: {value}")
+        for name, value, met in ratios:
+            print(f"{name}: {value:.2f}{'' if met is None else (' (met)' if met else ' (NOT met)')}")
+        return
     if sys.argv[1:] == ["--only", "writes"]:
         setup()
         figures, ratios = write_lines(writes_side_by_side())

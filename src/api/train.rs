@@ -22,7 +22,7 @@ use crate::ml::dataset::ColumnKind;
 use crate::ml::dataset::Dataset;
 use crate::ml::hyperparams::Hyperparams;
 use crate::ml::model::{self, FitRequest, Trained};
-use crate::ml::preprocess::ColumnOptions;
+use crate::ml::preprocess::{ColumnOptions, InputStyle};
 use crate::ml::search::{self, Candidate, CrossValidation, Status, Strategy, Trial};
 use crate::ml::split;
 use crate::ml::{algorithms, artifact, preprocess, stats, MemoryBudget, Task};
@@ -477,18 +477,22 @@ fn run(req: TrainRequest) -> AmbientResult<Outcome> {
         .cloned()
         .zip(data.kinds.iter().copied())
         .collect();
-    // The user's options, over each algorithm's defaults (which differ only
-    // in whether numbers are scaled); checked once, here.
-    let options =
-        [false, true].map(|scaled| preprocess::parse_options(&req.preprocess, &columns, scaled));
-    let [unscaled, scaled] = options;
-    let (unscaled, scaled) = (unscaled?, scaled?);
-    let options_for = |spec: &'static AlgorithmSpec| {
-        if spec.scales_inputs {
-            scaled.clone()
-        } else {
-            unscaled.clone()
+    // The user's options, over each input style's defaults; checked for
+    // the styles the plan fits, here, before anything is fitted.
+    let options_of =
+        |style: InputStyle| preprocess::parse_options(&req.preprocess, &columns, style);
+    let mut options: Vec<(InputStyle, Vec<ColumnOptions>)> = Vec::new();
+    for spec in plan.algorithms() {
+        if !options.iter().any(|(style, _)| *style == spec.inputs) {
+            options.push((spec.inputs, options_of(spec.inputs)?));
         }
+    }
+    let options_for = |spec: &'static AlgorithmSpec| {
+        options
+            .iter()
+            .find(|(style, _)| *style == spec.inputs)
+            .map(|(_, o)| o.clone())
+            .unwrap_or_default()
     };
     // What the fits may still take as they grow (tree nodes), once the
     // parts known from the data's shape are counted.
@@ -680,7 +684,7 @@ fn run(req: TrainRequest) -> AmbientResult<Outcome> {
             (DeployPolicy::Always, _) | (DeployPolicy::IfBetter, None) => true,
             (DeployPolicy::IfBetter, Some(live)) => {
                 let champion = model_cache::load_latest(live.model_id)?;
-                match champion.evaluate(data, &split.test, &interrupts) {
+                match champion.evaluate(data, &split.test, threads, &interrupts) {
                     Ok(champion_metrics) => {
                         let champion_score =
                             champion_metrics.get(primary).copied().unwrap_or(f64::NAN);
@@ -757,6 +761,16 @@ impl TrainRequest {
 enum Plan {
     One(&'static AlgorithmSpec, Hyperparams),
     Search(Vec<Candidate>),
+}
+
+impl Plan {
+    /// Every algorithm the plan may fit.
+    fn algorithms(&self) -> Vec<&'static AlgorithmSpec> {
+        match self {
+            Plan::One(spec, _) => vec![spec],
+            Plan::Search(candidates) => candidates.iter().map(|c| c.algorithm).collect(),
+        }
+    }
 }
 
 /// The plan for `task` on `rows` rows (0 before the data is read): the

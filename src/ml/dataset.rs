@@ -255,21 +255,28 @@ impl Dataset {
         Ok(dataset)
     }
 
-    /// A dataset of encoded, numeric features for the rows of `self`, in
-    /// the same order (so a split of `self` splits it too).
-    pub fn encoded(&self, feature_names: Vec<String>, records: Vec<f64>) -> MlResult<Self> {
+    /// A dataset of encoded features for the rows of `self`, in the same
+    /// order (so a split of `self` splits it too). Each feature is a number
+    /// or a category's index (`kinds`); NaN is a missing value kept for an
+    /// algorithm that takes it (impute "none").
+    pub fn encoded(
+        &self,
+        feature_names: Vec<String>,
+        kinds: Vec<ColumnKind>,
+        records: Vec<f64>,
+    ) -> MlResult<Self> {
         let width = feature_names.len();
-        if width == 0 || records.len() != self.n_rows() * width {
+        if width == 0 || kinds.len() != width || records.len() != self.n_rows() * width {
             return Err(MlError::invalid("the encoded rows do not match the data"));
         }
-        if let Some(pos) = records.iter().position(|v| !v.is_finite()) {
+        if let Some(pos) = records.iter().position(|v| v.is_infinite()) {
             return Err(MlError::invalid(format!(
-                "preprocessing gave a non-finite value for \"{}\"",
+                "preprocessing gave an infinite value for \"{}\"",
                 feature_names[pos % width]
             )));
         }
         Ok(Dataset {
-            kinds: vec![ColumnKind::Numeric; width],
+            kinds,
             dictionaries: vec![Vec::new(); width],
             feature_names,
             records,

@@ -17,8 +17,9 @@ use rand_chacha::ChaCha8Rng;
 
 use super::algorithms::tree::Tree;
 use super::algorithms::Estimator;
+use super::algorithms::HistTree;
 use super::dataset::Dataset;
-use super::model::Model;
+use super::model::{EncodedRows, Model};
 use super::{Interrupts, MlError, MlResult};
 
 /// One prediction, split up: `bias` plus the sum of `contributions` is the
@@ -51,6 +52,9 @@ impl Model {
             (Estimator::Gbm(g), Some(_)) if g.init.len() == 1 => {
                 (format!("the log-odds of {}", class_name(1)), 0)
             }
+            (Estimator::HistGbm(g), Some(_)) if g.init.len() == 1 => {
+                (format!("the log-odds of {}", class_name(1)), 0)
+            }
             (_, Some(k)) => (format!("the score (logit) of {}", class_name(k)), k),
         };
         let (bias, per_feature) = match &self.estimator {
@@ -63,17 +67,24 @@ impl Model {
                 forest.trees.len(),
                 x.len(),
             ),
-            Estimator::Gbm(gbm) => {
-                let outputs = gbm.init.len();
-                let mut bias = gbm.init[output];
-                let mut sum = vec![0.0; x.len()];
-                for tree in gbm.trees.iter().skip(output).step_by(outputs) {
-                    let (b, c) = path_contributions(tree, x, 0);
-                    bias += b;
-                    sum.iter_mut().zip(c).for_each(|(s, v)| *s += v);
-                }
-                (bias, sum)
-            }
+            Estimator::Gbm(gbm) => boosted(
+                gbm.init[output],
+                gbm.trees
+                    .iter()
+                    .skip(output)
+                    .step_by(gbm.init.len())
+                    .map(|tree| path_contributions(tree, x, 0)),
+                x.len(),
+            ),
+            Estimator::HistGbm(gbm) => boosted(
+                gbm.init[output],
+                gbm.trees
+                    .iter()
+                    .skip(output)
+                    .step_by(gbm.init.len())
+                    .map(|tree| hist_path_contributions(tree, x, gbm.max_bins)),
+                x.len(),
+            ),
             Estimator::Linear(m) => (
                 m.intercept,
                 m.coefficients.iter().zip(x).map(|(w, v)| w * v).collect(),
@@ -134,6 +145,7 @@ impl Model {
             Estimator::Tree(t) => Some(("impurity", t.importances.clone())),
             Estimator::Forest(f) => Some(("impurity", mean_of(&mut f.trees.iter(), f.trees.len()))),
             Estimator::Gbm(g) => Some(("gain", mean_of(&mut g.trees.iter(), g.trees.len()))),
+            Estimator::HistGbm(g) => Some(("gain", g.importances.clone())),
             Estimator::Linear(m) => Some(("coefficient", m.coefficients.clone())),
             Estimator::Softmax(m) => {
                 let f = self.feature_names.len();
@@ -174,6 +186,35 @@ fn path_contributions(tree: &Tree, x: &[f64], k: usize) -> (f64, Vec<f64>) {
     (tree.value(0)[k], contributions)
 }
 
+/// The same for a tree of `hist_gbm`.
+fn hist_path_contributions(tree: &HistTree, x: &[f64], max_bins: u32) -> (f64, Vec<f64>) {
+    let mut contributions = vec![0.0; x.len()];
+    let mut previous: Option<(usize, usize)> = None;
+    tree.walk(x, max_bins, |node, feature| {
+        if let Some((parent, f)) = previous {
+            contributions[f] += tree.values[node] - tree.values[parent];
+        }
+        previous = feature.map(|f| (node, f));
+    });
+    (tree.values[0], contributions)
+}
+
+/// A boosted ensemble's output: its start plus every tree's bias and
+/// contributions.
+fn boosted(
+    init: f64,
+    trees: impl Iterator<Item = (f64, Vec<f64>)>,
+    width: usize,
+) -> (f64, Vec<f64>) {
+    let mut bias = init;
+    let mut sum = vec![0.0; width];
+    for (b, c) in trees {
+        bias += b;
+        sum.iter_mut().zip(c).for_each(|(s, v)| *s += v);
+    }
+    (bias, sum)
+}
+
 fn average(
     parts: impl Iterator<Item = (f64, Vec<f64>)>,
     n: usize,
@@ -196,6 +237,7 @@ pub fn permutation_importance(
     encoded: &Dataset,
     test: &[usize],
     seed: u64,
+    threads: usize,
     interrupts: &Interrupts<'_>,
 ) -> MlResult<Vec<f64>> {
     let rows = &test[..test.len().min(PERMUTATION_ROWS)];
@@ -208,7 +250,17 @@ pub fn permutation_importance(
     let positions: Vec<usize> = (0..rows.len()).collect();
     let score = |records: &[f64]| -> MlResult<f64> {
         Ok(model
-            .score_rows(records, width, &positions, encoded, rows, interrupts)?
+            .score_rows(
+                EncodedRows {
+                    records,
+                    width,
+                    at: &positions,
+                },
+                encoded,
+                rows,
+                threads,
+                interrupts,
+            )?
             .get(metric)
             .copied()
             .unwrap_or(f64::NAN))
@@ -301,6 +353,8 @@ mod tests {
                         }
                         (Estimator::Gbm(g), Some(_)) if g.init.len() == 1 => g.scores(&x)[0],
                         (Estimator::Gbm(g), Some(k)) => g.scores(&x)[k],
+                        (Estimator::HistGbm(g), Some(_)) if g.init.len() == 1 => g.scores(&x)[0],
+                        (Estimator::HistGbm(g), Some(k)) => g.scores(&x)[k],
                         (Estimator::Softmax(m), Some(k)) => {
                             let f = x.len();
                             m.intercepts[k]
@@ -371,9 +425,15 @@ mod tests {
             let (_, native) = t.model.native_importances().unwrap();
             assert!(native[2].abs() < native[0].abs(), "{name}: {native:?}");
             let encoded = t.model.inputs.transform(&d, &Interrupts::none()).unwrap();
-            let perm =
-                permutation_importance(&t.model, &encoded, &t.split.test, 1, &Interrupts::none())
-                    .unwrap();
+            let perm = permutation_importance(
+                &t.model,
+                &encoded,
+                &t.split.test,
+                1,
+                2,
+                &Interrupts::none(),
+            )
+            .unwrap();
             assert!(perm[0] > 0.1 && perm[2].abs() < 0.05, "{name}: {perm:?}");
         }
     }

@@ -10,7 +10,7 @@ use super::hyperparams::Hyperparams;
 use super::metrics::{self, Metrics};
 use super::preprocess::{self, ColumnOptions, Preprocessor, Value};
 use super::split::{self, Split};
-use super::{Interrupts, MemoryBudget, MlError, MlResult, Task};
+use super::{parallel, Interrupts, MemoryBudget, MlError, MlResult, Task};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Model {
@@ -27,6 +27,13 @@ pub struct Model {
     /// `LabelEncoding::numeric_value` of each class, worked out once.
     #[serde(skip)]
     class_values: Vec<f64>,
+}
+
+/// Encoded rows to predict: row `at[k]` is `records[at[k] * width..]`.
+pub(crate) struct EncodedRows<'a> {
+    pub records: &'a [f64],
+    pub width: usize,
+    pub at: &'a [usize],
 }
 
 /// What `train` hands back: the model, the split it was scored on, its
@@ -92,9 +99,15 @@ pub fn train(
         data.encoding().cloned(),
         estimator,
     );
-    let metrics = model.score(&encoded, &split.test, interrupts)?;
-    let permutation =
-        explain::permutation_importance(&model, &encoded, &split.test, fit.seed, interrupts)?;
+    let metrics = model.score(&encoded, &split.test, fit.threads, interrupts)?;
+    let permutation = explain::permutation_importance(
+        &model,
+        &encoded,
+        &split.test,
+        fit.seed,
+        fit.threads,
+        interrupts,
+    )?;
     Ok(Trained {
         model,
         split,
@@ -202,6 +215,7 @@ impl Model {
         &self,
         data: &Dataset,
         rows: &[usize],
+        threads: usize,
         interrupts: &Interrupts<'_>,
     ) -> MlResult<Metrics> {
         let columns = self
@@ -232,36 +246,39 @@ impl Model {
             encoded.extend_from_slice(&buffer);
         }
         let positions: Vec<usize> = (0..rows.len()).collect();
-        self.score_rows(&encoded, width, &positions, data, rows, interrupts)
+        let x = EncodedRows {
+            records: &encoded,
+            width,
+            at: &positions,
+        };
+        self.score_rows(x, data, rows, threads, interrupts)
     }
 
     /// Scores this model on `rows` of an encoded dataset.
-    fn score(
+    pub(crate) fn score(
         &self,
         encoded: &Dataset,
         rows: &[usize],
+        threads: usize,
         interrupts: &Interrupts<'_>,
     ) -> MlResult<Metrics> {
-        self.score_rows(
-            &encoded.records,
-            encoded.width(),
-            rows,
-            encoded,
-            rows,
-            interrupts,
-        )
+        let x = EncodedRows {
+            records: &encoded.records,
+            width: encoded.width(),
+            at: rows,
+        };
+        self.score_rows(x, encoded, rows, threads, interrupts)
     }
 
-    /// Row `at[k]` of `records` (width `width`) is data row `rows[k]`.
-    /// Predicting can take long (a forest, or knn's comparisons with every
-    /// training row), so it asks `interrupts` as it goes.
+    /// Row `x.at[k]` of `x.records` is data row `rows[k]`. Predicting can
+    /// take long (a forest, or knn's comparisons with every training row),
+    /// so it runs on `threads` and asks `interrupts` as it goes.
     pub(crate) fn score_rows(
         &self,
-        records: &[f64],
-        width: usize,
-        at: &[usize],
+        x: EncodedRows<'_>,
         data: &Dataset,
         rows: &[usize],
+        threads: usize,
         interrupts: &Interrupts<'_>,
     ) -> MlResult<Metrics> {
         let predictor = self.estimator.predictor();
@@ -271,17 +288,33 @@ impl Model {
             (Labels::Classes { encoding, .. }, Some(own)) => own.classes == encoding.classes,
             _ => false,
         };
+        // Blocks of rows on the threads, put back in order: the same
+        // predictions whatever the threads.
+        let EncodedRows { records, width, at } = x;
+        let blocks = parallel::run(
+            at.len().div_ceil(CHECK_EVERY),
+            threads,
+            interrupts,
+            |b, hook| {
+                hook.check()?;
+                let block = &at[b * CHECK_EVERY..((b + 1) * CHECK_EVERY).min(at.len())];
+                let mut predictions = Vec::with_capacity(block.len());
+                let mut probabilities = Vec::new();
+                for &k in block {
+                    let x = &records[k * width..(k + 1) * width];
+                    predictions.push(predictor.predict(x));
+                    if same_classes {
+                        probabilities.extend(predictor.predict_proba(x));
+                    }
+                }
+                Ok((predictions, probabilities))
+            },
+        )?;
         let mut predictions = Vec::with_capacity(at.len());
         let mut probabilities = Vec::new();
-        for (n, &k) in at.iter().enumerate() {
-            if n % CHECK_EVERY == 0 {
-                interrupts.check()?;
-            }
-            let x = &records[k * width..(k + 1) * width];
-            predictions.push(predictor.predict(x));
-            if same_classes {
-                probabilities.extend(predictor.predict_proba(x));
-            }
+        for (p, q) in blocks {
+            predictions.extend(p);
+            probabilities.extend(q);
         }
         match (&data.labels, &self.labels) {
             (Labels::Classes { encoding, index }, Some(own)) => {
@@ -330,7 +363,7 @@ pub(crate) fn train_with_defaults(
         &serde_json::Value::Null,
     )
     .unwrap();
-    let options = preprocess::default_options(data, spec.scales_inputs);
+    let options = preprocess::default_options(data, spec.inputs);
     train(
         data,
         &FitRequest {

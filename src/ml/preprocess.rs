@@ -49,7 +49,29 @@ pub enum Impute {
     Mode,
     Constant(Json),
     Error,
+    /// `"none"`: a missing number stays missing (NaN) for an algorithm that
+    /// handles it (hist_gbm's missing-value bin). Stored as a fill of NaN.
+    Keep,
 }
+
+/// What an algorithm takes as input, which sets its preprocessing
+/// defaults.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InputStyle {
+    /// Numbers as they are, NULLs imputed, text one-hot (trees, naive
+    /// Bayes).
+    Plain,
+    /// Numbers standardised (linear models, kNN, SVM).
+    Scaled,
+    /// Missing numbers kept, text as categories (`ordinal`, up to
+    /// `NATIVE_MAX_CATEGORIES`), which the algorithm splits on itself
+    /// (hist_gbm).
+    Native,
+}
+
+/// The categories a column keeps at most for an algorithm that takes
+/// categories natively: one histogram bin each.
+pub const NATIVE_MAX_CATEGORIES: usize = 255;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scale {
@@ -75,17 +97,32 @@ pub struct ColumnOptions {
 }
 
 impl ColumnOptions {
-    /// The defaults for a column of `kind`; `scaled` says whether the
-    /// algorithm wants standardised numbers (linear models, kNN).
-    pub fn default_for(kind: ColumnKind, scaled: bool) -> Self {
+    /// The defaults for a column of `kind` for an algorithm taking
+    /// `style`.
+    pub fn default_for(kind: ColumnKind, style: InputStyle) -> Self {
+        let native = style == InputStyle::Native;
         ColumnOptions {
             impute: match kind {
+                ColumnKind::Categorical => Impute::Mode,
+                _ if native => Impute::Keep,
                 ColumnKind::Numeric | ColumnKind::Timestamp => Impute::Median,
-                ColumnKind::Boolean | ColumnKind::Categorical => Impute::Mode,
+                ColumnKind::Boolean => Impute::Mode,
             },
-            scale: if scaled { Scale::Standard } else { Scale::None },
-            encode: Encode::OneHot,
-            max_categories: DEFAULT_MAX_CATEGORIES,
+            scale: if style == InputStyle::Scaled {
+                Scale::Standard
+            } else {
+                Scale::None
+            },
+            encode: if native {
+                Encode::Ordinal
+            } else {
+                Encode::OneHot
+            },
+            max_categories: if native {
+                NATIVE_MAX_CATEGORIES
+            } else {
+                DEFAULT_MAX_CATEGORIES
+            },
         }
     }
 }
@@ -97,7 +134,7 @@ const KEYS: [&str; 5] = ["impute", "scale", "encode", "max_categories", "fill_va
 pub fn parse_options(
     given: &Json,
     columns: &[(String, ColumnKind)],
-    scaled: bool,
+    style: InputStyle,
 ) -> MlResult<Vec<ColumnOptions>> {
     let empty = Map::new();
     let given = match given {
@@ -126,7 +163,7 @@ pub fn parse_options(
     columns
         .iter()
         .map(|(name, kind)| {
-            let mut options = ColumnOptions::default_for(*kind, scaled);
+            let mut options = ColumnOptions::default_for(*kind, style);
             let Some(spec) = given.get(name) else {
                 return Ok(options);
             };
@@ -182,9 +219,16 @@ pub fn parse_options(
                         Impute::Constant(fill)
                     }
                     ("error", _) => Impute::Error,
+                    ("none", false) if style == InputStyle::Native => Impute::Keep,
+                    ("none", false) => {
+                        return Err(MlError::invalid(format!(
+                            "impute \"none\" of \"{name}\" keeps NULLs, which only hist_gbm takes"
+                        ))
+                        .with_hint("impute it (mean, median, mode, constant), or train hist_gbm"))
+                    }
                     (other, true) => return Err(bad("impute", other, "mode, constant, error")),
                     (other, false) => {
-                        return Err(bad("impute", other, "mean, median, mode, constant, error"))
+                        return Err(bad("impute", other, "mean, median, mode, constant, error, none"))
                     }
                 };
             }
@@ -258,10 +302,10 @@ pub fn max_width(data: &Dataset, options: &[ColumnOptions]) -> usize {
 }
 
 /// The default options for every column of `data`.
-pub fn default_options(data: &Dataset, scaled: bool) -> Vec<ColumnOptions> {
+pub fn default_options(data: &Dataset, style: InputStyle) -> Vec<ColumnOptions> {
     data.kinds
         .iter()
-        .map(|&kind| ColumnOptions::default_for(kind, scaled))
+        .map(|&kind| ColumnOptions::default_for(kind, style))
         .collect()
 }
 
@@ -355,7 +399,8 @@ impl Encoding {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Step {
-    /// `fill`: the value a missing one takes; `None` makes it an error.
+    /// `fill`: the value a missing one takes; `None` makes it an error,
+    /// and NaN keeps it missing (impute "none").
     Number { fill: Option<f64>, affine: Affine },
     /// Imputed as epoch seconds, then expanded to `TIME_PARTS`.
     Timestamp {
@@ -435,6 +480,22 @@ impl Preprocessor {
         self.features()
             .into_iter()
             .map(|(input, _)| input)
+            .collect()
+    }
+
+    /// For each feature the estimator sees, whether it is a category's
+    /// index (an `ordinal` text column, which hist_gbm splits on as a set of
+    /// categories) or a number.
+    pub fn feature_kinds(&self) -> Vec<ColumnKind> {
+        self.features()
+            .into_iter()
+            .map(|(input, _)| match &self.inputs[input].step {
+                Step::Category {
+                    encoding: Encoding::Ordinal { .. },
+                    ..
+                } => ColumnKind::Categorical,
+                _ => ColumnKind::Numeric,
+            })
             .collect()
     }
 
@@ -545,7 +606,7 @@ impl Preprocessor {
             values.extend(raw_values(data, i));
             self.encode(&values, &mut records)?;
         }
-        data.encoded(names, records)
+        data.encoded(names, self.feature_kinds(), records)
     }
 
     /// What each input column becomes, for `ambient.models`.
@@ -557,7 +618,11 @@ impl Preprocessor {
                     let mut out = Map::new();
                     out.insert("column".into(), json!(input.name));
                     out.insert("kind".into(), json!(input.kind));
-                    let fill = |f: &Option<f64>| f.map_or(json!("error"), |v| json!(v));
+                    let fill = |f: &Option<f64>| match f {
+                        None => json!("error"),
+                        Some(v) if v.is_nan() => json!("none"),
+                        Some(v) => json!(v),
+                    };
                     let affine = |a: &Affine| {
                         if *a == Affine::IDENTITY {
                             Json::Null
@@ -689,6 +754,10 @@ impl Input {
 
 /// Year, month, day, day of week (0 = Sunday) and hour of a UTC time.
 fn time_parts(epoch_seconds: f64) -> [f64; 5] {
+    if epoch_seconds.is_nan() {
+        // Kept missing (impute "none"): every part is missing.
+        return [f64::NAN; 5];
+    }
     let days = (epoch_seconds / 86_400.0).floor();
     let hour = ((epoch_seconds - days * 86_400.0) / 3_600.0).floor();
     // Howard Hinnant's civil_from_days.
@@ -723,12 +792,19 @@ fn no_values(data: &Dataset, j: usize) -> MlError {
 }
 
 fn fill_number(impute: &Impute, values: &[f64], data: &Dataset, j: usize) -> MlResult<Option<f64>> {
-    let mut sorted = values.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    let needs_values = !matches!(impute, Impute::Constant(_) | Impute::Error);
-    if needs_values && sorted.is_empty() {
+    let needs_values = !matches!(impute, Impute::Constant(_) | Impute::Error | Impute::Keep);
+    if !needs_values {
+        return Ok(match impute {
+            Impute::Constant(fill) => fill.as_f64(),
+            Impute::Keep => Some(f64::NAN),
+            _ => None,
+        });
+    }
+    if values.is_empty() {
         return Err(no_values(data, j));
     }
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
     Ok(match impute {
         Impute::Mean => Some(sorted.iter().sum::<f64>() / sorted.len() as f64),
         Impute::Median => {
@@ -751,8 +827,7 @@ fn fill_number(impute: &Impute, values: &[f64], data: &Dataset, j: usize) -> MlR
             }
             Some(best.0)
         }
-        Impute::Constant(fill) => fill.as_f64(),
-        Impute::Error => None,
+        Impute::Constant(_) | Impute::Error | Impute::Keep => unreachable!("returned above"),
     })
 }
 
@@ -768,14 +843,17 @@ fn fit_column(
         ColumnKind::Numeric | ColumnKind::Boolean => {
             let values = present(data, j, rows);
             let fill = fill_number(&options.impute, &values, data, j)?;
-            let mut imputed: Vec<f64> = rows
-                .iter()
-                .filter_map(|&i| Some(data.row(i)[j]).filter(|v| !v.is_nan()).or(fill))
-                .collect();
-            Step::Number {
-                fill,
-                affine: Affine::fit(options.scale, &mut imputed),
-            }
+            let affine = if options.scale == Scale::None {
+                Affine::IDENTITY
+            } else {
+                let mut imputed: Vec<f64> = rows
+                    .iter()
+                    .filter_map(|&i| Some(data.row(i)[j]).filter(|v| !v.is_nan()).or(fill))
+                    .filter(|v| !v.is_nan())
+                    .collect();
+                Affine::fit(options.scale, &mut imputed)
+            };
+            Step::Number { fill, affine }
         }
         ColumnKind::Timestamp => {
             let values = present(data, j, rows);
@@ -787,7 +865,11 @@ fn fit_column(
                 .collect();
             let parts = (0..TIME_PARTS.len())
                 .map(|p| {
-                    let mut column: Vec<f64> = expanded.iter().map(|e| e[p]).collect();
+                    let mut column: Vec<f64> = expanded
+                        .iter()
+                        .map(|e| e[p])
+                        .filter(|v| !v.is_nan())
+                        .collect();
                     Affine::fit(options.scale, &mut column)
                 })
                 .collect();
@@ -968,7 +1050,7 @@ mod tests {
         .unwrap()
     }
 
-    fn fitted(spec: Json, scaled: bool) -> Preprocessor {
+    fn fitted(spec: Json, style: InputStyle) -> Preprocessor {
         let d = data();
         let columns: Vec<(String, ColumnKind)> = d
             .feature_names
@@ -976,7 +1058,7 @@ mod tests {
             .cloned()
             .zip(d.kinds.iter().copied())
             .collect();
-        let options = parse_options(&spec, &columns, scaled).unwrap();
+        let options = parse_options(&spec, &columns, style).unwrap();
         let rows: Vec<usize> = (0..d.n_rows()).collect();
         Preprocessor::fit(&d, &rows, &options, &Interrupts::none()).unwrap()
     }
@@ -989,7 +1071,7 @@ mod tests {
 
     #[test]
     fn defaults_impute_median_and_mode_and_one_hot_text() {
-        let p = fitted(Json::Null, false);
+        let p = fitted(Json::Null, InputStyle::Plain);
         assert_eq!(
             p.feature_names(),
             vec![
@@ -1019,8 +1101,50 @@ mod tests {
     }
 
     #[test]
+    fn native_inputs_keep_missing_numbers_and_text_as_categories() {
+        let p = fitted(Json::Null, InputStyle::Native);
+        assert_eq!(
+            p.feature_names()[..2],
+            ["colour".to_string(), "age".to_string()]
+        );
+        assert_eq!(
+            p.feature_kinds()[..2],
+            [ColumnKind::Categorical, ColumnKind::Numeric]
+        );
+        // A NULL colour is the mode (red, index 2); a NULL age and a NULL
+        // time stay missing, every part of the time too.
+        let row = encode(&p, &[Value::Missing, Value::Missing, Value::Missing]).unwrap();
+        assert_eq!(row[0], 2.0);
+        assert!(row[1..].iter().all(|v| v.is_nan()), "{row:?}");
+        // An unseen category is -1, which hist_gbm treats as missing.
+        let row = encode(
+            &p,
+            &[Value::Text("mauve"), Value::Number(1.0), Value::Number(0.0)],
+        )
+        .unwrap();
+        assert_eq!(row[..2], [-1.0, 1.0]);
+        assert_eq!(p.describe()[1]["impute"], json!("none"));
+        // Other algorithms cannot take a NULL: "none" is refused for them,
+        // and for text columns.
+        let columns = vec![
+            ("age".to_string(), ColumnKind::Numeric),
+            ("colour".to_string(), ColumnKind::Categorical),
+        ];
+        let none = json!({"age": {"impute": "none"}});
+        assert!(parse_options(&none, &columns, InputStyle::Native).is_ok());
+        let err = parse_options(&none, &columns, InputStyle::Plain).unwrap_err();
+        assert!(
+            err.message.contains("only hist_gbm takes"),
+            "{}",
+            err.message
+        );
+        let text = json!({"colour": {"impute": "none"}});
+        assert!(parse_options(&text, &columns, InputStyle::Native).is_err());
+    }
+
+    #[test]
     fn the_cap_folds_rare_categories_into_other() {
-        let p = fitted(json!({"colour": {"max_categories": 2}}), false);
+        let p = fitted(json!({"colour": {"max_categories": 2}}), InputStyle::Plain);
         assert_eq!(p.feature_names()[..2], ["colour=red", "colour=(other)"]);
         let row = encode(
             &p,
@@ -1041,7 +1165,7 @@ mod tests {
         let p = fitted(
             json!({"age": {"impute": "constant", "fill_value": 0, "scale": "min_max"},
                    "colour": {"impute": "error", "encode": "ordinal"}}),
-            false,
+            InputStyle::Plain,
         );
         // ages with NULL as 0: min 0, max 60.
         let row = encode(
@@ -1062,7 +1186,7 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(err.kind, crate::ml::MlErrorKind::WrongType);
-        let standard = fitted(Json::Null, true);
+        let standard = fitted(Json::Null, InputStyle::Scaled);
         let Step::Number { affine, .. } = standard.inputs[1].step else {
             panic!()
         };
@@ -1071,7 +1195,7 @@ mod tests {
 
     #[test]
     fn target_encoding_is_smoothed_toward_the_mean() {
-        let p = fitted(json!({"colour": {"encode": "target"}}), false);
+        let p = fitted(json!({"colour": {"encode": "target"}}), InputStyle::Plain);
         let Step::Category {
             encoding: Encoding::Target { means, .. },
             ..
@@ -1109,7 +1233,7 @@ mod tests {
                 "needs impute \"constant\"",
             ),
         ] {
-            let err = parse_options(&spec, &columns, false).unwrap_err();
+            let err = parse_options(&spec, &columns, InputStyle::Plain).unwrap_err();
             assert!(err.message.contains(wanted), "{spec}: {}", err.message);
         }
     }

@@ -95,8 +95,9 @@ pub fn candidates(
     };
     match strategy {
         Strategy::Auto => {
-            let mut names: Vec<(&str, Json)> = vec![("gbm", Json::Null)];
+            let mut names: Vec<(&str, Json)> = vec![("hist_gbm", Json::Null)];
             if rows <= AUTO_LARGE {
+                names.push(("gbm", Json::Null));
                 names.push(("random_forest", Json::Null));
                 names.push(("decision_tree", serde_json::json!({"max_depth": 8})));
             }
@@ -451,14 +452,7 @@ fn cross_validate(
             data.encoding().cloned(),
             estimator,
         );
-        let metrics = model.score_rows(
-            &encoded.records,
-            encoded.width(),
-            &valid,
-            &encoded,
-            &valid,
-            interrupts,
-        )?;
+        let metrics = model.score(&encoded, &valid, inner_threads, interrupts)?;
         metrics
             .get(metric)
             .copied()
@@ -603,9 +597,8 @@ mod tests {
     fn auto_cross_validates_a_portfolio_and_a_spent_budget_skips_the_rest() {
         let d = data();
         let rows: Vec<usize> = (0..d.n_rows()).collect();
-        let defaults = |spec: &'static AlgorithmSpec| {
-            crate::ml::preprocess::default_options(&d, spec.scales_inputs)
-        };
+        let defaults =
+            |spec: &'static AlgorithmSpec| crate::ml::preprocess::default_options(&d, spec.inputs);
         let cv = |budget| CrossValidation {
             data: &d,
             rows: &rows,

@@ -18,7 +18,9 @@ def test_each_trial_reports_a_notice_unless_progress_is_off(database):
         conn.add_notice_handler(lambda diag: notices.append(diag.message_primary))
         conn.execute("SELECT * FROM ambient.train('n', relation => 'iris', target => 'species', algorithm => 'auto')")
         trials = [n for n in notices if n.startswith("trial ")]
-        assert [t.split(":")[0] for t in trials] == [f"trial {i}/6" for i in range(1, 7)], notices
+        tried = conn.execute("SELECT count(*) FROM ambient.trials WHERE project = 'n'").fetchone()[0]
+        assert tried >= 6
+        assert [t.split(":")[0] for t in trials] == [f"trial {i}/{tried}" for i in range(1, tried + 1)], notices
         assert all(" over 5 folds (" in t for t in trials), trials
         notices.clear()
         conn.execute("SET ambient.progress = off")

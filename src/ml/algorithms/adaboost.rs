@@ -12,7 +12,9 @@ use serde::{Deserialize, Serialize};
 
 use super::logistic_regression::{argmax, softmax};
 use super::tree::{self, Criterion, Presorted, Tree, TreeSettings};
-use super::{AlgorithmSpec, Estimator, Predictor, Shape, TaskParams, TrainingData, TreeTargets};
+use super::{
+    AlgorithmSpec, Estimator, InputStyle, Predictor, Shape, TaskParams, TrainingData, TreeTargets,
+};
 use crate::ml::hyperparams::{Hyperparams, ParamKind, ParamSpec};
 use crate::ml::{MlError, MlResult, Task};
 
@@ -51,7 +53,7 @@ pub const SPEC: AlgorithmSpec = AlgorithmSpec {
             },
         ],
     }],
-    scales_inputs: false,
+    inputs: InputStyle::Plain,
     fit,
     estimated_bytes,
 };

@@ -3,7 +3,7 @@
 //! defaults.
 
 use super::tree::{self, Criterion, Presorted, TreeSettings};
-use super::{AlgorithmSpec, Estimator, Shape, TaskParams, TrainingData, TreeTargets};
+use super::{AlgorithmSpec, Estimator, InputStyle, Shape, TaskParams, TrainingData, TreeTargets};
 use crate::ml::hyperparams::{Hyperparams, ParamKind, ParamSpec};
 use crate::ml::{MlResult, Task};
 
@@ -74,7 +74,7 @@ pub const SPEC: AlgorithmSpec = AlgorithmSpec {
             ],
         },
     ],
-    scales_inputs: false,
+    inputs: InputStyle::Plain,
     fit,
     estimated_bytes,
 };

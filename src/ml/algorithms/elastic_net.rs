@@ -21,7 +21,7 @@
 
 use ndarray::{Array1, ArrayView1, Axis};
 
-use super::{AlgorithmSpec, Estimator, LinearModel, Shape, TaskParams, TrainingData};
+use super::{AlgorithmSpec, Estimator, InputStyle, LinearModel, Shape, TaskParams, TrainingData};
 use crate::ml::hyperparams::{Hyperparams, ParamKind, ParamSpec};
 use crate::ml::{Interrupts, MlError, MlResult, Task};
 
@@ -74,7 +74,7 @@ pub const RIDGE: AlgorithmSpec = AlgorithmSpec {
         task: Task::Regression,
         params: &[ALPHA, MAX_ITERATIONS, TOLERANCE, FIT_INTERCEPT],
     }],
-    scales_inputs: true,
+    inputs: InputStyle::Scaled,
     fit: |data| fit(data, Some(0.0)),
     estimated_bytes,
 };
@@ -86,7 +86,7 @@ pub const LASSO: AlgorithmSpec = AlgorithmSpec {
         task: Task::Regression,
         params: &[ALPHA, MAX_ITERATIONS, TOLERANCE, FIT_INTERCEPT],
     }],
-    scales_inputs: true,
+    inputs: InputStyle::Scaled,
     fit: |data| fit(data, Some(1.0)),
     estimated_bytes,
 };
@@ -98,7 +98,7 @@ pub const ELASTIC_NET: AlgorithmSpec = AlgorithmSpec {
         task: Task::Regression,
         params: &[ALPHA, L1_RATIO, MAX_ITERATIONS, TOLERANCE, FIT_INTERCEPT],
     }],
-    scales_inputs: true,
+    inputs: InputStyle::Scaled,
     fit: |data| fit(data, None),
     estimated_bytes,
 };

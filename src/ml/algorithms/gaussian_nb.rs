@@ -10,7 +10,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::logistic_regression::{argmax, softmax};
-use super::{AlgorithmSpec, Estimator, Predictor, Shape, TaskParams, TrainingData};
+use super::{AlgorithmSpec, Estimator, InputStyle, Predictor, Shape, TaskParams, TrainingData};
 use crate::ml::hyperparams::{Hyperparams, ParamKind, ParamSpec};
 use crate::ml::{MlError, MlResult, Task};
 
@@ -29,7 +29,7 @@ pub const SPEC: AlgorithmSpec = AlgorithmSpec {
             default: "1e-9",
         }],
     }],
-    scales_inputs: false,
+    inputs: InputStyle::Plain,
     fit,
     estimated_bytes,
 };

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::decision_tree::{MIN_SAMPLES_LEAF, MIN_SAMPLES_SPLIT};
 use super::logistic_regression::{argmax, softmax};
 use super::tree::{self, Criterion, Presorted, Tree, TreeSettings};
-use super::{AlgorithmSpec, Estimator, Predictor, Shape, TaskParams, TrainingData};
+use super::{AlgorithmSpec, Estimator, InputStyle, Predictor, Shape, TaskParams, TrainingData};
 use crate::ml::hyperparams::{Hyperparams, ParamKind, ParamSpec};
 use crate::ml::{MlError, MlResult, Task};
 
@@ -57,7 +57,7 @@ pub const SPEC: AlgorithmSpec = AlgorithmSpec {
             params: PARAMS,
         },
     ],
-    scales_inputs: false,
+    inputs: InputStyle::Plain,
     fit,
     estimated_bytes,
 };

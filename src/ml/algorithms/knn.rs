@@ -14,7 +14,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::logistic_regression::argmax;
-use super::{AlgorithmSpec, Estimator, Predictor, Shape, TaskParams, TrainingData};
+use super::{AlgorithmSpec, Estimator, InputStyle, Predictor, Shape, TaskParams, TrainingData};
 use crate::ml::hyperparams::{Hyperparams, ParamKind, ParamSpec};
 use crate::ml::{MlError, MlResult, Task};
 
@@ -53,7 +53,7 @@ pub const SPEC: AlgorithmSpec = AlgorithmSpec {
             params: PARAMS,
         },
     ],
-    scales_inputs: true,
+    inputs: InputStyle::Scaled,
     fit,
     estimated_bytes,
 };

@@ -21,7 +21,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{AlgorithmSpec, Estimator, Predictor, Shape, TaskParams, TrainingData};
+use super::{AlgorithmSpec, Estimator, InputStyle, Predictor, Shape, TaskParams, TrainingData};
 use crate::ml::hyperparams::{Hyperparams, ParamKind, ParamSpec};
 use crate::ml::{MlError, MlResult, Task};
 
@@ -36,7 +36,7 @@ pub const SPEC: AlgorithmSpec = AlgorithmSpec {
             default: "true",
         }],
     }],
-    scales_inputs: true,
+    inputs: InputStyle::Scaled,
     fit,
     estimated_bytes,
 };

@@ -31,7 +31,7 @@ use argmin_math::{
 use ndarray::{s, Array2, Axis, Zip};
 use serde::{Deserialize, Serialize};
 
-use super::{AlgorithmSpec, Estimator, Predictor, Shape, TaskParams, TrainingData};
+use super::{AlgorithmSpec, Estimator, InputStyle, Predictor, Shape, TaskParams, TrainingData};
 use crate::ml::hyperparams::{Hyperparams, ParamKind, ParamSpec};
 use crate::ml::{Interrupts, MlError, MlResult, Task};
 
@@ -75,7 +75,7 @@ pub const SPEC: AlgorithmSpec = AlgorithmSpec {
             },
         ],
     }],
-    scales_inputs: true,
+    inputs: InputStyle::Scaled,
     fit,
     estimated_bytes,
 };

@@ -18,7 +18,8 @@ use super::decision_tree::{
 };
 use super::tree::{self, Presorted, Tree, TreeSettings};
 use super::{
-    unit_seed, AlgorithmSpec, Estimator, Predictor, Shape, TaskParams, TrainingData, TreeTargets,
+    unit_seed, AlgorithmSpec, Estimator, InputStyle, Predictor, Shape, TaskParams, TrainingData,
+    TreeTargets,
 };
 use crate::ml::hyperparams::{Hyperparams, ParamKind, ParamSpec};
 use crate::ml::{parallel, MlError, MlResult, Task};
@@ -80,7 +81,7 @@ pub const SPEC: AlgorithmSpec = AlgorithmSpec {
             ],
         },
     ],
-    scales_inputs: false,
+    inputs: InputStyle::Plain,
     fit,
     estimated_bytes,
 };

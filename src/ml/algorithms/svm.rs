@@ -21,7 +21,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::logistic_regression::argmax;
-use super::{AlgorithmSpec, Estimator, Predictor, Shape, TaskParams, TrainingData};
+use super::{AlgorithmSpec, Estimator, InputStyle, Predictor, Shape, TaskParams, TrainingData};
 use crate::ml::hyperparams::{Hyperparams, ParamKind, ParamSpec};
 use crate::ml::{parallel, Interrupts, MlError, MlResult, Task};
 
@@ -133,7 +133,7 @@ pub const SPEC: AlgorithmSpec = AlgorithmSpec {
             params: &REGRESSION,
         },
     ],
-    scales_inputs: true,
+    inputs: InputStyle::Scaled,
     fit,
     estimated_bytes,
 };

@@ -13,7 +13,9 @@ SELECT g AS id,
 ALTER TABLE customers ADD PRIMARY KEY (id);
 
 -- Every column but the key and the target is an input; the default
--- algorithm takes them as they come.
+-- algorithm (hist_gbm) takes them as they come: text and enums as
+-- categories it splits into sets, NULL numbers, booleans and times as
+-- missing values with a bin of their own (impute "none").
 SELECT algorithm, (metrics->>'f1')::float8 > 0.9 AS f1_above_0_9
   FROM ambient.train('churn', relation => 'customers', target => 'churned');
 
@@ -23,7 +25,8 @@ SELECT p->>'column' AS "column", p->>'kind' AS kind, p->'impute' AS impute, p->'
  WHERE m.project = 'churn';
 
 -- The row form matches columns by name: an unseen region, a NULL plan and
--- a NULL age are filled in as the model learnt, never an error.
+-- a NULL age go where the model learnt (the missing bin, the most common
+-- plan), never an error.
 SELECT ambient.predict_label('churn', c.*) AS churned,
        array_length(ambient.predict_proba('churn', c.*), 1) AS classes
   FROM (SELECT 'mars'::text AS region, NULL::plan AS plan, NULL::integer AS age,
@@ -51,6 +54,11 @@ SELECT * FROM try($$SELECT ambient.train('strict', relation => 'customers', targ
 SELECT algorithm FROM ambient.train('strict', query => 'SELECT * FROM customers WHERE age IS NOT NULL', target => 'churned',
                                     algorithm => 'decision_tree', preprocess => '{"age": {"impute": "error"}}');
 SELECT * FROM try($$SELECT ambient.predict('strict', c.*) FROM customers c WHERE age IS NULL LIMIT 1$$);
+
+-- impute "none" keeps a NULL missing, which only hist_gbm can take, and
+-- only for numbers, booleans and times.
+SELECT * FROM try($$SELECT ambient.train('bad', relation => 'customers', target => 'churned', algorithm => 'decision_tree', preprocess => '{"age": {"impute": "none"}}')$$);
+SELECT * FROM try($$SELECT ambient.train('bad', relation => 'customers', target => 'churned', preprocess => '{"region": {"impute": "none"}}')$$);
 
 -- Bad options: unknown keys, values, columns; a cap below 2; an option for
 -- the other kind of column. Nothing is left behind.
