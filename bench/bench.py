@@ -22,8 +22,15 @@ writes: INSERT ... SELECT and COPY of 10k and 100k new rows (no label yet,
     same into an identical table without; and an INSERT of rows that carry
     their label already, which the trigger also logs for live metrics.
 
-`--only writes` runs the write comparison alone and prints it, without
-touching bench/README.md.
+scale: a table of 10 numeric (one with 5 % NULLs) and 2 text columns (5
+    and 50 categories) at 100k, 1M and 5M rows, both tasks: our default
+    (hist_gbm) trained in the database against psycopg fetch + encoding the
+    text + scikit-learn's HistGradientBoosting* (categorical_features), with
+    held-out accuracy or R² on the same rows, the backend's peak memory, and
+    at 1M rows `auto` and predicting every row in a query.
+
+`--only writes` and `--only scale` run one comparison alone and print it,
+without touching bench/README.md.
 """
 
 import json
@@ -517,6 +524,8 @@ def main():
     ensembles, predicting = ensembles_side_by_side()
     log("bench: writes into an attached table, side by side")
     write_figures, write_ratios = write_lines(writes_side_by_side())
+    log("bench: the default learner at scale, side by side")
+    scale_figures, scale_ratios = scale_lines(scale_side_by_side())
 
     assert b_sum == c_sum == e["checksum"], (b_sum, c_sum, e)
     figures = [
@@ -537,7 +546,7 @@ def main():
     for name, (ours, theirs) in predicting.items():
         figures.append((f"predicting {ROWS // 1000}k rows with the 100k {name}: in a query / exported to scikit-learn",
                         f"{ours:.2f} s ({ours / ROWS * 1e6:.2f} µs a row) / {theirs:.2f} s"))
-    figures += write_figures
+    figures += write_figures + scale_figures
     ratios = [
         ("(b)/(a), target <= 3", b / a, b / a <= 3),
         ("(c)/(a)", c / a, None),
@@ -565,7 +574,7 @@ def main():
                            / (ensembles[large][theirs] / ensembles[small][theirs]), None))
     for name, (ours, theirs) in predicting.items():
         ratios.append((f"predicting with {name}: exported / in a query, target >= 10", theirs / ours, theirs / ours >= 10))
-    ratios += write_ratios
+    ratios += write_ratios + scale_ratios
     lines = [f"Measured {time.strftime('%Y-%m-%d')} on {machine()}, {ROWS} rows; (a)-(c) median of {REPEATS} "
              f"interleaved rounds, pgbench (-M prepared -c 8 -j 2) median of {PGBENCH_ROUNDS} alternating "
              f"{PGBENCH_SECONDS}s rounds, training once per size.", "",

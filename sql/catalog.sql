@@ -133,6 +133,9 @@ CREATE TABLE ambient.trial_log (
     seconds      double precision NOT NULL,
     status       text NOT NULL,
     chosen       boolean NOT NULL,
+    -- The training rows the trial was cross-validated on: a subsample
+    -- while successive halving screens candidates. NULL before 0.3.0.
+    sample_rows  bigint,
     PRIMARY KEY (model_id, trial)
 );
 
@@ -448,13 +451,16 @@ SELECT p.project,
        t.std_score,
        t.seconds,
        t.status,
-       t.chosen
+       t.chosen,
+       t.sample_rows
   FROM ambient.trial_log t
   JOIN ambient.model_store m ON m.id = t.model_id
   JOIN ambient.readable_projects p ON p.project_id = m.project_id;
 
 -- A search's trials, best mean first: the project's latest search, or the
--- one behind model version `version`.
+-- one behind model version `version`. Trials on more rows rank first: a
+-- candidate successive halving screened out on a subsample ranks below
+-- those that went on.
 CREATE FUNCTION ambient.leaderboard(project text, version integer DEFAULT NULL)
 RETURNS TABLE (rank bigint, trial integer, algorithm text, hyperparams jsonb,
                mean_score double precision, std_score double precision,
@@ -463,7 +469,7 @@ RETURNS TABLE (rank bigint, trial integer, algorithm text, hyperparams jsonb,
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT pg_catalog.rank() OVER (ORDER BY t.mean_score DESC NULLS LAST),
+    SELECT pg_catalog.rank() OVER (ORDER BY t.sample_rows DESC NULLS LAST, t.mean_score DESC NULLS LAST),
            t.trial, t.algorithm, t.hyperparams, t.mean_score, t.std_score,
            t.fold_scores, t.seconds, t.status, t.chosen
       FROM ambient.trials t

@@ -113,3 +113,45 @@ CREATE EVENT TRIGGER ambient_guard_attached_tables ON ddl_command_end
     EXECUTE FUNCTION ambient.guard_attached_tables();
 CREATE EVENT TRIGGER ambient_forget_dropped_attachments ON sql_drop
     EXECUTE FUNCTION ambient.forget_dropped_attachments();
+
+-- Successive halving screens a search's candidates on subsamples, and
+-- every trial keeps the size of the rows it was cross-validated on; the
+-- leaderboard ranks trials on more rows first. Trials from before have
+-- none (NULL), and rank as before.
+ALTER TABLE ambient.trial_log ADD COLUMN sample_rows bigint;
+CREATE OR REPLACE VIEW ambient.trials WITH (security_barrier) AS
+SELECT p.project,
+       t.model_id,
+       m.version,
+       t.trial,
+       t.algorithm,
+       t.hyperparams,
+       t.fold_scores,
+       t.mean_score,
+       t.std_score,
+       t.seconds,
+       t.status,
+       t.chosen,
+       t.sample_rows
+  FROM ambient.trial_log t
+  JOIN ambient.model_store m ON m.id = t.model_id
+  JOIN ambient.readable_projects p ON p.project_id = m.project_id;
+
+CREATE OR REPLACE FUNCTION ambient.leaderboard(project text, version integer DEFAULT NULL)
+RETURNS TABLE (rank bigint, trial integer, algorithm text, hyperparams jsonb,
+               mean_score double precision, std_score double precision,
+               fold_scores double precision[], seconds double precision,
+               status text, chosen boolean)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT pg_catalog.rank() OVER (ORDER BY t.sample_rows DESC NULLS LAST, t.mean_score DESC NULLS LAST),
+           t.trial, t.algorithm, t.hyperparams, t.mean_score, t.std_score,
+           t.fold_scores, t.seconds, t.status, t.chosen
+      FROM ambient.trials t
+     WHERE t.project OPERATOR(pg_catalog.=) $1
+       AND t.version OPERATOR(pg_catalog.=) COALESCE($2,
+             (SELECT pg_catalog.max(u.version) FROM ambient.trials u
+               WHERE u.project OPERATOR(pg_catalog.=) $1))
+     ORDER BY 1, t.trial
+$$;

@@ -530,7 +530,11 @@ fn run(req: TrainRequest) -> AmbientResult<Outcome> {
         Plan::One(spec, params) => (spec, params, Vec::new()),
         Plan::Search(candidates) => {
             let split = split::holdout(data, req.test_size, req.seed as u64, split_key)?;
-            let total = candidates.len();
+            let training_rows = split.train.len();
+            let total = search::planned_trials(training_rows, candidates.len());
+            let budget = req
+                .budget_seconds
+                .unwrap_or_else(|| search::default_budget_seconds(training_rows));
             let trials = search::run(
                 &CrossValidation {
                     data,
@@ -539,13 +543,14 @@ fn run(req: TrainRequest) -> AmbientResult<Outcome> {
                     preprocess: &options_for,
                     seed: req.seed as u64,
                     threads,
-                    budget_seconds: req.budget_seconds,
+                    budget_seconds: Some(budget),
                     memory_per_fold: headroom / threads.clamp(1, req.folds) as u64,
                 },
                 candidates,
                 &interrupts,
-                &mut |trial| report(trial, total, &req.search_params, data.task()),
+                &mut |trial| report(trial, total, training_rows, &req.search_params, data.task()),
             )?;
+            report_cuts(&trials, training_rows, budget, req.budget_seconds.is_none());
             let best = search::winner(&trials).ok_or_else(|| {
                 AmbientError::invalid("no trial of the search finished").hint(
                     trials
@@ -665,6 +670,7 @@ fn run(req: TrainRequest) -> AmbientResult<Outcome> {
                     seconds: t.seconds,
                     status: t.status.describe(),
                     chosen: Some(t.number) == chosen,
+                    sample_rows: t.rows as i64,
                 })
                 .collect(),
         )?;
@@ -802,9 +808,10 @@ fn plan(req: &TrainRequest, task: Task, rows: usize) -> AmbientResult<Plan> {
 /// Refuses a plan whose fits would hold more than `budget` at once: the
 /// raw data, plus per fit running at the same time the encoded copy and
 /// what the algorithm needs whatever the data. A search fits `folds` folds
-/// on about (folds − 1)/folds of the rows, as many at a time as there are
-/// threads, then refits the winner on all of them. Returns what is left,
-/// for what the fits grow (tree nodes).
+/// on about (folds − 1)/folds of its largest rung's rows (every row, or a
+/// subsample copied out when successive halving screens), as many at a time
+/// as there are threads, then refits the winner on all of them. Returns
+/// what is left, for what the fits grow (tree nodes).
 fn check_memory(
     data: &Dataset,
     plan: &Plan,
@@ -814,7 +821,12 @@ fn check_memory(
     budget: u64,
 ) -> AmbientResult<u64> {
     let classes = data.encoding().map_or(0, |e| e.classes.len());
-    let fit = |spec: &'static AlgorithmSpec, params: &Hyperparams, rows: usize, threads: usize| {
+    // `encoded`: the rows preprocessing encodes for the fit.
+    let fit = |spec: &'static AlgorithmSpec,
+               params: &Hyperparams,
+               rows: usize,
+               encoded: usize,
+               threads: usize| {
         let width = preprocess::max_width(data, &options_for(spec));
         let shape = Shape {
             rows,
@@ -822,16 +834,39 @@ fn check_memory(
             classes,
             threads,
         };
-        (data.n_rows() * width) as u64 * 8 + (spec.estimated_bytes)(&shape, params)
+        (encoded * width) as u64 * 8 + (spec.estimated_bytes)(&shape, params)
     };
+    let all = data.n_rows();
     let (name, most) = match plan {
-        Plan::One(spec, params) => (spec.name, fit(spec, params, data.n_rows(), threads)),
+        Plan::One(spec, params) => (spec.name, fit(spec, params, all, all, threads)),
         Plan::Search(candidates) => {
             let at_once = threads.clamp(1, folds);
-            let fold_rows = data.n_rows() * (folds - 1) / folds;
+            let rung = search::rungs(all, candidates.len())
+                .last()
+                .copied()
+                .unwrap_or(all);
+            // A subsample is a copy of the raw rows.
+            let copy = if rung < all {
+                (rung * data.width()) as u64 * 8
+            } else {
+                0
+            };
+            let fold_rows = rung * (folds - 1) / folds;
             let need = |c: &Candidate| {
-                let per_fold = fit(c.algorithm, &c.params, fold_rows, (threads / folds).max(1));
-                (at_once as u64 * per_fold).max(fit(c.algorithm, &c.params, data.n_rows(), threads))
+                let per_fold = fit(
+                    c.algorithm,
+                    &c.params,
+                    fold_rows,
+                    rung,
+                    (threads / folds).max(1),
+                );
+                (copy + at_once as u64 * per_fold).max(fit(
+                    c.algorithm,
+                    &c.params,
+                    all,
+                    all,
+                    threads,
+                ))
             };
             let worst = candidates.iter().max_by_key(|c| need(c));
             (
@@ -852,10 +887,15 @@ fn check_memory(
 }
 
 /// A NOTICE per trial, unless `ambient.progress` is off.
-fn report(trial: &Trial, total: usize, space: &serde_json::Value, task: Task) {
+fn report(trial: &Trial, total: usize, rows: usize, space: &serde_json::Value, task: Task) {
     if !gucs::progress() {
         return;
     }
+    let sample = if trial.rows < rows {
+        format!(" on {} of {rows} rows", trial.rows)
+    } else {
+        String::new()
+    };
     // The searched hyper-parameters' values, or none for `auto`.
     let params = trial.candidate.params.to_json();
     let searched: Vec<String> = space
@@ -873,7 +913,7 @@ fn report(trial: &Trial, total: usize, space: &serde_json::Value, task: Task) {
     };
     match trial.status {
         Status::Done => notice!(
-            "trial {}/{total}: {what}: {} {:.4} ± {:.4} over {} folds ({:.1} s)",
+            "trial {}/{total}: {what}: {} {:.4} ± {:.4} over {} folds{sample} ({:.1} s)",
             trial.number,
             task.primary_metric(),
             trial.mean,
@@ -886,6 +926,41 @@ fn report(trial: &Trial, total: usize, space: &serde_json::Value, task: Task) {
             trial.number,
             trial.status.describe()
         ),
+    }
+}
+
+/// A NOTICE for what a search left out: the candidates successive halving
+/// screened out on subsamples, and the trials the time budget skipped.
+/// Said whatever `ambient.progress` is, as a cut changes the result.
+fn report_cuts(trials: &[Trial], rows: usize, budget: f64, default_budget: bool) {
+    let mut sizes: Vec<usize> = trials.iter().map(|t| t.rows).collect();
+    sizes.dedup();
+    if sizes.first().is_some_and(|&first| first < rows) {
+        let screened: Vec<String> = sizes
+            .iter()
+            .map(|&size| {
+                let on = trials.iter().filter(|t| t.rows == size).count();
+                format!("{on} on {size} rows")
+            })
+            .collect();
+        notice!(
+            "successive halving screened the candidates on subsamples ({}); the winner is fitted on all {rows} training rows",
+            screened.join(", ")
+        );
+    }
+    let skipped = trials
+        .iter()
+        .filter(|t| t.status == Status::Skipped)
+        .count();
+    if skipped > 0 {
+        notice!(
+            "{skipped} trial(s) skipped: the search's time budget of {budget} s{} was spent",
+            if default_budget {
+                format!(" (the default for {rows} rows; budget_seconds => ... gives more)")
+            } else {
+                String::new()
+            }
+        );
     }
 }
 

@@ -238,6 +238,9 @@ pub struct NewTrial {
     pub seconds: f64,
     pub status: String,
     pub chosen: bool,
+    /// The training rows it was cross-validated on (a subsample while
+    /// successive halving screens).
+    pub sample_rows: i64,
 }
 
 /// Records a model's trials. Call inside `as_extension_owner`.
@@ -247,8 +250,8 @@ pub fn insert_trials(model_id: i64, trials: Vec<NewTrial>) -> AmbientResult<()> 
             client.update(
                 "INSERT INTO ambient.trial_log
                    (model_id, trial, algorithm, hyperparams, fold_scores, mean_score, std_score,
-                    seconds, status, chosen)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                    seconds, status, chosen, sample_rows)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
                 None,
                 &[
                     model_id.into(),
@@ -261,6 +264,7 @@ pub fn insert_trials(model_id: i64, trials: Vec<NewTrial>) -> AmbientResult<()> 
                     t.seconds.into(),
                     t.status.into(),
                     t.chosen.into(),
+                    t.sample_rows.into(),
                 ],
             )?;
         }

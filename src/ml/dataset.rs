@@ -307,6 +307,27 @@ impl Dataset {
         &self.records[i * w..(i + 1) * w]
     }
 
+    /// A dataset of `rows` only, in that order (a search's subsample).
+    pub fn subset(&self, rows: &[usize]) -> Dataset {
+        let mut records = Vec::with_capacity(rows.len() * self.width());
+        for &i in rows {
+            records.extend_from_slice(self.row(i));
+        }
+        Dataset {
+            feature_names: self.feature_names.clone(),
+            kinds: self.kinds.clone(),
+            dictionaries: self.dictionaries.clone(),
+            records,
+            labels: match &self.labels {
+                Labels::Classes { encoding, index } => Labels::Classes {
+                    encoding: encoding.clone(),
+                    index: rows.iter().map(|&i| index[i]).collect(),
+                },
+                Labels::Values(values) => Labels::Values(rows.iter().map(|&i| values[i]).collect()),
+            },
+        }
+    }
+
     pub fn task(&self) -> Task {
         match self.labels {
             Labels::Classes { .. } => Task::Classification,

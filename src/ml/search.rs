@@ -8,6 +8,13 @@
 //! - `grid`: every combination of the listed values of one algorithm;
 //! - `random`: `iterations` points drawn from lists and ranges (`uniform`,
 //!   `log_uniform`, `int_uniform`), from the seed.
+//!
+//! Above `HALVING_FIRST_ROWS` × `HALVING_FACTOR` training rows, candidates
+//! are screened by successive halving (scikit-learn's `HalvingGridSearchCV`,
+//! with its factor 3): every candidate is cross-validated on a subsample of
+//! 10,000 rows, the best third goes on to a subsample three times larger,
+//! and so on until one is left; only that one is fitted on all the rows.
+//! Every trial, screened out or not, is kept with its subsample's size.
 
 use std::time::Instant;
 
@@ -25,6 +32,11 @@ use super::{parallel, Interrupts, MemoryBudget, MlError, MlResult, Task};
 /// Rows above which `auto` leaves out algorithms whose fit grows fastest
 /// (a forest of full-depth trees, one deep tree).
 const AUTO_LARGE: usize = 200_000;
+
+/// The first rung of successive halving: its subsample's rows.
+pub const HALVING_FIRST_ROWS: usize = 10_000;
+/// Each rung keeps a third of its candidates, on three times the rows.
+pub const HALVING_FACTOR: usize = 3;
 
 /// Rows up to which `auto` also tries `svm`, whose fit grows about as
 /// rows^1.7 (scikit-learn's guide puts SVC's practical limit at a few tens
@@ -68,6 +80,9 @@ impl Status {
 pub struct Trial {
     /// 1, 2, ... in the order tried.
     pub number: usize,
+    /// The training rows it was cross-validated on: a subsample while
+    /// candidates are screened, else all of them.
+    pub rows: usize,
     pub candidate: Candidate,
     pub fold_scores: Vec<f64>,
     pub mean: f64,
@@ -334,8 +349,61 @@ pub struct CrossValidation<'a> {
     pub memory_per_fold: u64,
 }
 
-/// Runs every candidate, in order, and reports each trial as it ends.
-/// Returns the trials; the winner is the first with the highest mean.
+/// The subsample sizes of successive halving for `rows` training rows and
+/// `candidates` candidates, smallest first; the last is every row when
+/// screening does not narrow the candidates down to one before it.
+pub fn rungs(rows: usize, candidates: usize) -> Vec<usize> {
+    if candidates <= 1 || rows <= HALVING_FIRST_ROWS * HALVING_FACTOR {
+        return vec![rows];
+    }
+    let (mut sizes, mut size, mut left) = (Vec::new(), HALVING_FIRST_ROWS, candidates);
+    loop {
+        if size >= rows {
+            sizes.push(rows);
+            return sizes;
+        }
+        sizes.push(size);
+        left = left.div_ceil(HALVING_FACTOR);
+        if left <= 1 {
+            return sizes;
+        }
+        size *= HALVING_FACTOR;
+    }
+}
+
+/// How many trials successive halving plans for `candidates` candidates
+/// on `rows` training rows (fewer when some fail).
+pub fn planned_trials(rows: usize, candidates: usize) -> usize {
+    let mut left = candidates;
+    rungs(rows, candidates)
+        .iter()
+        .map(|_| {
+            let now = left;
+            left = left.div_ceil(HALVING_FACTOR);
+            now
+        })
+        .sum()
+}
+
+/// The time a search may take when the caller does not say: a minute, and
+/// a minute more per 300,000 training rows. Successive halving keeps
+/// `auto` well inside it; it bounds a large grid.
+pub fn default_budget_seconds(rows: usize) -> f64 {
+    (60.0 + 60.0 * rows as f64 / 300_000.0).round()
+}
+
+/// A subsample of `size` of the training rows, drawn from the seed, in
+/// training order.
+fn subsample(rows: &[usize], size: usize, seed: u64) -> Vec<usize> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x4a1f);
+    let mut picked = rand::seq::index::sample(&mut rng, rows.len(), size).into_vec();
+    picked.sort_unstable();
+    picked.into_iter().map(|k| rows[k]).collect()
+}
+
+/// Runs the candidates, screening them by successive halving when the
+/// rows allow (see `rungs`), and reports each trial as it ends. Returns
+/// the trials; `winner` picks from the last rung.
 pub fn run(
     cv: &CrossValidation<'_>,
     candidates: Vec<Candidate>,
@@ -349,62 +417,94 @@ pub fn run(
             cv.folds
         )));
     }
-    let fold_of = assign_folds(cv.data, cv.rows, cv.folds, cv.seed);
     let started = Instant::now();
-    let mut trials = Vec::with_capacity(candidates.len());
-    for (i, candidate) in candidates.into_iter().enumerate() {
-        interrupts.check()?;
-        let spent = started.elapsed().as_secs_f64();
-        let out_of_budget = cv.budget_seconds.is_some_and(|b| spent >= b) && !trials.is_empty();
-        let trial_started = Instant::now();
-        let (fold_scores, status) = if out_of_budget {
-            (Vec::new(), Status::Skipped)
-        } else {
-            match cross_validate(cv, &candidate, &fold_of, interrupts) {
-                Ok(scores) => (scores, Status::Done),
-                // Stopped from outside: the whole search stops.
-                Err(e) if e.message == parallel::STOPPED => return Err(e),
-                Err(e) => (Vec::new(), Status::Failed(e.message)),
+    let mut trials: Vec<Trial> = Vec::with_capacity(candidates.len());
+    let mut alive = candidates;
+    for size in rungs(cv.rows.len(), alive.len()) {
+        // A subsample is copied out, so each fold encodes only its rows.
+        let sample = (size < cv.rows.len()).then(|| {
+            let rows = subsample(cv.rows, size, cv.seed);
+            cv.data.subset(&rows)
+        });
+        let all_rows: Vec<usize>;
+        let (data, rows) = match &sample {
+            Some(subset) => {
+                all_rows = (0..subset.n_rows()).collect();
+                (subset, &all_rows[..])
             }
+            None => (cv.data, cv.rows),
         };
-        interrupts.check()?;
-        let n = fold_scores.len() as f64;
-        let mean = if fold_scores.is_empty() {
-            f64::NAN
-        } else {
-            fold_scores.iter().sum::<f64>() / n
-        };
-        let std = if fold_scores.is_empty() {
-            f64::NAN
-        } else {
-            (fold_scores
-                .iter()
-                .map(|s| (s - mean) * (s - mean))
-                .sum::<f64>()
-                / n)
-                .sqrt()
-        };
-        let trial = Trial {
-            number: i + 1,
-            candidate,
-            fold_scores,
-            mean,
-            std,
-            seconds: trial_started.elapsed().as_secs_f64(),
-            status,
-        };
-        report(&trial);
-        trials.push(trial);
+        let rung = CrossValidation { data, rows, ..*cv };
+        let fold_of = assign_folds(data, rows, cv.folds, cv.seed);
+        let first = trials.len();
+        for candidate in std::mem::take(&mut alive) {
+            interrupts.check()?;
+            let spent = started.elapsed().as_secs_f64();
+            let out_of_budget = cv.budget_seconds.is_some_and(|b| spent >= b) && !trials.is_empty();
+            let trial_started = Instant::now();
+            let (fold_scores, status) = if out_of_budget {
+                (Vec::new(), Status::Skipped)
+            } else {
+                match cross_validate(&rung, &candidate, &fold_of, interrupts) {
+                    Ok(scores) => (scores, Status::Done),
+                    // Stopped from outside: the whole search stops.
+                    Err(e) if e.message == parallel::STOPPED => return Err(e),
+                    Err(e) => (Vec::new(), Status::Failed(e.message)),
+                }
+            };
+            interrupts.check()?;
+            let (mean, std) = mean_and_std(&fold_scores);
+            let trial = Trial {
+                number: trials.len() + 1,
+                rows: size,
+                candidate,
+                fold_scores,
+                mean,
+                std,
+                seconds: trial_started.elapsed().as_secs_f64(),
+                status,
+            };
+            report(&trial);
+            trials.push(trial);
+        }
+        // The best third (by mean, the earlier on ties) goes on; a rung
+        // the budget cut short ends the screening.
+        let rung_trials = &trials[first..];
+        if rung_trials.iter().any(|t| t.status == Status::Skipped) {
+            break;
+        }
+        let mut ranked: Vec<&Trial> = rung_trials.iter().filter(|t| t.mean.is_finite()).collect();
+        ranked.sort_by(|a, b| b.mean.total_cmp(&a.mean).then(a.number.cmp(&b.number)));
+        let keep = rung_trials.len().div_ceil(HALVING_FACTOR);
+        alive = ranked
+            .into_iter()
+            .take(keep)
+            .map(|t| t.candidate.clone())
+            .collect();
+        if alive.is_empty() {
+            break;
+        }
     }
     Ok(trials)
 }
 
-/// The trial whose mean score is highest (the first on ties), if any
-/// scored.
+fn mean_and_std(scores: &[f64]) -> (f64, f64) {
+    if scores.is_empty() {
+        return (f64::NAN, f64::NAN);
+    }
+    let n = scores.len() as f64;
+    let mean = scores.iter().sum::<f64>() / n;
+    let var = scores.iter().map(|s| (s - mean) * (s - mean)).sum::<f64>() / n;
+    (mean, var.sqrt())
+}
+
+/// The trial with the highest mean score (the first on ties) among those
+/// on the most rows: the last rung's, if any of it scored.
 pub fn winner(trials: &[Trial]) -> Option<&Trial> {
-    trials
-        .iter()
-        .filter(|t| t.mean.is_finite())
+    let scored = || trials.iter().filter(|t| t.mean.is_finite());
+    let most_rows = scored().map(|t| t.rows).max()?;
+    scored()
+        .filter(|t| t.rows == most_rows)
         .fold(None, |best: Option<&Trial>, t| match best {
             Some(b) if b.mean >= t.mean => Some(b),
             _ => Some(t),
@@ -648,5 +748,100 @@ mod tests {
             let bad = CrossValidation { folds, ..cv(None) };
             assert!(run(&bad, portfolio(), &Interrupts::none(), &mut |_| {}).is_err());
         }
+    }
+
+    #[test]
+    fn successive_halving_plans_rungs_of_three_times_the_rows() {
+        // Few rows, or one candidate: every candidate on every row.
+        assert_eq!(rungs(30_000, 7), [30_000]);
+        assert_eq!(rungs(1_000_000, 1), [1_000_000]);
+        // auto at a million rows: three candidates, one rung of 10,000.
+        assert_eq!(rungs(800_000, 3), [10_000]);
+        assert_eq!(planned_trials(800_000, 3), 3);
+        assert_eq!(rungs(100_000, 6), [10_000, 30_000]);
+        assert_eq!(planned_trials(100_000, 6), 6 + 2);
+        // When the rows run out before one candidate is left, the last
+        // rung is every row.
+        assert_eq!(rungs(50_000, 30), [10_000, 30_000, 50_000]);
+        assert_eq!(planned_trials(50_000, 30), 30 + 10 + 4);
+    }
+
+    #[test]
+    fn halving_screens_on_subsamples_and_the_winner_comes_from_the_last_rung() {
+        // 40,000 rows; the label needs both features and a product of them,
+        // which gaussian_nb cannot draw.
+        let n = 40_000;
+        let mut records = Vec::with_capacity(n * 2);
+        let mut labels = Vec::with_capacity(n);
+        for i in 0..n {
+            let (a, b) = (
+                ((i * 7919) % 1000) as f64 / 1000.0,
+                ((i * 104_729) % 997) as f64 / 997.0,
+            );
+            records.extend([a, b]);
+            labels.push(((a - 0.5) * (b - 0.5) > 0.0).to_string());
+        }
+        let d = Dataset::new(
+            vec!["a".into(), "b".into()],
+            records,
+            RawLabels::Classes(LabelKind::Boolean, labels),
+        )
+        .unwrap();
+        let rows: Vec<usize> = (0..n).collect();
+        let defaults =
+            |spec: &'static AlgorithmSpec| crate::ml::preprocess::default_options(&d, spec.inputs);
+        let cv = CrossValidation {
+            data: &d,
+            rows: &rows,
+            folds: 3,
+            preprocess: &defaults,
+            seed: 1,
+            threads: 2,
+            budget_seconds: None,
+            memory_per_fold: u64::MAX,
+        };
+        let four = [
+            "gaussian_nb",
+            "hist_gbm",
+            "logistic_regression",
+            "decision_tree",
+        ]
+        .map(|name| Candidate {
+            algorithm: algorithms::lookup(name).unwrap(),
+            params: Hyperparams::validate(
+                name,
+                algorithms::lookup(name)
+                    .unwrap()
+                    .params(Task::Classification)
+                    .unwrap(),
+                &Json::Null,
+            )
+            .unwrap(),
+        })
+        .to_vec();
+        let trials = run(&cv, four, &Interrupts::none(), &mut |_| {}).unwrap();
+        // 4 on 10,000 rows, the best 2 on 30,000, then one is left.
+        let sizes: Vec<usize> = trials.iter().map(|t| t.rows).collect();
+        assert_eq!(sizes, [10_000, 10_000, 10_000, 10_000, 30_000, 30_000]);
+        let second: Vec<&str> = trials[4..]
+            .iter()
+            .map(|t| t.candidate.algorithm.name)
+            .collect();
+        assert!(!second.contains(&"gaussian_nb") && !second.contains(&"logistic_regression"));
+        let best = winner(&trials).unwrap();
+        assert_eq!(best.rows, 30_000);
+        assert!(best.mean > 0.95, "{}", best.mean);
+        // The same seed screens the same way.
+        let again = run(
+            &cv,
+            trials.iter().take(4).map(|t| t.candidate.clone()).collect(),
+            &Interrupts::none(),
+            &mut |_| {},
+        )
+        .unwrap();
+        assert_eq!(
+            again.iter().map(|t| t.mean).collect::<Vec<_>>(),
+            trials.iter().map(|t| t.mean).collect::<Vec<_>>()
+        );
     }
 }

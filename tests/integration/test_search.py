@@ -28,6 +28,38 @@ def test_each_trial_reports_a_notice_unless_progress_is_off(database):
         assert not [n for n in notices if n.startswith("trial ")], notices
 
 
+def test_auto_screens_by_successive_halving_and_keeps_every_trial(database):
+    """50,000 training rows: auto's six candidates are cross-validated on
+    10,000 of them, the best two on 30,000, and the winner fitted on all;
+    every trial is a row with its subsample's size, and a NOTICE says what
+    was screened."""
+    with connect(database, autocommit=True) as conn:
+        noisy_table(conn, 62_500)
+        notices = []
+        conn.add_notice_handler(lambda diag: notices.append(diag.message_primary))
+        conn.execute("SET ambient.progress = off")
+        conn.execute("SELECT * FROM ambient.train('halving', relation => 'noisy', target => 'label', "
+                     "algorithm => 'auto')")
+        model = conn.execute("SELECT model_id, train_rows FROM ambient.models WHERE project = 'halving'").fetchone()
+        trials = conn.execute("SELECT algorithm, sample_rows, status, chosen FROM ambient.trials "
+                              "WHERE project = 'halving' ORDER BY trial").fetchall()
+        assert [t[1] for t in trials] == [10_000] * 6 + [30_000] * 2, trials
+        assert all(t[2] == "done" for t in trials), trials
+        chosen = [t for t in trials if t[3]]
+        assert len(chosen) == 1 and chosen[0][1] == 30_000, trials
+        assert chosen[0][0] in {t[0] for t in trials[6:]}
+        # The last rung's algorithms are the first rung's best two.
+        first = conn.execute("SELECT algorithm FROM ambient.trials WHERE project = 'halving' AND sample_rows = 10000 "
+                             "ORDER BY mean_score DESC, trial LIMIT 2").fetchall()
+        assert sorted(a for (a,) in first) == sorted(t[0] for t in trials[6:])
+        assert 45_000 < model[1] < 55_000, model
+        assert any(n.startswith("successive halving screened the candidates on subsamples (6 on 10000 rows, "
+                                "2 on 30000 rows)") for n in notices), notices
+        # The leaderboard ranks the last rung first.
+        board = conn.execute("SELECT rank, algorithm, chosen FROM ambient.leaderboard('halving')").fetchall()
+        assert board[0][2] and board[0][0] == 1, board
+
+
 @pytest.mark.parametrize("what", ["forest", "search"])
 def test_cancel_stops_every_training_thread_within_a_second(database, what):
     sql = {

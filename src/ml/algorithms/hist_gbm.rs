@@ -515,36 +515,37 @@ impl Loss {
         }
     }
 
-    /// Gradients and hessians of every output for the fit rows, from their
-    /// scores; all output-major (`[o * n + i]`).
-    fn gradients(&self, targets: &[TargetOf], scores: &[f64], g: &mut [f32], h: &mut [f32]) {
+    /// Gradients and hessians of every output for the fit rows `block`,
+    /// from the scores of all `n` fit rows; output-major within the block
+    /// (`[o * block.len() + k]`). Hessians are left out when constant.
+    fn gradients_of(
+        &self,
+        targets: &[TargetOf],
+        scores: &[f64],
+        block: std::ops::Range<usize>,
+    ) -> (Vec<f32>, Vec<f32>) {
         let n = targets.len();
-        match self {
-            Loss::Squared => {
-                for i in 0..n {
-                    g[i] = (scores[i] - targets[i].value) as f32;
-                }
-            }
-            Loss::Absolute => {
-                for i in 0..n {
-                    g[i] = if scores[i] > targets[i].value {
-                        1.0
-                    } else {
-                        -1.0
-                    };
-                }
-            }
-            Loss::Binary => {
-                for i in 0..n {
+        let len = block.len();
+        let outputs = self.outputs();
+        let mut g = vec![0f32; len * outputs];
+        let mut h = if self.constant_hessian() {
+            Vec::new()
+        } else {
+            vec![0f32; len * outputs]
+        };
+        let mut p = vec![0.0; outputs];
+        for (k, i) in block.enumerate() {
+            let y = targets[i];
+            match self {
+                Loss::Squared => g[k] = (scores[i] - y.value) as f32,
+                Loss::Absolute => g[k] = if scores[i] > y.value { 1.0 } else { -1.0 },
+                Loss::Binary => {
                     let p = sigmoid(scores[i]);
-                    g[i] = (p - targets[i].value) as f32;
-                    h[i] = (p * (1.0 - p)) as f32;
+                    g[k] = (p - y.value) as f32;
+                    h[k] = (p * (1.0 - p)) as f32;
                 }
-            }
-            Loss::Multinomial(k) => {
-                let mut p = vec![0.0; *k];
-                for i in 0..n {
-                    let max = (0..*k)
+                Loss::Multinomial(_) => {
+                    let max = (0..outputs)
                         .map(|o| scores[o * n + i])
                         .fold(f64::NEG_INFINITY, f64::max);
                     let mut total = 0.0;
@@ -554,13 +555,44 @@ impl Loss {
                     }
                     for (o, &p) in p.iter().enumerate() {
                         let p = p / total;
-                        let y = f64::from(u8::from(targets[i].class == o as u32));
-                        g[o * n + i] = (p - y) as f32;
-                        h[o * n + i] = (p * (1.0 - p)) as f32;
+                        let is = f64::from(u8::from(y.class == o as u32));
+                        g[o * len + k] = (p - is) as f32;
+                        h[o * len + k] = (p * (1.0 - p)) as f32;
                     }
                 }
             }
         }
+        (g, h)
+    }
+
+    /// Gradients and hessians of every output for the fit rows, from their
+    /// scores, into `g` and `h` (output-major, `[o * n + i]`), in blocks of
+    /// rows on the threads (each row's are its own: the same on any number
+    /// of threads).
+    fn gradients(
+        &self,
+        targets: &[TargetOf],
+        scores: &[f64],
+        (g, h): (&mut [f32], &mut [f32]),
+        threads: usize,
+        interrupts: &Interrupts<'_>,
+    ) -> MlResult<()> {
+        const BLOCK: usize = 65_536;
+        let n = targets.len();
+        let blocks = parallel::run(n.div_ceil(BLOCK), threads, interrupts, |b, _| {
+            Ok(self.gradients_of(targets, scores, b * BLOCK..((b + 1) * BLOCK).min(n)))
+        })?;
+        for (b, (block_g, block_h)) in blocks.into_iter().enumerate() {
+            let (start, len) = (b * BLOCK, block_g.len() / self.outputs());
+            for o in 0..self.outputs() {
+                let at = o * n + start;
+                g[at..at + len].copy_from_slice(&block_g[o * len..(o + 1) * len]);
+                if !block_h.is_empty() {
+                    h[at..at + len].copy_from_slice(&block_h[o * len..(o + 1) * len]);
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The mean loss of `scores` (output-major, `targets.len()` rows each).
@@ -741,28 +773,47 @@ fn best_split_of(
 /// fixed-size array indexed by a byte needs no bounds check.
 fn histogram_of(
     column: &[u8],
-    rows: &[u32],
+    rows: NodeRows<'_>,
     g: &[f32],
     h: &[f32],
     constant_hessian: bool,
 ) -> Vec<Sums> {
     let mut out = [Sums::default(); BINS];
+    let mut add = |bin: u8, g: f32, h: f32| {
+        let sums = &mut out[usize::from(bin)];
+        sums.g += f64::from(g);
+        sums.h += f64::from(h);
+        sums.n += 1;
+    };
+    match (rows, constant_hessian) {
+        (NodeRows::All, true) => column.iter().zip(g).for_each(|(&b, &g)| add(b, g, 0.0)),
+        (NodeRows::All, false) => column
+            .iter()
+            .zip(g)
+            .zip(h)
+            .for_each(|((&b, &g), &h)| add(b, g, h)),
+        (NodeRows::Some(rows), true) => rows
+            .iter()
+            .zip(g)
+            .for_each(|(&r, &g)| add(column[r as usize], g, 0.0)),
+        (NodeRows::Some(rows), false) => rows
+            .iter()
+            .zip(g)
+            .zip(h)
+            .for_each(|((&r, &g), &h)| add(column[r as usize], g, h)),
+    }
     if constant_hessian {
-        for (&row, &g) in rows.iter().zip(g) {
-            let bin = &mut out[usize::from(column[row as usize])];
-            bin.g += f64::from(g);
-            bin.n += 1;
-        }
         out.iter_mut().for_each(|b| b.h = f64::from(b.n));
-    } else {
-        for ((&row, &g), &h) in rows.iter().zip(g).zip(h) {
-            let bin = &mut out[usize::from(column[row as usize])];
-            bin.g += f64::from(g);
-            bin.h += f64::from(h);
-            bin.n += 1;
-        }
     }
     out.to_vec()
+}
+
+/// A node's rows: every fit row in order (the root), whose bins and
+/// gradients are read as they lie, or some of them.
+#[derive(Clone, Copy)]
+enum NodeRows<'a> {
+    All,
+    Some(&'a [u32]),
 }
 
 /// A leaf of the growing tree: its node, its rows (a range of the row
@@ -819,13 +870,21 @@ impl Grower<'_> {
         large: Option<(&[Sums], &Sums, bool)>,
     ) -> MlResult<(Vec<Sums>, Option<Split>, Option<(Vec<Sums>, Option<Split>)>)> {
         let features = self.binners.len();
-        // Gradients in row order, so each feature's pass reads them in
-        // sequence.
-        let ordered_g: Vec<f32> = rows.iter().map(|&r| g[r as usize]).collect();
-        let ordered_h: Vec<f32> = if self.constant_hessian {
-            Vec::new()
+        // Gradients in the node's row order, so each feature's pass reads
+        // them in sequence; the root's are already.
+        let every_row = rows.len() == self.binned.rows;
+        let gather = |all: &[f32]| -> Vec<f32> {
+            if every_row || all.is_empty() {
+                Vec::new()
+            } else {
+                rows.iter().map(|&r| all[r as usize]).collect()
+            }
+        };
+        let (ordered_g, ordered_h) = (gather(g), gather(h));
+        let (node_rows, g, h) = if every_row {
+            (NodeRows::All, g, h)
         } else {
-            rows.iter().map(|&r| h[r as usize]).collect()
+            (NodeRows::Some(rows), &ordered_g[..], &ordered_h[..])
         };
         let threads = if rows.len() * features < PARALLEL_WORK {
             1
@@ -837,13 +896,7 @@ impl Grower<'_> {
         let (binned, binners, settings) = (self.binned, self.binners, self.settings);
         let constant_hessian = self.constant_hessian;
         let per_feature = parallel::run(features, threads, self.interrupts, |f, _| {
-            let own = histogram_of(
-                binned.column(f),
-                rows,
-                &ordered_g,
-                &ordered_h,
-                constant_hessian,
-            );
+            let own = histogram_of(binned.column(f), node_rows, g, h, constant_hessian);
             let own_split = small
                 .1
                 .then(|| best_split_of(f, &binners[f], &own, small.0, settings))
@@ -1130,7 +1183,13 @@ fn fit(data: &TrainingData<'_>) -> MlResult<Estimator> {
     let mut trees = Vec::new();
     let mut history = vec![-loss.mean(&validation_targets, &validation_scores)];
     for _ in 0..settings.iterations {
-        loss.gradients(&fit_targets, &scores, &mut g, &mut h);
+        loss.gradients(
+            &fit_targets,
+            &scores,
+            (&mut g, &mut h),
+            data.threads,
+            data.interrupts,
+        )?;
         for o in 0..outputs {
             let gradients = &g[o * n..(o + 1) * n];
             let hessians = if h.is_empty() {
