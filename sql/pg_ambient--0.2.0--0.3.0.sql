@@ -114,6 +114,15 @@ CREATE EVENT TRIGGER ambient_guard_attached_tables ON ddl_command_end
 CREATE EVENT TRIGGER ambient_forget_dropped_attachments ON sql_drop
     EXECUTE FUNCTION ambient.forget_dropped_attachments();
 
+-- The default learner is now hist_gbm. A definition that left the
+-- algorithm to the default was fitted with gbm, the default until now, and
+-- a retrain must fit gbm again (its hyper-parameters are gbm's): the
+-- definition names it. 0.3.0 records the algorithm it fits.
+UPDATE ambient.model_store
+   SET request = pg_catalog.jsonb_set(request, '{algorithm}', '"gbm"')
+ WHERE request IS NOT NULL
+   AND pg_catalog.jsonb_typeof(request OPERATOR(pg_catalog.->) 'algorithm') OPERATOR(pg_catalog.=) 'null';
+
 -- Successive halving screens a search's candidates on subsamples, and
 -- every trial keeps the size of the rows it was cross-validated on; the
 -- leaderboard ranks trials on more rows first. Trials from before have

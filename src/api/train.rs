@@ -639,7 +639,7 @@ fn run(req: TrainRequest) -> AmbientResult<Outcome> {
             feature_types: loaded.feature_types.clone(),
             preprocessing: model.inputs.describe(),
             importance,
-            request: req.describe(),
+            request: req.describe(spec.name),
             label_classes: data.encoding().map(|e| e.classes.clone()),
             metrics: serde_json::to_value(&metrics).unwrap_or_default(),
             primary_metric: primary,
@@ -735,8 +735,10 @@ fn run(req: TrainRequest) -> AmbientResult<Outcome> {
 
 impl TrainRequest {
     /// What was asked, as the model row keeps it, so the same training can
-    /// run again on new data.
-    fn describe(&self) -> serde_json::Value {
+    /// run again on new data. An algorithm left to the default is recorded
+    /// as the one fitted (`fitted`), so a retrain fits the same learner
+    /// after a release changes the default.
+    fn describe(&self, fitted: &str) -> serde_json::Value {
         let strategy = match &self.strategy {
             None => None,
             Some(Strategy::Auto) => Some("auto"),
@@ -748,7 +750,11 @@ impl TrainRequest {
             _ => None,
         };
         serde_json::json!({
-            "algorithm": if strategy == Some("auto") { Some("auto") } else { self.algorithm.as_deref() },
+            "algorithm": match (strategy, self.algorithm.as_deref()) {
+                (Some("auto"), _) => "auto",
+                (_, Some(named)) => named,
+                (_, None) => fitted,
+            },
             "hyperparams": self.hyperparams,
             "features": self.features,
             "preprocess": self.preprocess,
@@ -841,10 +847,14 @@ fn check_memory(
         Plan::One(spec, params) => (spec.name, fit(spec, params, all, all, threads)),
         Plan::Search(candidates) => {
             let at_once = threads.clamp(1, folds);
+            // The search screens the training split, which is not drawn yet:
+            // its last rung is at most the last rung for every row, or every
+            // training row when there are too few to screen.
             let rung = search::rungs(all, candidates.len())
                 .last()
                 .copied()
-                .unwrap_or(all);
+                .unwrap_or(all)
+                .max(all.min(search::HALVING_FIRST_ROWS * search::HALVING_FACTOR));
             // A subsample is a copy of the raw rows.
             let copy = if rung < all {
                 (rung * data.width()) as u64 * 8

@@ -120,9 +120,10 @@ fn check_not_all_constant(encoded: &Dataset, rows: &[usize]) -> MlResult<()> {
     let Some(&first) = rows.first() else {
         return Ok(());
     };
+    // Compared as bits: a column missing (NaN) in every row is constant.
     let varies = (0..encoded.width()).any(|j| {
-        let v = encoded.row(first)[j];
-        rows.iter().any(|&i| encoded.row(i)[j] != v)
+        let v = encoded.row(first)[j].to_bits();
+        rows.iter().any(|&i| encoded.row(i)[j].to_bits() != v)
     });
     if varies {
         Ok(())

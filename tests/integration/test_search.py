@@ -66,9 +66,10 @@ def test_cancel_stops_every_training_thread_within_a_second(database, what):
         # 100 unbounded trees on two threads.
         "forest": "SET ambient.max_training_memory = '8GB';"
                   " SELECT * FROM ambient.train('slow', relation => 'noisy', target => 'label', algorithm => 'random_forest')",
-        # Five folds, two fitted at once.
-        "search": "SELECT * FROM ambient.train('slow', relation => 'noisy', target => 'label', algorithm => 'decision_tree',"
-                  " search => 'grid', search_params => '{\"max_depth\": [null, 30]}')",
+        # Five folds of forests on successive halving's 10,000 rows, two
+        # folds fitted at once.
+        "search": "SELECT * FROM ambient.train('slow', relation => 'noisy', target => 'label', algorithm => 'random_forest',"
+                  " search => 'grid', search_params => '{\"n_estimators\": [400, 500]}')",
     }[what]
     with connect(database, autocommit=True) as admin:
         noisy_table(admin, 300_000)

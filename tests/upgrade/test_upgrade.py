@@ -134,6 +134,7 @@ def test_upgrade_keeps_models_and_matches_a_fresh_install(release):
             psql(db, """
                 SET ROLE upgrade_owner;
                 SET ambient.progress = off;
+                SELECT * FROM ambient.train('lines_default', relation => 'lines', target => 'y');
                 SELECT ambient.set_policy('iris', '{"action": "retrain", "retrain_after_changed_rows": 1}');
                 RESET ROLE;
                 CREATE TABLE arrivals (id int PRIMARY KEY, sepal_length float8, sepal_width float8,
@@ -170,6 +171,11 @@ def test_upgrade_keeps_models_and_matches_a_fresh_install(release):
             assert conn.execute("SELECT count(*) FROM pg_trigger WHERE tgrelid = 'arrivals'::regclass"
                                 " AND NOT tgisinternal").fetchone()[0] == 1
             assert conn.execute("SELECT sum(labelled_rows) FROM ambient.monitor('iris')").fetchone()[0] == 150
+            # A definition that left the algorithm to 0.2.0's default names
+            # gbm, which fitted it, not 0.3.0's default.
+            assert conn.execute("SELECT m.request->>'algorithm' FROM ambient.model_store m"
+                                " JOIN ambient.models v ON v.model_id = m.id"
+                                " WHERE v.project = 'lines_default'").fetchone()[0] == "gbm"
             # Existing definitions run as the project's owner from now on.
             assert {r[0] for r in conn.execute("SELECT DISTINCT definition_role::text FROM ambient.model_store"
                                                " WHERE request IS NOT NULL")} == {"upgrade_owner"}

@@ -82,6 +82,7 @@ impl Gbm {
     pub fn validate(&self, n_features: usize, n_classes: usize) -> MlResult<()> {
         let outputs = if n_classes > 2 { n_classes } else { 1 };
         if self.n_classes as usize != n_classes
+            || n_classes == 1
             || self.init.len() != outputs
             || self.trees.is_empty()
             || !self.trees.len().is_multiple_of(outputs)

@@ -180,7 +180,8 @@ pub struct HistNode {
     pub threshold: f64,
     /// `u32::MAX` for a numeric split.
     pub category_set: u32,
-    /// Where a missing value (and a category never seen) goes.
+    /// Where a missing value goes, and a category index that is negative
+    /// (unseen or folded at preprocessing) or at least `max_bins`.
     pub missing_left: bool,
 }
 
@@ -271,6 +272,7 @@ impl HistGbm {
     pub fn validate(&self, n_features: usize, n_classes: usize) -> MlResult<()> {
         let outputs = if n_classes > 2 { n_classes } else { 1 };
         if self.n_classes as usize != n_classes
+            || n_classes == 1
             || self.init.len() != outputs
             || self.trees.is_empty()
             || !self.trees.len().is_multiple_of(outputs)
@@ -371,9 +373,12 @@ impl Settings {
     }
 }
 
-/// The binned rows, the gradients, hessians and scores of every output,
-/// the row order and its scratch copy, the bin-edge sample per thread, and
-/// the live histograms; the trees' nodes are taken from the memory budget
+/// The binned rows (twice, while the columns binned on the threads are
+/// put together), the gradients, hessians, scores and gradient blocks of
+/// every output, per row its targets twice, its fit or validation index,
+/// an absolute-error residual, its place in the row order, the scratch copy
+/// and the gathered gradients and hessians, the bin-edge sample per thread
+/// (and its sorted copy), and the live histograms with a node's copies; the trees' nodes are taken from the memory budget
 /// as they grow.
 fn estimated_bytes(shape: &Shape, params: &Hyperparams) -> u64 {
     let rows = shape.rows as u64;
@@ -381,11 +386,11 @@ fn estimated_bytes(shape: &Shape, params: &Hyperparams) -> u64 {
     let outputs = if shape.classes > 2 { shape.classes } else { 1 } as u64;
     let settings = Settings::of(params, shape.rows);
     let sample = shape.rows.min(BIN_SAMPLE) as u64 * 8 * shape.threads.max(1) as u64;
-    rows * features
-        + rows * outputs * (4 + 4 + 8)
-        + rows * (4 + 4 + 4 + 4 + 8)
-        + sample
-        + settings.histograms(shape.rows) as u64 * features * (BINS * BIN_BYTES) as u64
+    2 * rows * features
+        + rows * outputs * (4 + 4 + 8 + 8)
+        + rows * (8 + 16 + 16 + 8 + 4 + 4 + 4 + 4)
+        + 2 * sample
+        + (settings.histograms(shape.rows) + 2) as u64 * features * (BINS * BIN_BYTES) as u64
 }
 
 /// How a feature's values become bins.
@@ -579,7 +584,8 @@ impl Loss {
     ) -> MlResult<()> {
         const BLOCK: usize = 65_536;
         let n = targets.len();
-        let blocks = parallel::run(n.div_ceil(BLOCK), threads, interrupts, |b, _| {
+        let blocks = parallel::run(n.div_ceil(BLOCK), threads, interrupts, |b, hook| {
+            hook.check()?;
             Ok(self.gradients_of(targets, scores, b * BLOCK..((b + 1) * BLOCK).min(n)))
         })?;
         for (b, (block_g, block_h)) in blocks.into_iter().enumerate() {
@@ -853,8 +859,10 @@ impl Grower<'_> {
             && sums.h >= 2.0 * MIN_HESSIAN
     }
 
+    /// scikit-learn's: the epsilon keeps a node with no hessian (a class
+    /// no row of it has left) at 0 rather than 0/0.
     fn leaf_value(&self, sums: &Sums) -> f64 {
-        -self.settings.learning_rate * sums.g / (sums.h + self.settings.l2)
+        -self.settings.learning_rate * sums.g / (sums.h + self.settings.l2 + f64::EPSILON)
     }
 
     /// Histograms and best splits of `small` (built from its rows), and of
@@ -1127,7 +1135,8 @@ fn fit(data: &TrainingData<'_>) -> MlResult<Estimator> {
     let outputs = loss.outputs();
     let binners = binners(data, &fit_rows, &settings)?;
     let bin_rows = |rows: &[usize]| -> MlResult<Binned> {
-        let columns = parallel::run(features, data.threads, data.interrupts, |f, _| {
+        let columns = parallel::run(features, data.threads, data.interrupts, |f, hook| {
+            hook.check()?;
             Ok(rows
                 .iter()
                 .map(|&i| binners[f].bin(data.dataset.row(i)[f], settings.max_bins))
@@ -1301,7 +1310,8 @@ fn binners(data: &TrainingData<'_>, rows: &[usize], settings: &Settings) -> MlRe
         data.dataset.width(),
         data.threads,
         data.interrupts,
-        |f, _| {
+        |f, hook| {
+            hook.check()?;
             Ok(match data.dataset.kinds[f] {
                 ColumnKind::Categorical => Binner::Categorical,
                 _ => Binner::numeric(
@@ -1503,6 +1513,64 @@ mod tests {
     }
 
     #[test]
+    fn a_multiclass_fit_on_several_gradient_blocks_is_the_same_on_two_threads() {
+        // 70,000 rows: the gradients come in two blocks, output-major.
+        let n = 70_000;
+        let mut records = Vec::with_capacity(n * 2);
+        let mut labels = Vec::with_capacity(n);
+        for i in 0..n {
+            let (a, b) = (((i * 7919) % 1000) as f64, ((i * 31) % 7) as f64);
+            records.extend([a, b]);
+            labels.push(["x", "y", "z"][(a as usize / 300 + b as usize) % 3].to_string());
+        }
+        let d = Dataset::new(
+            vec!["a".into(), "b".into()],
+            records,
+            RawLabels::Classes(crate::ml::dataset::LabelKind::Text, labels),
+        )
+        .unwrap();
+        let params = serde_json::json!({"max_iter": 3});
+        let one = fit_plain(&d, params.clone(), 1);
+        assert!(one == fit_plain(&d, params, 2));
+        assert_eq!(one.trees.len(), 9);
+        one.validate(2, 3).unwrap();
+    }
+
+    #[test]
+    fn a_feature_missing_in_every_row_is_refused_as_constant() {
+        let d = Dataset::new(
+            vec!["x".into()],
+            vec![f64::NAN; 100],
+            RawLabels::Values((0..100).map(f64::from).collect()),
+        )
+        .unwrap();
+        let options = crate::ml::preprocess::default_options(&d, InputStyle::Native);
+        let params = Hyperparams::validate(
+            "hist_gbm",
+            SPEC.params(Task::Regression).unwrap(),
+            &serde_json::Value::Null,
+        )
+        .unwrap();
+        let err = crate::ml::model::train(
+            &d,
+            &crate::ml::model::FitRequest {
+                algorithm: &SPEC,
+                params: &params,
+                test_size: 0.25,
+                seed: 1,
+                threads: 1,
+                split_key: &d.feature_names,
+                preprocess: &options,
+                memory: &MemoryBudget::unlimited(),
+            },
+            &Interrupts::none(),
+        )
+        .err()
+        .expect("refused");
+        assert!(err.message.contains("constant"), "{}", err.message);
+    }
+
+    #[test]
     fn missing_values_and_category_sets_are_learned() {
         let d = data(20_000, Task::Classification);
         let model = fit_plain(&d, serde_json::Value::Null, 2);
@@ -1620,6 +1688,14 @@ mod tests {
         // Its right child would be past the end.
         tree.nodes[split].left = tree.nodes.len() as u32 - 1;
         assert!(backwards.validate(3, 2).is_err());
+        // A child that points back at its parent would loop forever.
+        let mut looping = model.clone();
+        let tree = &mut looping.trees[0];
+        let inner = (1..tree.nodes.len())
+            .find(|&i| tree.nodes[i].left != 0)
+            .expect("the first tree splits below its root");
+        tree.nodes[inner].left = inner as u32;
+        assert!(looping.validate(3, 2).is_err());
         let mut no_set = model.clone();
         let tree = &mut no_set.trees[0];
         tree.nodes[split].category_set = 7;
