@@ -29,8 +29,13 @@ scale: a table of 10 numeric (one with 5 % NULLs) and 2 text columns (5
     held-out accuracy or R² on the same rows, the backend's peak memory, and
     at 1M rows `auto` and predicting every row in a query.
 
-`--only writes` and `--only scale` run one comparison alone and print it,
-without touching bench/README.md.
+per-row against the last release: (a)-(c) and the single-row figures again
+    on the last release in sql/releases.toml, built from its commit in
+    release mode, in a database of its own, so a regression shows as a
+    ratio in the same run.
+
+`--only writes`, `--only scale` and `--only per-row` run one comparison
+alone and print it, without touching bench/README.md.
 """
 
 import json
@@ -69,14 +74,17 @@ def log(message):
     print(message, file=sys.stderr, flush=True)
 
 
-def setup():
+def setup(database=DB, version=None):
+    """A fresh `database` with pg_ambient (at `version`, or the default),
+    the bench table and the depth-10 tree 'p'; returns its training time."""
     admin = DSN.replace(f"dbname={DB}", "dbname=postgres")
+    dsn = DSN.replace(f"dbname={DB}", f"dbname={database}")
     with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)")
-        conn.execute(f"CREATE DATABASE {DB}")
-    with psycopg.connect(DSN, autocommit=True) as conn:
-        log(f"bench: generating {ROWS} rows x 10 features")
-        conn.execute("CREATE EXTENSION pg_ambient")
+        conn.execute(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
+        conn.execute(f"CREATE DATABASE {database}")
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        log(f"bench: generating {ROWS} rows x 10 features in {database}")
+        conn.execute("CREATE EXTENSION pg_ambient" + (f" VERSION '{version}'" if version else ""))
         conn.execute("SELECT setseed(0.42)")
         randoms = ", ".join(f"random() AS f{i}" for i in range(1, 11))
         conn.execute(f"""
@@ -96,6 +104,52 @@ def setup():
             query => 'SELECT {FEATURES}, label FROM bench_rows WHERE id <= {TRAIN_ROWS}',
             target => 'label', algorithm => 'decision_tree', hyperparams => '{{"max_depth": {DEPTH}}}')""")
         return time.perf_counter() - started
+
+
+LAST_RELEASE = re.findall(r'^"([0-9.]+)" *=', (ROOT / "sql" / "releases.toml").read_text(), re.M)[-1]
+PER_ROW_QUERIES = {
+    "a": "SELECT sum(f1+f2+f3+f4+f5+f6+f7+f8+f9+f10) FROM bench_rows",
+    "b": f"SELECT sum(ambient.predict('p', ARRAY[{FEATURES}])) FROM bench_rows",
+    "c": "SELECT sum(ambient.predict('p', b.*)) FROM bench_rows b",
+}
+
+
+def last_release_per_row():
+    """(a)-(c) and the single-row figures on the last release, built from
+    its commit in release mode (scripts/install-release.sh), in a database
+    of its own; the current version is installed again afterwards. Returns
+    ({name: seconds}, {name: tps})."""
+    log(f"bench: building and installing {LAST_RELEASE} from its commit, in release mode")
+    subprocess.run([str(ROOT / "scripts" / "install-release.sh"), LAST_RELEASE], check=True,
+                   env={**os.environ, "AMBIENT_RELEASE_PROFILE": "release"})
+    database = DB + "_release"
+    try:
+        setup(database, LAST_RELEASE)
+        dsn = DSN.replace(f"dbname={DB}", f"dbname={database}")
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute("SELECT sum(f1) FROM bench_rows")
+            measured = timed_side_by_side(conn, PER_ROW_QUERIES)
+            live_id = conn.execute("SELECT model_id FROM ambient.models WHERE project = 'p' AND live").fetchone()[0]
+        tps = single_row_tps(live_id, dsn)
+        return {name: seconds for name, (seconds, _) in measured.items()}, tps
+    finally:
+        subprocess.run(["make", "-s", "install"], cwd=ROOT, check=True)
+
+
+def single_row_tps(live_id, dsn=DSN):
+    """pgbench medians: a bare constant SELECT, and the same through
+    predict by model id and by project name."""
+    point = ", ".join(["0.5"] * 10)
+    statements = {
+        "bare": f"SELECT ARRAY[{point}]::float8[];",
+        "pinned": f"SELECT ambient.predict({live_id}, ARRAY[{point}]::float8[]);",
+        "project": f"SELECT ambient.predict('p', ARRAY[{point}]::float8[]);",
+    }
+    tps = {name: [] for name in statements}
+    for _ in range(PGBENCH_ROUNDS):
+        for name, statement in statements.items():
+            tps[name].append(pgbench(statement, dsn))
+    return {name: statistics.median(values) for name, values in tps.items()}
 
 
 def timed_side_by_side(conn, queries):
@@ -399,12 +453,13 @@ def floor():
     return json.loads(output)
 
 
-def pgbench(statement):
+def pgbench(statement, dsn=DSN):
     script = ROOT / "target" / "bench" / "pgbench.sql"
+    script.parent.mkdir(parents=True, exist_ok=True)
     script.write_text(statement + "\n")
     output = subprocess.run(
         [str(PGBIN / "pgbench"), "-n", "-M", "prepared", "-c", "8", "-j", "2", "-T", str(PGBENCH_SECONDS),
-         "-f", str(script), DSN], capture_output=True, text=True, check=True).stdout
+         "-f", str(script), dsn], capture_output=True, text=True, check=True).stdout
     return float(re.search(r"tps = ([0-9.]+)", output).group(1))
 
 
@@ -469,7 +524,42 @@ def write_lines(writes):
     return figures, ratios
 
 
+def release_lines(current, current_tps, release, release_tps):
+    """Figures and ratios of the per-row and single-row measures on this
+    version and on the last release, in the same run."""
+    figures = [(f"({name}) on {LAST_RELEASE} (release build of its commit)", f"{release[name]:.3f} s")
+               for name in ("a", "b", "c")]
+    figures += [(f"pgbench TPS on {LAST_RELEASE}: bare / by model id / by project",
+                 f"{release_tps['bare']:.0f} / {release_tps['pinned']:.0f} / {release_tps['project']:.0f}")]
+    ratios = []
+    for name, form in (("b", "array"), ("c", "row")):
+        now, then = current[name] / current["a"], release[name] / release["a"]
+        ratios.append((f"{form} form / bare scan: this version", now, None))
+        ratios.append((f"{form} form / bare scan: {LAST_RELEASE}", then, None))
+        ratios.append((f"{form} form / bare scan: this version / {LAST_RELEASE}, target <= 1", now / then,
+                       now <= then))
+    for name in ("pinned", "project"):
+        now, then = current_tps[name] / current_tps["bare"], release_tps[name] / release_tps["bare"]
+        ratios.append((f"single-row {name} / bare: this version / {LAST_RELEASE}", now / then, None))
+    return figures, ratios
+
+
 def main():
+    if sys.argv[1:] == ["--only", "per-row"]:
+        setup()
+        with psycopg.connect(DSN, autocommit=True) as conn:
+            conn.execute("SELECT sum(f1) FROM bench_rows")
+            measured = timed_side_by_side(conn, PER_ROW_QUERIES)
+            live_id = conn.execute("SELECT model_id FROM ambient.models WHERE project = 'p' AND live").fetchone()[0]
+        current = {name: seconds for name, (seconds, _) in measured.items()}
+        current_tps = single_row_tps(live_id)
+        figures, ratios = release_lines(current, current_tps, *last_release_per_row())
+        figures = [(f"({name}) on this version", f"{current[name]:.3f} s") for name in ("a", "b", "c")] + figures
+        for name, value in figures:
+            print(f"{name}: {value}")
+        for name, value, met in ratios:
+            print(f"{name}: {value:.2f}{'' if met is None else (' (met)' if met else ' (NOT met)')}")
+        return
     if sys.argv[1:] == ["--only", "scale"]:
         with psycopg.connect(DSN.replace(f"dbname={DB}", "dbname=postgres"), autocommit=True) as conn:
             conn.execute(f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)")
@@ -494,30 +584,17 @@ def main():
     with psycopg.connect(DSN, autocommit=True) as conn:
         conn.execute(f"SELECT sum(f1) FROM bench_rows")  # warm the cache
         log("bench: (a) scan, (b) array predict, (c) row predict")
-        measured = timed_side_by_side(conn, {
-            "a": "SELECT sum(f1+f2+f3+f4+f5+f6+f7+f8+f9+f10) FROM bench_rows",
-            "b": f"SELECT sum(ambient.predict('p', ARRAY[{FEATURES}])) FROM bench_rows",
-            "c": "SELECT sum(ambient.predict('p', b.*)) FROM bench_rows b",
-        })
+        measured = timed_side_by_side(conn, PER_ROW_QUERIES)
         (a, _), (b, b_sum), (c, c_sum) = measured["a"], measured["b"], measured["c"]
     log("bench: (d) psycopg + scikit-learn")
     d, d_sum = sklearn_path()
     log("bench: (e) plain Rust floor")
     e = floor()
     log(f"bench: pgbench single-row, {PGBENCH_ROUNDS} rounds of {PGBENCH_SECONDS}s each")
-    point = ", ".join(["0.5"] * 10)
     with psycopg.connect(DSN) as conn:
         live_id = conn.execute("SELECT model_id FROM ambient.models WHERE project = 'p' AND live").fetchone()[0]
-    statements = {
-        "bare": f"SELECT ARRAY[{point}]::float8[];",
-        "pinned": f"SELECT ambient.predict({live_id}, ARRAY[{point}]::float8[]);",
-        "project": f"SELECT ambient.predict('p', ARRAY[{point}]::float8[]);",
-    }
-    tps = {name: [] for name in statements}
-    for _ in range(PGBENCH_ROUNDS):
-        for name, statement in statements.items():
-            tps[name].append(pgbench(statement))
-    tps = {name: statistics.median(values) for name, values in tps.items()}
+    tps = single_row_tps(live_id)
+    release_figures, release_ratios = release_lines({"a": a, "b": b, "c": c}, tps, *last_release_per_row())
     log("bench: training side by side")
     training = training_side_by_side()
     log("bench: ensembles side by side")
@@ -546,11 +623,8 @@ def main():
     for name, (ours, theirs) in predicting.items():
         figures.append((f"predicting {ROWS // 1000}k rows with the 100k {name}: in a query / exported to scikit-learn",
                         f"{ours:.2f} s ({ours / ROWS * 1e6:.2f} µs a row) / {theirs:.2f} s"))
-    figures += write_figures + scale_figures
+    figures += release_figures + write_figures + scale_figures
     ratios = [
-        ("(b)/(a), target <= 3", b / a, b / a <= 3),
-        ("(c)/(a)", c / a, None),
-        ("(d)/(b), target >= 10", d / b, d / b >= 10),
         ("(b)/(e) (cost of being in Postgres)", b / e["stored_tree_seconds"], None),
         ("single-row TPS, pinned / bare, target >= 0.8", tps["pinned"] / tps["bare"], tps["pinned"] / tps["bare"] >= 0.8),
         ("single-row TPS, project / bare, target >= 0.7", tps["project"] / tps["bare"], tps["project"] / tps["bare"] >= 0.7),
@@ -574,7 +648,10 @@ def main():
                            / (ensembles[large][theirs] / ensembles[small][theirs]), None))
     for name, (ours, theirs) in predicting.items():
         ratios.append((f"predicting with {name}: exported / in a query, target >= 10", theirs / ours, theirs / ours >= 10))
-    ratios += write_ratios + scale_ratios
+    ratios += [("(b)/(a), array form, target <= 1.3", b / a, b / a <= 1.3),
+               ("(c)/(a), row form, target <= 1.5", c / a, c / a <= 1.5),
+               ("(d)/(b), export / array form, target >= 15", d / b, d / b >= 15)]
+    ratios += release_ratios + write_ratios + scale_ratios
     lines = [f"Measured {time.strftime('%Y-%m-%d')} on {machine()}, {ROWS} rows; (a)-(c) median of {REPEATS} "
              f"interleaved rounds, pgbench (-M prepared -c 8 -j 2) median of {PGBENCH_ROUNDS} alternating "
              f"{PGBENCH_SECONDS}s rounds, training once per size.", "",

@@ -3,6 +3,8 @@
 # the upgrade test: `install-release.sh 0.1.0` puts 0.1.0's library, control
 # file and install script where the server looks, exactly as that release
 # shipped them. `make install` puts the current version back afterwards.
+# AMBIENT_RELEASE_PROFILE=release builds it optimised, in a target directory
+# of its own, for `make bench`'s per-row figures against the last release.
 set -euo pipefail
 source "$(dirname "$0")/config.sh"
 version="$1"
@@ -19,7 +21,13 @@ fi
 # A target directory of its own: in a shared one the release's library and
 # schema generator have the same file names as the current build's, and
 # cargo can take one for the other.
-(cd "$src" && CARGO_TARGET_DIR="$ROOT/target/release-build/$version" \
-   cargo pgrx install --pg-config "$PG_CONFIG" >/dev/null)
+target="$ROOT/target/release-build/$version"
+flags=()
+if [[ "${AMBIENT_RELEASE_PROFILE:-}" == release ]]; then
+  target="$target-release"
+  flags=(--release)
+fi
+(cd "$src" && CARGO_TARGET_DIR="$target" \
+   cargo pgrx install "${flags[@]}" --pg-config "$PG_CONFIG" >/dev/null)
 # The release's install script must be the one kept in sql/ (never edited).
 cmp "$("$PG_CONFIG" --sharedir)/extension/pg_ambient--$version.sql" "$ROOT/sql/pg_ambient--$version.sql"

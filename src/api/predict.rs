@@ -68,6 +68,13 @@ struct RowLayout {
     model: Rc<Model>,
     /// (1-based attribute number, type, how to read it) per model input.
     columns: Vec<(usize, pg_sys::Oid, Reader)>,
+    /// The descriptor the layout was worked out from: while a row comes
+    /// with this very one, only the column types are checked again, not
+    /// their names (see `fits`).
+    tupdesc: pg_sys::TupleDesc,
+    /// Every input a float8 column, for a model that takes numbers as they
+    /// are: a row is read straight into the features.
+    float8_as_given: bool,
 }
 
 /// How a column's datum becomes an input value.
@@ -233,6 +240,9 @@ impl CallSite {
                 }
                 slot => slot.insert(layout(model, type_id, typmod, tupdesc)?),
             };
+            if layout.float8_as_given && read_float8s(layout, tuple, tupdesc, &mut self.features) {
+                return Ok(());
+            }
             let mut values = Vec::with_capacity(layout.columns.len());
             for (j, &(attno, type_oid, reader)) in layout.columns.iter().enumerate() {
                 let mut is_null = false;
@@ -258,17 +268,50 @@ impl CallSite {
 impl RowLayout {
     /// Whether the row type still has each column where, of the type and
     /// under the name the layout says: a column altered, renamed or dropped
-    /// since is worked out again rather than read as it was.
+    /// since is worked out again rather than read as it was. The names are
+    /// compared only when the descriptor is not the one the layout came
+    /// from; the types always, as reading a datum as another type is what
+    /// must never happen.
     fn fits(&self, tupdesc: &PgTupleDesc) -> bool {
+        let same_descriptor = std::ptr::eq(tupdesc.as_ptr(), self.tupdesc);
         self.columns
             .iter()
             .zip(self.model.inputs.names())
             .all(|(&(attno, type_oid, _), name)| {
                 tupdesc.get(attno - 1).is_some_and(|attr| {
-                    !attr.attisdropped && attr.atttypid == type_oid && attr.name() == name
+                    !attr.attisdropped
+                        && attr.atttypid == type_oid
+                        && (same_descriptor || attr.name() == name)
                 })
             })
     }
+}
+
+/// Reads a row whose inputs are all float8 straight into `features`, for a
+/// model that takes numbers as they are; false, to take the general path,
+/// when a value is NULL, NaN or infinite (imputed or refused there).
+///
+/// # Safety
+/// `tuple` must be a valid tuple of `tupdesc`, which `layout` fits.
+unsafe fn read_float8s(
+    layout: &RowLayout,
+    tuple: *mut pg_sys::HeapTupleData,
+    tupdesc: &PgTupleDesc,
+    features: &mut Vec<f64>,
+) -> bool {
+    features.clear();
+    for &(attno, _, _) in &layout.columns {
+        let mut is_null = false;
+        // SAFETY: per the contract; the column is a float8 (`fits`).
+        let datum =
+            unsafe { pg_sys::heap_getattr(tuple, attno as i32, tupdesc.as_ptr(), &mut is_null) };
+        // SAFETY: a non-null float8 datum.
+        match unsafe { f64::from_datum(datum, is_null) } {
+            Some(value) if value.is_finite() => features.push(value),
+            _ => return false,
+        }
+    }
+    true
 }
 
 fn layout(
@@ -298,11 +341,17 @@ fn layout(
             Ok((index + 1, type_oid, reader))
         })
         .collect::<AmbientResult<Vec<_>>>()?;
+    let float8_as_given = model.inputs.takes_numbers_as_given()
+        && columns
+            .iter()
+            .all(|&(_, type_oid, _)| type_oid == pg_sys::FLOAT8OID);
     Ok(RowLayout {
         type_id,
         typmod,
         model: model.clone(),
         columns,
+        tupdesc: tupdesc.as_ptr(),
+        float8_as_given,
     })
 }
 
@@ -434,18 +483,6 @@ unsafe fn read_array(
     model: &Model,
     features: pg_sys::Datum,
 ) -> AmbientResult<()> {
-    if let Some(text) = model
-        .inputs
-        .inputs
-        .iter()
-        .find(|i| i.kind == crate::ml::dataset::ColumnKind::Categorical)
-    {
-        return Err(AmbientError::wrong_type(format!(
-            "the model's input \"{}\" is text, and a float8[] carries numbers only",
-            text.name
-        ))
-        .hint("pass the row instead: ambient.predict('project', t.*), or a ROW(...) with named columns"));
-    }
     // SAFETY: per the contract, a float8[] varlena; detoasting gives a plain
     // ArrayType whose data part holds the non-null elements as f64s.
     unsafe {
@@ -469,6 +506,22 @@ unsafe fn read_array(
         };
         let present =
             std::slice::from_raw_parts(array.data::<f64>().as_ptr() as *const f64, n_present);
+        // Most rows: finite numbers for a model that takes them as they are.
+        if array.nulls().is_none() && model.inputs.encode_numbers(present, &mut site.features) {
+            return Ok(());
+        }
+        if let Some(text) = model
+            .inputs
+            .inputs
+            .iter()
+            .find(|i| i.kind == crate::ml::dataset::ColumnKind::Categorical)
+        {
+            return Err(AmbientError::wrong_type(format!(
+                "the model's input \"{}\" is text, and a float8[] carries numbers only",
+                text.name
+            ))
+            .hint("pass the row instead: ambient.predict('project', t.*), or a ROW(...) with named columns"));
+        }
         let values: Vec<Value<'_>> = match array.nulls() {
             None => present.iter().map(|&v| Value::Number(v)).collect(),
             Some(bitmap) => {

@@ -427,6 +427,11 @@ pub struct Input {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Preprocessor {
     pub inputs: Vec<Input>,
+    /// Whether every input is a number passed through as it is, so a row
+    /// of finite numbers is its own encoding (`encode_numbers`); worked out
+    /// by `prepared`.
+    #[serde(skip)]
+    numbers_as_given: bool,
 }
 
 impl Preprocessor {
@@ -434,6 +439,7 @@ impl Preprocessor {
     /// how models from before preprocessing behave.
     pub fn identity(names: &[String]) -> Self {
         Preprocessor {
+            numbers_as_given: true,
             inputs: names
                 .iter()
                 .map(|name| Input {
@@ -450,6 +456,9 @@ impl Preprocessor {
 
     /// Fills the fields serde skips; call after decoding.
     pub fn prepared(mut self) -> Self {
+        self.numbers_as_given = self.inputs.iter().all(
+            |input| matches!(input.step, Step::Number { affine, .. } if affine == Affine::IDENTITY),
+        );
         for input in &mut self.inputs {
             if let Step::Category {
                 encoding, index, ..
@@ -556,6 +565,28 @@ impl Preprocessor {
         Ok(())
     }
 
+    /// Whether every input is a number passed through as it is.
+    pub fn takes_numbers_as_given(&self) -> bool {
+        self.numbers_as_given
+    }
+
+    /// Puts a row of numbers, in input order, into `out` (cleared first)
+    /// as it is, when that is its encoding: every input a number passed
+    /// through, every value finite (a NaN or NULL is imputed, an infinity
+    /// refused, by `encode`). Returns whether it did; the predict path asks
+    /// this first, per row, and falls back to `encode`.
+    pub fn encode_numbers(&self, row: &[f64], out: &mut Vec<f64>) -> bool {
+        if !self.numbers_as_given
+            || row.len() != self.inputs.len()
+            || !row.iter().all(|v| v.is_finite())
+        {
+            return false;
+        }
+        out.clear();
+        out.extend_from_slice(row);
+        true
+    }
+
     /// Encodes one row of raw inputs, in input order, onto `out`.
     pub fn encode(&self, values: &[Value<'_>], out: &mut Vec<f64>) -> MlResult<()> {
         if values.len() != self.inputs.len() {
@@ -589,7 +620,11 @@ impl Preprocessor {
                 fit_column(data, j, rows, &options[j])
             })
             .collect::<MlResult<Vec<_>>>()?;
-        Ok(Preprocessor { inputs }.prepared())
+        Ok(Preprocessor {
+            inputs,
+            numbers_as_given: false,
+        }
+        .prepared())
     }
 
     /// Encodes every row of `data` (whose columns are this preprocessor's
@@ -1140,6 +1175,24 @@ mod tests {
         );
         let text = json!({"colour": {"impute": "none"}});
         assert!(parse_options(&text, &columns, InputStyle::Native).is_err());
+    }
+
+    #[test]
+    fn a_row_of_finite_numbers_is_its_own_encoding_when_nothing_changes_it() {
+        let names = ["a".to_string(), "b".to_string()];
+        let plain = Preprocessor::identity(&names).prepared();
+        assert!(plain.takes_numbers_as_given());
+        let mut out = vec![9.0];
+        assert!(plain.encode_numbers(&[1.5, -2.0], &mut out));
+        assert_eq!(out, [1.5, -2.0]);
+        // A NaN (imputed or refused), an infinity (refused) or a row of
+        // the wrong width takes the general path, which says what is wrong.
+        for row in [&[f64::NAN, 1.0][..], &[f64::INFINITY, 1.0], &[1.0]] {
+            assert!(!plain.encode_numbers(row, &mut out), "{row:?}");
+        }
+        // Scaled numbers, text or times are never passed through.
+        assert!(!fitted(Json::Null, InputStyle::Scaled).takes_numbers_as_given());
+        assert!(!fitted(Json::Null, InputStyle::Plain).takes_numbers_as_given());
     }
 
     #[test]
