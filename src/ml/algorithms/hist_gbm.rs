@@ -1313,7 +1313,28 @@ fn binners(data: &TrainingData<'_>, rows: &[usize], settings: &Settings) -> MlRe
         |f, hook| {
             hook.check()?;
             Ok(match data.dataset.kinds[f] {
-                ColumnKind::Categorical => Binner::Categorical,
+                ColumnKind::Categorical => {
+                    // One bin per category: more than the bins would put
+                    // some with the missing values, so it is refused, as
+                    // scikit-learn does.
+                    let most = rows
+                        .iter()
+                        .map(|&i| data.dataset.row(i)[f])
+                        .filter(|v| !v.is_nan())
+                        .fold(-1.0, f64::max);
+                    if most >= settings.max_bins as f64 {
+                        return Err(MlError::invalid(format!(
+                            "feature \"{}\" has {} categories, more than max_bins ({})",
+                            data.dataset.feature_names[f],
+                            most as usize + 1,
+                            settings.max_bins
+                        ))
+                        .with_hint(
+                            "raise max_bins (up to 255), or lower the column's max_categories",
+                        ));
+                    }
+                    Binner::Categorical
+                }
                 _ => Binner::numeric(
                     sampled
                         .iter()
@@ -1568,6 +1589,34 @@ mod tests {
         .err()
         .expect("refused");
         assert!(err.message.contains("constant"), "{}", err.message);
+    }
+
+    #[test]
+    fn more_categories_than_bins_are_refused() {
+        // x1 has 12 categories.
+        let d = data(2_000, Task::Classification);
+        let err = fit_with(
+            &d,
+            serde_json::json!({"max_bins": 10}),
+            1,
+            &MemoryBudget::unlimited(),
+            &Interrupts::none(),
+        )
+        .unwrap_err();
+        assert!(
+            err.message
+                .contains("12 categories, more than max_bins (10)"),
+            "{}",
+            err.message
+        );
+        assert!(fit_with(
+            &d,
+            serde_json::json!({"max_bins": 12}),
+            1,
+            &MemoryBudget::unlimited(),
+            &Interrupts::none(),
+        )
+        .is_ok());
     }
 
     #[test]
