@@ -98,9 +98,9 @@ impl Gbm {
     pub fn scores(&self, x: &[f64]) -> Vec<f64> {
         let mut scores = self.init.clone();
         let k = self.outputs();
-        for (i, tree) in self.trees.iter().enumerate() {
-            scores[i % k] += tree.value(tree.leaf_of(x))[0];
-        }
+        tree::leaves_of(&self.trees, x, |i, tree, leaf| {
+            scores[i % k] += tree.value(leaf)[0];
+        });
         scores
     }
 

@@ -105,11 +105,11 @@ impl Forest {
     fn mean_value(&self, x: &[f64]) -> Vec<f64> {
         let k = self.trees[0].n_outputs as usize;
         let mut sum = vec![0.0; k];
-        for tree in &self.trees {
-            for (s, v) in sum.iter_mut().zip(tree.value(tree.leaf_of(x))) {
+        tree::leaves_of(&self.trees, x, |_, tree, leaf| {
+            for (s, v) in sum.iter_mut().zip(tree.value(leaf)) {
                 *s += v;
             }
-        }
+        });
         let n = self.trees.len() as f64;
         sum.iter_mut().for_each(|s| *s /= n);
         sum
@@ -230,6 +230,28 @@ mod tests {
             RawLabels::Values(y),
         )
         .unwrap()
+    }
+
+    #[test]
+    fn trees_walked_side_by_side_reach_the_leaves_walked_one_by_one() {
+        // Seven trees: a group of four and a part group of three.
+        let d = curve(500);
+        let forest = fit_with(&d, serde_json::json!({"n_estimators": 7}), 2);
+        for i in 0..d.n_rows() {
+            let mut x = d.row(i).to_vec();
+            if i % 3 == 0 {
+                x[i % 4] = f64::NAN;
+            }
+            let mut seen = Vec::new();
+            tree::leaves_of(&forest.trees, &x, |k, _, leaf| seen.push((k, leaf)));
+            let expected: Vec<(usize, usize)> = forest
+                .trees
+                .iter()
+                .map(|t| t.leaf_of(&x))
+                .enumerate()
+                .collect();
+            assert_eq!(seen, expected, "row {i}");
+        }
     }
 
     #[test]
