@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::decision_tree::{MIN_SAMPLES_LEAF, MIN_SAMPLES_SPLIT};
-use super::logistic_regression::{argmax, softmax};
+use super::logistic_regression::{argmax, boosted_proba, sigmoid};
 use super::tree::{self, Criterion, Presorted, Tree, TreeSettings};
 use super::{AlgorithmSpec, Estimator, InputStyle, Predictor, Shape, TaskParams, TrainingData};
 use crate::ml::hyperparams::{Hyperparams, ParamKind, ParamSpec};
@@ -103,15 +103,6 @@ impl Gbm {
         });
         scores
     }
-
-    fn proba(&self, scores: &[f64]) -> Vec<f64> {
-        if scores.len() == 1 {
-            let p = 1.0 / (1.0 + (-scores[0]).exp());
-            vec![1.0 - p, p]
-        } else {
-            softmax(scores)
-        }
-    }
 }
 
 impl Predictor for Gbm {
@@ -119,12 +110,12 @@ impl Predictor for Gbm {
         let scores = self.scores(x);
         match self.n_classes {
             0 => scores[0],
-            _ => argmax(&self.proba(&scores)) as f64,
+            _ => argmax(&boosted_proba(&scores)) as f64,
         }
     }
 
     fn predict_proba(&self, x: &[f64]) -> Option<Vec<f64>> {
-        (self.n_classes > 0).then(|| self.proba(&self.scores(x)))
+        (self.n_classes > 0).then(|| boosted_proba(&self.scores(x)))
     }
 }
 
@@ -206,7 +197,7 @@ fn fit(data: &TrainingData<'_>) -> MlResult<Estimator> {
             // million rows times a hundred rounds).
             for i in 0..n {
                 if outputs == 1 {
-                    proba[0][i] = 1.0 / (1.0 + (-scores[0][i]).exp());
+                    proba[0][i] = sigmoid(scores[0][i]);
                     continue;
                 }
                 let max = scores

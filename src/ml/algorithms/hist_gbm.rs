@@ -30,7 +30,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use super::logistic_regression::{argmax, softmax};
+use super::logistic_regression::{argmax, boosted_proba, sigmoid};
 use super::{AlgorithmSpec, Estimator, InputStyle, Predictor, Shape, TaskParams, TrainingData};
 use crate::ml::dataset::{ColumnKind, Labels};
 use crate::ml::hyperparams::{Hyperparams, ParamKind, ParamSpec};
@@ -316,15 +316,6 @@ impl HistGbm {
         }
         sum
     }
-
-    fn proba(&self, scores: &[f64]) -> Vec<f64> {
-        if scores.len() == 1 {
-            let p = sigmoid(scores[0]);
-            vec![1.0 - p, p]
-        } else {
-            softmax(scores)
-        }
-    }
 }
 
 impl Predictor for HistGbm {
@@ -340,12 +331,8 @@ impl Predictor for HistGbm {
     }
 
     fn predict_proba(&self, x: &[f64]) -> Option<Vec<f64>> {
-        (self.n_classes > 0).then(|| self.proba(&self.scores(x)))
+        (self.n_classes > 0).then(|| boosted_proba(&self.scores(x)))
     }
-}
-
-fn sigmoid(z: f64) -> f64 {
-    1.0 / (1.0 + (-z).exp())
 }
 
 struct Settings {

@@ -125,6 +125,22 @@ pub fn softmax(scores: &[f64]) -> Vec<f64> {
     exp.iter().map(|e| e / total).collect()
 }
 
+/// The logistic function: the probability a log-odds stands for.
+pub fn sigmoid(z: f64) -> f64 {
+    1.0 / (1.0 + (-z).exp())
+}
+
+/// Class probabilities from a boosted ensemble's scores: one score is the
+/// log-odds of the second of two classes, more are one per class.
+pub fn boosted_proba(scores: &[f64]) -> Vec<f64> {
+    if let [log_odds] = scores {
+        let p = sigmoid(*log_odds);
+        vec![1.0 - p, p]
+    } else {
+        softmax(scores)
+    }
+}
+
 /// The first class of highest score.
 pub fn argmax(values: &[f64]) -> usize {
     values
