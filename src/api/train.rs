@@ -26,7 +26,7 @@ use crate::ml::preprocess::{ColumnOptions, InputStyle};
 use crate::ml::search::{self, Candidate, CrossValidation, Status, Strategy, Trial};
 use crate::ml::split;
 use crate::ml::{algorithms, artifact, preprocess, stats, MemoryBudget, Task};
-use crate::source::{self, Source};
+use crate::source::{self, Loaded, Source};
 
 #[allow(clippy::too_many_arguments)]
 #[pg_extern(volatile, parallel_unsafe)]
@@ -522,14 +522,40 @@ fn run(req: TrainRequest) -> AmbientResult<Outcome> {
         Ok(project)
     })?;
     let interrupts = source::check_interrupts();
-    let started = Instant::now();
     // The project's input contract keys the split, so a row keeps its side
     // when a later model uses more columns.
-    let split_key = &project.features;
+    let split = split::holdout(data, req.test_size, req.seed as u64, &project.features)?;
+    // What is kept of the rows, and the live model's score on the test
+    // rows as read, before the fit takes the rows (`model::train`).
+    let column_stats = serde_json::to_value(stats::describe(
+        data,
+        &target,
+        loaded.unlabeled,
+        &interrupts,
+    )?)
+    .unwrap_or(serde_json::Value::Null);
+    interrupts.check()?;
+    let data_sha256 = data.sha256_hex(&interrupts)?;
+    let live = as_extension_owner(|| deployments::live(project.id))?;
+    // Some (its version, its metrics) when the new model has a live one to beat.
+    let champion = match (req.deploy, &live) {
+        (DeployPolicy::IfBetter, Some(live)) => {
+            let champion = model_cache::load_latest(live.model_id)?;
+            Some((
+                live.model_version,
+                champion.evaluate(data, &split.test, threads, &interrupts),
+            ))
+        }
+        _ => None,
+    };
+    let task = data.task();
+    let features = data.feature_names.clone();
+    let label_classes = data.encoding().map(|e| e.classes.clone());
+    let row_count = data.n_rows();
+    let started = Instant::now();
     let (spec, params, trials) = match plan {
         Plan::One(spec, params) => (spec, params, Vec::new()),
         Plan::Search(candidates) => {
-            let split = split::holdout(data, req.test_size, req.seed as u64, split_key)?;
             let training_rows = split.train.len();
             let total = search::planned_trials(training_rows, candidates.len());
             let budget = req
@@ -548,7 +574,7 @@ fn run(req: TrainRequest) -> AmbientResult<Outcome> {
                 },
                 candidates,
                 &interrupts,
-                &mut |trial| report(trial, total, training_rows, &req.search_params, data.task()),
+                &mut |trial| report(trial, total, training_rows, &req.search_params, task),
             )?;
             report_cuts(&trials, training_rows, budget, req.budget_seconds.is_none());
             let best = search::winner(&trials).ok_or_else(|| {
@@ -564,15 +590,19 @@ fn run(req: TrainRequest) -> AmbientResult<Outcome> {
         }
     };
     let chosen = search::winner(&trials).map(|w| w.number);
+    let Loaded {
+        dataset,
+        feature_types,
+        unlabeled,
+    } = loaded;
     let trained = model::train(
-        data,
+        dataset,
         &FitRequest {
             algorithm: spec,
             params: &params,
-            test_size: req.test_size,
+            split: &split,
             seed: req.seed as u64,
             threads,
-            split_key,
             preprocess: &options_for(spec),
             memory: &MemoryBudget::new(headroom),
         },
@@ -581,11 +611,10 @@ fn run(req: TrainRequest) -> AmbientResult<Outcome> {
     let training_seconds = started.elapsed().as_secs_f64();
     let Trained {
         model,
-        split,
         metrics,
         permutation,
     } = trained;
-    let primary = data.task().primary_metric();
+    let primary = task.primary_metric();
     let score = metrics.get(primary).copied().unwrap_or(f64::NAN);
     let bytes = artifact::encode(&model)?;
     let sha = artifact::sha256_hex(&bytes);
@@ -597,15 +626,6 @@ fn run(req: TrainRequest) -> AmbientResult<Outcome> {
             .map(|(name, drop)| (name.to_string(), serde_json::json!(drop)))
             .collect(),
     );
-    let column_stats = serde_json::to_value(stats::describe(
-        data,
-        &target,
-        loaded.unlabeled,
-        &interrupts,
-    )?)
-    .unwrap_or(serde_json::Value::Null);
-    interrupts.check()?;
-    let data_sha256 = data.sha256_hex(&interrupts)?;
     let caller_name = caller.name();
     // The definition will run again (a policy's retrain) as the project's
     // owning role, whoever of its owners, or a superuser, trained it: never
@@ -625,8 +645,8 @@ fn run(req: TrainRequest) -> AmbientResult<Outcome> {
             project_id: project.id,
             source_kind: req.source.kind(),
             source: &req.source.describe(),
-            row_count: data.n_rows() as i64,
-            unlabeled_rows: loaded.unlabeled as i64,
+            row_count: row_count as i64,
+            unlabeled_rows: unlabeled as i64,
             column_stats,
             data_sha256: &data_sha256,
             created_by: &caller_name,
@@ -635,12 +655,12 @@ fn run(req: TrainRequest) -> AmbientResult<Outcome> {
             project_id: project.id,
             algorithm: spec.name,
             hyperparams: params.to_json(),
-            features: data.feature_names.clone(),
-            feature_types: loaded.feature_types.clone(),
+            features: features.clone(),
+            feature_types: feature_types.clone(),
             preprocessing: model.inputs.describe(),
             importance,
             request: req.describe(spec.name),
-            label_classes: data.encoding().map(|e| e.classes.clone()),
+            label_classes,
             metrics: serde_json::to_value(&metrics).unwrap_or_default(),
             primary_metric: primary,
             score,
@@ -675,10 +695,8 @@ fn run(req: TrainRequest) -> AmbientResult<Outcome> {
                 .collect(),
         )?;
 
-        let live = deployments::live(project.id)?;
-        let contract_refusal =
-            check_contract(&project, &data.feature_names, req.new_contract).err();
-        let deploy = match (req.deploy, live) {
+        let contract_refusal = check_contract(&project, &features, req.new_contract).err();
+        let deploy = match (req.deploy, &champion) {
             (DeployPolicy::Never, _) => false,
             _ if contract_refusal.is_some() => {
                 notice!(
@@ -687,29 +705,22 @@ fn run(req: TrainRequest) -> AmbientResult<Outcome> {
                 );
                 false
             }
-            (DeployPolicy::Always, _) | (DeployPolicy::IfBetter, None) => true,
-            (DeployPolicy::IfBetter, Some(live)) => {
-                let champion = model_cache::load_latest(live.model_id)?;
-                match champion.evaluate(data, &split.test, threads, &interrupts) {
-                    Ok(champion_metrics) => {
-                        let champion_score =
-                            champion_metrics.get(primary).copied().unwrap_or(f64::NAN);
-                        notice!(
-                            "{primary} on the same {} test rows: new model {score:.4}, live model (version {}) {champion_score:.4}",
-                            split.test.len(),
-                            live.model_version
-                        );
-                        is_better(score, champion_score)
-                    }
-                    Err(e) => {
-                        notice!(
-                            "live model (version {}) cannot be scored on this data ({}); not deploying",
-                            live.model_version,
-                            e.message
-                        );
-                        false
-                    }
-                }
+            // Always, or if_better with no live model to beat.
+            (_, None) => true,
+            (_, Some((live_version, Ok(champion_metrics)))) => {
+                let champion_score = champion_metrics.get(primary).copied().unwrap_or(f64::NAN);
+                notice!(
+                    "{primary} on the same {} test rows: new model {score:.4}, live model (version {live_version}) {champion_score:.4}",
+                    split.test.len(),
+                );
+                is_better(score, champion_score)
+            }
+            (_, Some((live_version, Err(e)))) => {
+                notice!(
+                    "live model (version {live_version}) cannot be scored on this data ({}); not deploying",
+                    e.message
+                );
+                false
             }
         };
         if deploy {
@@ -827,7 +838,8 @@ fn check_memory(
     budget: u64,
 ) -> AmbientResult<u64> {
     let classes = data.encoding().map_or(0, |e| e.classes.len());
-    // `encoded`: the rows preprocessing encodes for the fit.
+    // `encoded`: the rows preprocessing encodes for the fit into a copy of
+    // their own.
     let fit = |spec: &'static AlgorithmSpec,
                params: &Hyperparams,
                rows: usize,
@@ -843,8 +855,14 @@ fn check_memory(
         (encoded * width) as u64 * 8 + (spec.estimated_bytes)(&shape, params)
     };
     let all = data.n_rows();
+    // The last fit takes the rows, and encodes them where they lie when
+    // each input becomes one feature (`Preprocessor::transform_into`).
+    let last_fit = |spec: &'static AlgorithmSpec, params: &Hyperparams| {
+        let in_place = preprocess::max_width(data, &options_for(spec)) == data.width();
+        fit(spec, params, all, if in_place { 0 } else { all }, threads)
+    };
     let (name, most) = match plan {
-        Plan::One(spec, params) => (spec.name, fit(spec, params, all, all, threads)),
+        Plan::One(spec, params) => (spec.name, last_fit(spec, params)),
         Plan::Search(candidates) => {
             let at_once = threads.clamp(1, folds);
             // The search screens the training split, which is not drawn yet:
@@ -870,13 +888,7 @@ fn check_memory(
                     rung,
                     (threads / folds).max(1),
                 );
-                (copy + at_once as u64 * per_fold).max(fit(
-                    c.algorithm,
-                    &c.params,
-                    all,
-                    all,
-                    threads,
-                ))
+                (copy + at_once as u64 * per_fold).max(last_fit(c.algorithm, &c.params))
             };
             let worst = candidates.iter().max_by_key(|c| need(c));
             (

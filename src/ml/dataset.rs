@@ -127,6 +127,15 @@ pub enum Labels {
     Values(Vec<f64>),
 }
 
+impl Labels {
+    fn len(&self) -> usize {
+        match self {
+            Labels::Classes { index, .. } => index.len(),
+            Labels::Values(values) => values.len(),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Dataset {
     pub feature_names: Vec<String>,
@@ -265,8 +274,27 @@ impl Dataset {
         kinds: Vec<ColumnKind>,
         records: Vec<f64>,
     ) -> MlResult<Self> {
+        Self::of_encoded(feature_names, kinds, records, self.labels.clone())
+    }
+
+    /// `encoded`, keeping the labels of `self` rather than copying them.
+    pub fn into_encoded(
+        self,
+        feature_names: Vec<String>,
+        kinds: Vec<ColumnKind>,
+        records: Vec<f64>,
+    ) -> MlResult<Self> {
+        Self::of_encoded(feature_names, kinds, records, self.labels)
+    }
+
+    fn of_encoded(
+        feature_names: Vec<String>,
+        kinds: Vec<ColumnKind>,
+        records: Vec<f64>,
+        labels: Labels,
+    ) -> MlResult<Self> {
         let width = feature_names.len();
-        if width == 0 || kinds.len() != width || records.len() != self.n_rows() * width {
+        if width == 0 || kinds.len() != width || records.len() != labels.len() * width {
             return Err(MlError::invalid("the encoded rows do not match the data"));
         }
         if let Some(pos) = records.iter().position(|v| v.is_infinite()) {
@@ -280,7 +308,7 @@ impl Dataset {
             dictionaries: vec![Vec::new(); width],
             feature_names,
             records,
-            labels: self.labels.clone(),
+            labels,
         })
     }
 
@@ -411,12 +439,8 @@ impl Dataset {
         if let Some(e) = stopped.into_inner() {
             return Err(e);
         }
-        let w = self.width();
-        let mut records = Vec::with_capacity(self.records.len());
-        for &i in &order {
-            records.extend_from_slice(&self.records[i * w..(i + 1) * w]);
-        }
-        self.records = records;
+        let width = self.width();
+        permute_rows(&mut self.records, width, &order);
         self.labels = match &self.labels {
             Labels::Classes { encoding, index } => Labels::Classes {
                 encoding: encoding.clone(),
@@ -434,6 +458,32 @@ impl Dataset {
             .map(|(x, y)| x.total_cmp(y))
             .find(|o| o.is_ne())
             .unwrap_or_else(|| self.label_value(a).total_cmp(&self.label_value(b)))
+    }
+}
+
+/// Puts row `order[k]` of the row-major `records` at row `k`, in place:
+/// the rows are the largest thing training holds, and a sorted copy would
+/// double them. Each cycle of the permutation is followed once, with one
+/// row set aside.
+fn permute_rows(records: &mut [f64], width: usize, order: &[usize]) {
+    let mut placed = vec![false; order.len()];
+    let mut set_aside = vec![0.0; width];
+    for start in 0..order.len() {
+        if placed[start] {
+            continue;
+        }
+        set_aside.copy_from_slice(&records[start * width..(start + 1) * width]);
+        let mut at = start;
+        loop {
+            placed[at] = true;
+            let from = order[at];
+            if from == start {
+                records[at * width..(at + 1) * width].copy_from_slice(&set_aside);
+                break;
+            }
+            records.copy_within(from * width..(from + 1) * width, at * width);
+            at = from;
+        }
     }
 }
 
@@ -457,6 +507,21 @@ mod tests {
 
     fn names(n: &[&str]) -> Vec<String> {
         n.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn rows_are_permuted_in_place_as_a_copy_would_gather_them() {
+        let width = 3;
+        // Cycles of several lengths, fixed points among them.
+        let order = [4, 0, 2, 6, 1, 7, 3, 5, 8];
+        let records: Vec<f64> = (0..order.len() * width).map(|v| v as f64).collect();
+        let gathered: Vec<f64> = order
+            .iter()
+            .flat_map(|&i| records[i * width..(i + 1) * width].to_vec())
+            .collect();
+        let mut permuted = records.clone();
+        permute_rows(&mut permuted, width, &order);
+        assert_eq!(permuted, gathered);
     }
 
     #[test]

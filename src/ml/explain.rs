@@ -428,7 +428,7 @@ mod tests {
             let perm = permutation_importance(
                 &t.model,
                 &encoded,
-                &t.split.test,
+                &crate::ml::model::test_split(&d, 1).test,
                 1,
                 2,
                 &Interrupts::none(),

@@ -9,7 +9,9 @@ use super::explain;
 use super::hyperparams::Hyperparams;
 use super::metrics::{self, Metrics};
 use super::preprocess::{self, ColumnOptions, Preprocessor, Value};
-use super::split::{self, Split};
+#[cfg(test)]
+use super::split;
+use super::split::Split;
 use super::{parallel, Interrupts, MemoryBudget, MlError, MlResult, Task};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -36,33 +38,33 @@ pub(crate) struct EncodedRows<'a> {
     pub at: &'a [usize],
 }
 
-/// What `train` hands back: the model, the split it was scored on, its
-/// scores, and the permutation importance of each input on the test split.
+/// What `train` hands back: the model, its scores on the test split, and
+/// the permutation importance of each input there.
 pub struct Trained {
     pub model: Model,
-    pub split: Split,
     pub metrics: Metrics,
     pub permutation: Vec<f64>,
 }
 
-/// What to fit and how to split for it.
+/// What to fit, and on which rows.
 pub struct FitRequest<'a> {
     pub algorithm: &'static AlgorithmSpec,
     /// Validated against `algorithm.params(task)`.
     pub params: &'a Hyperparams,
-    pub test_size: f64,
+    /// Fitted on its training rows, scored on its test rows.
+    pub split: &'a Split,
     pub seed: u64,
     pub threads: usize,
-    /// The columns whose values decide a row's side of the split.
-    pub split_key: &'a [String],
     /// Per input column, in order.
     pub preprocess: &'a [ColumnOptions],
     /// What the fit may take as it grows (see `MemoryBudget`).
     pub memory: &'a MemoryBudget,
 }
 
+/// Takes the rows, so that preprocessing can encode them where they lie
+/// (`Preprocessor::transform_into`).
 pub fn train(
-    data: &Dataset,
+    data: Dataset,
     fit: &FitRequest<'_>,
     interrupts: &Interrupts<'_>,
 ) -> MlResult<Trained> {
@@ -77,10 +79,10 @@ pub fn train(
             .with_hint("a classifier needs at least two classes"));
         }
     }
-    let split = split::holdout(data, fit.test_size, fit.seed, fit.split_key)?;
+    let split = fit.split;
     // Preprocessing learns from the training rows only.
-    let inputs = Preprocessor::fit(data, &split.train, fit.preprocess, interrupts)?;
-    let encoded = inputs.transform(data, interrupts)?;
+    let inputs = Preprocessor::fit(&data, &split.train, fit.preprocess, interrupts)?;
+    let encoded = inputs.transform_into(data, interrupts)?;
     check_not_all_constant(&encoded, &split.train)?;
     let estimator = (algorithm.fit)(&TrainingData {
         dataset: &encoded,
@@ -94,9 +96,9 @@ pub fn train(
     interrupts.check()?;
     let model = Model::new(
         algorithm.name,
-        data.task(),
+        encoded.task(),
         inputs,
-        data.encoding().cloned(),
+        encoded.encoding().cloned(),
         estimator,
     );
     let metrics = model.score(&encoded, &split.test, fit.threads, interrupts)?;
@@ -110,7 +112,6 @@ pub fn train(
     )?;
     Ok(Trained {
         model,
-        split,
         metrics,
         permutation,
     })
@@ -347,9 +348,15 @@ impl Model {
     }
 }
 
+/// The 25 % test split the unit tests share, keyed by every column.
+#[cfg(test)]
+pub(crate) fn test_split(data: &Dataset, seed: u64) -> Split {
+    split::holdout(data, 0.25, seed, &data.feature_names).unwrap()
+}
+
 /// Trains `algorithm` on `data` with its default hyper-parameters and
-/// preprocessing, a 25 % test split, no memory limit and no interrupts:
-/// the setup the unit tests share.
+/// preprocessing, `test_split`, no memory limit and no interrupts: the
+/// setup the unit tests share.
 #[cfg(test)]
 pub(crate) fn train_with_defaults(
     data: &Dataset,
@@ -366,14 +373,13 @@ pub(crate) fn train_with_defaults(
     .unwrap();
     let options = preprocess::default_options(data, spec.inputs);
     train(
-        data,
+        data.clone(),
         &FitRequest {
             algorithm: spec,
             params: &params,
-            test_size: 0.25,
+            split: &test_split(data, seed),
             seed,
             threads,
-            split_key: &data.feature_names,
             preprocess: &options,
             memory: &MemoryBudget::unlimited(),
         },

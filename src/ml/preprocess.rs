@@ -634,7 +634,7 @@ impl Preprocessor {
         let mut records = Vec::with_capacity(data.n_rows() * names.len());
         let mut values = Vec::with_capacity(data.width());
         for i in 0..data.n_rows() {
-            if i % 65_536 == 0 {
+            if i % CHECK_EVERY == 0 {
                 interrupts.check()?;
             }
             values.clear();
@@ -642,6 +642,35 @@ impl Preprocessor {
             self.encode(&values, &mut records)?;
         }
         data.encoded(names, self.feature_kinds(), records)
+    }
+
+    /// `transform`, taking the rows: when each input becomes one feature
+    /// (as for `InputStyle::Native`), each row is encoded where it lies, so
+    /// the fit holds one copy of the rows, not two.
+    pub fn transform_into(
+        &self,
+        mut data: Dataset,
+        interrupts: &Interrupts<'_>,
+    ) -> MlResult<Dataset> {
+        let names = self.feature_names();
+        let width = data.width();
+        if names.len() != width {
+            return self.transform(&data, interrupts);
+        }
+        let mut records = std::mem::take(&mut data.records);
+        let mut values = Vec::with_capacity(width);
+        let mut encoded = Vec::with_capacity(width);
+        for (i, row) in records.chunks_exact_mut(width).enumerate() {
+            if i % CHECK_EVERY == 0 {
+                interrupts.check()?;
+            }
+            values.clear();
+            values.extend(values_of(&data.kinds, &data.dictionaries, row));
+            encoded.clear();
+            self.encode(&values, &mut encoded)?;
+            row.copy_from_slice(&encoded);
+        }
+        data.into_encoded(names, self.feature_kinds(), records)
     }
 
     /// What each input column becomes, for `ambient.models`.
@@ -706,17 +735,35 @@ impl Preprocessor {
     }
 }
 
+/// Rows encoded between two interrupt checks.
+const CHECK_EVERY: usize = 65_536;
+
 /// Row `i` of a raw dataset as input values.
 pub fn raw_values(data: &Dataset, i: usize) -> impl Iterator<Item = Value<'_>> {
-    data.row(i).iter().enumerate().map(move |(j, &v)| {
-        if v.is_nan() {
-            Value::Missing
-        } else if data.kinds[j] == ColumnKind::Categorical {
-            data.text(j, v).map_or(Value::Missing, Value::Text)
-        } else {
-            Value::Number(v)
-        }
-    })
+    values_of(&data.kinds, &data.dictionaries, data.row(i))
+}
+
+/// A raw row as input values; a text borrows from `dictionaries`, not from
+/// the row, so the row can be overwritten while they live.
+fn values_of<'d, 'r>(
+    kinds: &'d [ColumnKind],
+    dictionaries: &'d [Vec<String>],
+    row: &'r [f64],
+) -> impl Iterator<Item = Value<'d>> + use<'d, 'r> {
+    row.iter()
+        .zip(kinds)
+        .zip(dictionaries)
+        .map(|((&v, kind), dictionary)| {
+            if v.is_nan() {
+                Value::Missing
+            } else if *kind == ColumnKind::Categorical {
+                dictionary
+                    .get(v as usize)
+                    .map_or(Value::Missing, |text| Value::Text(text))
+            } else {
+                Value::Number(v)
+            }
+        })
 }
 
 impl Input {

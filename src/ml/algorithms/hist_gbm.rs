@@ -1578,14 +1578,13 @@ mod tests {
         )
         .unwrap();
         let err = crate::ml::model::train(
-            &d,
+            d.clone(),
             &crate::ml::model::FitRequest {
                 algorithm: &SPEC,
                 params: &params,
-                test_size: 0.25,
+                split: &crate::ml::model::test_split(&d, 1),
                 seed: 1,
                 threads: 1,
-                split_key: &d.feature_names,
                 preprocess: &options,
                 memory: &MemoryBudget::unlimited(),
             },
