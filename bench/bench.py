@@ -249,16 +249,24 @@ def ensembles_side_by_side():
             training[rows] = times
         smallest = ENSEMBLE_SIZES[0]
         predicting = {}
-        for ours, theirs in (("random_forest", "sklearn RandomForest"), ("hist_gbm", "sklearn HistGradientBoosting")):
+        pairs = (("random_forest", "sklearn RandomForest"), ("hist_gbm", "sklearn HistGradientBoosting"))
+        floors = floor([f"{ours}{smallest}" for ours, _ in pairs])
+        for ours, theirs in pairs:
             started = time.perf_counter()
-            conn.execute(f"SELECT sum(ambient.predict('{ours}{smallest}', ARRAY[{FEATURES}])) FROM bench_rows")
+            total = conn.execute(f"SELECT sum(ambient.predict('{ours}{smallest}', ARRAY[{FEATURES}])) "
+                                 "FROM bench_rows").fetchone()[0]
             in_query = time.perf_counter() - started
+            model_floor = floors[f"{ours}{smallest}"]
+            assert total == model_floor["checksum"], (ours, total, model_floor)
             started = time.perf_counter()
             rows = np.array(conn.execute(f"SELECT {FEATURES} FROM bench_rows").fetchall(), dtype=np.float64)
+            fetched = time.perf_counter()
             sklearn_models[theirs].predict(rows)
             exported = time.perf_counter() - started
-            log(f"bench: predicting {ROWS} rows with {ours}: in a query {in_query:.2f} s, exported {exported:.2f} s")
-            predicting[ours] = (in_query, exported)
+            their_predict = time.perf_counter() - fetched
+            log(f"bench: predicting {ROWS} rows with {ours}: in a query {in_query:.2f} s, exported {exported:.2f} s "
+                f"(scikit-learn's predict {their_predict:.2f} s), plain Rust on one thread {model_floor['seconds']:.2f} s")
+            predicting[ours] = (in_query, exported, their_predict, model_floor["seconds"])
     return training, predicting
 
 
@@ -443,23 +451,28 @@ def scale_lines(results):
     return figures, ratios
 
 
-def floor():
+def floor(projects):
+    """The live models of `projects` predicting every bench row in plain
+    Rust, one thread (bench/floor.rs): {project: {"seconds", "checksum"}}."""
     csv_path = ROOT / "target" / "bench" / "rows.csv"
     csv_path.parent.mkdir(parents=True, exist_ok=True)
     with open(csv_path, "w") as out:
         subprocess.run([str(PGBIN / "psql"), "-X", "-q", DSN, "-c",
                         f"COPY (SELECT {FEATURES}, label FROM bench_rows ORDER BY id) TO STDOUT WITH CSV"],
                        stdout=out, check=True)
-    artifact_path = csv_path.parent / "model.bin"
+    arguments = []
     with psycopg.connect(DSN) as conn:
-        artifact, sha = conn.execute(
-            "SELECT artifact, artifact_sha256 FROM ambient.model_store m"
-            " JOIN ambient.models v ON v.model_id = m.id WHERE v.project = 'p' AND v.live").fetchone()
-    artifact_path.write_bytes(artifact)
+        for project in projects:
+            artifact, sha = conn.execute(
+                "SELECT artifact, artifact_sha256 FROM ambient.model_store m"
+                " JOIN ambient.models v ON v.model_id = m.id WHERE v.project = %s AND v.live", (project,)).fetchone()
+            artifact_path = csv_path.parent / f"{project}.bin"
+            artifact_path.write_bytes(artifact)
+            arguments += [str(artifact_path), sha]
     binary = ROOT / "target" / "release" / "ambient_bench_floor"
-    output = subprocess.run([str(binary), str(csv_path), str(artifact_path), sha],
+    output = subprocess.run([str(binary), str(csv_path)] + arguments,
                             capture_output=True, text=True, check=True).stdout
-    return json.loads(output)
+    return dict(zip(projects, json.loads(output)["floors"]))
 
 
 def pgbench(statement, dsn=DSN):
@@ -604,7 +617,7 @@ def main():
     log("bench: (d) psycopg + scikit-learn")
     d, d_sum = sklearn_path()
     log("bench: (e) plain Rust floor")
-    e = floor()
+    e = floor(["p"])["p"]
     log(f"bench: pgbench single-row, {PGBENCH_ROUNDS} rounds of {PGBENCH_SECONDS}s each")
     with psycopg.connect(DSN) as conn:
         live_id = conn.execute("SELECT model_id FROM ambient.models WHERE project = 'p' AND live").fetchone()[0]
@@ -626,7 +639,7 @@ def main():
         ("(b) sum(ambient.predict('p', ARRAY[...]))", f"{b:.3f} s"),
         ("(c) sum(ambient.predict('p', b.*))", f"{c:.3f} s"),
         ("(d) psycopg fetch + scikit-learn predict", f"{d:.3f} s"),
-        ("(e) our stored tree, plain Rust (floor)", f"{e['stored_tree_seconds']:.3f} s"),
+        ("(e) our stored tree, plain Rust (floor)", f"{e['seconds']:.3f} s"),
         ("pgbench TPS, SELECT ARRAY[10 constants] (bare)", f"{tps['bare']:.0f}"),
         ("pgbench TPS, the same through ambient.predict(model_id, ...)", f"{tps['pinned']:.0f}"),
         ("pgbench TPS, the same through ambient.predict('p', ...)", f"{tps['project']:.0f}"),
@@ -637,12 +650,14 @@ def main():
                  f"{ours:.2f} s / {theirs:.2f} s") for rows, (ours, theirs) in training.items()]
     for rows, times in ensembles.items():
         figures += [(f"training {rows // 1000}k rows x 10, {name}", f"{seconds:.2f} s") for name, seconds in times.items()]
-    for name, (ours, theirs) in predicting.items():
-        figures.append((f"predicting {ROWS // 1000}k rows with the 100k {name}: in a query / exported to scikit-learn",
-                        f"{ours:.2f} s ({ours / ROWS * 1e6:.2f} µs a row) / {theirs:.2f} s"))
+    for name, (ours, theirs, their_predict, rust) in predicting.items():
+        figures.append((f"predicting {ROWS // 1000}k rows with the 100k {name}: in a query / exported to scikit-learn "
+                        "(of which scikit-learn's predict) / the stored model in plain Rust, one thread (floor)",
+                        f"{ours:.2f} s ({ours / ROWS * 1e6:.2f} µs a row) / {theirs:.2f} s ({their_predict:.2f} s) "
+                        f"/ {rust:.2f} s"))
     figures += release_figures + write_figures + scale_figures
     ratios = [
-        ("(b)/(e) (cost of being in Postgres)", b / e["stored_tree_seconds"], None),
+        ("(b)/(e) (cost of being in Postgres)", b / e["seconds"], None),
         ("single-row TPS, pinned / bare, target >= 0.8", tps["pinned"] / tps["bare"], tps["pinned"] / tps["bare"] >= 0.8),
         ("single-row TPS, project / bare, target >= 0.7", tps["project"] / tps["bare"], tps["project"] / tps["bare"] >= 0.7),
         ("single-row TPS, the default learner by project / bare, target >= 0.8", tps["default"] / tps["bare"],
@@ -663,10 +678,13 @@ def main():
             ratios.append((f"growth {large // small}x rows: our {ours} time / {theirs}'s",
                            (ensembles[large][ours] / ensembles[small][ours])
                            / (ensembles[large][theirs] / ensembles[small][theirs]), None))
-    for name, (ours, theirs) in predicting.items():
+    for name, (ours, theirs, their_predict, rust) in predicting.items():
         bar = 2 if name == "random_forest" else 10
         ratios.append((f"predicting with {name}: exported / in a query, target >= {bar}", theirs / ours,
                        theirs / ours >= bar))
+        ratios.append((f"predicting with {name}: scikit-learn's predict alone / in a query", their_predict / ours, None))
+        ratios.append((f"predicting with {name}: exported / the plain-Rust floor on one thread", theirs / rust, None))
+        ratios.append((f"predicting with {name}: in a query / the plain-Rust floor on one thread", ours / rust, None))
     ratios += [("(b)/(a), array form, target <= 1.3", b / a, b / a <= 1.3),
                ("(c)/(a), row form, target <= 1.5", c / a, c / a <= 1.5),
                ("(d)/(b), export / array form, target >= 15", d / b, d / b >= 15)]

@@ -1,9 +1,13 @@
-//! The benchmark's floor, (e): predicting the benchmark rows in plain Rust,
-//! no Postgres. It compiles `src/ml` on its own (no pgrx), decodes the very
-//! artifact the database stored and times its tree walk over every row.
+//! The benchmark's floors: predicting the benchmark rows in plain Rust, on
+//! one thread, no Postgres. It compiles `src/ml` on its own (no pgrx),
+//! decodes the very artifacts the database stored and times each model's
+//! preprocessing and prediction over every row: (e) for the depth-10 tree,
+//! and the same for the ensembles that predict in a query.
 //!
-//! Usage: ambient_bench_floor ROWS.csv ARTIFACT SHA256
+//! Usage: ambient_bench_floor ROWS.csv ARTIFACT SHA256 [ARTIFACT SHA256 ...]
 //! ROWS.csv: f1..f10,label per line, in id order. ARTIFACT: the raw bytes.
+//! Prints, per artifact in order, its seconds and the sum of its
+//! predictions (which the same query in the database must give).
 
 #[allow(dead_code, unused_imports)]
 #[path = "../src/ml/mod.rs"]
@@ -13,10 +17,14 @@ use std::time::Instant;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let [_, path, artifact, sha] = args.as_slice() else {
-        eprintln!("usage: ambient_bench_floor ROWS.csv ARTIFACT SHA256");
+    let [_, path, artifacts @ ..] = args.as_slice() else {
+        eprintln!("usage: ambient_bench_floor ROWS.csv ARTIFACT SHA256 [ARTIFACT SHA256 ...]");
         std::process::exit(2);
     };
+    if artifacts.is_empty() || artifacts.len() % 2 != 0 {
+        eprintln!("usage: ambient_bench_floor ROWS.csv ARTIFACT SHA256 [ARTIFACT SHA256 ...]");
+        std::process::exit(2);
+    }
     let text = std::fs::read_to_string(path).expect("readable CSV");
     let mut records = Vec::new();
     let mut labels = Vec::new();
@@ -34,14 +42,25 @@ fn main() {
     }
     let n = labels.len();
 
-    // The model the database stored.
+    let floors: Vec<String> = artifacts
+        .chunks_exact(2)
+        .map(|pair| {
+            let (seconds, sum) = floor(&records, &pair[0], &pair[1]);
+            format!("{{\"seconds\": {seconds:.4}, \"checksum\": {sum}}}")
+        })
+        .collect();
+    println!("{{\"rows\": {n}, \"floors\": [{}]}}", floors.join(", "));
+}
+
+/// Decodes the model the database stored, then, as the database does,
+/// preprocesses each row and predicts it: the seconds, and the sum.
+fn floor(records: &[f64], artifact: &str, sha: &str) -> (f64, f64) {
     let bytes = std::fs::read(artifact).expect("readable artifact");
     let model = ml::artifact::decode_verified(&bytes, sha).expect("a valid artifact");
-    // As the database does: preprocess each row, then predict.
     let started = Instant::now();
     let mut encoded = Vec::with_capacity(16);
     let mut values = Vec::with_capacity(10);
-    let ours: f64 = records
+    let sum: f64 = records
         .chunks_exact(10)
         .map(|x| {
             values.clear();
@@ -52,7 +71,5 @@ fn main() {
             model.predict_value(&encoded)
         })
         .sum();
-    let ours_seconds = started.elapsed().as_secs_f64();
-
-    println!("{{\"rows\": {n}, \"stored_tree_seconds\": {ours_seconds:.4}, \"checksum\": {ours}}}");
+    (started.elapsed().as_secs_f64(), sum)
 }

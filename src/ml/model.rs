@@ -165,6 +165,7 @@ impl Model {
             None => Vec::new(),
         };
         self.inputs = self.inputs.prepared();
+        self.estimator = self.estimator.prepared();
         self
     }
 

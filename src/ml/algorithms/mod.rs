@@ -72,6 +72,15 @@ impl Estimator {
         }
     }
 
+    /// Fills what serde skips; call after decoding, once `validate` has
+    /// passed.
+    pub fn prepared(self) -> Self {
+        match self {
+            Estimator::HistGbm(m) => Estimator::HistGbm(m.compiled()),
+            other => other,
+        }
+    }
+
     /// Checks, after decoding, that the estimator fits the model around it,
     /// so damaged bytes that still decode cannot index out of bounds.
     /// `classes` is 0 for a regressor.
