@@ -1260,19 +1260,23 @@ impl Grower<'_> {
             for (bin, left) in left_bins.iter_mut().enumerate() {
                 *left = split.sends_left(bin as u8);
             }
-            scratch.clear();
             let rows = &mut order[parent.start..parent.end];
-            let mut kept = 0;
+            scratch.clear();
+            scratch.resize(rows.len(), 0);
+            let (mut kept, mut sent) = (0, 0);
             for k in 0..rows.len() {
                 let r = rows[k];
-                if left_bins[usize::from(column[r as usize])] {
-                    rows[kept] = r;
-                    kept += 1;
-                } else {
-                    scratch.push(r);
-                }
+                let left = left_bins[usize::from(column[r as usize])];
+                // Written to both sides and counted on one: a branch on the
+                // side, which is data, was mispredicted half the time (the
+                // fit's costliest instruction). `kept <= k`, so `rows[kept]`
+                // has been read.
+                rows[kept] = r;
+                scratch[sent] = r;
+                kept += usize::from(left);
+                sent += usize::from(!left);
             }
-            rows[kept..].copy_from_slice(scratch);
+            rows[kept..].copy_from_slice(&scratch[..sent]);
             let middle = parent.start + kept;
             let left_node = nodes.len();
             nodes.push(Growing {
