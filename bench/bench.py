@@ -617,7 +617,8 @@ def main():
     log("bench: (d) psycopg + scikit-learn")
     d, d_sum = sklearn_path()
     log("bench: (e) plain Rust floor")
-    e = floor(["p"])["p"]
+    floors = floor(["p", "default_learner"])
+    e = floors["p"]
     log(f"bench: pgbench single-row, {PGBENCH_ROUNDS} rounds of {PGBENCH_SECONDS}s each")
     with psycopg.connect(DSN) as conn:
         live_id = conn.execute("SELECT model_id FROM ambient.models WHERE project = 'p' AND live").fetchone()[0]
@@ -640,6 +641,8 @@ def main():
         ("(c) sum(ambient.predict('p', b.*))", f"{c:.3f} s"),
         ("(d) psycopg fetch + scikit-learn predict", f"{d:.3f} s"),
         ("(e) our stored tree, plain Rust (floor)", f"{e['seconds']:.3f} s"),
+        ("the default learner (single-row figures) predicting the same rows in plain Rust, one thread",
+         f"{floors['default_learner']['seconds']:.3f} s ({floors['default_learner']['seconds'] / ROWS * 1e6:.2f} µs a row)"),
         ("pgbench TPS, SELECT ARRAY[10 constants] (bare)", f"{tps['bare']:.0f}"),
         ("pgbench TPS, the same through ambient.predict(model_id, ...)", f"{tps['pinned']:.0f}"),
         ("pgbench TPS, the same through ambient.predict('p', ...)", f"{tps['project']:.0f}"),
@@ -662,6 +665,10 @@ def main():
         ("single-row TPS, project / bare, target >= 0.7", tps["project"] / tps["bare"], tps["project"] / tps["bare"] >= 0.7),
         ("single-row TPS, the default learner by project / bare, target >= 0.8", tps["default"] / tps["bare"],
          tps["default"] / tps["bare"] >= 0.8),
+        # The bare SELECT's CPU a transaction is (cores / its TPS); the
+        # default learner's walk adds at least its plain-Rust cost a row.
+        ("single-row, the default learner: the highest TPS / bare its plain-Rust cost a row allows",
+         1 / (1 + floors["default_learner"]["seconds"] / ROWS * tps["bare"] / os.cpu_count()), None),
     ]
     ratios += [(f"training {rows // 1000}k: scikit-learn / ours, target >= 1", theirs / ours, theirs / ours >= 1)
                for rows, (ours, theirs) in training.items()]
