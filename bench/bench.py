@@ -5,7 +5,8 @@ machine, printed as figures and ratios, then written into bench/README.md.
 (b) SELECT sum(ambient.predict('p', ARRAY[...]))   array form
 (c) SELECT sum(ambient.predict('p', b.*))          row form
 (d) psycopg fetch + scikit-learn DecisionTreeClassifier.predict, same depth
-(e) the stored tree predicting in plain Rust, no Postgres (the floor)
+(e) the stored tree predicting in plain Rust, no Postgres (the floor); the
+    same for the default learner, the forest and hist_gbm below
 training at 100k, 400k and 1M rows, default (unbounded) tree, noisy labels:
     in-database against psycopg fetch + scikit-learn fit
 ensembles at 100k and 1M rows x 10 features, default parameters: random_forest
@@ -14,7 +15,8 @@ ensembles at 100k and 1M rows x 10 features, default parameters: random_forest
     (n_jobs=-1, every core, as ours), HistGradientBoostingClassifier and, at
     100k, GradientBoostingClassifier (the same models); then the 100k forest
     and hist_gbm predicting every row in a query, against psycopg fetch +
-    scikit-learn predict
+    scikit-learn predict (its predict also alone), and their plain-Rust
+    floors on one thread
 single-row: pgbench -M prepared -c 8 -j 2, a bare constant SELECT against
     the same through predict by model id and by project name.
 writes: INSERT ... SELECT and COPY of 10k and 100k new rows (no label yet,
