@@ -25,7 +25,7 @@ use crate::ml::model::{self, FitRequest, Trained};
 use crate::ml::preprocess::{ColumnOptions, InputStyle};
 use crate::ml::search::{self, Candidate, CrossValidation, Status, Strategy, Trial};
 use crate::ml::split;
-use crate::ml::{algorithms, artifact, preprocess, stats, MemoryBudget, Task};
+use crate::ml::{algorithms, artifact, preprocess, stats, MemoryBudget, MlError, Task};
 use crate::source::{self, Loaded, Source};
 
 #[allow(clippy::too_many_arguments)]
@@ -541,10 +541,19 @@ fn run(req: TrainRequest) -> AmbientResult<Outcome> {
     let champion = match (req.deploy, &live) {
         (DeployPolicy::IfBetter, Some(live)) => {
             let champion = model_cache::load_latest(live.model_id)?;
-            Some((
-                live.model_version,
-                champion.evaluate(data, &split.test, threads, &interrupts),
-            ))
+            // It encodes the test rows while the rows are held (the fit
+            // comes after): bounded like the fit, or not compared.
+            let rows = data.records.len() as u64 * 8;
+            let encoded = (split.test.len() * champion.feature_names.len()) as u64 * 8;
+            let scored = if rows + encoded > budget {
+                Err(MlError::out_of_memory(format!(
+                    "its {} encoded test rows would take ambient.max_training_memory past its limit",
+                    split.test.len()
+                )))
+            } else {
+                champion.evaluate(data, &split.test, threads, &interrupts)
+            };
+            Some((live.model_version, scored))
         }
         _ => None,
     };
@@ -823,8 +832,9 @@ fn plan(req: &TrainRequest, task: Task, rows: usize) -> AmbientResult<Plan> {
 }
 
 /// Refuses a plan whose fits would hold more than `budget` at once: the
-/// raw data, plus per fit running at the same time the encoded copy and
-/// what the algorithm needs whatever the data. A search fits `folds` folds
+/// raw data, plus per fit running at the same time the encoded copy (none
+/// for the last fit when each input is one feature: it encodes the rows
+/// where they lie) and what the algorithm needs whatever the data. A search fits `folds` folds
 /// on about (folds − 1)/folds of its largest rung's rows (every row, or a
 /// subsample copied out when successive halving screens), as many at a time
 /// as there are threads, then refits the winner on all of them. Returns

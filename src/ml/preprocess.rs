@@ -1145,6 +1145,54 @@ mod tests {
         Preprocessor::fit(&d, &rows, &options, &Interrupts::none()).unwrap()
     }
 
+    #[test]
+    fn encoding_in_place_gives_the_copy_s_bytes() {
+        let bits = |d: &Dataset| d.records.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+        // A timestamp becomes several features, so `data()` takes the copy;
+        // without it, each input is one feature for hist_gbm's style, and
+        // the rows are encoded where they lie.
+        let full = data();
+        let narrow = Dataset::new_interruptible(
+            vec![
+                RawColumn {
+                    name: "colour".into(),
+                    kind: ColumnKind::Categorical,
+                    dictionary: full.dictionaries[0].clone(),
+                },
+                RawColumn {
+                    name: "age".into(),
+                    kind: ColumnKind::Numeric,
+                    dictionary: Vec::new(),
+                },
+            ],
+            (0..full.n_rows())
+                .flat_map(|i| full.row(i)[..2].to_vec())
+                .collect(),
+            RawLabels::Values((0..8).map(f64::from).collect()),
+            &Interrupts::none(),
+        )
+        .unwrap();
+        let rows: Vec<usize> = (0..5).collect();
+        for d in [full, narrow] {
+            for style in [InputStyle::Plain, InputStyle::Scaled, InputStyle::Native] {
+                let p =
+                    Preprocessor::fit(&d, &rows, &default_options(&d, style), &Interrupts::none())
+                        .unwrap();
+                let copied = p.transform(&d, &Interrupts::none()).unwrap();
+                let in_place = p.transform_into(d.clone(), &Interrupts::none()).unwrap();
+                assert_eq!(
+                    bits(&copied),
+                    bits(&in_place),
+                    "{style:?}, {} inputs",
+                    d.width()
+                );
+                assert_eq!(copied.feature_names, in_place.feature_names);
+                assert_eq!(copied.kinds, in_place.kinds);
+                assert_eq!(copied.labels, in_place.labels);
+            }
+        }
+    }
+
     fn encode(p: &Preprocessor, values: &[Value<'_>]) -> MlResult<Vec<f64>> {
         let mut out = Vec::new();
         p.encode(values, &mut out)?;
