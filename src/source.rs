@@ -462,14 +462,15 @@ pub fn load(req: &Request<'_>) -> AmbientResult<Loaded> {
             // borrows from it any more.
             unsafe { pg_sys::SPI_freetuptable(pg_sys::SPI_tuptable) };
             // Vectors grow by doubling, so capacity is what is held; making
-            // the dataset sorts the rows in place, with a row order (8
-            // bytes a row) and a mark per row, and adds a class index per
-            // row, so those are counted before they are allocated.
+            // the dataset sorts the rows in place, holding a row order and
+            // a class index per row, then the class indices in the new
+            // order (8 bytes a row each), so those are counted before they
+            // are allocated.
             let rows = (records.len() / width.max(1)) as u64;
             let held = (records.capacity() * 8 + values.capacity() * 8) as u64
                 + label_bytes
                 + dictionary_bytes
-                + rows * (8 + 1 + 8);
+                + rows * 24;
             if held > limits.max_bytes {
                 return Err(too_much_memory("the training data", held, limits.max_bytes));
             }

@@ -541,11 +541,14 @@ fn run(req: TrainRequest) -> AmbientResult<Outcome> {
     let champion = match (req.deploy, &live) {
         (DeployPolicy::IfBetter, Some(live)) => {
             let champion = model_cache::load_latest(live.model_id)?;
-            // It encodes the test rows while the rows are held (the fit
-            // comes after): bounded like the fit, or not compared.
-            let rows = data.records.len() as u64 * 8;
-            let encoded = (split.test.len() * champion.feature_names.len()) as u64 * 8;
-            let scored = if rows + encoded > budget {
+            // It encodes the test rows, and keeps a position, a prediction
+            // and class probabilities for each, while the rows are held
+            // (the fit comes after): bounded like the fit, or not compared.
+            let rows = data.records.capacity() as u64 * 8;
+            let classes = champion.labels.as_ref().map_or(0, |l| l.classes.len());
+            let per_test_row = champion.feature_names.len() + 2 + classes;
+            let scoring = (split.test.len() * per_test_row) as u64 * 8;
+            let scored = if rows + scoring > budget {
                 Err(MlError::out_of_memory(format!(
                     "its {} encoded test rows would take ambient.max_training_memory past its limit",
                     split.test.len()

@@ -423,7 +423,9 @@ impl Dataset {
         // comparison left is answered at once and the error returned after.
         let compared = std::cell::Cell::new(0u32);
         let stopped = std::cell::RefCell::new(None);
-        order.sort_by(|&a, &b| {
+        // Unstable, so no scratch copy of the order: rows that compare
+        // equal are equal to the bit, labels included.
+        order.sort_unstable_by(|&a, &b| {
             if stopped.borrow().is_some() {
                 return Ordering::Equal;
             }

@@ -70,15 +70,7 @@ pub fn train(
 ) -> MlResult<Trained> {
     let algorithm = fit.algorithm;
     algorithm.params(data.task())?;
-    if let Some(encoding) = data.encoding() {
-        if encoding.classes.len() < 2 {
-            return Err(MlError::insufficient(format!(
-                "the labels have only one class ({})",
-                encoding.classes.join(", ")
-            ))
-            .with_hint("a classifier needs at least two classes"));
-        }
-    }
+    check_classes(&data)?;
     let split = fit.split;
     // Preprocessing learns from the training rows only.
     let inputs = Preprocessor::fit(&data, &split.train, fit.preprocess, interrupts)?;
@@ -115,6 +107,19 @@ pub fn train(
         metrics,
         permutation,
     })
+}
+
+/// Refuses a classifier's labels of one class, before any fit (a
+/// search's too).
+pub fn check_classes(data: &Dataset) -> MlResult<()> {
+    match data.encoding() {
+        Some(encoding) if encoding.classes.len() < 2 => Err(MlError::insufficient(format!(
+            "the labels have only one class ({})",
+            encoding.classes.join(", ")
+        ))
+        .with_hint("a classifier needs at least two classes")),
+        _ => Ok(()),
+    }
 }
 
 fn check_not_all_constant(encoded: &Dataset, rows: &[usize]) -> MlResult<()> {

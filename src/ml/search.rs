@@ -410,6 +410,7 @@ pub fn run(
     interrupts: &Interrupts<'_>,
     report: &mut dyn FnMut(&Trial),
 ) -> MlResult<Vec<Trial>> {
+    super::model::check_classes(cv.data)?;
     if cv.folds < 2 || cv.folds > cv.rows.len() {
         return Err(MlError::invalid(format!(
             "folds must be from 2 to the training rows ({}), got {}",

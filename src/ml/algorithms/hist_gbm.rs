@@ -2110,6 +2110,28 @@ mod tests {
             "{}",
             refused.message
         );
+        // And a fit refuses them before it starts.
+        let width = MAX_FEATURES + 1;
+        let records = (0..4 * width).map(|v| (v % 7) as f64).collect();
+        let d = Dataset::new(
+            (0..width).map(|j| format!("x{j}")).collect(),
+            records,
+            RawLabels::Values(vec![0.0, 1.0, 2.0, 3.0]),
+        )
+        .unwrap();
+        let refused = fit_with(
+            &d,
+            serde_json::Value::Null,
+            1,
+            &MemoryBudget::unlimited(),
+            &Interrupts::none(),
+        )
+        .unwrap_err();
+        assert!(
+            refused.message.contains("at most 65536 features"),
+            "{}",
+            refused.message
+        );
     }
 
     /// The sum, in tree order, of the leaves `walk` reaches: the stored

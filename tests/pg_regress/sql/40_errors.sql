@@ -24,6 +24,8 @@ SELECT * FROM try($$SELECT ambient.train('e1', relation => 'unlabeled', target =
 SELECT * FROM try($$SELECT ambient.train('e1', relation => 'tiny', target => 'y', algorithm => 'decision_tree')$$);
 SELECT * FROM try($$SELECT ambient.train('e1', relation => 'iris', target => 'species', test_size => 1.5, algorithm => 'decision_tree')$$);
 SELECT * FROM try($$SELECT ambient.train('e1', relation => 'one_class', target => 'y', algorithm => 'decision_tree')$$);
+-- A search is refused the same way, before any trial.
+SELECT * FROM try($$SELECT ambient.train('e1', relation => 'one_class', target => 'y', algorithm => 'auto')$$);
 -- A NULL feature is imputed (16_preprocess), unless its column says "error".
 SELECT * FROM try($$SELECT ambient.train('e1', relation => 'with_nulls', target => 'y', algorithm => 'decision_tree', preprocess => '{"x": {"impute": "error"}}')$$);
 SELECT * FROM try($$SELECT ambient.train('e1', relation => 'with_array', target => 'y', algorithm => 'decision_tree')$$);
