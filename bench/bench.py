@@ -569,6 +569,14 @@ def release_lines(current, current_tps, release, release_tps):
     return figures, ratios
 
 
+def print_lines(figures, ratios):
+    """One section's figures and ratios, for the `--only` runs."""
+    for name, value in figures:
+        print(f"{name}: {value}")
+    for name, value, met in ratios:
+        print(f"{name}: {value:.2f}{'' if met is None else (' (met)' if met else ' (NOT met)')}")
+
+
 def main():
     if sys.argv[1:] == ["--only", "per-row"]:
         setup()
@@ -585,10 +593,7 @@ def main():
         ratios.append(("single-row, the default learner by project / bare, target >= 0.8",
                        current_tps["default"] / current_tps["bare"],
                        current_tps["default"] / current_tps["bare"] >= 0.8))
-        for name, value in figures:
-            print(f"{name}: {value}")
-        for name, value, met in ratios:
-            print(f"{name}: {value:.2f}{'' if met is None else (' (met)' if met else ' (NOT met)')}")
+        print_lines(figures, ratios)
         return
     if sys.argv[1:] == ["--only", "scale"]:
         with psycopg.connect(DSN.replace(f"dbname={DB}", "dbname=postgres"), autocommit=True) as conn:
@@ -597,18 +602,12 @@ def main():
         with psycopg.connect(DSN, autocommit=True) as conn:
             conn.execute("CREATE EXTENSION pg_ambient")
         figures, ratios = scale_lines(scale_side_by_side())
-        for name, value in figures:
-            print(f"{name}: {value}")
-        for name, value, met in ratios:
-            print(f"{name}: {value:.2f}{'' if met is None else (' (met)' if met else ' (NOT met)')}")
+        print_lines(figures, ratios)
         return
     if sys.argv[1:] == ["--only", "writes"]:
         setup()
         figures, ratios = write_lines(writes_side_by_side())
-        for name, value in figures:
-            print(f"{name}: {value}")
-        for name, value, met in ratios:
-            print(f"{name}: {value:.2f}{'' if met is None else (' (met)' if met else ' (NOT met)')}")
+        print_lines(figures, ratios)
         return
     train_seconds = setup()
     with psycopg.connect(DSN, autocommit=True) as conn:

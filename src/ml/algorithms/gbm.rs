@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::decision_tree::{MIN_SAMPLES_LEAF, MIN_SAMPLES_SPLIT};
-use super::logistic_regression::{argmax, boosted_proba, sigmoid};
+use super::logistic_regression::{argmax, boosted_proba, boosted_shape_fits, sigmoid};
 use super::tree::{self, Criterion, Presorted, Tree, TreeSettings};
 use super::{AlgorithmSpec, Estimator, InputStyle, Predictor, Shape, TaskParams, TrainingData};
 use crate::ml::hyperparams::{Hyperparams, ParamKind, ParamSpec};
@@ -80,13 +80,7 @@ impl Gbm {
     }
 
     pub fn validate(&self, n_features: usize, n_classes: usize) -> MlResult<()> {
-        let outputs = if n_classes > 2 { n_classes } else { 1 };
-        if self.n_classes as usize != n_classes
-            || n_classes == 1
-            || self.init.len() != outputs
-            || self.trees.is_empty()
-            || !self.trees.len().is_multiple_of(outputs)
-        {
+        if !boosted_shape_fits(self.n_classes, self.init.len(), self.trees.len(), n_classes) {
             return Err(MlError::corrupt("gbm artifact: misshapen"));
         }
         self.trees

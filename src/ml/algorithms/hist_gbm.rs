@@ -30,7 +30,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use super::logistic_regression::{argmax, boosted_proba, sigmoid};
+use super::logistic_regression::{argmax, boosted_proba, boosted_shape_fits, sigmoid};
 use super::{AlgorithmSpec, Estimator, InputStyle, Predictor, Shape, TaskParams, TrainingData};
 use crate::ml::dataset::{ColumnKind, Labels};
 use crate::ml::hyperparams::{Hyperparams, ParamKind, ParamSpec};
@@ -330,12 +330,7 @@ impl HistGbm {
     }
 
     pub fn validate(&self, n_features: usize, n_classes: usize) -> MlResult<()> {
-        let outputs = if n_classes > 2 { n_classes } else { 1 };
-        if self.n_classes as usize != n_classes
-            || n_classes == 1
-            || self.init.len() != outputs
-            || self.trees.is_empty()
-            || !self.trees.len().is_multiple_of(outputs)
+        if !boosted_shape_fits(self.n_classes, self.init.len(), self.trees.len(), n_classes)
             || self.importances.len() != n_features
             || !(2..=255).contains(&self.max_bins)
         {

@@ -130,6 +130,19 @@ pub fn sigmoid(z: f64) -> f64 {
     1.0 / (1.0 + (-z).exp())
 }
 
+/// Whether a decoded boosted ensemble's shape fits a model of `n_classes`
+/// classes (0 for a regressor): as many starting scores as outputs (one,
+/// or one per class above two), and whole iterations of one tree per
+/// output.
+pub fn boosted_shape_fits(model_classes: u32, init: usize, trees: usize, n_classes: usize) -> bool {
+    let outputs = if n_classes > 2 { n_classes } else { 1 };
+    model_classes as usize == n_classes
+        && n_classes != 1
+        && init == outputs
+        && trees > 0
+        && trees.is_multiple_of(outputs)
+}
+
 /// Class probabilities from a boosted ensemble's scores: one score is the
 /// log-odds of the second of two classes, more are one per class.
 pub fn boosted_proba(scores: &[f64]) -> Vec<f64> {
