@@ -50,6 +50,11 @@ impl AmbientError {
         Self::new(PgSqlErrorCode::ERRCODE_UNDEFINED_TABLE, message)
     }
 
+    /// 23505: two rows where one is allowed (a source's duplicate keys).
+    pub fn unique_violation(message: impl Into<String>) -> Self {
+        Self::new(PgSqlErrorCode::ERRCODE_UNIQUE_VIOLATION, message)
+    }
+
     /// 22023: a bad argument value.
     pub fn invalid(message: impl Into<String>) -> Self {
         Self::new(PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, message)

@@ -18,6 +18,11 @@ const FETCH_BATCH: i64 = 10_000;
 pub enum Source {
     Relation(PgRelation),
     Query(String),
+    /// A training set, read through its view.
+    TrainingSet {
+        name: String,
+        view: PgRelation,
+    },
 }
 
 impl Source {
@@ -53,10 +58,37 @@ impl Source {
         }
     }
 
+    /// A stored source (a snapshot's kind and text) resolved again under
+    /// the current role and search_path; `None` when its relation or
+    /// training set is gone.
+    pub fn stored(kind: &str, text: &str) -> AmbientResult<Option<Source>> {
+        Ok(match kind {
+            "relation" => PgRelation::open_with_name_and_share_lock(text)
+                .ok()
+                .map(Source::Relation),
+            "training_set" => Source::training_set(text)?,
+            _ => Some(Source::query(text)?),
+        })
+    }
+
+    /// The training set `name`, read through its view; `None` if it is gone.
+    pub fn training_set(name: &str) -> AmbientResult<Option<Source>> {
+        let Some(set) = crate::catalog::feature_sets::find_training_set(name)? else {
+            return Ok(None);
+        };
+        Ok(PgRelation::open_with_name_and_share_lock(&set.view)
+            .ok()
+            .map(|view| Source::TrainingSet {
+                name: set.name,
+                view,
+            }))
+    }
+
     pub fn kind(&self) -> &'static str {
         match self {
             Source::Relation(_) => "relation",
             Source::Query(_) => "query",
+            Source::TrainingSet { .. } => "training_set",
         }
     }
 
@@ -65,12 +97,13 @@ impl Source {
         match self {
             Source::Relation(rel) => qualified_name(rel),
             Source::Query(q) => q.clone(),
+            Source::TrainingSet { name, .. } => name.clone(),
         }
     }
 
     pub fn sql_from(&self) -> String {
         match self {
-            Source::Relation(rel) => qualified_name(rel),
+            Source::Relation(rel) | Source::TrainingSet { view: rel, .. } => qualified_name(rel),
             Source::Query(q) => format!("({q}\n) AS source"),
         }
     }

@@ -99,7 +99,7 @@ fn qualified(table: &PgRelation) -> String {
 
 /// A type's name with its modifier (`varchar(10)`), schema-qualified for
 /// SQL or as `\d` shows it for messages.
-fn type_name(oid: pg_sys::Oid, typmod: i32, qualified: bool) -> String {
+pub(super) fn type_name(oid: pg_sys::Oid, typmod: i32, qualified: bool) -> String {
     let qualify = if qualified {
         pg_sys::FORMAT_TYPE_FORCE_QUALIFY
     } else {

@@ -31,6 +31,9 @@ fn change_grant(project: &str, role: &str, privilege: &str, give: bool) -> Ambie
     // SAFETY: looks the name up in the role cache; an unknown role is a
     // Postgres ERROR (42704) naming it.
     let role_oid = unsafe { pg_sys::get_role_oid(c_name.as_ptr(), false) };
+    if super::features::is_feature_set(project)? {
+        return super::features::change_grant(project, role_oid, role, privilege, give);
+    }
     let caller = Caller::current();
     as_extension_owner(|| {
         let project = projects::lock_for_change(project, &caller)?;

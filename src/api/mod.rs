@@ -8,6 +8,7 @@ mod deploy;
 mod drift;
 mod drop;
 mod explain;
+mod features;
 mod grant;
 mod model_cache;
 mod monitor;

@@ -9,7 +9,7 @@ use pgrx::datum::{Interval, TimestampWithTimeZone};
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 use pgrx::spi::{quote_identifier, quote_literal};
-use pgrx::{JsonB, PgRelation};
+use pgrx::JsonB;
 use serde::{Deserialize, Serialize};
 
 use super::check_project_name;
@@ -606,12 +606,9 @@ fn changed_rows(
 ) -> AmbientResult<Option<(i64, i64)>> {
     let target = quote_identifier(&project.target);
     let now = as_author(&definition.author, || {
-        let source = match definition.source_kind.as_str() {
-            "relation" => match PgRelation::open_with_name_and_share_lock(&definition.source) {
-                Ok(rel) => source::Source::Relation(rel),
-                Err(_) => return Ok(None),
-            },
-            _ => source::Source::query(&definition.source)?,
+        let Some(source) = source::Source::stored(&definition.source_kind, &definition.source)?
+        else {
+            return Ok(None);
         };
         Ok(Spi::get_one::<i64>(&format!(
             "SELECT pg_catalog.count(*) FROM {} WHERE {target} IS NOT NULL",

@@ -10,6 +10,7 @@ use super::check_project_name;
 use super::deploy::{check_contract, make_live};
 use super::model_cache;
 use crate::catalog::deployments::NewDeployment;
+use crate::catalog::feature_sets;
 use crate::catalog::models::{NewModel, NewSnapshot, NewTrial};
 use crate::catalog::projects::NewProject;
 use crate::catalog::{
@@ -49,6 +50,7 @@ fn train(
     search_iterations: default!(Option<i32>, "10"),
     folds: default!(Option<i32>, "5"),
     budget_seconds: default!(Option<f64>, "NULL"),
+    training_set: default!(Option<&str>, "NULL"),
 ) -> TableIterator<
     'static,
     (
@@ -80,6 +82,7 @@ fn train(
             folds,
             budget_seconds,
         },
+        training_set,
     )
     .or_raise();
     let outcome = run(request).or_raise();
@@ -154,18 +157,32 @@ impl TrainRequest {
         new_contract: bool,
         preprocess: Option<JsonB>,
         search: SearchArgs<'_>,
+        training_set: Option<&str>,
     ) -> AmbientResult<Self> {
         let required = |name: &str| AmbientError::null_value(format!("{name} must not be NULL"));
         let project = project.ok_or_else(|| required("project"))?;
         check_project_name(project)?;
-        let source = match (relation, query) {
-            (Some(rel), None) => Source::Relation(rel),
-            (None, Some(q)) => Source::query(q)?,
+        // A training set gives the label and the features by default: its
+        // row features and the feature sets' features, not its keys.
+        let mut target = target.map(str::to_string);
+        let mut default_features = None;
+        let source = match (relation, query, training_set) {
+            (Some(rel), None, None) => Source::Relation(rel),
+            (None, Some(q), None) => Source::query(q)?,
+            (None, None, Some(name)) => {
+                let (set, _) = super::features::training_set_for_train(name)?;
+                target = target.or_else(|| set.label.clone());
+                let mut columns = set.passed.clone();
+                columns.extend(set.features.iter().map(|f| f.feature.clone()));
+                default_features = Some(columns);
+                Source::training_set(name)?
+                    .ok_or_else(|| feature_sets::unknown_training_set(name))?
+            }
             _ => {
-                return Err(
-                    AmbientError::invalid("give exactly one of relation and query")
-                        .hint("relation => 'my_table' or query => 'SELECT ...'"),
+                return Err(AmbientError::invalid(
+                    "give exactly one of relation, query and training_set",
                 )
+                .hint("relation => 'my_table', query => 'SELECT ...' or training_set => 'name'"))
             }
         };
         let deploy = match deploy.ok_or_else(|| required("deploy"))? {
@@ -249,7 +266,7 @@ impl TrainRequest {
         Ok(TrainRequest {
             project: project.to_string(),
             source,
-            target: target.map(str::to_string),
+            target,
             task: task.map(Task::parse).transpose()?,
             algorithm: algorithm.filter(|_| !auto).map(str::to_string),
             hyperparams,
@@ -260,7 +277,8 @@ impl TrainRequest {
             features: features
                 .map(|list| list.into_iter().collect::<Option<Vec<String>>>())
                 .map(|list| list.ok_or_else(|| required("an element of features")))
-                .transpose()?,
+                .transpose()?
+                .or(default_features),
             test_size: test_size.ok_or_else(|| required("test_size"))?,
             seed: seed.ok_or_else(|| required("seed"))?,
             deploy,
@@ -289,19 +307,13 @@ impl TrainRequest {
             ))
         };
         let source = as_author(&definition.author, || {
-            match definition.source_kind.as_str() {
-                "relation" => Ok(Source::Relation(
-                    PgRelation::open_with_name_and_share_lock(&definition.source).map_err(
-                        |_| {
-                            AmbientError::undefined_table(format!(
-                                "the training source {} of project \"{name}\" no longer exists",
-                                definition.source
-                            ))
-                        },
-                    )?,
-                )),
-                _ => Source::query(&definition.source),
-            }
+            Source::stored(&definition.source_kind, &definition.source)
+        })?
+        .ok_or_else(|| {
+            AmbientError::undefined_table(format!(
+                "the training source {} of project \"{name}\" no longer exists",
+                definition.source
+            ))
         })?;
         let text = |key: &str| request.get(key).and_then(serde_json::Value::as_str);
         let strategy = match (text("algorithm"), text("search")) {
@@ -421,6 +433,12 @@ fn run(req: TrainRequest) -> AmbientResult<Outcome> {
     let existing = projects::find(&req.project)?;
     if let Some(p) = &existing {
         projects::authorize_train(p, &caller)?;
+    } else if feature_sets::find(&req.project)?.is_some() {
+        return Err(AmbientError::duplicate_object(format!(
+            "\"{}\" is already a feature set's name",
+            req.project
+        ))
+        .hint("feature sets and projects share names, so ambient.grant knows which you mean"));
     }
     let target = match (&existing, &req.target) {
         (Some(p), _) => p.target.clone(),
@@ -455,11 +473,24 @@ fn run(req: TrainRequest) -> AmbientResult<Outcome> {
             },
         })
     };
+    // A training set's lineage: its feature sets and the newest ingest
+    // time it saw, read right after the rows, with the same rights.
+    let read = || {
+        let loaded = load()?;
+        let lineage = match &req.source {
+            Source::TrainingSet { name, .. } => {
+                let (set, sets) = super::features::training_set_for_train(name)?;
+                Some(super::features::lineage(&set, &sets)?)
+            }
+            _ => None,
+        };
+        Ok((loaded, lineage))
+    };
     // A person's call reads as the caller; a stored definition reads as
     // its author.
-    let loaded = match &req.author {
-        Some(author) => as_author(author, load)?,
-        None => load()?,
+    let (loaded, feature_lineage) = match &req.author {
+        Some(author) => as_author(author, read)?,
+        None => read()?,
     };
     if loaded.unlabeled > 0 {
         notice!(
@@ -687,6 +718,7 @@ fn run(req: TrainRequest) -> AmbientResult<Outcome> {
             created_by: &caller_name,
             parent_model_id: req.parent_model_id,
             author: &author,
+            feature_lineage,
         })?;
         models::insert_trials(
             model_id,

@@ -11,6 +11,7 @@
 
 pub mod attachments;
 pub mod deployments;
+pub mod feature_sets;
 pub mod models;
 pub mod operations;
 pub mod projects;
@@ -305,6 +306,15 @@ fn extension_owner() -> AmbientResult<pg_sys::Oid> {
     .ok_or_else(|| AmbientError::undefined_object("extension pg_ambient is not installed"))?;
     EXTENSION_OWNER.set(Some((transaction, owner)));
     Ok(owner)
+}
+
+/// The extension owner under `search_path`: for DDL whose names are a
+/// user's (a training set's spine) and whose objects the extension owns.
+pub fn extension_owner_under(search_path: &str) -> AmbientResult<Author> {
+    Ok(Author {
+        role: extension_owner()?,
+        search_path: search_path.to_string(),
+    })
 }
 
 /// Runs `work` as the extension owner, the only role that may read or
