@@ -729,7 +729,7 @@ SELECT f.name AS feature_set,
        (f.feature_stats -> x.feature ->> 'mean')::double precision AS mean,
        (f.feature_stats -> x.feature ->> 'std')::double precision AS std
   FROM ambient.readable_feature_sets f
- CROSS JOIN LATERAL pg_catalog.unnest(f.features, f.feature_types) AS x(feature, type);
+ CROSS JOIN LATERAL ROWS FROM (pg_catalog.unnest(f.features), pg_catalog.unnest(f.feature_types)) AS x(feature, type);
 
 -- How fresh each readable feature set is, read now from its history with
 -- the caller's rights: the newest event and ingest times, how many

@@ -65,13 +65,25 @@ enum Named {
 
 impl Named {
     fn parse(text: &str) -> AmbientResult<Named> {
+        let first_word = text
+            .trim_start()
+            .split(|c: char| !c.is_ascii_alphabetic())
+            .next()
+            .unwrap_or("")
+            .to_ascii_lowercase();
+        if text.trim_start().starts_with('(')
+            || ["select", "with", "values", "table"].contains(&first_word.as_str())
+        {
+            return match Source::query(text)? {
+                Source::Query(query) => Ok(Named::Query(query)),
+                _ => Err(AmbientError::invalid("not a SELECT")),
+            };
+        }
         // Resolved as the caller, under the caller's search_path.
         let oid = Spi::get_one_with_args::<pg_sys::Oid>(
             "SELECT pg_catalog.to_regclass($1)::pg_catalog.oid",
             &[text.into()],
-        )
-        .ok()
-        .flatten();
+        )?;
         match oid {
             Some(oid) => {
                 // SAFETY: syscache reads for a relation that exists now.
@@ -99,13 +111,10 @@ impl Named {
                     owner,
                 })
             }
-            None => match Source::query(text) {
-                Ok(Source::Query(query)) => Ok(Named::Query(query)),
-                _ => Err(AmbientError::undefined_table(format!(
-                    "\"{text}\" is neither a relation nor a SELECT"
-                ))
-                .hint("name a table or view (schema-qualified if it is not on your search_path), or give a SELECT")),
-            },
+            None => Err(AmbientError::undefined_table(format!(
+                "relation \"{text}\" does not exist"
+            ))
+            .hint("name a table or view (schema-qualified if it is not on your search_path), or give a SELECT")),
         }
     }
 

@@ -514,8 +514,8 @@ pub fn refresh(set: &FeatureSet) -> AmbientResult<Refreshed> {
         .collect::<Vec<_>>()
         .join(", ");
     if let Some(duplicate) = Spi::get_one::<String>(&format!(
-        "SELECT pg_catalog.row({s_keys})::pg_catalog.text FROM {staging} s WHERE {mine}
-          GROUP BY {s_keys} HAVING pg_catalog.count(*) > 1 LIMIT 1"
+        "SELECT (SELECT ROW({s_keys})::pg_catalog.text FROM {staging} s WHERE {mine}
+                  GROUP BY {s_keys} HAVING pg_catalog.count(*) > 1 LIMIT 1)"
     ))? {
         return Err(AmbientError::unique_violation(format!(
             "the source of feature set \"{}\" has more than one row for entity and event time {duplicate}",

@@ -1,0 +1,223 @@
+"""The feature store through a real client: point-in-time correctness
+against a brute-force reference (no leakage, TTL, corrections, retractions,
+composite keys), a bitemporal rebuild that gives the same rows and the same
+model, view and query sets with refresh, rights, and online equal to
+offline."""
+
+import datetime as dt
+import random
+
+import psycopg
+import pytest
+
+from conftest import connect
+
+UTC = dt.timezone.utc
+T0 = dt.datetime(2026, 1, 1, tzinfo=UTC)
+TTL = dt.timedelta(days=20)
+
+
+def make_sources(conn, seed=7):
+    """Customers keyed by (region, customer_id); spend events at random
+    days; a label per spine row defined from the spend valid at its time."""
+    rng = random.Random(seed)
+    conn.execute("CREATE TABLE spend (region text, customer_id int, at timestamptz, "
+                 "spend float8, visits int, PRIMARY KEY (region, customer_id, at))")
+    rows = set()
+    for region in ("eu", "us"):
+        for customer in range(1, 31):
+            for _ in range(rng.randint(0, 8)):
+                rows.add((region, customer, T0 + dt.timedelta(days=rng.randint(0, 90)),
+                          round(rng.uniform(0, 100), 2), rng.randint(0, 9)))
+    with conn.cursor() as cur:
+        cur.executemany("INSERT INTO spend VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                        sorted(rows))
+    conn.execute("CREATE TABLE spine (region text, customer_id int, at timestamptz, note text)")
+    with conn.cursor() as cur:
+        cur.executemany("INSERT INTO spine VALUES (%s, %s, %s, %s)", [
+            (rng.choice(("eu", "us")), rng.randint(1, 32),
+             T0 + dt.timedelta(days=rng.randint(0, 100), hours=rng.randint(0, 23)),
+             rng.choice(("a", "b"))) for _ in range(400)])
+
+
+def brute_force(conn, spine_rows):
+    """For each spine row: the latest source row of its entity at or before
+    its time and no older than the TTL, computed in Python from the source."""
+    source = conn.execute("SELECT region, customer_id, at, spend, visits FROM spend").fetchall()
+    expected = []
+    for region, customer, at, _ in spine_rows:
+        best = None
+        for r in source:
+            if (r[0], r[1]) == (region, customer) and r[2] <= at and r[2] >= at - TTL:
+                if best is None or r[2] > best[2]:
+                    best = r
+        expected.append((best[3], best[4]) if best else (None, None))
+    return expected
+
+
+def view_rows(conn, view="ambient_training.spend_train"):
+    return conn.execute(f"SELECT region, customer_id, at, note, spend, visits FROM {view} "
+                        "ORDER BY region, customer_id, at, note").fetchall()
+
+
+def check_against_reference(conn):
+    rows = view_rows(conn)
+    expected = brute_force(conn, [r[:4] for r in rows])
+    assert len(rows) == 400
+    assert [r[4:] for r in rows] == expected
+    # Not vacuous: some rows find a value, some expire, some have none.
+    assert sum(e != (None, None) for e in expected) > 50
+    assert sum(e == (None, None) for e in expected) > 20
+
+
+def test_training_set_is_point_in_time_correct_through_corrections_and_deletes(database):
+    with connect(database, autocommit=True) as conn:
+        make_sources(conn)
+        conn.execute("SELECT * FROM ambient.create_feature_set('spend_stats', 'spend', "
+                     "'{region,customer_id}', 'at', ttl => '20 days')")
+        conn.execute("SELECT * FROM ambient.create_training_set('spend_train', 'spine', "
+                     "'{spend_stats.*}')")
+        check_against_reference(conn)
+        # Later values, late corrections with old event times, retractions.
+        rng = random.Random(11)
+        for _ in range(60):
+            region, customer = rng.choice(("eu", "us")), rng.randint(1, 30)
+            at = T0 + dt.timedelta(days=rng.randint(0, 110))
+            conn.execute("INSERT INTO spend VALUES (%s, %s, %s, %s, %s) ON CONFLICT (region, customer_id, at) "
+                         "DO UPDATE SET spend = excluded.spend, visits = excluded.visits",
+                         (region, customer, at, rng.uniform(0, 100), rng.randint(0, 9)))
+        conn.execute("DELETE FROM spend WHERE customer_id %% 7 = 0 AND at < %s", (T0 + dt.timedelta(days=30),))
+        conn.execute("UPDATE spend SET spend = spend + 1000 WHERE customer_id % 5 = 0")
+        check_against_reference(conn)
+        # The history kept what it replaced: superseded versions exist, and
+        # at most one current version per entity and event time.
+        superseded, duplicates = conn.execute(
+            "SELECT count(*) FILTER (WHERE superseded_at IS NOT NULL), "
+            "(SELECT count(*) FROM (SELECT 1 FROM ambient_features.spend_stats WHERE superseded_at IS NULL "
+            " GROUP BY region, customer_id, at HAVING count(*) > 1) d) "
+            "FROM ambient_features.spend_stats").fetchone()
+        assert superseded > 50 and duplicates == 0
+        # A refresh of a table source finds nothing the trigger missed.
+        assert conn.execute("SELECT * FROM ambient.refresh_feature_set('spend_stats')").fetchone() == (0, 0, 0)
+
+
+def test_rebuild_as_of_ingest_gives_the_same_rows_and_the_same_model(database):
+    with connect(database, autocommit=True) as conn:
+        make_sources(conn)
+        conn.execute("ALTER TABLE spine ADD COLUMN label float8")
+        conn.execute("UPDATE spine SET label = (customer_id * 7 + extract(day from at)) % 10")
+        conn.execute("SELECT * FROM ambient.create_feature_set('spend_stats', 'spend', "
+                     "'{region,customer_id}', 'at', ttl => '20 days')")
+        conn.execute("SELECT * FROM ambient.create_training_set('spend_train', 'spine', "
+                     "'{spend_stats.*}', label => 'label')")
+        before = view_rows(conn)
+        model_id = conn.execute("SELECT model_id FROM ambient.train('spend', training_set => 'spend_train', "
+                                "algorithm => 'decision_tree')").fetchone()[0]
+        high_water, sets = conn.execute(
+            "SELECT feature_lineage ->> 'ingest_high_water', feature_lineage -> 'feature_sets' "
+            "FROM ambient.model_store WHERE id = %s", (model_id,)).fetchone()
+        assert sets == ["spend_stats"] and high_water is not None
+        # A backfill: corrected values at old event times, and new rows.
+        conn.execute("UPDATE spend SET spend = spend * 3 WHERE at < %s", (T0 + dt.timedelta(days=60),))
+        conn.execute("INSERT INTO spend SELECT region, customer_id, at - interval '1 hour', 1, 1 FROM spend "
+                     "ON CONFLICT DO NOTHING")
+        assert view_rows(conn) != before
+        conn.execute("SELECT * FROM ambient.create_training_set('spend_rebuilt', 'spine', "
+                     "'{spend_stats.*}', label => 'label', as_of_ingest => %s)", (high_water,))
+        assert view_rows(conn, "ambient_training.spend_rebuilt") == before
+        rebuilt = conn.execute("SELECT model_id FROM ambient.train('spend_again', training_set => 'spend_rebuilt', "
+                               "algorithm => 'decision_tree')").fetchone()[0]
+        shas = conn.execute("SELECT m.artifact_sha256, s.data_sha256 FROM ambient.model_store m "
+                            "JOIN ambient.snapshots s ON s.id = m.snapshot_id WHERE m.id IN (%s, %s) ORDER BY m.id",
+                            (model_id, rebuilt)).fetchall()
+        assert shas[0] == shas[1]
+
+
+def test_view_and_query_sets_record_changes_on_refresh(database):
+    with connect(database, autocommit=True) as conn:
+        make_sources(conn)
+        conn.execute("CREATE VIEW big_spend AS SELECT * FROM spend WHERE spend > 50")
+        conn.execute("SELECT * FROM ambient.create_feature_set('big', 'big_spend', '{region,customer_id}', 'at')")
+        conn.execute("SELECT * FROM ambient.create_feature_set('doubled', "
+                     "'SELECT region, customer_id, at, spend * 2 AS doubled FROM spend', '{region,customer_id}', 'at')")
+        total = conn.execute("SELECT count(*) FROM spend").fetchone()[0]
+        assert conn.execute("SELECT count(*) FROM ambient_features.doubled").fetchone()[0] == total
+        changed = conn.execute("UPDATE spend SET spend = spend + 1 WHERE customer_id = 3").rowcount
+        assert changed > 0
+        assert conn.execute("SELECT * FROM ambient.refresh_feature_set('doubled')").fetchone() == (changed, changed, 0)
+        assert conn.execute("SELECT * FROM ambient.refresh_feature_set('doubled')").fetchone() == (0, 0, 0)
+        current = conn.execute("SELECT count(*) FROM ambient_features.big WHERE superseded_at IS NULL").fetchone()[0]
+        conn.execute("SELECT * FROM ambient.refresh_feature_set('big')")
+        after = conn.execute("SELECT count(*) FROM ambient_features.big WHERE superseded_at IS NULL").fetchone()[0]
+        assert after == conn.execute("SELECT count(*) FROM big_spend").fetchone()[0]
+        assert current > 0
+        # Two rows for one entity and event time are refused, whole.
+        with pytest.raises(psycopg.errors.UniqueViolation):
+            conn.execute("SELECT * FROM ambient.create_feature_set('dupes', "
+                         "'SELECT region, customer_id, at, 1 AS one FROM spend UNION ALL "
+                         "SELECT region, customer_id, at, 2 FROM spend', '{region,customer_id}', 'at')")
+        assert conn.execute("SELECT count(*) FROM ambient.feature_sets WHERE feature_set = 'dupes'").fetchone()[0] == 0
+
+
+def test_rights_follow_the_project_rules(database):
+    role = "ambient_it_features_reader"
+    with connect(database, autocommit=True) as admin:
+        admin.execute(f"DROP ROLE IF EXISTS {role}")
+        admin.execute(f"CREATE ROLE {role}")
+        make_sources(admin)
+        admin.execute(f"GRANT SELECT ON spine TO {role}")
+        admin.execute("SELECT * FROM ambient.create_feature_set('spend_stats', 'spend', "
+                      "'{region,customer_id}', 'at')")
+        try:
+            with connect(database, autocommit=True) as conn:
+                conn.execute(f"SET ROLE {role}")
+                # No grant at all: as if it did not exist.
+                with pytest.raises(psycopg.errors.UndefinedObject):
+                    conn.execute("SELECT * FROM ambient.create_training_set('mine', 'spine', '{spend_stats.*}')")
+                with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                    conn.execute("SELECT count(*) FROM ambient_features.spend_stats")
+                assert conn.execute("SELECT count(*) FROM ambient.feature_sets").fetchone()[0] == 0
+                admin.execute(f"SELECT ambient.grant('spend_stats', '{role}', 'predict')")
+                # 'predict' serves values to a model, and shows none.
+                with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                    conn.execute("SELECT * FROM ambient.create_training_set('mine', 'spine', '{spend_stats.*}')")
+                with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                    conn.execute("SELECT * FROM ambient.features_for('{spend_stats.*}', ROW('eu', 1))")
+                with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                    conn.execute("SELECT ambient.drop_feature_set('spend_stats')")
+                admin.execute(f"SELECT ambient.grant('spend_stats', '{role}', 'read')")
+                conn.execute("SELECT * FROM ambient.create_training_set('mine', 'spine', '{spend_stats.*}')")
+                assert conn.execute("SELECT count(*) FROM ambient_training.mine").fetchone()[0] == 400
+                admin.execute(f"SELECT ambient.revoke('spend_stats', '{role}', 'read')")
+                # The view reads with the reader's rights: revoked, it fails.
+                with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                    conn.execute("SELECT count(*) FROM ambient_training.mine")
+            # Drop refuses while a training set or a live model reads the set.
+            with pytest.raises(psycopg.errors.DependentObjectsStillExist):
+                admin.execute("SELECT ambient.drop_feature_set('spend_stats')")
+        finally:
+            admin.execute("SELECT ambient.drop_training_set('mine')")
+            admin.execute(f"DROP OWNED BY {role}")
+            admin.execute(f"DROP ROLE {role}")
+
+
+def test_served_values_equal_the_training_set_at_the_same_time(database):
+    with connect(database) as conn:
+        make_sources(conn)
+        conn.execute("UPDATE spend SET at = now() - (random() * interval '30 days') WHERE customer_id % 2 = 0 "
+                     "AND NOT EXISTS (SELECT 1 FROM spend s WHERE s.region = spend.region "
+                     "AND s.customer_id = spend.customer_id AND s.at > spend.at)")
+        conn.execute("SELECT * FROM ambient.create_feature_set('spend_stats', 'spend', "
+                     "'{region,customer_id}', 'at', ttl => '20 days')")
+        conn.execute("CREATE TABLE now_spine AS SELECT DISTINCT region, customer_id, now() AS at FROM spend")
+        conn.execute("SELECT * FROM ambient.create_training_set('now_train', 'now_spine', '{spend_stats.*}')")
+        offline = conn.execute("SELECT region, customer_id, spend::text, visits::text FROM ambient_training.now_train "
+                               "ORDER BY 1, 2").fetchall()
+        online = conn.execute(
+            "SELECT s.region, s.customer_id, "
+            " (SELECT value FROM ambient.features_for('{spend_stats.*}', ROW(s.region, s.customer_id)) "
+            "   WHERE feature = 'spend'), "
+            " (SELECT value FROM ambient.features_for('{spend_stats.*}', s) WHERE feature = 'visits') "
+            "FROM now_spine s ORDER BY 1, 2").fetchall()
+        assert online == offline
+        assert sum(r[2] is not None for r in online) > 5 and sum(r[2] is None for r in online) > 5
