@@ -586,7 +586,8 @@ GRANT SELECT ON ambient.readable_projects, ambient.models, ambient.deployments, 
 -- when the database learned it (ingested_at) and when a correction or a
 -- retraction replaced it (superseded_at), so what was known at any moment
 -- can be rebuilt. Training sets are views in schema ambient_training, owned
--- by the role that made them, that read with the reader's rights.
+-- by the extension and readable by the role that made them, that read
+-- with the reader's rights.
 CREATE SCHEMA ambient_features;
 CREATE SCHEMA ambient_training;
 REVOKE ALL ON SCHEMA ambient_features, ambient_training FROM PUBLIC;
@@ -596,8 +597,10 @@ CREATE TABLE ambient.feature_set_store (
     id                bigserial PRIMARY KEY,
     name              text NOT NULL UNIQUE,
     source_kind       text NOT NULL CHECK (source_kind IN ('table', 'view', 'query')),
-    -- The schema-qualified relation, or the full query text.
+    -- The schema-qualified relation as given, or the full query text.
     source            text NOT NULL,
+    -- The table or view itself, which follows renames; NULL for a query.
+    source_relation   regclass,
     entity            text[] NOT NULL,
     event_time        text NOT NULL,
     features          text[] NOT NULL,
@@ -744,9 +747,9 @@ AS $$
 DECLARE
     f record;
 BEGIN
-    FOR f IN SELECT r.name, r.ttl, r.history, r.entity, r.event_time
-               FROM ambient.readable_feature_sets r ORDER BY r.name LOOP
-        feature_set := f.name;
+    FOR f IN SELECT r.feature_set, r.ttl, r.history, r.entity, r.event_time
+               FROM ambient.feature_sets r ORDER BY r.feature_set LOOP
+        feature_set := f.feature_set;
         ttl := f.ttl;
         EXECUTE format(
             'SELECT count(*), max(l.t)::timestamptz, max(l.i),

@@ -18,10 +18,12 @@ const FETCH_BATCH: i64 = 10_000;
 pub enum Source {
     Relation(PgRelation),
     Query(String),
-    /// A training set, read through its view.
+    /// A training set, read through its view, always as its owner: its
+    /// spine is SQL the owner stored (`Source::read`).
     TrainingSet {
         name: String,
         view: PgRelation,
+        owner: pg_sys::Oid,
     },
 }
 
@@ -81,7 +83,20 @@ impl Source {
             .map(|view| Source::TrainingSet {
                 name: set.name,
                 view,
+                owner: set.owner,
             }))
+    }
+
+    /// Runs `work`, which reads this source: a training set as its owner
+    /// (with the owner's rights only, whoever trains), anything else as
+    /// the current role.
+    pub fn read<R>(&self, work: impl FnOnce() -> AmbientResult<R>) -> AmbientResult<R> {
+        match self {
+            Source::TrainingSet { owner, .. } => {
+                crate::catalog::as_author(&crate::catalog::Author::restricted(*owner), work)
+            }
+            _ => work(),
+        }
     }
 
     pub fn kind(&self) -> &'static str {

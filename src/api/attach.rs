@@ -1027,6 +1027,7 @@ fn check_tables(
     trigger_renamed: bool,
 ) -> AmbientResult<()> {
     for relation in relations {
+        super::features::check_source_table(relation)?;
         let attached = attachments::on_relation(relation)?;
         if attached.is_empty() {
             continue;

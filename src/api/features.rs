@@ -54,6 +54,7 @@ struct Column {
 /// search_path finds, or else a SELECT.
 enum Named {
     Relation {
+        oid: pg_sys::Oid,
         /// Schema-qualified and quoted.
         name: String,
         /// pg_class.relkind.
@@ -106,6 +107,7 @@ impl Named {
                     AmbientError::undefined_table(format!("relation \"{text}\" does not exist"))
                 })?;
                 Ok(Named::Relation {
+                    oid,
                     name,
                     kind,
                     owner,
@@ -257,12 +259,12 @@ fn create_set(
             )));
         }
     }
-    let (kind, table) = match &source {
+    let (kind, source_relation) = match &source {
         Named::Relation {
+            oid,
             kind,
             owner,
             name: relation,
-            ..
         } => match *kind {
             b'r' | b'p' => {
                 // The trigger that records changes alters the table.
@@ -272,9 +274,10 @@ fn create_set(
                     ))
                     .hint("or give a SELECT over it, which refresh_feature_set records"));
                 }
-                ("table", Some(relation.clone()))
+                check_unique_key(*oid, relation, &entity, event_time)?;
+                ("table", Some(*oid))
             }
-            b'v' | b'm' | b'f' => ("view", None),
+            b'v' | b'm' | b'f' => ("view", Some(*oid)),
             _ => {
                 return Err(AmbientError::wrong_object_type(format!(
                     "{relation} is not a table, view or materialized view"
@@ -361,25 +364,23 @@ fn create_set(
                 "feature set \"{name}\" already exists"
             )));
         }
-        let set = feature_sets::create(
-            &NewFeatureSet {
-                name,
-                source_kind: kind,
-                source: &source_text,
-                entity: &entity,
-                entity_types: &entity_types,
-                event_time,
-                event_time_type: &time_column.type_sql,
-                features: &features,
-                feature_types: &feature_types,
-                ttl: ttl.as_deref(),
-                description,
-                owner: caller.oid,
-                source_search_path: &search_path,
-                created_by: &caller_name,
-            },
-            table.as_deref(),
-        )?;
+        let set = feature_sets::create(&NewFeatureSet {
+            name,
+            source_kind: kind,
+            source: &source_text,
+            source_relation,
+            entity: &entity,
+            entity_types: &entity_types,
+            event_time,
+            event_time_type: &time_column.type_sql,
+            features: &features,
+            feature_types: &feature_types,
+            ttl: ttl.as_deref(),
+            description,
+            owner: caller.oid,
+            source_search_path: &search_path,
+            created_by: &caller_name,
+        })?;
         let refreshed = feature_sets::refresh(&set)?;
         report_skipped(&set, refreshed.skipped);
         feature_sets::update_stats(&set, &caller_name)?;
@@ -393,6 +394,52 @@ fn create_set(
     })
 }
 
+/// Refuses a table source that could hold two rows for one entity and
+/// event time: its trigger would then have to refuse a write, or keep one
+/// of two values by chance. A unique index over some of those columns
+/// makes the table refuse them itself.
+fn check_unique_key(
+    table: pg_sys::Oid,
+    relation: &str,
+    entity: &[String],
+    event_time: &str,
+) -> AmbientResult<()> {
+    let keys: Vec<String> = entity
+        .iter()
+        .cloned()
+        .chain([event_time.to_string()])
+        .collect();
+    // As the caller, with every operator qualified.
+    let covered = Spi::get_one_with_args::<bool>(
+        "SELECT EXISTS (
+           SELECT 1 FROM pg_catalog.pg_index i
+            WHERE i.indrelid OPERATOR(pg_catalog.=) $1 AND i.indisunique
+              AND i.indpred IS NULL AND i.indexprs IS NULL
+              AND NOT EXISTS (
+                    SELECT 1 FROM pg_catalog.unnest(i.indkey::pg_catalog.int2[]) AS k(attnum)
+                      JOIN pg_catalog.pg_attribute a
+                        ON a.attrelid OPERATOR(pg_catalog.=) $1
+                       AND a.attnum OPERATOR(pg_catalog.=) k.attnum
+                     WHERE NOT a.attname::pg_catalog.text OPERATOR(pg_catalog.=) ANY ($2)))",
+        &[table.into(), keys.clone().into()],
+    )?
+    .unwrap_or(false);
+    if covered {
+        return Ok(());
+    }
+    Err(AmbientError::not_in_state(format!(
+        "table {relation} has no unique key within its entity and event time ({})",
+        keys.join(", ")
+    ))
+    .hint(format!(
+        "add one: ALTER TABLE {relation} ADD PRIMARY KEY ({})",
+        keys.iter()
+            .map(quote_identifier)
+            .collect::<Vec<_>>()
+            .join(", ")
+    )))
+}
+
 fn report_skipped(set: &FeatureSet, skipped: i64) {
     if skipped > 0 {
         notice!(
@@ -400,6 +447,33 @@ fn report_skipped(set: &FeatureSet, skipped: i64) {
             set.name
         );
     }
+}
+
+/// Refuses DDL on a feature set's source table that would make its
+/// trigger fail the table's writes: a recorded column dropped, renamed or
+/// given another type. Run at the end of every DDL command by the attach
+/// guard's event trigger (`ambient.check_attached_tables`).
+pub(super) fn check_source_table(table: pg_sys::Oid) -> AmbientResult<()> {
+    for set in feature_sets::on_table(table)? {
+        let columns = set
+            .entity
+            .iter()
+            .zip(&set.entity_types)
+            .chain([(&set.event_time, &set.event_time_type)])
+            .chain(set.features.iter().zip(&set.feature_types));
+        for (column, recorded) in columns {
+            let now = feature_sets::column_type(table, column)?.map(|t| type_name(t, -1, true));
+            if now.as_deref() != Some(recorded.as_str()) {
+                return Err(AmbientError::not_in_state(format!(
+                    "table {} is the source of feature set \"{}\", whose trigger records its column \"{column}\" of type {recorded}",
+                    crate::catalog::attachments::relation_name(table).unwrap_or_default(),
+                    set.name
+                ))
+                .hint("drop the feature set first (ambient.drop_feature_set), change the table, then create the set again"));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Records what changed in the source since the last refresh: new and
@@ -442,12 +516,24 @@ fn drop_feature_set(name: &str) {
         feature_sets::lock(set.id)?;
         let live = feature_sets::live_projects_using(name)?;
         if !live.is_empty() {
+            // Named only where the caller may read the project.
+            let mut named = Vec::new();
+            for project in &live {
+                if let Some(p) = projects::find(project)? {
+                    if projects::may_read(&p, &caller)? {
+                        named.push(format!("project \"{project}\""));
+                    }
+                }
+            }
+            if named.len() < live.len() {
+                named.push(format!(
+                    "{} project(s) you may not read",
+                    live.len() - named.len()
+                ));
+            }
             return Err(AmbientError::dependents(format!(
                 "cannot drop feature set \"{name}\": the live model of {} reads it",
-                live.iter()
-                    .map(|p| format!("project \"{p}\""))
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                named.join(", ")
             ))
             .hint("deploy a model that does not use it, or drop the project first"));
         }
@@ -777,12 +863,17 @@ fn drop_training_set(name: &str) {
     .or_raise()
 }
 
-/// A training set for `ambient.train`, if the caller may read it (its
-/// view reads with the caller's rights in any case).
+/// A training set for `ambient.train`, if the caller has its owner's
+/// rights (its view reads with the caller's rights in any case).
 pub(super) fn training_set_for_train(name: &str) -> AmbientResult<(TrainingSet, Vec<FeatureSet>)> {
     let set = feature_sets::find_training_set(name)?
         .ok_or_else(|| feature_sets::unknown_training_set(name))?;
     let caller = Caller::current();
+    // Its spine is SQL its owner stored: only roles with the owner's
+    // rights train from it, and it is read as the owner (`Source::read`).
+    if !caller.acts_as(set.owner) {
+        return Err(feature_sets::unknown_training_set(name));
+    }
     let mut sets: Vec<FeatureSet> = Vec::new();
     for r in &set.features {
         if !sets.iter().any(|s| s.name == r.set) {
@@ -913,6 +1004,11 @@ unsafe fn entity_values(
     // SAFETY: per the contract.
     unsafe {
         let type_oid = pg_sys::get_fn_expr_argtype((*fcinfo).flinfo, arg as i32);
+        if type_oid == pg_sys::InvalidOid {
+            return Err(AmbientError::wrong_type(
+                "the entity's type is unknown in this call",
+            ));
+        }
         let datum = pg_getarg_datum_raw(fcinfo, arg);
         if !pg_sys::type_is_rowtype(type_oid) {
             if entity.len() != 1 {
@@ -969,7 +1065,12 @@ unsafe fn entity_values(
                 let mut is_null = false;
                 let value =
                     pg_sys::heap_getattr(&mut tuple, attno as i32, tupdesc.as_ptr(), &mut is_null);
-                Ok((!is_null).then(|| output_text(type_oid, value)))
+                if is_null {
+                    return Err(AmbientError::null_value(format!(
+                        "the entity's key \"{key}\" is NULL"
+                    )));
+                }
+                Ok(Some(output_text(type_oid, value)))
             })
             .collect()
     }

@@ -610,10 +610,12 @@ fn changed_rows(
         else {
             return Ok(None);
         };
-        Ok(Spi::get_one::<i64>(&format!(
-            "SELECT pg_catalog.count(*) FROM {} WHERE {target} IS NOT NULL",
-            source.sql_from(),
-        ))?)
+        source.read(|| {
+            Ok(Spi::get_one::<i64>(&format!(
+                "SELECT pg_catalog.count(*) FROM {} WHERE {target} IS NOT NULL",
+                source.sql_from(),
+            ))?)
+        })
     })?;
     let Some(now) = now else {
         return Ok(None);

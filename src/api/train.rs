@@ -476,7 +476,7 @@ fn run(req: TrainRequest) -> AmbientResult<Outcome> {
     // A training set's lineage: its feature sets and the newest ingest
     // time it saw, read right after the rows, with the same rights.
     let read = || {
-        let loaded = load()?;
+        let loaded = req.source.read(load)?;
         let lineage = match &req.source {
             Source::TrainingSet { name, .. } => {
                 let (set, sets) = super::features::training_set_for_train(name)?;

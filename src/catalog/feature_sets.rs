@@ -30,11 +30,14 @@ pub struct FeatureSet {
     pub name: String,
     /// 'table', 'view' or 'query'.
     pub source_kind: String,
-    /// The schema-qualified relation, or the query text.
+    /// The schema-qualified relation as given, or the query text.
     pub source: String,
+    /// The table or view (NULL for a query), which follows renames.
+    pub source_relation: Option<pg_sys::Oid>,
     pub entity: Vec<String>,
     pub entity_types: Vec<String>,
     pub event_time: String,
+    pub event_time_type: String,
     pub features: Vec<String>,
     pub feature_types: Vec<String>,
     /// The TTL as interval text, e.g. `30 days`.
@@ -57,10 +60,15 @@ impl FeatureSet {
     }
 
     /// The SQL that reads the source's rows, as its author.
-    pub fn source_sql(&self) -> String {
-        match self.source_kind.as_str() {
-            "query" => format!("({}\n) AS source", self.source),
-            _ => self.source.clone(),
+    pub fn source_sql(&self) -> AmbientResult<String> {
+        match self.source_relation {
+            None => Ok(format!("({}\n) AS source", self.source)),
+            Some(relation) => super::attachments::relation_name(relation).ok_or_else(|| {
+                AmbientError::undefined_table(format!(
+                    "the source {} of feature set \"{}\" no longer exists",
+                    self.source, self.name
+                ))
+            }),
         }
     }
 
@@ -102,7 +110,8 @@ fn recorder_name(set: &str) -> String {
 
 const COLUMNS: &str = "id, name, source_kind, source, entity, entity_types, event_time,
     features, feature_types, ttl::pg_catalog.text, history::pg_catalog.text,
-    owner::pg_catalog.oid, source_search_path, definition_sha256";
+    owner::pg_catalog.oid, source_search_path, definition_sha256, event_time_type,
+    source_relation::pg_catalog.oid";
 
 fn from_row(row: &pgrx::spi::SpiHeapTupleData<'_>) -> AmbientResult<FeatureSet> {
     Ok(FeatureSet {
@@ -120,6 +129,8 @@ fn from_row(row: &pgrx::spi::SpiHeapTupleData<'_>) -> AmbientResult<FeatureSet> 
         owner: row.get(12)?.unwrap_or(pg_sys::Oid::INVALID),
         source_search_path: row.get(13)?.unwrap_or_default(),
         definition_sha256: row.get(14)?.unwrap_or_default(),
+        event_time_type: row.get(15)?.unwrap_or_default(),
+        source_relation: row.get(16)?,
     })
 }
 
@@ -139,6 +150,40 @@ pub fn find(name: &str) -> AmbientResult<Option<FeatureSet>> {
                 None => Ok(None),
             }
         })
+    })
+}
+
+/// The feature sets whose trigger records `table`'s changes.
+pub fn on_table(table: pg_sys::Oid) -> AmbientResult<Vec<FeatureSet>> {
+    as_owner(|| {
+        Spi::connect(|client| {
+            client
+                .select(
+                    &format!(
+                        "SELECT {COLUMNS} FROM ambient.feature_set_store
+                          WHERE source_kind OPERATOR(pg_catalog.=) 'table'
+                            AND source_relation::pg_catalog.oid OPERATOR(pg_catalog.=) $1"
+                    ),
+                    None,
+                    &[table.into()],
+                )?
+                .map(|row| from_row(&row))
+                .collect()
+        })
+    })
+}
+
+/// A column's type, schema-qualified as a feature set records it, or
+/// `None` if the table has no such column.
+pub fn column_type(table: pg_sys::Oid, column: &str) -> AmbientResult<Option<pg_sys::Oid>> {
+    as_owner(|| {
+        Ok(Spi::get_one_with_args::<pg_sys::Oid>(
+            "SELECT (SELECT atttypid FROM pg_catalog.pg_attribute
+                      WHERE attrelid OPERATOR(pg_catalog.=) $1
+                        AND attname OPERATOR(pg_catalog.=) $2::pg_catalog.name
+                        AND attnum OPERATOR(pg_catalog.>) 0 AND NOT attisdropped)",
+            &[table.into(), column.into()],
+        )?)
     })
 }
 
@@ -227,6 +272,7 @@ pub struct NewFeatureSet<'a> {
     pub name: &'a str,
     pub source_kind: &'a str,
     pub source: &'a str,
+    pub source_relation: Option<pg_sys::Oid>,
     pub entity: &'a [String],
     pub entity_types: &'a [String],
     pub event_time: &'a str,
@@ -262,7 +308,7 @@ impl NewFeatureSet<'_> {
 /// table source, the trigger that records every change). The history is
 /// readable by the owning role; nobody but the extension writes it.
 /// Call inside `as_extension_owner`.
-pub fn create(new: &NewFeatureSet<'_>, source_table: Option<&str>) -> AmbientResult<FeatureSet> {
+pub fn create(new: &NewFeatureSet<'_>) -> AmbientResult<FeatureSet> {
     let history = history_name(new.name);
     let staging = staging_name(new.name);
     let quoted = |names: &[String]| -> Vec<String> { names.iter().map(quote_identifier).collect() };
@@ -303,7 +349,7 @@ pub fn create(new: &NewFeatureSet<'_>, source_table: Option<&str>) -> AmbientRes
     {INGESTED_AT} timestamptz NOT NULL DEFAULT pg_catalog.now(),
     {SUPERSEDED_AT} timestamptz);
 CREATE UNIQUE INDEX ON {history} ({key_list}) WHERE {SUPERSEDED_AT} IS NULL;
-CREATE INDEX ON {history} ({key_list});
+CREATE INDEX ON {history} ({key_list}, {INGESTED_AT});
 REVOKE ALL ON {history} FROM PUBLIC;
 GRANT SELECT ON {history} TO {owner};
 CREATE UNLOGGED TABLE {staging} (
@@ -319,9 +365,10 @@ GRANT INSERT ({recorded}) ON {staging} TO {owner};",
         "INSERT INTO ambient.feature_set_store
            (name, source_kind, source, entity, entity_types, event_time, event_time_type,
             features, feature_types, ttl, description, history, owner, source_search_path,
-            definition_sha256, created_by)
+            definition_sha256, created_by, source_relation)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::pg_catalog.interval, $11,
-                 $12::pg_catalog.regclass, $13::pg_catalog.oid, $14, $15, $16)
+                 $12::pg_catalog.regclass, $13::pg_catalog.oid, $14, $15, $16,
+                 $17::pg_catalog.oid::pg_catalog.regclass)
          RETURNING id",
         &[
             new.name.into(),
@@ -340,6 +387,7 @@ GRANT INSERT ({recorded}) ON {staging} TO {owner};",
             new.source_search_path.into(),
             sha.as_str().into(),
             new.created_by.into(),
+            new.source_relation.into(),
         ],
     )?
     .ok_or_else(|| AmbientError::invalid("feature set insert returned no id"))?;
@@ -348,9 +396,11 @@ GRANT INSERT ({recorded}) ON {staging} TO {owner};",
         name: new.name.to_string(),
         source_kind: new.source_kind.to_string(),
         source: new.source.to_string(),
+        source_relation: new.source_relation,
         entity: new.entity.to_vec(),
         entity_types: new.entity_types.to_vec(),
         event_time: new.event_time.to_string(),
+        event_time_type: new.event_time_type.to_string(),
         features: new.features.to_vec(),
         feature_types: new.feature_types.to_vec(),
         ttl: new.ttl.map(str::to_string),
@@ -359,8 +409,8 @@ GRANT INSERT ({recorded}) ON {staging} TO {owner};",
         source_search_path: new.source_search_path.to_string(),
         definition_sha256: sha,
     };
-    if let Some(table) = source_table {
-        record_changes(&set, table)?;
+    if set.source_kind == "table" {
+        record_changes(&set, &set.source_sql()?)?;
     }
     Ok(set)
 }
@@ -414,8 +464,29 @@ fn record_changes(set: &FeatureSet, table: &str) -> AmbientResult<()> {
         .map(|c| format!("NEW.{} IS NULL", quote_identifier(c)))
         .collect::<Vec<_>>()
         .join(" OR ");
+    // A recorded column whose type is no longer the one the history was
+    // made with (an ALTER of the source) is never read: its values could
+    // go through a cast its owner wrote, which would run as the extension
+    // owner. The write still succeeds; the gap is a WARNING.
+    let recorded_types: Vec<String> = set
+        .entity
+        .iter()
+        .zip(&set.entity_types)
+        .chain([(&set.event_time, &set.event_time_type)])
+        .chain(set.features.iter().zip(&set.feature_types))
+        .map(|(c, t)| format!("({}, {}::regtype)", quote_literal(c), quote_literal(t)))
+        .collect();
+    // Read from the catalog, not from NEW: a NEW field whose type changed
+    // would fail the function's cached plan, and with it the write.
     let body = format!(
         "BEGIN
+    IF TG_OP <> 'TRUNCATE' AND (
+        SELECT count(*) FROM pg_attribute a
+         WHERE a.attrelid = TG_RELID AND a.attnum > 0 AND NOT a.attisdropped
+           AND (a.attname::text, a.atttypid) IN ({recorded_types})) <> {count} THEN
+        RAISE WARNING 'feature set \"{set_name}\" did not record this change: its source no longer has the columns it was made with';
+        RETURN NULL;
+    END IF;
     IF TG_OP = 'TRUNCATE' THEN
         UPDATE {history} SET {SUPERSEDED_AT} = now() WHERE {SUPERSEDED_AT} IS NULL;
         RETURN NULL;
@@ -441,6 +512,9 @@ END",
         new_row = row_of("NEW"),
         old_row = row_of("OLD"),
         columns = set.recorded_columns().join(", "),
+        set_name = set.name,
+        recorded_types = recorded_types.join(", "),
+        count = recorded_types.len(),
     );
     let recorder = recorder_name(&set.name);
     let trigger = quote_identifier(format!("ambient_feature_set_{}", set.id));
@@ -468,24 +542,34 @@ pub struct Refreshed {
     pub skipped: i64,
 }
 
-/// Brings the history up to the source as it is now: versions the source
-/// no longer has (or has with other values) are superseded, and what is
-/// new or changed is recorded, all at this transaction's time. The source
-/// is read as the set's owner, with the owner's rights only, into the
-/// set's staging table (the only write it may make); the rest runs as the
-/// extension owner. Call inside `as_extension_owner`, holding the set's
-/// lock.
+/// Brings the history up to the source as it is now, at this
+/// transaction's time: what is new or changed at an (entity, event time)
+/// is recorded, superseding the version there. For a view or a query,
+/// versions the source no longer has are superseded too. A table's
+/// trigger keeps the version a row had before an UPDATE moved it to
+/// another event time (it was valid until then), so a refresh of a table
+/// only catches up with rows the trigger did not see, and holds a SHARE
+/// lock on the table meanwhile, so that no write the trigger records
+/// comes between its read and its comparison.
+///
+/// The source is read as the set's owner, with the owner's rights only,
+/// into the set's staging table (the only write the owner may make there);
+/// the rest runs as the extension owner. Call inside `as_extension_owner`,
+/// holding the set's lock (so refreshes of a set never overlap).
 pub fn refresh(set: &FeatureSet) -> AmbientResult<Refreshed> {
     let staging = set.staging();
     let history = &set.history;
     let columns = set.recorded_columns().join(", ");
-    Spi::run(&format!(
-        "DELETE FROM {staging} WHERE refresh_xid OPERATOR(pg_catalog.=) pg_catalog.pg_current_xact_id()"
-    ))?;
+    let source = set.source_sql()?;
+    // Rows another transaction left are its owner's own inserts: never
+    // compared.
+    Spi::run(&format!("DELETE FROM {staging}"))?;
+    if set.source_kind == "table" {
+        Spi::run(&format!("LOCK TABLE {source} IN SHARE MODE"))?;
+    }
     as_author(&set.author(), || {
         Spi::run(&format!(
-            "INSERT INTO {staging} ({columns}) SELECT {columns} FROM {}",
-            set.source_sql()
+            "INSERT INTO {staging} ({columns}) SELECT {columns} FROM {source}"
         ))?;
         Ok(())
     })?;
@@ -535,21 +619,26 @@ pub fn refresh(set: &FeatureSet) -> AmbientResult<Refreshed> {
             .collect::<Vec<_>>()
             .join(", ")
     };
-    let same_values = if set.features.is_empty() {
-        "true".to_string()
+    let same_values = format!(
+        "ROW({}) IS NOT DISTINCT FROM ROW({})",
+        values("s"),
+        values("h")
+    );
+    // A version is replaced where the source has other values at its key;
+    // for a view or query, also where the source no longer has its key.
+    let replaced = if set.source_kind == "table" {
+        format!(
+            "EXISTS (SELECT 1 FROM {staging} s WHERE {mine} AND {same_key} AND NOT ({same_values}))"
+        )
     } else {
         format!(
-            "ROW({}) IS NOT DISTINCT FROM ROW({})",
-            values("s"),
-            values("h")
+            "NOT EXISTS (SELECT 1 FROM {staging} s WHERE {mine} AND {same_key} AND {same_values})"
         )
     };
     let superseded = Spi::get_one::<i64>(&format!(
         "WITH gone AS (
             UPDATE {history} h SET {SUPERSEDED_AT} = pg_catalog.now()
-             WHERE h.{SUPERSEDED_AT} IS NULL
-               AND NOT EXISTS (SELECT 1 FROM {staging} s
-                                WHERE {mine} AND {same_key} AND {same_values})
+             WHERE h.{SUPERSEDED_AT} IS NULL AND {replaced}
             RETURNING 1)
          SELECT pg_catalog.count(*) FROM gone"
     ))?
@@ -824,7 +913,7 @@ pub fn point_in_time_query(
             "  LEFT JOIN LATERAL (
         SELECT {columns} FROM {history} h
          WHERE {conditions}
-         ORDER BY {event} DESC LIMIT 1) AS {alias} ON true",
+         ORDER BY {event} DESC{tie} LIMIT 1) AS {alias} ON true",
             columns = if columns.is_empty() {
                 "1".to_string()
             } else {
@@ -832,6 +921,13 @@ pub fn point_in_time_query(
             },
             history = set.history,
             conditions = conditions.join("\n           AND "),
+            // Known now, an (entity, event time) has one version; known at
+            // a past time, the one ingested last.
+            tie = if as_of_ingest.is_some() {
+                format!(", h.{INGESTED_AT} DESC")
+            } else {
+                String::new()
+            },
         ));
     }
     if select.is_empty() {
@@ -947,7 +1043,10 @@ pub fn create_training_set(new: &NewTrainingSet<'_>, search_path: &str) -> Ambie
         ))?;
         Ok(())
     })?;
-    Spi::run(&format!("GRANT SELECT ON {view} TO PUBLIC"))?;
+    Spi::run(&format!(
+        "GRANT SELECT ON {view} TO {}",
+        quote_identifier(role_name(new.owner))
+    ))?;
     let features = serde_json::to_value(new.features).unwrap_or_default();
     let sha = crate::ml::artifact::sha256_hex(
         serde_json::json!({
@@ -995,8 +1094,9 @@ pub fn drop_training_set(set: &TrainingSet) -> AmbientResult<()> {
     Ok(())
 }
 
-/// The newest ingest time among the current versions of `sets` (or among
-/// those known at `as_of_ingest`): the high-water mark a training saw.
+/// The newest change (a version ingested or superseded) to `sets`, at or
+/// before `as_of_ingest` when it is given: the high-water mark a training
+/// saw, which an `as_of_ingest` rebuild gives again.
 pub fn ingest_high_water(
     sets: &[&FeatureSet],
     as_of_ingest: Option<&str>,
@@ -1008,9 +1108,12 @@ pub fn ingest_high_water(
         .iter()
         .map(|s| {
             format!(
-                "SELECT pg_catalog.max({INGESTED_AT}) AS at FROM {}
-                  WHERE {INGESTED_AT} OPERATOR(pg_catalog.<=) $1::pg_catalog.timestamptz",
-                s.history
+                "SELECT pg_catalog.max({INGESTED_AT}) AS at FROM {history}
+                  WHERE {INGESTED_AT} OPERATOR(pg_catalog.<=) $1::pg_catalog.timestamptz
+                 UNION ALL
+                 SELECT pg_catalog.max({SUPERSEDED_AT}) FROM {history}
+                  WHERE {SUPERSEDED_AT} OPERATOR(pg_catalog.<=) $1::pg_catalog.timestamptz",
+                history = s.history
             )
         })
         .collect();

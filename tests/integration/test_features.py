@@ -110,6 +110,8 @@ def test_rebuild_as_of_ingest_gives_the_same_rows_and_the_same_model(database):
                      "'{region,customer_id}', 'at', ttl => '20 days')")
         conn.execute("SELECT * FROM ambient.create_training_set('spend_train', 'spine', "
                      "'{spend_stats.*}', label => 'label')")
+        # A retraction before training: a rebuild must not bring it back.
+        conn.execute("DELETE FROM spend WHERE customer_id %% 4 = 0 AND at > %s", (T0 + dt.timedelta(days=45),))
         before = view_rows(conn)
         model_id = conn.execute("SELECT model_id FROM ambient.train('spend', training_set => 'spend_train', "
                                 "algorithm => 'decision_tree')").fetchone()[0]
@@ -188,6 +190,16 @@ def test_rights_follow_the_project_rules(database):
                 admin.execute(f"SELECT ambient.grant('spend_stats', '{role}', 'read')")
                 conn.execute("SELECT * FROM ambient.create_training_set('mine', 'spine', '{spend_stats.*}')")
                 assert conn.execute("SELECT count(*) FROM ambient_training.mine").fetchone()[0] == 400
+                assert conn.execute("SELECT feature_set, entities FROM ambient.feature_freshness").fetchall() == [
+                    ("spend_stats", admin.execute("SELECT count(DISTINCT (region, customer_id)) FROM spend").fetchone()[0])]
+                # Its spine is its owner's SQL, read as the owner whoever
+                # trains: a superuser's train fails where the owner may
+                # not read the spine.
+                admin.execute(f"REVOKE SELECT ON spine FROM {role}")
+                with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                    admin.execute("SELECT * FROM ambient.train('theirs', training_set => 'mine', "
+                                  "target => 'note', features => '{spend}')")
+                admin.execute(f"GRANT SELECT ON spine TO {role}")
                 admin.execute(f"SELECT ambient.revoke('spend_stats', '{role}', 'read')")
                 # The view reads with the reader's rights: revoked, it fails.
                 with pytest.raises(psycopg.errors.InsufficientPrivilege):
@@ -196,7 +208,7 @@ def test_rights_follow_the_project_rules(database):
             with pytest.raises(psycopg.errors.DependentObjectsStillExist):
                 admin.execute("SELECT ambient.drop_feature_set('spend_stats')")
         finally:
-            admin.execute("SELECT ambient.drop_training_set('mine')")
+            admin.execute("SELECT ambient.drop_training_set(training_set) FROM ambient.training_sets")
             admin.execute(f"DROP OWNED BY {role}")
             admin.execute(f"DROP ROLE {role}")
 
@@ -220,4 +232,40 @@ def test_served_values_equal_the_training_set_at_the_same_time(database):
             " (SELECT value FROM ambient.features_for('{spend_stats.*}', s) WHERE feature = 'visits') "
             "FROM now_spine s ORDER BY 1, 2").fetchall()
         assert online == offline
+        now = conn.execute("SELECT now()").fetchone()[0]
+        expected = brute_force(conn, [(r[0], r[1], now, None) for r in online])
+        served = [(None if r[2] is None else float(r[2]), None if r[3] is None else int(r[3])) for r in online]
+        assert served == expected
         assert sum(r[2] is not None for r in online) > 5 and sum(r[2] is None for r in online) > 5
+
+
+def test_a_source_table_keeps_accepting_writes(database):
+    with connect(database, autocommit=True) as conn:
+        conn.execute("CREATE TABLE loose (id int, at timestamptz, x float8)")
+        with pytest.raises(psycopg.errors.ObjectNotInPrerequisiteState):
+            conn.execute("SELECT * FROM ambient.create_feature_set('loose', 'loose', '{id}', 'at')")
+        conn.execute("ALTER TABLE loose ADD PRIMARY KEY (id, at)")
+        conn.execute("SELECT * FROM ambient.create_feature_set('loose', 'loose', '{id}', 'at')")
+        # DDL that would break the trigger is refused, whole.
+        for ddl in ("ALTER TABLE loose ALTER COLUMN x TYPE numeric",
+                    "ALTER TABLE loose DROP COLUMN x",
+                    "ALTER TABLE loose RENAME COLUMN x TO y"):
+            with pytest.raises(psycopg.errors.ObjectNotInPrerequisiteState):
+                conn.execute(ddl)
+        conn.execute("ALTER TABLE loose ADD COLUMN note text")
+        conn.execute("INSERT INTO loose VALUES (1, now(), 1.5, 'kept')")
+        assert conn.execute("SELECT count(*) FROM ambient_features.loose").fetchone()[0] == 1
+        # With the guard turned off, a changed column is never read by the
+        # trigger (its values could go through a cast the table owner
+        # wrote): the write succeeds and the gap is a WARNING.
+        conn.execute("ALTER EVENT TRIGGER ambient_guard_attached_tables DISABLE")
+        try:
+            conn.execute("ALTER TABLE loose ALTER COLUMN x TYPE numeric")
+            warnings = []
+            conn.add_notice_handler(lambda d: warnings.append(d.message_primary))
+            conn.execute("INSERT INTO loose VALUES (2, now(), 2.5)")
+            assert conn.execute("SELECT count(*) FROM loose").fetchone()[0] == 2
+            assert conn.execute("SELECT count(*) FROM ambient_features.loose").fetchone()[0] == 1
+            assert any("did not record" in w for w in warnings)
+        finally:
+            conn.execute("ALTER EVENT TRIGGER ambient_guard_attached_tables ENABLE")
