@@ -505,3 +505,14 @@ CREATE FUNCTION ambient.features_for(features text[], entity anyelement)
 RETURNS TABLE (feature_set text, feature text, value text)
     STRICT STABLE PARALLEL RESTRICTED LANGUAGE c AS 'MODULE_PATHNAME', 'features_for_wrapper';
 
+-- Predicting by entity: the live model's features looked up from its
+-- feature sets. The project is a name so that predict('p', t) keeps
+-- meaning the row form.
+CREATE FUNCTION ambient.predict(project name, entity anyelement, "row" record DEFAULT NULL) RETURNS float8
+    STABLE PARALLEL RESTRICTED COST 1000 LANGUAGE c AS 'MODULE_PATHNAME', 'predict_by_entity_wrapper';
+
+CREATE FUNCTION ambient.predict_label(project name, entity anyelement, "row" record DEFAULT NULL) RETURNS text
+    STABLE PARALLEL RESTRICTED COST 1000 LANGUAGE c AS 'MODULE_PATHNAME', 'predict_label_by_entity_wrapper';
+
+CREATE FUNCTION ambient.predict_proba(project name, entity anyelement, "row" record DEFAULT NULL) RETURNS float8[]
+    STABLE PARALLEL RESTRICTED COST 1000 LANGUAGE c AS 'MODULE_PATHNAME', 'predict_proba_by_entity_wrapper';

@@ -649,7 +649,7 @@ fn resolve_features(
 
 /// The join parts of a training set or lookup: each set with its
 /// features, in the order the features were named.
-fn join_parts<'a>(sets: &'a [FeatureSet], refs: &'a [FeatureRef]) -> Vec<JoinPart<'a>> {
+pub(super) fn join_parts<'a>(sets: &'a [FeatureSet], refs: &'a [FeatureRef]) -> Vec<JoinPart<'a>> {
     sets.iter()
         .map(|set| JoinPart {
             set,
@@ -711,14 +711,7 @@ fn create_training(
     let columns = spine.columns()?;
     let of = "the spine";
     // The spine's keys: every set's entity columns, in order of first use.
-    let mut entity: Vec<String> = Vec::new();
-    for set in &sets {
-        for key in &set.entity {
-            if !entity.contains(key) {
-                entity.push(key.clone());
-            }
-        }
-    }
+    let entity = entity_of(&sets);
     let mut entity_types = Vec::new();
     for key in &entity {
         entity_types.push(find_column(&columns, key, of)?.type_sql.clone());
@@ -917,30 +910,10 @@ unsafe fn features_for_call(
     let list = names(list, "features")?.ok_or_else(|| required("features"))?;
     let caller = Caller::current();
     let (sets, refs) = resolve_features(&list, &caller)?;
-    let mut entity: Vec<String> = Vec::new();
-    for set in &sets {
-        for key in &set.entity {
-            if !entity.contains(key) {
-                entity.push(key.clone());
-            }
-        }
-    }
-    let types: Vec<String> = entity
-        .iter()
-        .map(|key| {
-            sets.iter()
-                .find_map(|s| {
-                    s.entity
-                        .iter()
-                        .position(|e| e == key)
-                        .map(|i| s.entity_types[i].clone())
-                })
-                .unwrap_or_default()
-        })
-        .collect();
+    let entity = entity_of(&sets);
     // SAFETY: argument 1 is the non-null anyelement of this call.
     let keys = unsafe { entity_values(fcinfo, 1, &entity)? };
-    let query = online_query(&entity, &types, &join_parts(&sets, &refs));
+    let query = online_query_for(&entity, &sets, &join_parts(&sets, &refs), Shape::OnlineText);
     let args: Vec<pgrx::datum::DatumWithOid<'_>> =
         keys.iter().map(|k| k.as_deref().into()).collect();
     // As the caller: Postgres checks SELECT on each history.
@@ -961,17 +934,43 @@ unsafe fn features_for_call(
     })
 }
 
+/// The keys of `sets`' entities, in order of first use.
+fn entity_of(sets: &[FeatureSet]) -> Vec<String> {
+    let mut entity: Vec<String> = Vec::new();
+    for set in sets {
+        for key in &set.entity {
+            if !entity.contains(key) {
+                entity.push(key.clone());
+            }
+        }
+    }
+    entity
+}
+
 /// The point-in-time query for one entity at the transaction's time: the
-/// spine is one row of the keys (passed as text parameters and cast to
-/// the sets' key types) and `now()`. It selects the features as text, in
-/// the parts' order.
-pub(super) fn online_query(entity: &[String], types: &[String], parts: &[JoinPart<'_>]) -> String {
+/// spine is one row of the keys `entity` (passed as text parameters and
+/// cast to the sets' key types) and `now()`; it selects the features in
+/// the parts' order, as `shape` says.
+pub(super) fn online_query_for(
+    entity: &[String],
+    sets: &[FeatureSet],
+    parts: &[JoinPart<'_>],
+    shape: Shape,
+) -> String {
     let at = "ambient$at";
     let mut spine_columns: Vec<String> = entity
         .iter()
-        .zip(types)
         .enumerate()
-        .map(|(i, (key, type_sql))| {
+        .map(|(i, key)| {
+            let type_sql = sets
+                .iter()
+                .find_map(|s| {
+                    s.entity
+                        .iter()
+                        .position(|e| e == key)
+                        .map(|k| s.entity_types[k].as_str())
+                })
+                .unwrap_or("pg_catalog.text");
             format!(
                 "${}::pg_catalog.text::{type_sql} AS {}",
                 i + 1,
@@ -983,7 +982,7 @@ pub(super) fn online_query(entity: &[String], types: &[String], parts: &[JoinPar
     feature_sets::point_in_time_query(
         &format!("(SELECT {})", spine_columns.join(", ")),
         at,
-        Shape::OnlineText,
+        shape,
         parts,
         None,
     )
@@ -996,7 +995,7 @@ pub(super) fn online_query(entity: &[String], types: &[String], parts: &[JoinPar
 /// # Safety
 /// Argument `arg` of `fcinfo` must be a non-null value of the type the
 /// call's expression says.
-unsafe fn entity_values(
+pub(super) unsafe fn entity_values(
     fcinfo: FunctionCallInfo,
     arg: usize,
     entity: &[String],

@@ -14,6 +14,7 @@ mod model_cache;
 mod monitor;
 mod policy;
 mod predict;
+mod serve;
 mod subtransaction;
 mod train;
 

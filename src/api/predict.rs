@@ -79,7 +79,7 @@ struct RowLayout {
 
 /// How a column's datum becomes an input value.
 #[derive(Clone, Copy)]
-enum Reader {
+pub(super) enum Reader {
     Number,
     Text,
     /// char(n): its text without the trailing blanks, as a cast to text gives.
@@ -111,11 +111,13 @@ pub(super) struct CallSite {
     /// Where a canary's challenger is resolved and its rows laid out.
     challenger: Option<Box<CallSite>>,
     layout: Option<RowLayout>,
+    /// How the model is served by entity (`serve`), for this resolution.
+    pub(super) entity_plan: Option<super::serve::EntityPlan>,
     /// The row's inputs after preprocessing, as the estimator takes them.
     pub(super) features: Vec<f64>,
 }
 
-fn call_site<'a>(fcinfo: FunctionCallInfo) -> &'a mut CallSite {
+pub(super) fn call_site<'a>(fcinfo: FunctionCallInfo) -> &'a mut CallSite {
     // SAFETY: fcinfo is the live call's; pg_func_extra returns the CallSite it
     // leaked into fn_extra (never null), which is dropped with fn_mcxt.
     unsafe { &mut *pgrx::pg_func_extra(fcinfo, CallSite::default).as_ptr() }
@@ -174,6 +176,7 @@ impl CallSite {
         }
         self.layout = None;
         self.challenge = None;
+        self.entity_plan = None;
         let (model_id, model) = resolve(key, caller)?;
         self.resolved = Some(Resolved {
             key: key.into(),
@@ -357,7 +360,7 @@ fn layout(
 
 /// How to read a column of this type, if it can be an input (the types
 /// training reads, `source::feature_kind`).
-fn reader_for(oid: pg_sys::Oid) -> Option<Reader> {
+pub(super) fn reader_for(oid: pg_sys::Oid) -> Option<Reader> {
     use crate::ml::dataset::ColumnKind;
     Some(match source::feature_kind(oid)? {
         ColumnKind::Numeric | ColumnKind::Boolean => Reader::Number,
@@ -384,7 +387,7 @@ const POSTGRES_EPOCH_SECONDS: f64 = 946_684_800.0;
 /// # Safety
 /// `datum` must be a non-null value of type `oid`, which `reader` was made
 /// for; a text value borrows from it.
-unsafe fn read_value<'a>(
+pub(super) unsafe fn read_value<'a>(
     datum: pg_sys::Datum,
     oid: pg_sys::Oid,
     reader: Reader,

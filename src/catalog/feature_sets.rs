@@ -877,7 +877,7 @@ pub fn point_in_time_query(
     let time = quote_identifier(spine_time);
     let mut select = match shape {
         Shape::Offline => vec!["s.*".to_string()],
-        Shape::OnlineText => Vec::new(),
+        Shape::OnlineText | Shape::Online => Vec::new(),
     };
     let mut joins = Vec::new();
     for (i, part) in parts.iter().enumerate() {
@@ -906,7 +906,7 @@ pub fn point_in_time_query(
             .map(|f| format!("h.{}", quote_identifier(f)))
             .collect();
         select.extend(part.features.iter().map(|f| match shape {
-            Shape::Offline => format!("{alias}.{}", quote_identifier(f)),
+            Shape::Offline | Shape::Online => format!("{alias}.{}", quote_identifier(f)),
             Shape::OnlineText => format!("{alias}.{}::pg_catalog.text", quote_identifier(f)),
         }));
         joins.push(format!(
@@ -947,6 +947,45 @@ pub enum Shape {
     Offline,
     /// An online lookup: only the features, as text.
     OnlineText,
+    /// An online lookup: only the features, as they are.
+    Online,
+}
+
+/// What a model trained from a training set serves from: the entity's
+/// keys and each feature's set.
+#[derive(Debug, Clone)]
+pub struct ServedFeatures {
+    pub entity: Vec<String>,
+    pub features: Vec<FeatureRef>,
+}
+
+/// The feature sets a model reads, from its lineage; `None` for a model
+/// not trained from a training set. Read-only, under the statement's
+/// snapshot (predict).
+pub fn served_features(model_id: i64) -> AmbientResult<Option<ServedFeatures>> {
+    let lineage = super::select_kept(
+        "SELECT feature_lineage FROM ambient.model_store WHERE id OPERATOR(pg_catalog.=) $1",
+        &[model_id.into()],
+        |rows| {
+            if rows.is_empty() {
+                return Ok(None);
+            }
+            rows.get::<JsonB>(0, 1)
+        },
+    )?;
+    let Some(JsonB(lineage)) = lineage else {
+        return Ok(None);
+    };
+    let unreadable = || {
+        AmbientError::invalid(format!(
+            "model {model_id} has an unreadable feature lineage"
+        ))
+    };
+    let entity = serde_json::from_value::<Vec<String>>(lineage["entity"].clone())
+        .map_err(|_| unreadable())?;
+    let features = serde_json::from_value::<Vec<FeatureRef>>(lineage["features"].clone())
+        .map_err(|_| unreadable())?;
+    Ok(Some(ServedFeatures { entity, features }))
 }
 
 /// A training set as its catalog row keeps it.

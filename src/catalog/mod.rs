@@ -94,6 +94,27 @@ pub struct KeptRows {
 }
 
 impl KeptRows {
+    /// Column `column` (from 1) of row `row` (from 0) as it lies: its
+    /// datum (valid while `read` runs), whether it is NULL, and its type.
+    pub fn raw(&self, row: usize, column: usize) -> Option<(pg_sys::Datum, bool, pg_sys::Oid)> {
+        if row >= self.len {
+            return None;
+        }
+        // SAFETY: as in `get`: the tuples live until SPI_finish, and
+        // SPI_getbinval checks the column number.
+        unsafe {
+            let tupdesc = (*self.table).tupdesc;
+            if column == 0 || column > (*tupdesc).natts as usize {
+                return None;
+            }
+            let tuple = *(*self.table).vals.add(row);
+            let mut is_null = false;
+            let type_oid = pg_sys::SPI_gettypeid(tupdesc, column as i32);
+            let datum = pg_sys::SPI_getbinval(tuple, tupdesc, column as i32, &mut is_null);
+            Some((datum, is_null, type_oid))
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.len
     }
@@ -199,14 +220,66 @@ fn plan_arguments(args: &[DatumWithOid<'_>]) -> (Vec<pg_sys::Datum>, Vec<std::ff
     (values, nulls)
 }
 
+thread_local! {
+    /// Plans of SQL the extension builds per model (a feature lookup),
+    /// kept while they are in use; bounded by `MAX_BUILT_PLANS`.
+    static BUILT_PLANS: RefCell<HashMap<String, KeptPlan>> = RefCell::new(HashMap::new());
+}
+
+/// Built plans kept at most: a backend serving more models than this
+/// prepares some again.
+const MAX_BUILT_PLANS: usize = 128;
+
+/// As `select_kept`, for SQL built at run time (every name and operator in
+/// it qualified): its plan is kept in a bounded map keyed by the text.
+pub fn select_built<R>(
+    sql: &str,
+    args: &[DatumWithOid<'_>],
+    read: impl FnOnce(&KeptRows) -> AmbientResult<R>,
+) -> AmbientResult<R> {
+    as_owner(|| {
+        Spi::connect(|_client| {
+            let known = BUILT_PLANS.with(|plans| plans.borrow().get(sql).map(|p| p.0));
+            let plan = match known {
+                Some(plan) => plan,
+                None => {
+                    let plan = prepare_kept(sql, args)?;
+                    BUILT_PLANS.with(|plans| {
+                        let mut plans = plans.borrow_mut();
+                        if plans.len() >= MAX_BUILT_PLANS {
+                            for (_, old) in plans.drain() {
+                                // SAFETY: a plan SPI_keepplan kept, used by
+                                // no one now (none runs while we prepare).
+                                unsafe { pg_sys::SPI_freeplan(old.0.as_ptr()) };
+                            }
+                        }
+                        plans.insert(sql.to_string(), KeptPlan(plan));
+                    });
+                    plan
+                }
+            };
+            run_read_only(plan, args, read)
+        })
+    })
+}
+
 /// `select_kept`'s read, as whoever runs it.
 fn select_read_only<R>(
     sql: &'static str,
     args: &[DatumWithOid<'_>],
     read: impl FnOnce(&KeptRows) -> AmbientResult<R>,
 ) -> AmbientResult<R> {
-    Spi::connect(|_client| {
-        let plan = kept_plan(sql, args)?;
+    Spi::connect(|_client| run_read_only(kept_plan(sql, args)?, args, read))
+}
+
+/// Runs a kept plan truly read-only (see `select_kept`) and hands `read`
+/// the rows. SPI must be connected.
+fn run_read_only<R>(
+    plan: NonNull<pg_sys::_SPI_plan>,
+    args: &[DatumWithOid<'_>],
+    read: impl FnOnce(&KeptRows) -> AmbientResult<R>,
+) -> AmbientResult<R> {
+    {
         let (mut values, nulls) = plan_arguments(args);
         // SAFETY: the plan is kept and takes exactly these arguments;
         // SPI is connected for the closure's length.
@@ -229,7 +302,7 @@ fn select_read_only<R>(
             }
         };
         read(&rows)
-    })
+    }
 }
 
 fn kept_plan(
@@ -239,6 +312,14 @@ fn kept_plan(
     if let Some(plan) = KEPT_PLANS.with(|plans| plans.borrow().get(sql).map(|p| p.0)) {
         return Ok(plan);
     }
+    let plan = prepare_kept(sql, args)?;
+    KEPT_PLANS.with(|plans| plans.borrow_mut().insert(sql, KeptPlan(plan)));
+    Ok(plan)
+}
+
+/// Prepares `sql` for `args`' types and keeps the plan for the backend's
+/// life. SPI must be connected.
+fn prepare_kept(sql: &str, args: &[DatumWithOid<'_>]) -> AmbientResult<NonNull<pg_sys::_SPI_plan>> {
     let text = CString::new(sql).map_err(|_| AmbientError::invalid("catalog query has a NUL"))?;
     let mut types: Vec<pg_sys::Oid> = args.iter().map(DatumWithOid::oid).collect();
     // SAFETY: SPI is connected (select_kept); a parse error is a Postgres
@@ -250,7 +331,6 @@ fn kept_plan(
         pg_sys::SPI_keepplan(plan.as_ptr());
         plan
     };
-    KEPT_PLANS.with(|plans| plans.borrow_mut().insert(sql, KeptPlan(plan)));
     Ok(plan)
 }
 

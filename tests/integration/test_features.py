@@ -269,3 +269,62 @@ def test_a_source_table_keeps_accepting_writes(database):
             assert any("did not record" in w for w in warnings)
         finally:
             conn.execute("ALTER EVENT TRIGGER ambient_guard_attached_tables ENABLE")
+
+
+def test_predict_by_entity_serves_what_training_saw(database):
+    role = "ambient_it_features_app"
+    with connect(database, autocommit=True) as conn:
+        conn.execute(f"DROP ROLE IF EXISTS {role}")
+        conn.execute(f"CREATE ROLE {role}")
+        make_sources(conn)
+        # Recent values for some entities, so that now() finds some.
+        conn.execute("INSERT INTO spend SELECT region, customer_id, now() - interval '2 days', "
+                     "customer_id * 3, customer_id % 4 FROM spend WHERE customer_id % 3 = 0 "
+                     "GROUP BY region, customer_id")
+        conn.execute("SELECT * FROM ambient.create_feature_set('spend_stats', 'spend', "
+                     "'{region,customer_id}', 'at', ttl => '20 days')")
+        conn.execute("ALTER TABLE spine ADD COLUMN label float8")
+        conn.execute("UPDATE spine SET label = customer_id % 5")
+        conn.execute("SELECT * FROM ambient.create_training_set('spend_train', 'spine', "
+                     "'{spend_stats.*}', label => 'label')")
+        conn.execute("SELECT * FROM ambient.train('spend', training_set => 'spend_train', "
+                     "algorithm => 'decision_tree', features => '{spend,visits}')")
+        try:
+            with conn.transaction():
+                # Online: looked up by entity. Offline: the training view
+                # at the same time, predicted from its row.
+                conn.execute("CREATE TABLE now_spine AS SELECT DISTINCT region, customer_id, now() AS at, "
+                             "'x'::text AS note, 0::float8 AS label FROM spend")
+                conn.execute("SELECT * FROM ambient.create_training_set('now_train', "
+                             "'SELECT * FROM now_spine', '{spend_stats.*}')")
+                online = conn.execute(
+                    "SELECT region, customer_id, ambient.predict('spend', entity => ROW(region, customer_id)) "
+                    "FROM now_spine ORDER BY 1, 2").fetchall()
+                offline = conn.execute(
+                    "SELECT region, customer_id, ambient.predict('spend', t) FROM ambient_training.now_train t "
+                    "ORDER BY 1, 2").fetchall()
+                assert online == offline
+                # Entities with no valid value follow the model's imputation.
+                missing = conn.execute("SELECT ambient.predict('spend', t) "
+                                       "FROM (SELECT NULL::float8 AS spend, NULL::int AS visits) t").fetchone()[0]
+                stale = [p for (_, c, p) in online if c % 3 != 0]
+                assert stale and all(p == missing for p in stale)
+                assert len({p for (_, _, p) in online}) > 1
+                raise psycopg.Rollback()
+            # Rights: 'predict' on the project alone learns nothing of the
+            # feature set; with 'predict' on the set it is served.
+            conn.execute(f"SELECT ambient.grant('spend', '{role}', 'predict')")
+            with connect(database, autocommit=True) as app:
+                app.execute(f"SET ROLE {role}")
+                with pytest.raises(psycopg.errors.UndefinedObject):
+                    app.execute("SELECT ambient.predict('spend', entity => ROW('eu', 3))")
+                conn.execute(f"SELECT ambient.grant('spend_stats', '{role}', 'predict')")
+                served = app.execute("SELECT ambient.predict('spend', entity => ROW('eu', 3))").fetchone()[0]
+                assert served == conn.execute("SELECT ambient.predict('spend', entity => ROW('eu', 3))").fetchone()[0]
+                with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                    app.execute("SELECT * FROM ambient.features_for('{spend_stats.*}', ROW('eu', 3))")
+        finally:
+            conn.execute("SELECT ambient.drop_training_set(training_set) FROM ambient.training_sets "
+                         "WHERE training_set = 'now_train'")
+            conn.execute(f"DROP OWNED BY {role}")
+            conn.execute(f"DROP ROLE {role}")

@@ -1,0 +1,265 @@
+//! Predicting by entity: `ambient.predict(project, entity => key)` and its
+//! `predict_label` and `predict_proba` forms look up the latest valid value
+//! of each feature the live model was trained with, in the same
+//! transaction and snapshot, and predict. The lookup is the training set's
+//! point-in-time join with a one-row spine at the transaction's time
+//! (`features::online_query` builds both from one generator), so a value
+//! served at time t is the value a training row at t got. Columns of
+//! `"row"` override looked-up values and give the row features.
+//!
+//! The first argument is `name`, not `text`: with `(text, anyelement)`,
+//! `predict('p', t)` for a table row `t` would match this form and the row
+//! form equally, and Postgres would call it ambiguous. With `name`, a
+//! `text` or unknown project prefers the row form, and `entity => ...`
+//! picks this one.
+
+use std::ffi::CStr;
+
+use pgrx::pg_sys::{self, FunctionCallInfo};
+use pgrx::prelude::*;
+use pgrx::{pg_getarg_datum_raw, PgTupleDesc};
+
+use super::features::{entity_values, join_parts, online_query_for};
+use super::predict::{call_site, read_value, reader_for, CallSite, ModelKey};
+use crate::catalog::feature_sets::{self, FeatureSet, Shape};
+use crate::catalog::projects::Privilege;
+use crate::catalog::{select_built, Caller};
+use crate::error::{AmbientError, AmbientResult, OrRaise};
+use crate::ml::model::Model;
+use crate::ml::preprocess::Value;
+use crate::ml::MlResult;
+
+/// How a call site serves its model by entity, worked out once per model
+/// resolution (so a new statement checks the feature sets' rights again).
+pub(super) struct EntityPlan {
+    model_id: i64,
+    entity: Vec<String>,
+    /// The lookup, as the extension owner reads the histories.
+    query: String,
+    /// Per model input: the lookup's column (from 1) that gives it, or
+    /// `None` for a row feature.
+    inputs: Vec<Option<usize>>,
+}
+
+impl EntityPlan {
+    fn for_model(model_id: i64, model: &Model, caller: &Caller) -> AmbientResult<EntityPlan> {
+        let served = feature_sets::served_features(model_id)?.ok_or_else(|| {
+            AmbientError::not_in_state(format!(
+                "model {model_id} was not trained from a training set, so it has no features to look up"
+            ))
+            .hint("pass the row instead: ambient.predict('project', t), or train from a training set")
+        })?;
+        let mut sets: Vec<FeatureSet> = Vec::new();
+        for r in &served.features {
+            if !sets.iter().any(|s| s.name == r.set) {
+                // 'predict' serves a set's values to a model without
+                // showing them; a role without it learns none.
+                sets.push(feature_sets::require_use(
+                    &r.set,
+                    caller,
+                    Privilege::Predict,
+                )?);
+            }
+        }
+        let parts = join_parts(&sets, &served.features);
+        let looked_up: Vec<&str> = parts
+            .iter()
+            .flat_map(|p| p.features.iter().copied())
+            .collect();
+        let inputs = model
+            .input_names()
+            .iter()
+            .map(|name| looked_up.iter().position(|f| f == name).map(|i| i + 1))
+            .collect();
+        let query = online_query_for(&served.entity, &sets, &parts, Shape::Online);
+        Ok(EntityPlan {
+            model_id,
+            entity: served.entity,
+            query,
+            inputs,
+        })
+    }
+}
+
+/// The body of the entity forms: `answer` gets the model and the encoded
+/// features. NULL project or entity gives NULL.
+fn predict_entity<R>(
+    fcinfo: FunctionCallInfo,
+    answer: impl FnOnce(&Model, &[f64]) -> MlResult<R>,
+) -> Option<R> {
+    // SAFETY: fcinfo is the live call of a function declared (name,
+    // anyelement, record DEFAULT NULL); NULL arguments are checked first.
+    unsafe {
+        if pgrx::pg_arg_is_null(fcinfo, 0) || pgrx::pg_arg_is_null(fcinfo, 1) {
+            return None;
+        }
+        let site = call_site(fcinfo);
+        serve(site, fcinfo)
+            .and_then(|model| Ok(answer(&model, &site.features)?))
+            .map(Some)
+            .or_raise()
+    }
+}
+
+/// Resolves the live model, looks the entity's features up, and encodes
+/// them (with the row's overrides) into `site.features`.
+///
+/// # Safety
+/// `fcinfo` must be a live call of an entity form with non-null project
+/// and entity.
+unsafe fn serve(
+    site: &mut CallSite,
+    fcinfo: FunctionCallInfo,
+) -> AmbientResult<std::rc::Rc<Model>> {
+    // SAFETY: per the contract; a name datum points at a NameData.
+    unsafe {
+        let name = pg_getarg_datum_raw(fcinfo, 0).cast_mut_ptr::<pg_sys::NameData>();
+        let project = CStr::from_ptr((*name).data.as_ptr())
+            .to_str()
+            .map_err(|_| AmbientError::invalid("project name is not valid UTF-8"))?;
+        let caller = Caller::current();
+        let model = site.model_for(ModelKey::Project(project), caller)?;
+        let model_id = site.model_id().unwrap_or_default();
+        if site.entity_plan.as_ref().map(|p| p.model_id) != Some(model_id) {
+            site.entity_plan = Some(EntityPlan::for_model(model_id, &model, &caller)?);
+        }
+        let plan = site
+            .entity_plan
+            .as_ref()
+            .ok_or_else(|| AmbientError::invalid("no entity plan"))?;
+        let keys = entity_values(fcinfo, 1, &plan.entity)?;
+        let row = (!pgrx::pg_arg_is_null(fcinfo, 2)).then(|| pg_getarg_datum_raw(fcinfo, 2));
+        let row = row.map(|datum| RowView::new(datum));
+        let args: Vec<pgrx::datum::DatumWithOid<'_>> =
+            keys.iter().map(|k| k.as_deref().into()).collect();
+        let features = &mut site.features;
+        let names = model.input_names();
+        select_built(&plan.query, &args, |rows| {
+            let mut values = Vec::with_capacity(names.len());
+            for (j, name) in names.iter().enumerate() {
+                if let Some(value) = row.as_ref().and_then(|r| r.value(name)) {
+                    values.push(value?);
+                    continue;
+                }
+                let Some(column) = plan.inputs[j] else {
+                    return Err(AmbientError::undefined_column(format!(
+                        "the model's input \"{name}\" is not in its feature sets"
+                    ))
+                    .hint(format!(
+                        "pass it in the row: \"row\" => ROW(...) with a column \"{name}\""
+                    )));
+                };
+                values.push(match rows.raw(0, column) {
+                    Some((datum, false, type_oid)) => {
+                        let reader = reader_for(type_oid).ok_or_else(|| {
+                            AmbientError::wrong_type(format!(
+                                "feature \"{name}\" has a type predict cannot read"
+                            ))
+                        })?;
+                        read_value(datum, type_oid, reader, name)?
+                    }
+                    // No value, or none valid now: the model's imputation.
+                    _ => Value::Missing,
+                });
+            }
+            Ok(model.encode(&values, features)?)
+        })?;
+        Ok(model)
+    }
+}
+
+/// A `record` argument's columns, read by name.
+struct RowView {
+    tuple: pg_sys::HeapTupleData,
+    tupdesc: PgTupleDesc<'static>,
+}
+
+impl RowView {
+    /// # Safety
+    /// `datum` must be a non-null composite datum.
+    unsafe fn new(datum: pg_sys::Datum) -> RowView {
+        // SAFETY: per the contract.
+        unsafe {
+            let header = pg_sys::pg_detoast_datum(datum.cast_mut_ptr()) as pg_sys::HeapTupleHeader;
+            let type_id = pgrx::heap_tuple_header_get_type_id(header);
+            let typmod = pgrx::heap_tuple_header_get_typmod(header);
+            RowView {
+                tuple: pg_sys::HeapTupleData {
+                    t_len: pgrx::heap_tuple_header_get_datum_length(header) as u32,
+                    t_data: header,
+                    ..Default::default()
+                },
+                tupdesc: PgTupleDesc::from_pg(pg_sys::lookup_rowtype_tupdesc(type_id, typmod)),
+            }
+        }
+    }
+
+    /// The column `name`'s value, if the row has such a column.
+    fn value(&self, name: &str) -> Option<AmbientResult<Value<'_>>> {
+        let (index, attr) = self
+            .tupdesc
+            .iter()
+            .enumerate()
+            .find(|(_, a)| !a.is_dropped() && a.name() == name)?;
+        let type_oid = attr.type_oid().value();
+        let Some(reader) = reader_for(type_oid) else {
+            return Some(Err(AmbientError::wrong_type(format!(
+                "column \"{name}\" is not numeric, boolean, text, enum, date or timestamp"
+            ))));
+        };
+        let mut is_null = false;
+        let mut tuple = self.tuple;
+        // SAFETY: the tuple is the row's, of this descriptor; a text value
+        // borrows from the row, which outlives the call.
+        unsafe {
+            let datum = pg_sys::heap_getattr(
+                &mut tuple,
+                index as i32 + 1,
+                self.tupdesc.as_ptr(),
+                &mut is_null,
+            );
+            if is_null {
+                return Some(Ok(Value::Missing));
+            }
+            Some(read_value(datum, type_oid, reader, name))
+        }
+    }
+}
+
+fn value(model: &Model, x: &[f64]) -> MlResult<f64> {
+    Ok(model.predict_value(x))
+}
+
+fn label(model: &Model, x: &[f64]) -> MlResult<String> {
+    Ok(model.predict_label(x))
+}
+
+fn proba(model: &Model, x: &[f64]) -> MlResult<Vec<f64>> {
+    model.predict_proba(x)
+}
+
+/// The live model's prediction for an entity, from the latest valid value
+/// of each of its features (see the module's note on the signature).
+#[pg_extern(sql = r#"
+CREATE FUNCTION ambient.predict(project name, entity anyelement, "row" record DEFAULT NULL) RETURNS float8
+    STABLE PARALLEL RESTRICTED COST 1000 LANGUAGE c AS 'MODULE_PATHNAME', '@FUNCTION_NAME@';
+"#)]
+fn predict_by_entity(fcinfo: FunctionCallInfo) -> Option<f64> {
+    predict_entity(fcinfo, value)
+}
+
+#[pg_extern(sql = r#"
+CREATE FUNCTION ambient.predict_label(project name, entity anyelement, "row" record DEFAULT NULL) RETURNS text
+    STABLE PARALLEL RESTRICTED COST 1000 LANGUAGE c AS 'MODULE_PATHNAME', '@FUNCTION_NAME@';
+"#)]
+fn predict_label_by_entity(fcinfo: FunctionCallInfo) -> Option<String> {
+    predict_entity(fcinfo, label)
+}
+
+#[pg_extern(sql = r#"
+CREATE FUNCTION ambient.predict_proba(project name, entity anyelement, "row" record DEFAULT NULL) RETURNS float8[]
+    STABLE PARALLEL RESTRICTED COST 1000 LANGUAGE c AS 'MODULE_PATHNAME', '@FUNCTION_NAME@';
+"#)]
+fn predict_proba_by_entity(fcinfo: FunctionCallInfo) -> Option<Vec<f64>> {
+    predict_entity(fcinfo, proba)
+}
