@@ -454,6 +454,22 @@ fn report_skipped(set: &FeatureSet, skipped: i64) {
 /// given another type. Run at the end of every DDL command by the attach
 /// guard's event trigger (`ambient.check_attached_tables`).
 pub(super) fn check_source_table(table: pg_sys::Oid) -> AmbientResult<()> {
+    // The extension's own tables are never sources, and its upgrade
+    // script alters them before the feature store's catalog exists.
+    // SAFETY: syscache lookups; NULL for a relation that is gone.
+    let schema = unsafe {
+        let name = pg_sys::get_namespace_name(pg_sys::get_rel_namespace(table));
+        (!name.is_null()).then(|| {
+            std::ffi::CStr::from_ptr(name)
+                .to_string_lossy()
+                .into_owned()
+        })
+    };
+    if schema
+        .is_none_or(|s| ["ambient", "ambient_features", "ambient_training"].contains(&s.as_str()))
+    {
+        return Ok(());
+    }
     for set in feature_sets::on_table(table)? {
         let columns = set
             .entity
