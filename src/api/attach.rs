@@ -23,7 +23,9 @@ use super::predict::{CallSite, ModelKey};
 use super::subtransaction::{in_subtransaction, Failure};
 use crate::catalog::attachments::{self, NewAttachment};
 use crate::catalog::deployments;
+use crate::catalog::feature_sets;
 use crate::catalog::operations::{self, Challenge};
+use crate::catalog::projects::Privilege;
 use crate::catalog::projects::Project;
 use crate::catalog::{as_author, as_extension_owner, ensure_writable, projects, Author, Caller};
 use crate::error::{AmbientError, AmbientResult, OrRaise};
@@ -173,12 +175,15 @@ fn attach_table(
     let found = projects::require(project)?;
     let columns = table_columns(table);
     let column = |name: &str| columns.iter().find(|c| c.0 == name);
-    if let Some(problem) = serving_problem(table, &model, None)? {
+    if let Some(problem) = serving_problem(table, model_id, &model, None)? {
         return Err(problem.hint(format!(
             "the live model of project \"{project}\" reads: {}",
             model.input_names().join(", ")
         )));
     }
+    let lookup_keys = feature_sets::served_features(model_id)?
+        .map(|served| served.entity)
+        .unwrap_or_default();
     let label = column(&found.target);
     if let (Task::Regression, Some((name, _, type_oid, typmod))) = (found.task, label) {
         if !source::is_numeric(*type_oid) {
@@ -303,9 +308,14 @@ fn attach_table(
     );
     // Predicting: before the row is stored, on INSERT and on an UPDATE of
     // an input or of the columns the trigger owns (which it writes back).
+    // A model that looks features up by entity reads its keys, and only
+    // the inputs the table has.
     let watched: Vec<String> = model
         .input_names()
         .into_iter()
+        .map(str::to_string)
+        .chain(lookup_keys)
+        .filter(|c| columns.iter().any(|p| &p.0 == c))
         .map(quote_identifier)
         .chain([prediction.clone(), model_id.clone()])
         .collect();
@@ -527,14 +537,20 @@ unsafe fn fire(fcinfo: FunctionCallInfo) -> AmbientResult<*mut pg_sys::HeapTuple
                 }
             }
         }
+        // The model, and how it reads this table's rows (a model trained
+        // from a training set looks features up, with the owner's rights).
         let model = match site
             .call
             .model_for(ModelKey::Project(project), Caller { oid: owner })
-        {
+            .and_then(|model| {
+                site.call.prepare_row(&model, &tupdesc, row_type, -1)?;
+                Ok(model)
+            }) {
             Ok(model) => model,
             Err(e) => {
-                // The table's owner may no longer use the project (a grant
-                // revoked, a membership taken away, REASSIGN OWNED): the
+                // The table's owner may no longer use the project or its
+                // feature sets (a grant revoked, a membership taken away,
+                // REASSIGN OWNED): the
                 // write goes on, and the row shows the gap, with no
                 // prediction and no model (an UPDATE keeps what it had).
                 if !site.warned {
@@ -791,12 +807,44 @@ unsafe fn find_columns(
 /// to the table would then fail.
 fn serving_problem(
     table: &PgRelation,
+    model_id: i64,
     model: &Model,
     prediction: Option<(pg_sys::Oid, i32)>,
 ) -> AmbientResult<Option<AmbientError>> {
     let columns = table_columns(table);
+    // SAFETY: an open relation's pg_class row.
+    let owner = unsafe { (*table.rd_rel).relowner };
+    // A model trained from a training set looks up, by the row's entity
+    // keys, the features the row lacks, with the table owner's rights.
+    let looked_up = match feature_sets::served_features(model_id)? {
+        None => Vec::new(),
+        Some(served) => {
+            if let Some(key) = served
+                .entity
+                .iter()
+                .find(|k| !columns.iter().any(|c| &c.0 == *k))
+            {
+                return Ok(Some(AmbientError::undefined_column(format!(
+                    "table {} has no column \"{key}\", a key of the model's feature sets",
+                    qualified(table)
+                ))));
+            }
+            for set in served.features.iter().map(|f| f.set.as_str()) {
+                let owner = Caller { oid: owner };
+                if feature_sets::require_use(set, &owner, Privilege::Predict).is_err() {
+                    return Ok(Some(AmbientError::privilege(format!(
+                        "the owner of table {} may not be served feature set \"{set}\" (its owner can allow it: ambient.grant('{set}', '{}', 'predict'))",
+                        qualified(table),
+                        owner.name().replace('\'', "''")
+                    ))));
+                }
+            }
+            served.features.into_iter().map(|f| f.feature).collect()
+        }
+    };
     for input in &model.inputs.inputs {
         match columns.iter().find(|c| c.0 == input.name) {
+            None if looked_up.contains(&input.name) => {}
             None => {
                 return Ok(Some(AmbientError::undefined_column(format!(
                     "table {} has no column \"{}\"",
@@ -826,8 +874,6 @@ fn serving_problem(
                 type_name(type_oid, typmod, false)
             ))));
         }
-        // SAFETY: an open relation's pg_class row.
-        let owner = unsafe { (*table.rd_rel).relowner };
         if let Some(class) = unparsable_class(model, type_oid, typmod, owner)? {
             return Ok(Some(AmbientError::wrong_type(format!(
                 "the model predicts class \"{class}\", which the prediction column of table {} ({}) cannot hold",
@@ -925,7 +971,7 @@ pub(super) fn check_serves_attached(project: &Project, model_id: i64) -> Ambient
             continue;
         };
         let prediction = column_type(&table, &a.prediction_column);
-        if let Some(problem) = serving_problem(&table, &model, prediction)? {
+        if let Some(problem) = serving_problem(&table, model_id, &model, prediction)? {
             problems.push(problem.message().to_string());
         }
     }
@@ -1097,7 +1143,8 @@ fn check_tables(
             })?;
             for model_id in serving {
                 let model = model_cache::load_latest(model_id)?;
-                if let Some(problem) = serving_problem(&table, &model, Some(prediction))? {
+                if let Some(problem) = serving_problem(&table, model_id, &model, Some(prediction))?
+                {
                     return Err(refuse(format!(
                         "what model {model_id} reads: {}",
                         problem.message()

@@ -1095,7 +1095,7 @@ pub(super) unsafe fn entity_values(
 ///
 /// # Safety
 /// `datum` must be a non-null value of `type_oid`.
-unsafe fn output_text(type_oid: pg_sys::Oid, datum: pg_sys::Datum) -> String {
+pub(super) unsafe fn output_text(type_oid: pg_sys::Oid, datum: pg_sys::Datum) -> String {
     // SAFETY: per the contract; the output function returns a palloc'd
     // C string.
     unsafe {

@@ -113,6 +113,9 @@ pub(super) struct CallSite {
     layout: Option<RowLayout>,
     /// How the model is served by entity (`serve`), for this resolution.
     pub(super) entity_plan: Option<super::serve::EntityPlan>,
+    /// Where a row type's entity keys and row features sit, for a model
+    /// that looks the rest up.
+    pub(super) entity_row: Option<super::serve::EntityRow>,
     /// The row's inputs after preprocessing, as the estimator takes them.
     pub(super) features: Vec<f64>,
 }
@@ -177,6 +180,7 @@ impl CallSite {
         self.layout = None;
         self.challenge = None;
         self.entity_plan = None;
+        self.entity_row = None;
         let (model_id, model) = resolve(key, caller)?;
         self.resolved = Some(Resolved {
             key: key.into(),
@@ -215,6 +219,58 @@ impl CallSite {
         }
     }
 
+    /// Works out how rows of this type are read for `model`: by a layout
+    /// of its columns, or, for a row without every input, by its entity
+    /// keys, looking the rest up in the model's feature sets (true), with
+    /// the rights of the role the model was resolved for. Reads no row, so
+    /// an attached table's trigger can ask before it predicts.
+    pub(super) fn prepare_row(
+        &mut self,
+        model: &Rc<Model>,
+        tupdesc: &PgTupleDesc,
+        type_id: pg_sys::Oid,
+        typmod: i32,
+    ) -> AmbientResult<bool> {
+        if self
+            .entity_row
+            .as_ref()
+            .is_some_and(|known| known.serves(type_id, typmod, model))
+        {
+            return Ok(true);
+        }
+        if self.layout.as_ref().is_some_and(|known| {
+            known.type_id == type_id
+                && known.typmod == typmod
+                && Rc::ptr_eq(&known.model, model)
+                && known.fits(tupdesc)
+        }) {
+            return Ok(false);
+        }
+        match layout(model, type_id, typmod, tupdesc) {
+            Ok(made) => {
+                self.layout = Some(made);
+                Ok(false)
+            }
+            Err(missing) => {
+                let (Some(user), Some(id)) =
+                    (self.resolved.as_ref().map(|r| r.user), self.model_id())
+                else {
+                    return Err(missing);
+                };
+                let caller = Caller { oid: user };
+                match super::serve::EntityRow::new(
+                    self, id, model, tupdesc, type_id, typmod, caller,
+                )? {
+                    Some(row) => {
+                        self.entity_row = Some(row);
+                        Ok(true)
+                    }
+                    None => Err(missing),
+                }
+            }
+        }
+    }
+
     /// Reads a tuple's values for the model's inputs, matching columns by
     /// name, and preprocesses them into `self.features`.
     ///
@@ -232,16 +288,11 @@ impl CallSite {
         // SAFETY: per the contract; every text value borrowed from the
         // tuple lives until encode is done.
         unsafe {
-            let layout = match &mut self.layout {
-                Some(known)
-                    if known.type_id == type_id
-                        && known.typmod == typmod
-                        && Rc::ptr_eq(&known.model, model)
-                        && known.fits(tupdesc) =>
-                {
-                    known
-                }
-                slot => slot.insert(layout(model, type_id, typmod, tupdesc)?),
+            if self.prepare_row(model, tupdesc, type_id, typmod)? {
+                return super::serve::read_tuple_by_entity(self, model, tuple, tupdesc);
+            }
+            let Some(layout) = self.layout.as_mut() else {
+                return Err(AmbientError::invalid("no layout for this row"));
             };
             if layout.float8_as_given && read_float8s(layout, tuple, tupdesc, &mut self.features) {
                 return Ok(());

@@ -19,8 +19,10 @@ use pgrx::pg_sys::{self, FunctionCallInfo};
 use pgrx::prelude::*;
 use pgrx::{pg_getarg_datum_raw, PgTupleDesc};
 
-use super::features::{entity_values, join_parts, online_query_for};
-use super::predict::{call_site, read_value, reader_for, CallSite, ModelKey};
+use std::rc::Rc;
+
+use super::features::{entity_values, join_parts, online_query_for, output_text};
+use super::predict::{call_site, read_value, reader_for, CallSite, ModelKey, Reader};
 use crate::catalog::feature_sets::{self, FeatureSet, Shape};
 use crate::catalog::projects::Privilege;
 use crate::catalog::{select_built, Caller};
@@ -128,44 +130,206 @@ unsafe fn serve(
             .as_ref()
             .ok_or_else(|| AmbientError::invalid("no entity plan"))?;
         let keys = entity_values(fcinfo, 1, &plan.entity)?;
-        let row = (!pgrx::pg_arg_is_null(fcinfo, 2)).then(|| pg_getarg_datum_raw(fcinfo, 2));
-        let row = row.map(|datum| RowView::new(datum));
-        let args: Vec<pgrx::datum::DatumWithOid<'_>> =
-            keys.iter().map(|k| k.as_deref().into()).collect();
-        let features = &mut site.features;
-        let names = model.input_names();
-        select_built(&plan.query, &args, |rows| {
-            let mut values = Vec::with_capacity(names.len());
-            for (j, name) in names.iter().enumerate() {
-                if let Some(value) = row.as_ref().and_then(|r| r.value(name)) {
-                    values.push(value?);
-                    continue;
-                }
-                let Some(column) = plan.inputs[j] else {
-                    return Err(AmbientError::undefined_column(format!(
-                        "the model's input \"{name}\" is not in its feature sets"
-                    ))
-                    .hint(format!(
-                        "pass it in the row: \"row\" => ROW(...) with a column \"{name}\""
-                    )));
-                };
-                values.push(match rows.raw(0, column) {
-                    Some((datum, false, type_oid)) => {
-                        let reader = reader_for(type_oid).ok_or_else(|| {
-                            AmbientError::wrong_type(format!(
-                                "feature \"{name}\" has a type predict cannot read"
-                            ))
-                        })?;
-                        read_value(datum, type_oid, reader, name)?
-                    }
-                    // No value, or none valid now: the model's imputation.
-                    _ => Value::Missing,
-                });
-            }
-            Ok(model.encode(&values, features)?)
-        })?;
+        let row = (!pgrx::pg_arg_is_null(fcinfo, 2))
+            .then(|| RowView::new(pg_getarg_datum_raw(fcinfo, 2)));
+        assemble(
+            plan,
+            &model,
+            Some(&keys),
+            |_, name| row.as_ref().and_then(|r| r.value(name)),
+            &mut site.features,
+        )?;
         Ok(model)
     }
+}
+
+/// Looks the entity's features up (unless `keys` is `None`: a NULL key,
+/// which finds nothing) and encodes the model's inputs into `features`:
+/// each from `own` (the row in hand) where it gives one, else from the
+/// lookup, where no value, or none valid now, is missing (the model's
+/// imputation).
+fn assemble<'r>(
+    plan: &EntityPlan,
+    model: &Model,
+    keys: Option<&[Option<String>]>,
+    own: impl Fn(usize, &str) -> Option<AmbientResult<Value<'r>>>,
+    features: &mut Vec<f64>,
+) -> AmbientResult<()> {
+    let Some(keys) = keys else {
+        return encode_inputs(plan, model, &own, |_| Ok(Value::Missing), features);
+    };
+    let args: Vec<pgrx::datum::DatumWithOid<'_>> =
+        keys.iter().map(|k| k.as_deref().into()).collect();
+    select_built(&plan.query, &args, |rows| {
+        let looked_up = |column: usize| -> AmbientResult<Value<'_>> {
+            match rows.raw(0, column) {
+                Some((datum, false, type_oid)) => {
+                    let reader = reader_for(type_oid).ok_or_else(|| {
+                        AmbientError::wrong_type("a feature has a type predict cannot read")
+                    })?;
+                    // SAFETY: a non-null datum of its column's type, alive
+                    // while the rows are.
+                    unsafe { read_value(datum, type_oid, reader, "feature") }
+                }
+                _ => Ok(Value::Missing),
+            }
+        };
+        encode_inputs(plan, model, |j, name| own(j, name), looked_up, features)
+    })
+}
+
+/// Encodes the model's inputs into `features`, each from `own` where it
+/// gives one, else from `looked_up` (the lookup's column).
+fn encode_inputs<'v>(
+    plan: &EntityPlan,
+    model: &Model,
+    own: impl Fn(usize, &str) -> Option<AmbientResult<Value<'v>>>,
+    looked_up: impl Fn(usize) -> AmbientResult<Value<'v>>,
+    features: &mut Vec<f64>,
+) -> AmbientResult<()> {
+    let names = model.input_names();
+    let mut values = Vec::with_capacity(names.len());
+    for (j, name) in names.iter().enumerate() {
+        if let Some(value) = own(j, name) {
+            values.push(value?);
+            continue;
+        }
+        let Some(column) = plan.inputs[j] else {
+            return Err(AmbientError::undefined_column(format!(
+                "the model's input \"{name}\" is not in its feature sets"
+            ))
+            .hint(format!(
+                "pass it in the row: \"row\" => ROW(...) with a column \"{name}\""
+            )));
+        };
+        values.push(looked_up(column)?);
+    }
+    Ok(model.encode(&values, features)?)
+}
+
+/// Where a row type's entity keys and the model's inputs sit, for a model
+/// that looks up what rows of this type lack (an attached table's
+/// trigger, or the row form).
+pub(super) struct EntityRow {
+    type_id: pg_sys::Oid,
+    typmod: i32,
+    model: Rc<Model>,
+    /// (attribute number from 1, type) of each entity key, in the plan's
+    /// order.
+    keys: Vec<(i32, pg_sys::Oid)>,
+    /// Per model input, where the row has it.
+    from_row: Vec<Option<(i32, pg_sys::Oid, Reader)>>,
+}
+
+impl EntityRow {
+    /// `None` when the model looks nothing up, or the row lacks a key or
+    /// an input its feature sets do not give: then the row form's own
+    /// error stands.
+    pub(super) fn new(
+        site: &mut CallSite,
+        model_id: i64,
+        model: &Rc<Model>,
+        tupdesc: &PgTupleDesc,
+        type_id: pg_sys::Oid,
+        typmod: i32,
+        caller: Caller,
+    ) -> AmbientResult<Option<EntityRow>> {
+        if feature_sets::served_features(model_id)?.is_none() {
+            return Ok(None);
+        }
+        if site.entity_plan.as_ref().map(|p| p.model_id) != Some(model_id) {
+            site.entity_plan = Some(EntityPlan::for_model(model_id, model, &caller)?);
+        }
+        let Some(plan) = site.entity_plan.as_ref() else {
+            return Ok(None);
+        };
+        let find = |name: &str| {
+            tupdesc
+                .iter()
+                .enumerate()
+                .find(|(_, a)| !a.is_dropped() && a.name() == name)
+                .map(|(i, a)| (i as i32 + 1, a.type_oid().value()))
+        };
+        let mut keys = Vec::new();
+        for key in &plan.entity {
+            match find(key) {
+                Some(found) => keys.push(found),
+                None => return Ok(None),
+            }
+        }
+        let mut from_row = Vec::new();
+        for (j, name) in model.input_names().iter().enumerate() {
+            match find(name) {
+                Some((attno, type_oid)) => {
+                    let reader = reader_for(type_oid).ok_or_else(|| {
+                        AmbientError::wrong_type(format!(
+                            "column \"{name}\" is not numeric, boolean, text, enum, date or timestamp"
+                        ))
+                    })?;
+                    from_row.push(Some((attno, type_oid, reader)));
+                }
+                None if plan.inputs[j].is_some() => from_row.push(None),
+                None => return Ok(None),
+            }
+        }
+        Ok(Some(EntityRow {
+            type_id,
+            typmod,
+            model: model.clone(),
+            keys,
+            from_row,
+        }))
+    }
+
+    pub(super) fn serves(&self, type_id: pg_sys::Oid, typmod: i32, model: &Rc<Model>) -> bool {
+        self.type_id == type_id && self.typmod == typmod && Rc::ptr_eq(&self.model, model)
+    }
+}
+
+/// Reads a tuple's entity keys and inputs, looks up what it lacks, and
+/// encodes the model's inputs into `site.features`. A NULL key finds
+/// nothing: the looked-up inputs are missing.
+///
+/// # Safety
+/// `tuple` must be a valid tuple of `tupdesc`, for which `site.entity_row`
+/// was made.
+pub(super) unsafe fn read_tuple_by_entity(
+    site: &mut CallSite,
+    model: &Rc<Model>,
+    tuple: *mut pg_sys::HeapTupleData,
+    tupdesc: &PgTupleDesc,
+) -> AmbientResult<()> {
+    let (Some(row), Some(plan)) = (site.entity_row.as_ref(), site.entity_plan.as_ref()) else {
+        return Err(AmbientError::invalid("no entity layout for this row"));
+    };
+    let get = |attno: i32| {
+        let mut is_null = false;
+        // SAFETY: per the contract.
+        let datum = unsafe { pg_sys::heap_getattr(tuple, attno, tupdesc.as_ptr(), &mut is_null) };
+        (!is_null).then_some(datum)
+    };
+    let keys: Option<Vec<Option<String>>> = row
+        .keys
+        .iter()
+        // SAFETY: a non-null datum of the key column's type.
+        .map(|&(attno, type_oid)| get(attno).map(|d| Some(unsafe { output_text(type_oid, d) })))
+        .collect();
+    let from_row = &row.from_row;
+    assemble(
+        plan,
+        model,
+        keys.as_deref(),
+        |j, name| {
+            let (attno, type_oid, reader) = from_row[j]?;
+            Some(match get(attno) {
+                None => Ok(Value::Missing),
+                // SAFETY: a non-null datum of this column's type; a text
+                // value borrows from the tuple, alive for the call.
+                Some(datum) => unsafe { read_value(datum, type_oid, reader, name) },
+            })
+        },
+        &mut site.features,
+    )
 }
 
 /// A `record` argument's columns, read by name.

@@ -328,3 +328,54 @@ def test_predict_by_entity_serves_what_training_saw(database):
                          "WHERE training_set = 'now_train'")
             conn.execute(f"DROP OWNED BY {role}")
             conn.execute(f"DROP ROLE {role}")
+
+
+def test_attached_insert_looks_features_up_and_never_fails(database):
+    role = "ambient_it_features_owner"
+    with connect(database, autocommit=True) as conn:
+        conn.execute(f"DROP ROLE IF EXISTS {role}")
+        conn.execute(f"CREATE ROLE {role}")
+        make_sources(conn)
+        conn.execute("INSERT INTO spend SELECT region, customer_id, now() - interval '1 day', "
+                     "customer_id * 3, customer_id % 4 FROM spend WHERE customer_id % 2 = 0 "
+                     "GROUP BY region, customer_id")
+        conn.execute("SELECT * FROM ambient.create_feature_set('spend_stats', 'spend', "
+                     "'{region,customer_id}', 'at', ttl => '20 days')")
+        conn.execute("ALTER TABLE spine ADD COLUMN label float8")
+        conn.execute("UPDATE spine SET label = customer_id % 5 + (note = 'a')::int")
+        conn.execute("SELECT * FROM ambient.create_training_set('spend_train', 'spine', "
+                     "'{spend_stats.*}', label => 'label')")
+        conn.execute("SELECT * FROM ambient.train('spend', training_set => 'spend_train', "
+                     "algorithm => 'decision_tree')")
+        try:
+            # The table has the entity keys and the row feature only.
+            conn.execute("CREATE TABLE visits (id serial PRIMARY KEY, region text, customer_id int, note text)")
+            conn.execute(f"ALTER TABLE visits OWNER TO {role}")
+            conn.execute(f"SELECT ambient.grant('spend', '{role}', 'predict')")
+            with pytest.raises(psycopg.errors.InsufficientPrivilege, match="may not be served"):
+                conn.execute("SELECT * FROM ambient.attach('spend', 'visits')")
+            conn.execute(f"SELECT ambient.grant('spend_stats', '{role}', 'predict')")
+            conn.execute("SELECT * FROM ambient.attach('spend', 'visits')")
+            conn.execute("INSERT INTO visits (region, customer_id, note) "
+                         "SELECT r, c, CASE WHEN c % 3 = 0 THEN 'a' ELSE 'b' END "
+                         "FROM unnest(ARRAY['eu', 'us']) r, generate_series(1, 32) c")
+            rows = conn.execute("SELECT prediction, prediction_model_id, "
+                                "ambient.predict('spend', entity => ROW(region, customer_id), \"row\" => v) "
+                                "FROM visits v ORDER BY id").fetchall()
+            assert len(rows) == 64 and all(r[1] is not None for r in rows)
+            assert [r[0] for r in rows] == [r[2] for r in rows]
+            assert len({r[0] for r in rows}) > 1
+            # A NULL key finds nothing: the model's imputation, and the row
+            # is written.
+            conn.execute("INSERT INTO visits (region, customer_id, note) VALUES (NULL, 1, 'a')")
+            # The owner loses the feature set: writes go on, without a
+            # prediction.
+            conn.execute(f"SELECT ambient.revoke('spend_stats', '{role}', 'predict')")
+            with connect(database, autocommit=True) as other:
+                other.execute("INSERT INTO visits (region, customer_id, note) VALUES ('eu', 2, 'b')")
+            last = conn.execute("SELECT prediction, prediction_model_id FROM visits ORDER BY id DESC LIMIT 2").fetchall()
+            assert last[0] == (None, None) and last[1][0] is not None
+        finally:
+            conn.execute("DROP TABLE IF EXISTS visits")
+            conn.execute(f"DROP OWNED BY {role}")
+            conn.execute(f"DROP ROLE {role}")
