@@ -37,8 +37,18 @@ per-row against the last release: (a)-(c) and the single-row figures again
     release mode, in a database of its own, so a regression shows as a
     ratio in the same run.
 
-`--only writes`, `--only scale` and `--only per-row` run one comparison
-alone and print it, without touching bench/README.md.
+features: 3 feature sets with 10M history rows in all (200k customers)
+    and a spine of 1M rows: the point-in-time training set materialized in
+    the database against psycopg fetch of the spine and the histories +
+    pandas.merge_asof (by entity, backward, tolerance = TTL), with the two
+    results compared value by value; predict by entity (pgbench, prepared,
+    8 clients, random customers) against a bare primary-key SELECT of the
+    latest row on a feature table; and INSERT of 100k rows into a table
+    attached to a project whose model looks its features up, against the
+    same into a plain table.
+
+`--only writes`, `--only scale`, `--only per-row` and `--only features` run
+one comparison alone and print it, without touching bench/README.md.
 """
 
 import json
@@ -52,6 +62,7 @@ import sys
 import time
 
 import numpy as np
+import pandas as pd
 import psycopg
 from sklearn.ensemble import (GradientBoostingClassifier, HistGradientBoostingClassifier,
                               RandomForestClassifier)
@@ -538,6 +549,138 @@ def writes_side_by_side():
     return results
 
 
+FEATURE_SCALE = float(os.environ.get("AMBIENT_BENCH_FEATURE_SCALE", 1))
+FS_CUSTOMERS = int(200_000 * FEATURE_SCALE)
+FS_SPINE = int(1_000_000 * FEATURE_SCALE)
+# Events per customer in each set (25 + 15 + 10 = 50 a customer: 10M rows)
+# and its TTL.
+FS_SETS = {"fs_spend": (25, "30 days"), "fs_visits": (15, "90 days"), "fs_support": (10, None)}
+
+
+def features_setup(conn):
+    """Three source tables and their feature sets, the spine, a training
+    set over them, and a model trained from it ('fs')."""
+    conn.execute("SELECT setseed(0.7)")
+    for name, (per_customer, ttl) in FS_SETS.items():
+        conn.execute(f"DROP TABLE IF EXISTS {name}_src")
+        # Events spread over a year, each customer at its own instants.
+        conn.execute(f"""
+            CREATE TABLE {name}_src AS
+            SELECT c AS customer_id,
+                   timestamptz '2025-01-01' + (k * 365.0 / {per_customer}) * interval '1 day'
+                     + (random() * 300000)::int * interval '1 minute' / 10 AS at,
+                   round((random() * 100)::numeric, 2)::float8 AS {name[3:]}_amount,
+                   (random() * 10)::int AS {name[3:]}_count
+              FROM generate_series(1, {FS_CUSTOMERS}) c, generate_series(0, {per_customer} - 1) k""")
+        conn.execute(f"DELETE FROM {name}_src a USING {name}_src b "
+                     f"WHERE a.ctid < b.ctid AND a.customer_id = b.customer_id AND a.at = b.at")
+        conn.execute(f"ALTER TABLE {name}_src ADD PRIMARY KEY (customer_id, at)")
+        log(f"bench: feature set {name}")
+        conn.execute(f"SELECT * FROM ambient.create_feature_set('{name}', '{name}_src', '{{customer_id}}', 'at'"
+                     + (f", ttl => '{ttl}'" if ttl else "") + ")")
+    conn.execute("DROP TABLE IF EXISTS fs_spine")
+    conn.execute(f"""
+        CREATE TABLE fs_spine AS
+        SELECT (random() * ({FS_CUSTOMERS} - 1))::int + 1 AS customer_id,
+               timestamptz '2025-02-01' + random() * interval '330 days' AS at,
+               (random() < 0.3) AS churned
+          FROM generate_series(1, {FS_SPINE})""")
+    conn.execute("VACUUM ANALYZE")
+    conn.execute("SELECT * FROM ambient.create_training_set('fs_train', 'fs_spine', "
+                 "'{fs_spend.*,fs_visits.*,fs_support.*}', label => 'churned')")
+
+
+def features_side_by_side():
+    """The feature store's three comparisons (see the module's note).
+    Returns (figures, ratios)."""
+    with psycopg.connect(DSN, autocommit=True) as conn:
+        log(f"bench: feature store, {FS_SPINE} spine rows, {FS_CUSTOMERS} customers")
+        features_setup(conn)
+        history_rows = sum(conn.execute(f"SELECT count(*) FROM ambient_features.{name}").fetchone()[0]
+                           for name in FS_SETS)
+        columns = [c for name in FS_SETS for c in (f"{name[3:]}_amount", f"{name[3:]}_count")]
+        ours_times, theirs_times = [], []
+        for _ in range(3):
+            started = time.perf_counter()
+            conn.execute("DROP TABLE IF EXISTS fs_built")
+            conn.execute("CREATE UNLOGGED TABLE fs_built AS SELECT * FROM ambient_training.fs_train")
+            ours_times.append(time.perf_counter() - started)
+            started = time.perf_counter()
+            theirs = merge_asof_training_set(conn)
+            theirs_times.append(time.perf_counter() - started)
+        ours = conn.execute(f"SELECT customer_id, at, churned, {', '.join(columns)} FROM fs_built "
+                            "ORDER BY customer_id, at, churned").fetchall()
+        ours = pd.DataFrame(ours, columns=["customer_id", "at", "churned"] + columns)
+        theirs = theirs.sort_values(["customer_id", "at", "churned"]).reset_index(drop=True)
+        for column in columns:
+            a = ours[column].to_numpy(dtype=float, na_value=np.nan)
+            b = theirs[column].to_numpy(dtype=float, na_value=np.nan)
+            assert np.array_equal(a, b, equal_nan=True), column
+        equal_rows = len(ours) == len(theirs) == FS_SPINE
+        assert equal_rows
+        log("bench: training from the training set")
+        conn.execute("SELECT * FROM ambient.train('fs', training_set => 'fs_train')")
+        # Predict by entity against the bare lookup it is built from.
+        entity = f"\\set c random(1, {FS_CUSTOMERS})\n"
+        tps = {"bare": [], "entity": []}
+        for _ in range(PGBENCH_ROUNDS):
+            tps["bare"].append(pgbench(entity + "SELECT * FROM fs_spend_src WHERE customer_id = :c "
+                                       "ORDER BY at DESC LIMIT 1;"))
+            tps["entity"].append(pgbench(entity + "SELECT ambient.predict('fs', entity => :c::int);"))
+        tps = {k: statistics.median(v) for k, v in tps.items()}
+        # Attached INSERT with lookup against a plain INSERT.
+        for table in ("fs_plain_in", "fs_attached_in"):
+            conn.execute(f"DROP TABLE IF EXISTS {table}")
+            conn.execute(f"CREATE TABLE {table} (id bigint PRIMARY KEY, customer_id int)")
+        conn.execute("SELECT * FROM ambient.attach('fs', 'fs_attached_in')")
+        rows = min(100_000, FS_SPINE)
+        arriving = f"SELECT g, (g * 7919) % {FS_CUSTOMERS} + 1 FROM generate_series(1, {rows}) g"
+        times = {t: [] for t in ("fs_attached_in", "fs_plain_in")}
+        for _ in range(REPEATS):
+            for table in times:
+                conn.execute(f"TRUNCATE {table}")
+                started = time.perf_counter()
+                conn.execute(f"INSERT INTO {table} (id, customer_id) {arriving}")
+                times[table].append(time.perf_counter() - started)
+        predicted = conn.execute("SELECT count(prediction_model_id) FROM fs_attached_in").fetchone()[0]
+        assert predicted == rows, predicted
+        attached, plain = (statistics.median(times[t]) for t in ("fs_attached_in", "fs_plain_in"))
+    ours_s, theirs_s = statistics.median(ours_times), statistics.median(theirs_times)
+    figures = [
+        (f"training set, {FS_SPINE // 1000}k spine rows x 3 feature sets ({history_rows / 1e6:.1f}M history rows): "
+         "built in the database / psycopg fetch + pandas.merge_asof", f"{ours_s:.2f} s / {theirs_s:.2f} s"),
+        ("pgbench TPS: bare PK SELECT of a customer's latest row / predict by entity (3 feature sets)",
+         f"{tps['bare']:.0f} / {tps['entity']:.0f}"),
+        (f"INSERT {rows // 1000}k rows of customer ids: attached (features looked up, predicted) / plain table",
+         f"{attached:.3f} s / {plain:.3f} s"),
+    ]
+    ratios = [
+        ("training set: in the database / psycopg + merge_asof, target <= 0.5", ours_s / theirs_s,
+         ours_s / theirs_s <= 0.5),
+        ("predict by entity / bare PK SELECT, TPS, target >= 0.5", tps["entity"] / tps["bare"],
+         tps["entity"] / tps["bare"] >= 0.5),
+        (f"INSERT {rows // 1000}k with lookup: attached / plain, target <= 3", attached / plain, attached / plain <= 3),
+    ]
+    return figures, ratios
+
+
+def merge_asof_training_set(conn):
+    """The training set as a pandas user builds it: the spine and each
+    set's current history fetched through psycopg, then merge_asof by
+    customer, backward, with the set's TTL as tolerance."""
+    spine = pd.DataFrame(conn.execute("SELECT customer_id, at, churned FROM fs_spine").fetchall(),
+                         columns=["customer_id", "at", "churned"]).sort_values("at")
+    for name, (_, ttl) in FS_SETS.items():
+        columns = [f"{name[3:]}_amount", f"{name[3:]}_count"]
+        history = pd.DataFrame(
+            conn.execute(f"SELECT customer_id, at, {', '.join(columns)} FROM ambient_features.{name} "
+                         "WHERE superseded_at IS NULL").fetchall(),
+            columns=["customer_id", "at"] + columns).sort_values("at")
+        spine = pd.merge_asof(spine, history, on="at", by="customer_id", direction="backward",
+                              tolerance=pd.Timedelta(ttl) if ttl else None)
+    return spine
+
+
 def write_lines(writes):
     figures = [(f"{how.upper()} {rows // 1000}k rows: attached (predicted) / plain table", f"{a:.3f} s / {p:.3f} s")
                for (how, rows), (a, p) in writes.items()]
@@ -604,6 +747,14 @@ def main():
         figures, ratios = scale_lines(scale_side_by_side())
         print_lines(figures, ratios)
         return
+    if sys.argv[1:] == ["--only", "features"]:
+        with psycopg.connect(DSN.replace(f"dbname={DB}", "dbname=postgres"), autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)")
+            conn.execute(f"CREATE DATABASE {DB}")
+        with psycopg.connect(DSN, autocommit=True) as conn:
+            conn.execute("CREATE EXTENSION pg_ambient")
+        print_lines(*features_side_by_side())
+        return
     if sys.argv[1:] == ["--only", "writes"]:
         setup()
         figures, ratios = write_lines(writes_side_by_side())
@@ -631,6 +782,8 @@ def main():
     ensembles, predicting = ensembles_side_by_side()
     log("bench: writes into an attached table, side by side")
     write_figures, write_ratios = write_lines(writes_side_by_side())
+    log("bench: the feature store, side by side")
+    feature_figures, feature_ratios = features_side_by_side()
     log("bench: the default learner at scale, side by side")
     scale_figures, scale_ratios = scale_lines(scale_side_by_side())
 
@@ -659,7 +812,7 @@ def main():
                         "(of which scikit-learn's predict) / the stored model in plain Rust, one thread (floor)",
                         f"{ours:.2f} s ({ours / ROWS * 1e6:.2f} µs a row) / {theirs:.2f} s ({their_predict:.2f} s) "
                         f"/ {rust:.2f} s"))
-    figures += release_figures + write_figures + scale_figures
+    figures += release_figures + write_figures + feature_figures + scale_figures
     ratios = [
         ("(b)/(e) (cost of being in Postgres)", b / e["seconds"], None),
         ("single-row TPS, pinned / bare, target >= 0.8", tps["pinned"] / tps["bare"], tps["pinned"] / tps["bare"] >= 0.8),
@@ -696,7 +849,7 @@ def main():
     ratios += [("(b)/(a), array form, target <= 1.3", b / a, b / a <= 1.3),
                ("(c)/(a), row form, target <= 1.5", c / a, c / a <= 1.5),
                ("(d)/(b), export / array form, target >= 15", d / b, d / b >= 15)]
-    ratios += release_ratios + write_ratios + scale_ratios
+    ratios += release_ratios + write_ratios + feature_ratios + scale_ratios
     lines = [f"Measured {time.strftime('%Y-%m-%d')} on {machine()}, {ROWS} rows; (a)-(c) median of {REPEATS} "
              f"interleaved rounds, pgbench (-M prepared -c 8 -j 2) median of {PGBENCH_ROUNDS} alternating "
              f"{PGBENCH_SECONDS}s rounds, training once per size.", "",

@@ -25,7 +25,7 @@ if ! grep -q "pg$PG_MAJOR = \"$PG_CONFIG\"" "$HOME/.pgrx/config.toml" 2>/dev/nul
 fi
 
 # Python clients for the integration tests and the benchmark.
-if ! python3 -c "import psycopg, sklearn, pytest" 2>/dev/null; then
+if ! python3 -c "import psycopg, sklearn, pytest, pandas" 2>/dev/null; then
   echo "setup: installing Python test requirements"
   python3 -m pip install -q --disable-pip-version-check -r "$ROOT/tests/integration/requirements.txt"
 fi

@@ -19,23 +19,31 @@ use pgrx::pg_sys::{self, FunctionCallInfo};
 use pgrx::prelude::*;
 use pgrx::{pg_getarg_datum_raw, PgTupleDesc};
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::rc::Rc;
 
 use super::features::{entity_values, join_parts, online_query_for, output_text};
+use super::model_cache::SnapshotView;
 use super::predict::{call_site, read_value, reader_for, CallSite, ModelKey, Reader};
 use crate::catalog::feature_sets::{self, FeatureSet, Shape};
-use crate::catalog::projects::Privilege;
+use crate::catalog::projects::{Grants, Privilege};
 use crate::catalog::{select_built, Caller};
 use crate::error::{AmbientError, AmbientResult, OrRaise};
 use crate::ml::model::Model;
 use crate::ml::preprocess::Value;
 use crate::ml::MlResult;
 
-/// How a call site serves its model by entity, worked out once per model
-/// resolution (so a new statement checks the feature sets' rights again).
-pub(super) struct EntityPlan {
+/// How a model is served by entity: what its feature sets are, who may
+/// use them, and the lookup. Read from the catalog once and kept per
+/// backend for as long as statement snapshots show the same database
+/// (`SnapshotView`, as `model_cache` keeps resolutions); who may use the
+/// sets is checked again, in Rust, at every resolution.
+pub(super) struct Served {
     model_id: i64,
     entity: Vec<String>,
+    /// Each feature set's name, owner and grants.
+    sets: Vec<(String, pg_sys::Oid, Grants)>,
     /// The lookup, as the extension owner reads the histories.
     query: String,
     /// Per model input: the lookup's column (from 1) that gives it, or
@@ -43,8 +51,49 @@ pub(super) struct EntityPlan {
     inputs: Vec<Option<usize>>,
 }
 
-impl EntityPlan {
+/// A call site's `Served`, checked for its caller.
+pub(super) type EntityPlan = Rc<Served>;
+
+/// The models' `Served`, under the snapshot view they were read in.
+type ServedCache = (Option<SnapshotView>, HashMap<i64, Rc<Served>>);
+
+thread_local! {
+    static SERVED: RefCell<ServedCache> = RefCell::new((None, HashMap::new()));
+}
+
+impl Served {
+    /// How `model_id` is served, if `caller` may be served each of its
+    /// feature sets ('predict' serves a set's values to a model without
+    /// showing them; a role without it learns none).
     fn for_model(model_id: i64, model: &Model, caller: &Caller) -> AmbientResult<EntityPlan> {
+        let known = SERVED.with(|cache| {
+            let (view, plans) = &*cache.borrow();
+            view.as_ref()
+                .filter(|v| v.is_current())
+                .and_then(|_| plans.get(&model_id).cloned())
+        });
+        let served = match known {
+            Some(served) => served,
+            None => {
+                let served = Rc::new(Served::load(model_id, model)?);
+                SERVED.with(|cache| {
+                    let (view, plans) = &mut *cache.borrow_mut();
+                    if !view.as_ref().is_some_and(SnapshotView::is_current) {
+                        *view = SnapshotView::current();
+                        plans.clear();
+                    }
+                    plans.insert(model_id, served.clone());
+                });
+                served
+            }
+        };
+        for (name, owner, grants) in &served.sets {
+            feature_sets::check_use(name, *owner, grants, caller, Privilege::Predict)?;
+        }
+        Ok(served)
+    }
+
+    fn load(model_id: i64, model: &Model) -> AmbientResult<Served> {
         let served = feature_sets::served_features(model_id)?.ok_or_else(|| {
             AmbientError::not_in_state(format!(
                 "model {model_id} was not trained from a training set, so it has no features to look up"
@@ -54,13 +103,9 @@ impl EntityPlan {
         let mut sets: Vec<FeatureSet> = Vec::new();
         for r in &served.features {
             if !sets.iter().any(|s| s.name == r.set) {
-                // 'predict' serves a set's values to a model without
-                // showing them; a role without it learns none.
-                sets.push(feature_sets::require_use(
-                    &r.set,
-                    caller,
-                    Privilege::Predict,
-                )?);
+                sets.push(
+                    feature_sets::find(&r.set)?.ok_or_else(|| feature_sets::unknown(&r.set))?,
+                );
             }
         }
         let parts = join_parts(&sets, &served.features);
@@ -74,9 +119,18 @@ impl EntityPlan {
             .map(|name| looked_up.iter().position(|f| f == name).map(|i| i + 1))
             .collect();
         let query = online_query_for(&served.entity, &sets, &parts, Shape::Online);
-        Ok(EntityPlan {
+        let mut rights = Vec::new();
+        for set in &sets {
+            rights.push((
+                set.name.clone(),
+                set.owner,
+                feature_sets::grants_of(set.id)?,
+            ));
+        }
+        Ok(Served {
             model_id,
             entity: served.entity,
+            sets: rights,
             query,
             inputs,
         })
@@ -123,7 +177,7 @@ unsafe fn serve(
         let model = site.model_for(ModelKey::Project(project), caller)?;
         let model_id = site.model_id().unwrap_or_default();
         if site.entity_plan.as_ref().map(|p| p.model_id) != Some(model_id) {
-            site.entity_plan = Some(EntityPlan::for_model(model_id, &model, &caller)?);
+            site.entity_plan = Some(Served::for_model(model_id, &model, &caller)?);
         }
         let plan = site
             .entity_plan
@@ -238,7 +292,7 @@ impl EntityRow {
             return Ok(None);
         }
         if site.entity_plan.as_ref().map(|p| p.model_id) != Some(model_id) {
-            site.entity_plan = Some(EntityPlan::for_model(model_id, model, &caller)?);
+            site.entity_plan = Some(Served::for_model(model_id, model, &caller)?);
         }
         let Some(plan) = site.entity_plan.as_ref() else {
             return Ok(None);

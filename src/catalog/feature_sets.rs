@@ -218,17 +218,31 @@ pub fn grants_of(set_id: i64) -> AmbientResult<Grants> {
 /// that does not exist, so names cannot be probed.
 pub fn require_use(name: &str, caller: &Caller, wanted: Privilege) -> AmbientResult<FeatureSet> {
     let set = find(name)?.ok_or_else(|| unknown(name))?;
-    if caller.acts_as(set.owner) {
-        return Ok(set);
+    if !caller.acts_as(set.owner) {
+        check_use(name, set.owner, &grants_of(set.id)?, caller, wanted)?;
     }
-    let grants = grants_of(set.id)?;
+    Ok(set)
+}
+
+/// Errors unless `caller` may use the set `name` (owned by `owner`, with
+/// `grants`) as `wanted` asks: decided in Rust from role oids.
+pub fn check_use(
+    name: &str,
+    owner: pg_sys::Oid,
+    grants: &Grants,
+    caller: &Caller,
+    wanted: Privilege,
+) -> AmbientResult<()> {
+    if caller.acts_as(owner) {
+        return Ok(());
+    }
     let mine = || {
         grants
             .iter()
             .filter(|&&(grantee, _)| caller.acts_as(grantee))
     };
     if mine().any(|&(_, p)| p == Privilege::Read || p == wanted) {
-        return Ok(set);
+        return Ok(());
     }
     if mine().next().is_none() {
         return Err(unknown(name));
