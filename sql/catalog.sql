@@ -378,7 +378,9 @@ SELECT m.id AS model_id,
        m.created_by AS trained_by,
        pg_catalog.octet_length(m.artifact) AS artifact_bytes,
        m.feature_lineage ->> 'training_set' AS training_set,
-       ARRAY(SELECT pg_catalog.jsonb_array_elements_text(m.feature_lineage -> 'feature_sets')) AS feature_sets
+       ARRAY(SELECT pg_catalog.jsonb_array_elements_text(m.feature_lineage -> 'feature_sets')) AS feature_sets,
+       m.feature_lineage,
+       m.artifact_sha256
   FROM ambient.model_store m
   JOIN ambient.readable_projects p ON p.project_id = m.project_id
   LEFT JOIN ambient.live_deployments live ON live.project_id = m.project_id;
@@ -718,7 +720,7 @@ SELECT f.name AS feature_set,
 CREATE VIEW ambient.features WITH (security_barrier) AS
 SELECT f.name AS feature_set,
        x.feature,
-       x.type,
+       x.type::pg_catalog.regtype::pg_catalog.text AS type,
        f.entity,
        f.event_time,
        f.ttl,

@@ -53,19 +53,34 @@ def test_sql_examples_run_and_match(doc):
         doc.write_text("".join(rewritten) + text[last:])
 
 
-EXAMPLE = ROOT / "examples" / "ambient.sql"
-TRANSCRIPT = re.compile(r"(<!-- examples/ambient\.sql: begin -->\n```text\n)(?P<out>.*?)(```\n<!-- examples/ambient\.sql: end -->)", re.S)
+TRANSCRIPT = r"(<!-- examples/{name}: begin -->\n```text\n)(?P<out>.*?)(```\n<!-- examples/{name}: end -->)"
+
+
+def run_example(name, database):
+    """psql's output for examples/<name>, run as `make demo` runs it."""
+    result = subprocess.run(
+        [str(PGBIN / "psql"), "-X", "-v", "ON_ERROR_STOP=1", "-f", str(ROOT / "examples" / name), dsn(database)],
+        capture_output=True, text=True, check=False, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    return re.sub(r"server process with PID \d+", "server process with PID <pid>", result.stdout)
+
+
+def check_transcript(name, out):
+    """README.md shows examples/<name>'s output as it is."""
+    readme = (ROOT / "README.md").read_text()
+    shown = re.compile(TRANSCRIPT.format(name=re.escape(name)), re.S).search(readme)
+    assert shown, f"README.md does not show examples/{name}'s transcript"
+    if os.environ.get("AMBIENT_DOCS_UPDATE"):
+        (ROOT / "README.md").write_text(readme[:shown.start("out")] + normalise(out) + "\n" + readme[shown.end("out"):])
+    else:
+        assert normalise(shown["out"]) == normalise(out), f"README.md's transcript of examples/{name} is out of date"
 
 
 def test_the_ambient_example_runs_the_whole_lifecycle_as_the_readme_shows():
     """examples/ambient.sql runs end to end through psql (as `make demo` runs
     it), does what it says at each step, and prints what README.md shows."""
     database = fresh_database("docs_ambient_example")
-    result = subprocess.run(
-        [str(PGBIN / "psql"), "-X", "-v", "ON_ERROR_STOP=1", "-f", str(EXAMPLE), dsn(database)],
-        capture_output=True, text=True, check=False, cwd=ROOT)
-    assert result.returncode == 0, result.stderr
-    out = re.sub(r"server process with PID \d+", "server process with PID <pid>", result.stdout)
+    out = run_example("ambient.sql", database)
     # Each step did what it announces.
     assert " prediction        | prediction_model_id | defaulted" in out
     assert "nothing to do" in out
@@ -76,10 +91,23 @@ def test_the_ambient_example_runs_the_whole_lifecycle_as_the_readme_shows():
     with connect(database) as conn:
         assert conn.execute("SELECT live_version FROM ambient.overview WHERE project = 'loans'").fetchone()[0] == 2
         assert conn.execute("SELECT count(*) FROM ambient.alerts WHERE project = 'loans'").fetchone()[0] == 2
-    readme = (ROOT / "README.md").read_text()
-    shown = TRANSCRIPT.search(readme)
-    assert shown, "README.md does not show examples/ambient.sql's transcript"
-    if os.environ.get("AMBIENT_DOCS_UPDATE"):
-        (ROOT / "README.md").write_text(readme[:shown.start("out")] + normalise(out) + "\n" + readme[shown.end("out"):])
-    else:
-        assert normalise(shown["out"]) == normalise(out), "README.md's transcript of examples/ambient.sql is out of date"
+    check_transcript("ambient.sql", out)
+
+
+def test_the_features_example_runs_the_feature_store_lifecycle_as_the_readme_shows():
+    """examples/features.sql: feature sets, a training set, train, attach
+    by customer id, a late backfill and an exact rebuild."""
+    database = fresh_database("docs_features_example")
+    out = run_example("features.sql", database)
+    with connect(database) as conn:
+        # The attached rows were predicted, as predicting by entity does.
+        assert conn.execute("SELECT count(*) FROM visits WHERE prediction::text "
+                            "= ambient.predict_label('churn', entity => customer_id)").fetchone()[0] == 4
+        # The backfill changed the current training set; the rebuild did not.
+        assert conn.execute("SELECT count(*) FROM (SELECT * FROM ambient_training.churn_train "
+                            "EXCEPT SELECT * FROM churn_seen) d").fetchone()[0] > 0
+        assert conn.execute("SELECT count(*) FROM (SELECT * FROM ambient_training.churn_as_trained "
+                            "EXCEPT SELECT * FROM churn_seen) d").fetchone()[0] == 0
+        assert conn.execute("SELECT count(DISTINCT artifact_sha256) FROM ambient.models "
+                            "WHERE project IN ('churn', 'churn_rebuilt')").fetchone()[0] == 1
+    check_transcript("features.sql", out)
