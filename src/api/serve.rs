@@ -24,6 +24,7 @@ use std::collections::HashMap;
 use std::rc::Rc;
 
 use super::features::{entity_values, join_parts, online_query_for, output_text};
+use super::lookup::{DirectSet, Found};
 use super::model_cache::SnapshotView;
 use super::predict::{call_site, read_value, reader_for, CallSite, ModelKey, Reader};
 use crate::catalog::feature_sets::{self, FeatureSet, Shape};
@@ -49,6 +50,9 @@ pub(super) struct Served {
     /// Per model input: the lookup's column (from 1) that gives it, or
     /// `None` for a row feature.
     inputs: Vec<Option<usize>>,
+    /// The same lookup read straight from the histories' indexes, when
+    /// every set's event time is a timestamptz (`lookup`).
+    direct: Option<Vec<DirectSet>>,
 }
 
 /// A call site's `Served`, checked for its caller.
@@ -127,12 +131,23 @@ impl Served {
                 feature_sets::grants_of(set.id)?,
             ));
         }
+        let mut direct = Some(Vec::new());
+        for part in &parts {
+            match (
+                DirectSet::plan(part.set, &part.features, &served.entity)?,
+                &mut direct,
+            ) {
+                (Some(set), Some(sets)) => sets.push(set),
+                _ => direct = None,
+            }
+        }
         Ok(Served {
             model_id,
             entity: served.entity,
             sets: rights,
             query,
             inputs,
+            direct,
         })
     }
 }
@@ -212,6 +227,20 @@ fn assemble<'r>(
     let Some(keys) = keys else {
         return encode_inputs(plan, model, &own, |_| Ok(Value::Missing), features);
     };
+    if let Some(direct) = &plan.direct {
+        let mut found = Vec::new();
+        for set in direct {
+            // SAFETY: inside the calling statement, with its snapshot.
+            unsafe { set.lookup(keys, &mut found)? };
+        }
+        return encode_inputs(
+            plan,
+            model,
+            |j, name| own(j, name),
+            |column| Ok(found.get(column - 1).map_or(Value::Missing, Found::value)),
+            features,
+        );
+    }
     let args: Vec<pgrx::datum::DatumWithOid<'_>> =
         keys.iter().map(|k| k.as_deref().into()).collect();
     select_built(&plan.query, &args, |rows| {
