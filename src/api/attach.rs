@@ -316,6 +316,13 @@ fn attach_table(
         .map(str::to_string)
         .chain(lookup_keys)
         .filter(|c| columns.iter().any(|p| &p.0 == c))
+        .fold(Vec::new(), |mut unique, c| {
+            if !unique.contains(&c) {
+                unique.push(c);
+            }
+            unique
+        })
+        .into_iter()
         .map(quote_identifier)
         .chain([prediction.clone(), model_id.clone()])
         .collect();
@@ -629,9 +636,16 @@ unsafe fn fire(fcinfo: FunctionCallInfo) -> AmbientResult<*mut pg_sys::HeapTuple
                 let mut x = &site.call.features;
                 // A challenger that cannot be had (its artifact damaged)
                 // leaves the live model serving: the write goes on.
+                // So does one whose feature sets the owner may no longer
+                // be served.
                 let challenger = challenge.as_ref().and_then(|trial| {
                     site.challenger
                         .model_for(ModelKey::Id(trial.model_id), Caller { oid: owner })
+                        .and_then(|model| {
+                            site.challenger
+                                .prepare_row(&model, &tupdesc, row_type, -1)?;
+                            Ok(model)
+                        })
                         .ok()
                         .map(|model| (trial, model))
                 });

@@ -284,8 +284,11 @@ pub(super) fn measure_with(
                     &quote_identifier(&a.prediction_column),
                     label_kind,
                 ));
+                // A model that looks features up by entity is compared on
+                // them as served now to these rows' entities.
                 rows += as_author(&owner, || {
-                    read(&table, &exprs, filter, &mut values, &mut budget)
+                    let from = super::features::with_served_features(model_id, &table)?;
+                    read(&from, &exprs, filter, &mut values, &mut budget)
                 })?;
             }
         }
@@ -295,7 +298,8 @@ pub(super) fn measure_with(
                 .iter()
                 .map(|(name, kind)| source::read_as_feature(&quote_identifier(name), *kind))
                 .collect();
-            rows = read(&src.sql_from(), &exprs, filter, &mut values, &mut budget)?;
+            let from = super::features::with_served_features(model_id, &src.sql_from())?;
+            rows = read(&from, &exprs, filter, &mut values, &mut budget)?;
         }
     }
     let reference = |name: &str| stats.iter().find(|(n, _)| n == name).map(|(_, s)| s);

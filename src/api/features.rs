@@ -1108,6 +1108,84 @@ pub(super) unsafe fn output_text(type_oid: pg_sys::Oid, datum: pg_sys::Datum) ->
     }
 }
 
+/// The FROM item that reads `from` (a relation, or a subquery with its
+/// alias) with the features the model `model_id` looks up and `from`
+/// lacks, as they are served now: the point-in-time join with `from`'s
+/// rows as its spine at the transaction's time. `from` itself when the
+/// model reads no feature set, or `from` has every feature. The histories
+/// are read with the rights of whoever runs it ('read' on each set).
+pub(super) fn with_served_features(model_id: i64, from: &str) -> AmbientResult<String> {
+    let Some(served) = feature_sets::served_features(model_id)? else {
+        return Ok(from.to_string());
+    };
+    let columns: Vec<String> = Spi::connect(|client| {
+        let table = client.select(&format!("SELECT * FROM {from} LIMIT 0"), None, &[])?;
+        (1..=table.columns()?)
+            .map(|i| Ok(table.column_name(i)?))
+            .collect::<AmbientResult<Vec<_>>>()
+    })?;
+    let missing: Vec<FeatureRef> = served
+        .features
+        .into_iter()
+        .filter(|f| !columns.contains(&f.feature))
+        .collect();
+    if missing.is_empty() {
+        return Ok(from.to_string());
+    }
+    let mut sets: Vec<FeatureSet> = Vec::new();
+    for r in &missing {
+        if !sets.iter().any(|s| s.name == r.set) {
+            sets.push(feature_sets::find(&r.set)?.ok_or_else(|| feature_sets::unknown(&r.set))?);
+        }
+    }
+    if let Some(key) = entity_of(&sets).into_iter().find(|k| !columns.contains(k)) {
+        return Err(AmbientError::undefined_column(format!(
+            "the rows have no column \"{key}\", the key of the model's feature sets"
+        )));
+    }
+    let at = "ambient$at";
+    let spine = format!(
+        "(SELECT r.*, pg_catalog.now() AS {} FROM (SELECT * FROM {from}) AS r)",
+        quote_identifier(at)
+    );
+    let query = feature_sets::point_in_time_query(
+        &spine,
+        at,
+        Shape::Offline,
+        &join_parts(&sets, &missing),
+        None,
+    );
+    Ok(format!("({query}\n) AS with_features"))
+}
+
+/// The feature sets the model `model_id` reads whose newest current event
+/// is older than `limit` (an interval) before now, each with that event
+/// time (`None` when it has none), read as the extension owner: what a
+/// policy's `max_staleness` watches.
+pub(super) fn stale_sets(
+    model_id: i64,
+    limit: &str,
+) -> AmbientResult<Vec<(String, Option<String>)>> {
+    let Some(served) = feature_sets::served_features(model_id)? else {
+        return Ok(Vec::new());
+    };
+    let mut names: Vec<&str> = Vec::new();
+    for r in &served.features {
+        if !names.contains(&r.set.as_str()) {
+            names.push(&r.set);
+        }
+    }
+    let mut stale = Vec::new();
+    for name in names {
+        let set = feature_sets::find(name)?.ok_or_else(|| feature_sets::unknown(name))?;
+        let (newest, is_stale) = feature_sets::newest_event(&set, limit)?;
+        if is_stale {
+            stale.push((set.name, newest));
+        }
+    }
+    Ok(stale)
+}
+
 /// What a model trained from a training set records of it.
 pub(super) fn lineage(
     training: &TrainingSet,

@@ -52,7 +52,6 @@ impl Found {
 struct Key {
     /// Position of the key among the plan's entity keys.
     position: usize,
-    type_oid: pg_sys::Oid,
     input: pg_sys::Oid,
     io_param: pg_sys::Oid,
     /// The btree equality function for (type, type), and the index
@@ -94,10 +93,10 @@ impl DirectSet {
         // its current versions, with each column's type, operator family
         // and collation.
         let found = select_built(
-            "SELECT h.oid, i.indexrelid, a.attnum::int4, a.atttypid, c.opcfamily, i.indcollation[k.n - 1]
+            "SELECT h.oid, i.indexrelid, a.attnum::int4, c.opcintype, c.opcfamily, i.indcollation[k.n - 1]
                FROM pg_catalog.pg_class h
                JOIN pg_catalog.pg_index i ON i.indrelid OPERATOR(pg_catalog.=) h.oid
-                AND i.indisunique AND i.indpred IS NOT NULL
+                AND i.indisunique AND i.indisvalid AND i.indpred IS NOT NULL
               CROSS JOIN LATERAL pg_catalog.generate_series(1, i.indnkeyatts) AS k(n)
                JOIN pg_catalog.pg_attribute a ON a.attrelid OPERATOR(pg_catalog.=) h.oid
                 AND a.attnum OPERATOR(pg_catalog.=) i.indkey[k.n - 1]
@@ -127,40 +126,47 @@ impl DirectSet {
             )));
         }
         let (history, index) = (found[0].0, found[0].1);
-        let operator = |family: pg_sys::Oid, type_oid: pg_sys::Oid, strategy: u32| {
+        // The operator class's own input type on both sides (a varchar
+        // column is compared as text, an enum as anyenum), as the planner
+        // picks it; `None` when the family has none: then the set is read
+        // through SQL.
+        let operator = |family: pg_sys::Oid, class_type: pg_sys::Oid, strategy: u32| {
             // SAFETY: syscache lookups; InvalidOid when there is none.
             let function = unsafe {
                 pg_sys::get_opcode(pg_sys::get_opfamily_member(
                     family,
-                    type_oid,
-                    type_oid,
+                    class_type,
+                    class_type,
                     strategy as i16,
                 ))
             };
-            if function == pg_sys::InvalidOid {
-                return Err(AmbientError::wrong_type(format!(
-                    "feature set \"{}\": no btree comparison for a key type",
-                    set.name
-                )));
-            }
-            Ok(function)
+            (function != pg_sys::InvalidOid).then_some(function)
         };
         let mut keys = Vec::new();
         for (k, name) in set.entity.iter().enumerate() {
-            let (_, _, _, type_oid, family, collation) = found[k];
+            let (_, _, attno, class_type, family, collation) = found[k];
+            // SAFETY: syscache reads for a column and a type that exist.
+            let type_oid = unsafe { pg_sys::get_atttype(history, attno as i16) };
             let (mut input, mut io_param) = (pg_sys::InvalidOid, pg_sys::InvalidOid);
-            // SAFETY: a syscache read for a type that exists.
+            // SAFETY: as above.
             unsafe { pg_sys::getTypeInputInfo(type_oid, &mut input, &mut io_param) };
+            let Some(equal) = operator(family, class_type, pg_sys::BTEqualStrategyNumber) else {
+                return Ok(None);
+            };
             keys.push(Key {
                 position: entity.iter().position(|e| e == name).unwrap_or(0),
-                type_oid,
                 input,
                 io_param,
-                equal: operator(family, type_oid, pg_sys::BTEqualStrategyNumber)?,
+                equal,
                 collation,
             });
         }
         let (_, _, event_time, time_type, time_family, _) = found[set.entity.len()];
+        let Some(at_or_before) =
+            operator(time_family, time_type, pg_sys::BTLessEqualStrategyNumber)
+        else {
+            return Ok(None);
+        };
         let ttl = match &set.ttl {
             None => None,
             Some(text) => {
@@ -193,7 +199,7 @@ impl DirectSet {
             history,
             index,
             keys,
-            at_or_before: operator(time_family, time_type, pg_sys::BTLessEqualStrategyNumber)?,
+            at_or_before,
             event_time,
             ttl,
             features: features
@@ -241,7 +247,8 @@ impl DirectSet {
                     0,
                     (k + 1) as pg_sys::AttrNumber,
                     pg_sys::BTEqualStrategyNumber as u16,
-                    key.type_oid,
+                    // The operator class's own type on both sides.
+                    pg_sys::InvalidOid,
                     key.collation,
                     key.equal,
                     datum,
@@ -255,7 +262,7 @@ impl DirectSet {
                 0,
                 scan_keys.len() as pg_sys::AttrNumber,
                 pg_sys::BTLessEqualStrategyNumber as u16,
-                pg_sys::TIMESTAMPTZOID,
+                pg_sys::InvalidOid,
                 pg_sys::InvalidOid,
                 self.at_or_before,
                 pg_sys::Datum::from(now),

@@ -84,6 +84,10 @@ struct Policy {
     /// The longest a run may take (its statement_timeout).
     #[serde(default = "Policy::default_max_seconds")]
     max_seconds: f64,
+    /// Act when a feature set the live model reads has no event newer than
+    /// this interval (`ambient.feature_freshness`).
+    #[serde(default)]
+    max_staleness: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -124,7 +128,7 @@ impl Policy {
     fn parse(given: &serde_json::Value) -> AmbientResult<Policy> {
         let policy: Policy = serde_json::from_value(given.clone()).map_err(|e| {
             AmbientError::invalid(format!("invalid policy: {e}")).hint(
-                "keys: action, min_live_metric, min_labelled_rows, max_drift, drift, retrain_after_changed_rows, time_column, window, max_seconds",
+                "keys: action, min_live_metric, min_labelled_rows, max_drift, drift, retrain_after_changed_rows, time_column, window, max_seconds, max_staleness",
             )
         })?;
         let bad = |what: &str| Err(AmbientError::invalid(format!("invalid policy: {what}")));
@@ -151,6 +155,12 @@ impl Policy {
         }
         if policy.time_column.is_some() != policy.window.is_some() {
             return bad("time_column and window go together");
+        }
+        if let Some(staleness) = &policy.max_staleness {
+            Spi::get_one_with_args::<Interval>(
+                "SELECT $1::pg_catalog.interval",
+                &[staleness.as_str().into()],
+            )?;
         }
         if let Some(window) = &policy.window {
             // Postgres says whether it is an interval (22007 if not).
@@ -475,6 +485,25 @@ fn decide_and_act(project: &Project, caller: &Caller, policy: &Policy) -> Ambien
         if changed >= threshold {
             reasons.push(format!(
                 "{changed} labelled rows were added since the live model was trained (retrain_after_changed_rows {threshold})"
+            ));
+        }
+    }
+
+    // 4. Feature sets the live model reads that stopped receiving events.
+    if let Some(limit) = &policy.max_staleness {
+        let stale = super::features::stale_sets(live.model_id, limit)?;
+        if !stale.is_empty() {
+            details.insert("stale_feature_sets".into(), serde_json::json!(stale));
+            reasons.push(format!(
+                "feature set(s) {} have no event newer than max_staleness {limit}",
+                stale
+                    .iter()
+                    .map(|(set, newest)| format!(
+                        "{set} (newest {})",
+                        newest.as_deref().unwrap_or("none")
+                    ))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ));
         }
     }

@@ -107,9 +107,10 @@ impl Served {
         let mut sets: Vec<FeatureSet> = Vec::new();
         for r in &served.features {
             if !sets.iter().any(|s| s.name == r.set) {
-                sets.push(
-                    feature_sets::find(&r.set)?.ok_or_else(|| feature_sets::unknown(&r.set))?,
-                );
+                let set =
+                    feature_sets::find(&r.set)?.ok_or_else(|| feature_sets::unknown(&r.set))?;
+                served.check_same(&set, model_id)?;
+                sets.push(set);
             }
         }
         let parts = join_parts(&sets, &served.features);

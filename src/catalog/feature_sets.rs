@@ -745,6 +745,31 @@ pub fn update_stats(set: &FeatureSet, refreshed_by: &str) -> AmbientResult<()> {
     Ok(())
 }
 
+/// The newest event time among `set`'s current versions (as text), and
+/// whether it is older than `limit` (an interval) before now, or missing.
+pub fn newest_event(set: &FeatureSet, limit: &str) -> AmbientResult<(Option<String>, bool)> {
+    as_owner(|| {
+        Spi::connect(|client| {
+            let row = client
+                .select(
+                    &format!(
+                        "SELECT pg_catalog.max(h.{event})::pg_catalog.timestamptz::pg_catalog.text,
+                                COALESCE(pg_catalog.max(h.{event})::pg_catalog.timestamptz
+                                           OPERATOR(pg_catalog.<) (pg_catalog.now()
+                                             OPERATOR(pg_catalog.-) $1::pg_catalog.interval), true)
+                           FROM {history} h WHERE h.{SUPERSEDED_AT} IS NULL",
+                        event = quote_identifier(&set.event_time),
+                        history = set.history,
+                    ),
+                    Some(1),
+                    &[limit.into()],
+                )?
+                .first();
+            Ok((row.get::<String>(1)?, row.get::<bool>(2)?.unwrap_or(true)))
+        })
+    })
+}
+
 /// The training sets that read `set`, by name.
 pub fn training_sets_using(set: &str) -> AmbientResult<Vec<String>> {
     Ok(Spi::get_one_with_args::<Vec<String>>(
@@ -994,6 +1019,23 @@ pub enum Shape {
 pub struct ServedFeatures {
     pub entity: Vec<String>,
     pub features: Vec<FeatureRef>,
+    /// Each set's definition hash when the model was trained.
+    pub set_sha256: std::collections::HashMap<String, String>,
+}
+
+impl ServedFeatures {
+    /// Errors unless `set` is still the set the model was trained on, not
+    /// one dropped and made again under its name.
+    pub fn check_same(&self, set: &FeatureSet, model_id: i64) -> AmbientResult<()> {
+        if self.set_sha256.get(&set.name) == Some(&set.definition_sha256) {
+            return Ok(());
+        }
+        Err(AmbientError::not_in_state(format!(
+            "feature set \"{}\" is not the one model {model_id} was trained on: it was dropped and made again",
+            set.name
+        ))
+        .hint("train the project again from its training set"))
+    }
 }
 
 /// The feature sets a model reads, from its lineage; `None` for a model
@@ -1022,7 +1064,13 @@ pub fn served_features(model_id: i64) -> AmbientResult<Option<ServedFeatures>> {
         .map_err(|_| unreadable())?;
     let features = serde_json::from_value::<Vec<FeatureRef>>(lineage["features"].clone())
         .map_err(|_| unreadable())?;
-    Ok(Some(ServedFeatures { entity, features }))
+    let set_sha256 =
+        serde_json::from_value(lineage["feature_set_sha256"].clone()).map_err(|_| unreadable())?;
+    Ok(Some(ServedFeatures {
+        entity,
+        features,
+        set_sha256,
+    }))
 }
 
 /// A training set as its catalog row keeps it.

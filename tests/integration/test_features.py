@@ -379,3 +379,89 @@ def test_attached_insert_looks_features_up_and_never_fails(database):
             conn.execute("DROP TABLE IF EXISTS visits")
             conn.execute(f"DROP OWNED BY {role}")
             conn.execute(f"DROP ROLE {role}")
+
+
+def test_drift_and_policies_watch_looked_up_features(database):
+    with connect(database, autocommit=True) as conn:
+        make_sources(conn)
+        conn.execute("INSERT INTO spend SELECT region, customer_id, now() - interval '3 days', "
+                     "customer_id * 3, customer_id % 4 FROM spend GROUP BY region, customer_id")
+        conn.execute("SELECT * FROM ambient.create_feature_set('spend_stats', 'spend', "
+                     "'{region,customer_id}', 'at', ttl => '20 days')")
+        conn.execute("ALTER TABLE spine ADD COLUMN label float8")
+        conn.execute("UPDATE spine SET label = customer_id % 5")
+        conn.execute("SELECT * FROM ambient.create_training_set('spend_train', 'spine', "
+                     "'{spend_stats.*}', label => 'label')")
+        conn.execute("SELECT * FROM ambient.train('spend', training_set => 'spend_train', "
+                     "algorithm => 'decision_tree', features => '{spend,visits}')")
+        conn.execute("CREATE TABLE visits (id serial PRIMARY KEY, region text, customer_id int)")
+        conn.execute("SELECT * FROM ambient.attach('spend', 'visits')")
+        conn.execute("INSERT INTO visits (region, customer_id) "
+                     "SELECT r, c FROM unnest(ARRAY['eu', 'us']) r, generate_series(1, 30) c")
+        # Drift compares the looked-up features of the attached rows'
+        # entities, as served now, with what training saw.
+        drift = {r[0]: r[2] for r in conn.execute("SELECT * FROM ambient.drift('spend')").fetchall()}
+        served = conn.execute("SELECT count(*) FROM visits v WHERE EXISTS (SELECT 1 FROM spend s "
+                              "WHERE (s.region, s.customer_id) = (v.region, v.customer_id))").fetchone()[0]
+        assert 0 < served < 60
+        assert drift["spend"] == served and drift["visits"] == served and drift["(prediction)"] == 60
+        # A policy watches how fresh the sets are.
+        conn.execute("""SELECT ambient.set_policy('spend', '{"action": "alert", "max_staleness": "2 days"}')""")
+        status, action, reason, _ = conn.execute("SELECT * FROM ambient.run_policy('spend')").fetchone()
+        assert status == "acted" and "spend_stats" in reason and "max_staleness" in reason, reason
+        conn.execute("""SELECT ambient.set_policy('spend', '{"action": "alert", "max_staleness": "5 days",
+                                                           "max_drift": 1}')""")
+        status, _, reason, _ = conn.execute("SELECT * FROM ambient.run_policy('spend')").fetchone()
+        assert status == "nothing to do", reason
+
+
+def test_serving_equals_the_training_view_for_other_key_and_time_types(database):
+    """varchar and enum keys, and a date event time (served through SQL)
+    beside a timestamptz one (served from the index): predicting by entity
+    equals predicting the training view's row at the same time."""
+    with connect(database) as conn:
+        conn.execute("CREATE TYPE tier AS ENUM ('bronze', 'silver', 'gold')")
+        conn.execute("CREATE TABLE daily (code varchar(8), tier tier, day date, score float8, "
+                     "PRIMARY KEY (code, tier, day))")
+        conn.execute("CREATE TABLE recent (code varchar(8), tier tier, at timestamptz, level int, "
+                     "PRIMARY KEY (code, tier, at))")
+        conn.execute("SELECT setseed(0.3)")
+        conn.execute("INSERT INTO daily SELECT 'c' || c, t, current_date - k, round((random() * 50)::numeric, 1) "
+                     "FROM generate_series(1, 40) c, unnest(enum_range(NULL::tier)) t, generate_series(0, 30, 3) k "
+                     "WHERE random() < 0.5")
+        conn.execute("INSERT INTO recent SELECT 'c' || c, t, now() - k * interval '17 hours', (random() * 9)::int "
+                     "FROM generate_series(1, 40) c, unnest(enum_range(NULL::tier)) t, generate_series(0, 20) k "
+                     "WHERE random() < 0.4")
+        conn.execute("SELECT * FROM ambient.create_feature_set('daily', 'daily', '{code,tier}', 'day', ttl => '5 days')")
+        conn.execute("SELECT * FROM ambient.create_feature_set('recent', 'recent', '{code,tier}', 'at', ttl => '2 days')")
+        conn.execute("CREATE TABLE labels AS SELECT 'c' || c AS code, t AS tier, "
+                     "now() - k * interval '1 day' AS at, (c + k) % 3 AS label "
+                     "FROM generate_series(1, 40) c, unnest(enum_range(NULL::tier)) t, generate_series(0, 25) k")
+        conn.execute("SELECT * FROM ambient.create_training_set('mixed', 'labels', '{daily.*,recent.*}', label => 'label')")
+        conn.execute("SELECT * FROM ambient.train('mixed', training_set => 'mixed', algorithm => 'decision_tree')")
+        conn.execute("CREATE TABLE now_labels AS SELECT DISTINCT code, tier, now() AS at, 0 AS label FROM labels")
+        conn.execute("SELECT * FROM ambient.create_training_set('mixed_now', 'now_labels', '{daily.*,recent.*}', "
+                     "label => 'label')")
+        offline = conn.execute("SELECT code, tier::text, ambient.predict('mixed', t) FROM ambient_training.mixed_now t "
+                               "ORDER BY 1, 2").fetchall()
+        online = conn.execute("SELECT code, tier::text, ambient.predict('mixed', entity => ROW(code, tier)) "
+                              "FROM now_labels ORDER BY 1, 2").fetchall()
+        assert online == offline and len(online) == 120
+        assert len({p for (_, _, p) in online}) > 1
+        # The timestamptz set alone is read from its index, through the
+        # text and enum operator classes.
+        conn.execute("SELECT * FROM ambient.create_training_set('recent_only', 'labels', '{recent.*}', "
+                     "label => 'label')")
+        conn.execute("SELECT * FROM ambient.train('recent_model', training_set => 'recent_only', "
+                     "algorithm => 'decision_tree')")
+        conn.execute("SELECT * FROM ambient.create_training_set('recent_now', 'now_labels', '{recent.*}', "
+                     "label => 'label')")
+        offline = conn.execute("SELECT code, tier::text, ambient.predict('recent_model', t) "
+                               "FROM ambient_training.recent_now t ORDER BY 1, 2").fetchall()
+        online = conn.execute("SELECT code, tier::text, ambient.predict('recent_model', entity => ROW(code, tier)) "
+                              "FROM now_labels ORDER BY 1, 2").fetchall()
+        assert online == offline and len({p for (_, _, p) in online}) > 1
+        # Some entities have values in each set, some have none valid now.
+        have = conn.execute("SELECT count(score), count(*) - count(score), count(level), count(*) - count(level) "
+                            "FROM ambient_training.mixed_now").fetchone()
+        assert all(n > 0 for n in have), have
