@@ -477,7 +477,7 @@ def floor(projects):
     with psycopg.connect(DSN) as conn:
         for project in projects:
             artifact, sha = conn.execute(
-                "SELECT artifact, artifact_sha256 FROM ambient.model_store m"
+                "SELECT m.artifact, m.artifact_sha256 FROM ambient.model_store m"
                 " JOIN ambient.models v ON v.model_id = m.id WHERE v.project = %s AND v.live", (project,)).fetchone()
             artifact_path = csv_path.parent / f"{project}.bin"
             artifact_path.write_bytes(artifact)

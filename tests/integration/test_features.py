@@ -6,11 +6,13 @@ offline."""
 
 import datetime as dt
 import random
+import subprocess
+import time
 
 import psycopg
 import pytest
 
-from conftest import connect
+from conftest import PGBIN, connect, dsn
 
 UTC = dt.timezone.utc
 T0 = dt.datetime(2026, 1, 1, tzinfo=UTC)
@@ -465,3 +467,108 @@ def test_serving_equals_the_training_view_for_other_key_and_time_types(database)
         have = conn.execute("SELECT count(score), count(*) - count(score), count(level), count(*) - count(level) "
                             "FROM ambient_training.mixed_now").fetchone()
         assert all(n > 0 for n in have), have
+
+
+def test_a_pg_cron_refresh_reads_the_source_as_the_set_owner_whoever_scheduled_it():
+    """A superuser schedules a role's feature-set refresh on pg_cron (which
+    runs the job as the superuser). The refresh still reads the stored
+    query as the set's owner: its function, which tries to make its owner
+    a superuser, gets none of the superuser's rights, and the history gets
+    what changed."""
+    role = "ambient_cron_features"
+    with psycopg.connect(dsn("postgres"), autocommit=True) as admin:
+        admin.execute("CREATE EXTENSION IF NOT EXISTS pg_cron")
+        admin.execute("DROP EXTENSION IF EXISTS pg_ambient CASCADE")
+        admin.execute("CREATE EXTENSION pg_ambient")
+        admin.execute("SELECT cron.unschedule(jobid) FROM cron.job WHERE jobname = 'ambient refresh test'")
+        admin.execute("DROP TABLE IF EXISTS cron_events, cron_features_ran_as")
+        if admin.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [role]).fetchone():
+            admin.execute(f"DROP OWNED BY {role}")
+        admin.execute(f"DROP ROLE IF EXISTS {role}")
+        admin.execute(f"CREATE ROLE {role} LOGIN")
+        admin.execute(f"GRANT CREATE ON SCHEMA public TO {role}")
+        admin.execute("CREATE TABLE cron_features_ran_as (who name)")
+        admin.execute(f"GRANT INSERT ON cron_features_ran_as TO {role}")
+    try:
+        with psycopg.connect(dsn("postgres"), autocommit=True) as conn:
+            conn.execute(f"SET ROLE {role}")
+            conn.execute(f"""CREATE FUNCTION public.cron_features_pwn() RETURNS boolean LANGUAGE plpgsql AS $$
+                             BEGIN
+                                 INSERT INTO public.cron_features_ran_as VALUES (current_user);
+                                 BEGIN
+                                     EXECUTE 'ALTER ROLE {role} SUPERUSER';
+                                 EXCEPTION WHEN OTHERS THEN NULL;
+                                 END;
+                                 RETURN true;
+                             END $$""")
+            conn.execute("CREATE TABLE cron_events (id int, at timestamptz, x float8)")
+            conn.execute("INSERT INTO cron_events SELECT g, now() - g * interval '1 hour', g FROM generate_series(1, 10) g")
+            conn.execute("SELECT * FROM ambient.create_feature_set('cron_x', "
+                         "'SELECT id, at, x FROM public.cron_events WHERE public.cron_features_pwn()', '{id}', 'at')")
+            conn.execute("UPDATE cron_events SET x = x + 100 WHERE id <= 3")
+        with psycopg.connect(dsn("postgres"), autocommit=True) as admin:
+            admin.execute("TRUNCATE cron_features_ran_as")
+            admin.execute("SELECT cron.schedule('ambient refresh test', '2 seconds', "
+                          "$$SELECT ambient.refresh_feature_set('cron_x')$$)")
+            deadline = time.monotonic() + 60
+            refreshed = 0
+            while time.monotonic() < deadline and refreshed < 3:
+                time.sleep(1)
+                refreshed = admin.execute("SELECT count(*) FROM ambient_features.cron_x "
+                                          "WHERE superseded_at IS NULL AND x > 100").fetchone()[0]
+            assert refreshed == 3, "the pg_cron job did not refresh within a minute"
+            assert {r[0] for r in admin.execute("SELECT DISTINCT who FROM cron_features_ran_as")} == {role}
+            assert admin.execute("SELECT rolsuper FROM pg_roles WHERE rolname = %s", [role]).fetchone()[0] is False
+    finally:
+        with psycopg.connect(dsn("postgres"), autocommit=True) as admin:
+            admin.execute("SELECT cron.unschedule(jobid) FROM cron.job WHERE jobname = 'ambient refresh test'")
+            admin.execute("DROP EXTENSION IF EXISTS pg_ambient CASCADE")
+            admin.execute("DROP TABLE IF EXISTS cron_events, cron_features_ran_as")
+            admin.execute(f"DROP OWNED BY {role}")
+            admin.execute(f"DROP ROLE IF EXISTS {role}")
+
+
+def test_dump_and_restore_keep_feature_sets_training_sets_and_serving(database, tmp_path):
+    with connect(database, autocommit=True) as conn:
+        make_sources(conn)
+        conn.execute("INSERT INTO spend SELECT region, customer_id, now() - interval '1 day', "
+                     "customer_id, customer_id % 3 FROM spend GROUP BY region, customer_id")
+        conn.execute("SELECT * FROM ambient.create_feature_set('spend_stats', 'spend', "
+                     "'{region,customer_id}', 'at', ttl => '20 days')")
+        conn.execute("SELECT * FROM ambient.create_feature_set('spend_doubled', "
+                     "'SELECT region, customer_id, at, spend * 2 AS doubled FROM spend', '{region,customer_id}', 'at')")
+        conn.execute("UPDATE spend SET spend = spend + 1 WHERE customer_id = 4")
+        conn.execute("ALTER TABLE spine ADD COLUMN label float8")
+        conn.execute("UPDATE spine SET label = customer_id % 5")
+        conn.execute("SELECT * FROM ambient.create_training_set('spend_train', 'spine', "
+                     "'{spend_stats.*,spend_doubled.doubled}', label => 'label')")
+        conn.execute("SELECT * FROM ambient.train('spend', training_set => 'spend_train', "
+                     "algorithm => 'decision_tree', features => '{spend,visits,doubled}')")
+
+    def state(dbname):
+        with connect(dbname) as conn:
+            return {
+                "history": conn.execute("SELECT region, customer_id, at, spend, visits, ingested_at, superseded_at "
+                                        "FROM ambient_features.spend_stats ORDER BY 1, 2, 3, 6").fetchall(),
+                "training": conn.execute("SELECT * FROM ambient_training.spend_train ORDER BY 1, 2, 3, 4").fetchall(),
+                "sets": conn.execute("SELECT feature_set, definition_sha256, live_projects "
+                                     "FROM ambient.feature_sets ORDER BY 1").fetchall(),
+                "served": conn.execute("SELECT array_agg(ambient.predict('spend', entity => ROW(r, c)) ORDER BY r, c) "
+                                       "FROM unnest(ARRAY['eu', 'us']) r, generate_series(1, 30) c").fetchone(),
+            }
+
+    original = state(database)
+    dump = tmp_path / "features.dump"
+    subprocess.run([str(PGBIN / "pg_dump"), "-Fc", "-f", str(dump), dsn(database)], check=True)
+    restored = database + "_restored"
+    with psycopg.connect(dsn("postgres"), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{restored}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{restored}"')
+    subprocess.run([str(PGBIN / "pg_restore"), "--exit-on-error", "-d", dsn(restored), str(dump)], check=True)
+    assert state(restored) == original
+    # The restored trigger records, and the restored query set refreshes.
+    with connect(restored, autocommit=True) as conn:
+        before = conn.execute("SELECT count(*) FROM ambient_features.spend_stats").fetchone()[0]
+        conn.execute("INSERT INTO spend VALUES ('eu', 99, now(), 1, 1)")
+        assert conn.execute("SELECT count(*) FROM ambient_features.spend_stats").fetchone()[0] == before + 1
+        assert conn.execute("SELECT recorded FROM ambient.refresh_feature_set('spend_doubled')").fetchone()[0] == 1
