@@ -705,15 +705,15 @@ fn predict_keyed<R>(
     .or_raise()
 }
 
-fn value(model: &Model, x: &[f64]) -> MlResult<f64> {
+pub(super) fn value(model: &Model, x: &[f64]) -> MlResult<f64> {
     Ok(model.predict_value(x))
 }
 
-fn label(model: &Model, x: &[f64]) -> MlResult<String> {
+pub(super) fn label(model: &Model, x: &[f64]) -> MlResult<String> {
     Ok(model.predict_label(x))
 }
 
-fn proba(model: &Model, x: &[f64]) -> MlResult<Vec<f64>> {
+pub(super) fn proba(model: &Model, x: &[f64]) -> MlResult<Vec<f64>> {
     model.predict_proba(x)
 }
 

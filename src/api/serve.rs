@@ -3,7 +3,8 @@
 //! of each feature the live model was trained with, in the same
 //! transaction and snapshot, and predict. The lookup is the training set's
 //! point-in-time join with a one-row spine at the transaction's time
-//! (`features::online_query` builds both from one generator), so a value
+//! (`features::online_query_for` and the training set's view come from one
+//! generator, `feature_sets::point_in_time_query`), so a value
 //! served at time t is the value a training row at t got. Columns of
 //! `"row"` override looked-up values and give the row features.
 //!
@@ -13,20 +14,21 @@
 //! `text` or unknown project prefers the row form, and `entity => ...`
 //! picks this one.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::ffi::CStr;
+use std::rc::Rc;
 
 use pgrx::pg_sys::{self, FunctionCallInfo};
 use pgrx::prelude::*;
 use pgrx::{pg_getarg_datum_raw, PgTupleDesc};
 
-use std::cell::RefCell;
-use std::collections::HashMap;
-use std::rc::Rc;
-
 use super::features::{entity_values, join_parts, online_query_for, output_text};
 use super::lookup::{DirectSet, Found};
 use super::model_cache::SnapshotView;
-use super::predict::{call_site, read_value, reader_for, CallSite, ModelKey, Reader};
+use super::predict::{
+    call_site, label, proba, read_value, reader_for, value, CallSite, ModelKey, Reader,
+};
 use crate::catalog::feature_sets::{self, FeatureSet, Shape};
 use crate::catalog::projects::{Grants, Privilege};
 use crate::catalog::{select_built, Caller};
@@ -68,7 +70,7 @@ thread_local! {
 impl Served {
     /// How `model_id` is served, if `caller` may be served each of its
     /// feature sets ('predict' serves a set's values to a model without
-    /// showing them; a role without it learns none).
+    /// showing them; a role without it is served none).
     fn for_model(model_id: i64, model: &Model, caller: &Caller) -> AmbientResult<EntityPlan> {
         let known = SERVED.with(|cache| {
             let (view, plans) = &*cache.borrow();
@@ -472,18 +474,6 @@ impl RowView {
             Some(read_value(datum, type_oid, reader, name))
         }
     }
-}
-
-fn value(model: &Model, x: &[f64]) -> MlResult<f64> {
-    Ok(model.predict_value(x))
-}
-
-fn label(model: &Model, x: &[f64]) -> MlResult<String> {
-    Ok(model.predict_label(x))
-}
-
-fn proba(model: &Model, x: &[f64]) -> MlResult<Vec<f64>> {
-    model.predict_proba(x)
 }
 
 /// The live model's prediction for an entity, from the latest valid value

@@ -42,6 +42,25 @@ def make_sources(conn, seed=7):
              rng.choice(("a", "b"))) for _ in range(400)])
 
 
+def train_from_spend(conn, recent_every, recent_age, label="customer_id % 5", features=None):
+    """The sources, a recent value for every `recent_every`-th customer
+    (`recent_age` old, so that now() finds some), the 'spend_stats' set
+    (TTL 20 days), the training set 'spend_train' over the spine with
+    `label`, and project 'spend' trained from it (on `features`, or all)."""
+    make_sources(conn)
+    conn.execute("INSERT INTO spend SELECT region, customer_id, now() - %s::interval, "
+                 "customer_id * 3, customer_id %% 4 FROM spend WHERE customer_id %% %s = 0 "
+                 "GROUP BY region, customer_id", (recent_age, recent_every))
+    conn.execute("SELECT * FROM ambient.create_feature_set('spend_stats', 'spend', "
+                 "'{region,customer_id}', 'at', ttl => '20 days')")
+    conn.execute("ALTER TABLE spine ADD COLUMN label float8")
+    conn.execute(f"UPDATE spine SET label = {label}")
+    conn.execute("SELECT * FROM ambient.create_training_set('spend_train', 'spine', "
+                 "'{spend_stats.*}', label => 'label')")
+    conn.execute("SELECT * FROM ambient.train('spend', training_set => 'spend_train', "
+                 "algorithm => 'decision_tree', features => %s)", (features,))
+
+
 def brute_force(conn, spine_rows):
     """For each spine row: the latest source row of its entity at or before
     its time and no older than the TTL, computed in Python from the source."""
@@ -278,19 +297,7 @@ def test_predict_by_entity_serves_what_training_saw(database):
     with connect(database, autocommit=True) as conn:
         conn.execute(f"DROP ROLE IF EXISTS {role}")
         conn.execute(f"CREATE ROLE {role}")
-        make_sources(conn)
-        # Recent values for some entities, so that now() finds some.
-        conn.execute("INSERT INTO spend SELECT region, customer_id, now() - interval '2 days', "
-                     "customer_id * 3, customer_id % 4 FROM spend WHERE customer_id % 3 = 0 "
-                     "GROUP BY region, customer_id")
-        conn.execute("SELECT * FROM ambient.create_feature_set('spend_stats', 'spend', "
-                     "'{region,customer_id}', 'at', ttl => '20 days')")
-        conn.execute("ALTER TABLE spine ADD COLUMN label float8")
-        conn.execute("UPDATE spine SET label = customer_id % 5")
-        conn.execute("SELECT * FROM ambient.create_training_set('spend_train', 'spine', "
-                     "'{spend_stats.*}', label => 'label')")
-        conn.execute("SELECT * FROM ambient.train('spend', training_set => 'spend_train', "
-                     "algorithm => 'decision_tree', features => '{spend,visits}')")
+        train_from_spend(conn, 3, "2 days", features=["spend", "visits"])
         try:
             with conn.transaction():
                 # Online: looked up by entity. Offline: the training view
@@ -337,18 +344,7 @@ def test_attached_insert_looks_features_up_and_never_fails(database):
     with connect(database, autocommit=True) as conn:
         conn.execute(f"DROP ROLE IF EXISTS {role}")
         conn.execute(f"CREATE ROLE {role}")
-        make_sources(conn)
-        conn.execute("INSERT INTO spend SELECT region, customer_id, now() - interval '1 day', "
-                     "customer_id * 3, customer_id % 4 FROM spend WHERE customer_id % 2 = 0 "
-                     "GROUP BY region, customer_id")
-        conn.execute("SELECT * FROM ambient.create_feature_set('spend_stats', 'spend', "
-                     "'{region,customer_id}', 'at', ttl => '20 days')")
-        conn.execute("ALTER TABLE spine ADD COLUMN label float8")
-        conn.execute("UPDATE spine SET label = customer_id % 5 + (note = 'a')::int")
-        conn.execute("SELECT * FROM ambient.create_training_set('spend_train', 'spine', "
-                     "'{spend_stats.*}', label => 'label')")
-        conn.execute("SELECT * FROM ambient.train('spend', training_set => 'spend_train', "
-                     "algorithm => 'decision_tree')")
+        train_from_spend(conn, 2, "1 day", label="customer_id % 5 + (note = 'a')::int")
         try:
             # The table has the entity keys and the row feature only.
             conn.execute("CREATE TABLE visits (id serial PRIMARY KEY, region text, customer_id int, note text)")
@@ -385,17 +381,7 @@ def test_attached_insert_looks_features_up_and_never_fails(database):
 
 def test_drift_and_policies_watch_looked_up_features(database):
     with connect(database, autocommit=True) as conn:
-        make_sources(conn)
-        conn.execute("INSERT INTO spend SELECT region, customer_id, now() - interval '3 days', "
-                     "customer_id * 3, customer_id % 4 FROM spend GROUP BY region, customer_id")
-        conn.execute("SELECT * FROM ambient.create_feature_set('spend_stats', 'spend', "
-                     "'{region,customer_id}', 'at', ttl => '20 days')")
-        conn.execute("ALTER TABLE spine ADD COLUMN label float8")
-        conn.execute("UPDATE spine SET label = customer_id % 5")
-        conn.execute("SELECT * FROM ambient.create_training_set('spend_train', 'spine', "
-                     "'{spend_stats.*}', label => 'label')")
-        conn.execute("SELECT * FROM ambient.train('spend', training_set => 'spend_train', "
-                     "algorithm => 'decision_tree', features => '{spend,visits}')")
+        train_from_spend(conn, 1, "3 days", features=["spend", "visits"])
         conn.execute("CREATE TABLE visits (id serial PRIMARY KEY, region text, customer_id int)")
         conn.execute("SELECT * FROM ambient.attach('spend', 'visits')")
         conn.execute("INSERT INTO visits (region, customer_id) "
