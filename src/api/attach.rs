@@ -843,6 +843,29 @@ fn serving_problem(
                     qualified(table)
                 ))));
             }
+            // A key of another type would be cast at every INSERT, and a
+            // value the cast refuses would fail the write.
+            let mut names: Vec<&str> = Vec::new();
+            for f in &served.features {
+                if !names.contains(&f.set.as_str()) {
+                    names.push(&f.set);
+                }
+            }
+            for name in &names {
+                let set = feature_sets::find(name)?.ok_or_else(|| feature_sets::unknown(name))?;
+                for (key, key_type) in set.entity.iter().zip(&set.entity_types) {
+                    let column = columns.iter().find(|c| &c.0 == key);
+                    if let Some((_, _, type_oid, typmod)) = column {
+                        if &type_name(*type_oid, -1, true) != key_type {
+                            return Ok(Some(AmbientError::wrong_type(format!(
+                                "column \"{key}\" of table {} is {}, and feature set \"{name}\" keys on {key_type}",
+                                qualified(table),
+                                type_name(*type_oid, *typmod, false)
+                            ))));
+                        }
+                    }
+                }
+            }
             for set in served.features.iter().map(|f| f.set.as_str()) {
                 let owner = Caller { oid: owner };
                 if feature_sets::require_use(set, &owner, Privilege::Predict).is_err() {

@@ -346,6 +346,10 @@ def test_attached_insert_looks_features_up_and_never_fails(database):
         conn.execute(f"CREATE ROLE {role}")
         train_from_spend(conn, 2, "1 day", label="customer_id % 5 + (note = 'a')::int")
         try:
+            # Keys of another type would be cast at every INSERT: refused.
+            conn.execute("CREATE TABLE visits_text (region text, customer_id text, note text)")
+            with pytest.raises(psycopg.errors.DatatypeMismatch, match="keys on integer"):
+                conn.execute("SELECT * FROM ambient.attach('spend', 'visits_text')")
             # The table has the entity keys and the row feature only.
             conn.execute("CREATE TABLE visits (id serial PRIMARY KEY, region text, customer_id int, note text)")
             conn.execute(f"ALTER TABLE visits OWNER TO {role}")
@@ -374,7 +378,7 @@ def test_attached_insert_looks_features_up_and_never_fails(database):
             last = conn.execute("SELECT prediction, prediction_model_id FROM visits ORDER BY id DESC LIMIT 2").fetchall()
             assert last[0] == (None, None) and last[1][0] is not None
         finally:
-            conn.execute("DROP TABLE IF EXISTS visits")
+            conn.execute("DROP TABLE IF EXISTS visits, visits_text")
             conn.execute(f"DROP OWNED BY {role}")
             conn.execute(f"DROP ROLE {role}")
 
