@@ -8,12 +8,13 @@
 //! its author's; only the catalog and the histories' writes run as the
 //! extension owner.
 
+use pgrx::pg_getarg_datum_raw;
 use pgrx::pg_sys::{self, FunctionCallInfo};
 use pgrx::prelude::*;
 use pgrx::spi::quote_identifier;
-use pgrx::{pg_getarg_datum_raw, PgTupleDesc};
 
 use super::attach::type_name;
+use super::predict::RowDatum;
 use crate::catalog::feature_sets::{
     self, FeatureRef, FeatureSet, JoinPart, NewFeatureSet, NewTrainingSet, Shape, TrainingSet,
     INGESTED_AT, SUPERSEDED_AT,
@@ -1038,15 +1039,9 @@ pub(super) unsafe fn entity_values(
             }
             return Ok(vec![Some(output_text(type_oid, datum))]);
         }
-        let header = pg_sys::pg_detoast_datum(datum.cast_mut_ptr()) as pg_sys::HeapTupleHeader;
-        let row_type = pgrx::heap_tuple_header_get_type_id(header);
-        let typmod = pgrx::heap_tuple_header_get_typmod(header);
-        let tupdesc = PgTupleDesc::from_pg(pg_sys::lookup_rowtype_tupdesc(row_type, typmod));
-        let mut tuple = pg_sys::HeapTupleData {
-            t_len: pgrx::heap_tuple_header_get_datum_length(header) as u32,
-            t_data: header,
-            ..Default::default()
-        };
+        let RowDatum {
+            mut tuple, tupdesc, ..
+        } = RowDatum::new(datum);
         let attributes: Vec<(usize, String, pg_sys::Oid)> = tupdesc
             .iter()
             .enumerate()

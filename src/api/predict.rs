@@ -102,6 +102,39 @@ struct Resolved {
     model: Rc<Model>,
 }
 
+/// A composite datum (a `record` argument), decoded: its tuple, with the
+/// descriptor, type and typmod of its row type.
+pub(super) struct RowDatum {
+    pub(super) tuple: pg_sys::HeapTupleData,
+    pub(super) tupdesc: PgTupleDesc<'static>,
+    pub(super) type_id: pg_sys::Oid,
+    pub(super) typmod: i32,
+}
+
+impl RowDatum {
+    /// # Safety
+    /// `datum` must be a non-null composite datum, alive while the result
+    /// is used.
+    pub(super) unsafe fn new(datum: pg_sys::Datum) -> RowDatum {
+        // SAFETY: per the contract.
+        unsafe {
+            let header = pg_sys::pg_detoast_datum(datum.cast_mut_ptr()) as pg_sys::HeapTupleHeader;
+            let type_id = heap_tuple_header_get_type_id(header);
+            let typmod = heap_tuple_header_get_typmod(header);
+            RowDatum {
+                tuple: pg_sys::HeapTupleData {
+                    t_len: pgrx::heap_tuple_header_get_datum_length(header) as u32,
+                    t_data: header,
+                    ..Default::default()
+                },
+                tupdesc: PgTupleDesc::from_pg(pg_sys::lookup_rowtype_tupdesc(type_id, typmod)),
+                type_id,
+                typmod,
+            }
+        }
+    }
+}
+
 /// What one call site remembers while its statement lasts.
 #[derive(Default)]
 pub(super) struct CallSite {
@@ -206,16 +239,8 @@ impl CallSite {
     unsafe fn read_row(&mut self, model: &Rc<Model>, row: pg_sys::Datum) -> AmbientResult<()> {
         // SAFETY: per the contract; the header stays valid for the call.
         unsafe {
-            let header = pg_sys::pg_detoast_datum(row.cast_mut_ptr()) as pg_sys::HeapTupleHeader;
-            let type_id = heap_tuple_header_get_type_id(header);
-            let typmod = heap_tuple_header_get_typmod(header);
-            let tupdesc = PgTupleDesc::from_pg(pg_sys::lookup_rowtype_tupdesc(type_id, typmod));
-            let mut tuple = pg_sys::HeapTupleData {
-                t_len: pgrx::heap_tuple_header_get_datum_length(header) as u32,
-                t_data: header,
-                ..Default::default()
-            };
-            self.read_tuple(model, &mut tuple, &tupdesc, type_id, typmod)
+            let mut row = RowDatum::new(row);
+            self.read_tuple(model, &mut row.tuple, &row.tupdesc, row.type_id, row.typmod)
         }
     }
 

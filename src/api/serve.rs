@@ -27,7 +27,7 @@ use super::features::{entity_values, join_parts, online_query_for, output_text};
 use super::lookup::{DirectSet, Found};
 use super::model_cache::SnapshotView;
 use super::predict::{
-    call_site, label, proba, read_value, reader_for, value, CallSite, ModelKey, Reader,
+    call_site, label, proba, read_value, reader_for, value, CallSite, ModelKey, Reader, RowDatum,
 };
 use crate::catalog::feature_sets::{self, FeatureSet, Shape};
 use crate::catalog::projects::{Grants, Privilege};
@@ -419,34 +419,20 @@ pub(super) unsafe fn read_tuple_by_entity(
 }
 
 /// A `record` argument's columns, read by name.
-struct RowView {
-    tuple: pg_sys::HeapTupleData,
-    tupdesc: PgTupleDesc<'static>,
-}
+struct RowView(RowDatum);
 
 impl RowView {
     /// # Safety
     /// `datum` must be a non-null composite datum.
     unsafe fn new(datum: pg_sys::Datum) -> RowView {
         // SAFETY: per the contract.
-        unsafe {
-            let header = pg_sys::pg_detoast_datum(datum.cast_mut_ptr()) as pg_sys::HeapTupleHeader;
-            let type_id = pgrx::heap_tuple_header_get_type_id(header);
-            let typmod = pgrx::heap_tuple_header_get_typmod(header);
-            RowView {
-                tuple: pg_sys::HeapTupleData {
-                    t_len: pgrx::heap_tuple_header_get_datum_length(header) as u32,
-                    t_data: header,
-                    ..Default::default()
-                },
-                tupdesc: PgTupleDesc::from_pg(pg_sys::lookup_rowtype_tupdesc(type_id, typmod)),
-            }
-        }
+        RowView(unsafe { RowDatum::new(datum) })
     }
 
     /// The column `name`'s value, if the row has such a column.
     fn value(&self, name: &str) -> Option<AmbientResult<Value<'_>>> {
         let (index, attr) = self
+            .0
             .tupdesc
             .iter()
             .enumerate()
@@ -458,14 +444,14 @@ impl RowView {
             ))));
         };
         let mut is_null = false;
-        let mut tuple = self.tuple;
+        let mut tuple = self.0.tuple;
         // SAFETY: the tuple is the row's, of this descriptor; a text value
         // borrows from the row, which outlives the call.
         unsafe {
             let datum = pg_sys::heap_getattr(
                 &mut tuple,
                 index as i32 + 1,
-                self.tupdesc.as_ptr(),
+                self.0.tupdesc.as_ptr(),
                 &mut is_null,
             );
             if is_null {
