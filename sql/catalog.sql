@@ -791,3 +791,212 @@ SELECT t.name AS training_set,
 
 GRANT SELECT ON ambient.feature_sets, ambient.features, ambient.feature_freshness,
                 ambient.training_sets TO PUBLIC;
+
+-- Tags (MLflow's aliases): a name that points at one model of a project,
+-- so 'project@tag' can stand for the model in predict and deploy. A tag
+-- moves by one UPDATE under the project's lock, and every move is in the
+-- audit trail.
+CREATE TABLE ambient.model_tags (
+    project_id  bigint NOT NULL REFERENCES ambient.projects (id) ON DELETE CASCADE,
+    tag         text NOT NULL,
+    model_id    bigint NOT NULL REFERENCES ambient.model_store (id) ON DELETE CASCADE,
+    tagged_at   timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    tagged_by   name NOT NULL,
+    PRIMARY KEY (project_id, tag)
+);
+CREATE INDEX ON ambient.model_tags (model_id);
+SELECT pg_catalog.pg_extension_config_dump('ambient.model_tags', '');
+REVOKE ALL ON ambient.model_tags FROM PUBLIC;
+
+CREATE VIEW ambient.tags WITH (security_barrier) AS
+SELECT p.project,
+       t.tag,
+       t.model_id,
+       m.version,
+       t.tagged_at,
+       t.tagged_by
+  FROM ambient.model_tags t
+  JOIN ambient.readable_projects p ON p.project_id = t.project_id
+  JOIN ambient.model_store m ON m.id = t.model_id;
+GRANT SELECT ON ambient.tags TO PUBLIC;
+
+-- The audit trail: one row per change of state (train, deploy, rollback,
+-- tag, approve, reject, drop, grant, revoke, policy changes and runs,
+-- attach, detach, feature-set changes), with who made it, from where, in
+-- which transaction and why. It is append-only for every role, the
+-- extension owner included (the triggers below fire even under
+-- session_replication_role = replica), and hash-chained: each entry's
+-- sha256 covers its content and the previous entry's hash, so an entry
+-- changed or removed below the API (a superuser with triggers off, or a
+-- hand-edited data file) shows up in ambient.verify_audit(). Entries are
+-- chained when their transaction commits, in commit order; a rolled-back
+-- change leaves no entry.
+CREATE TABLE ambient.audit_log (
+    id            bigserial PRIMARY KEY,
+    -- Its place in the chain (1, 2, 3 ...) and the hashes, set as its
+    -- transaction commits; NULL until then.
+    position      bigint UNIQUE,
+    at            timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    xid           xid8 NOT NULL DEFAULT pg_catalog.pg_current_xact_id(),
+    -- The role that asked for the change (current_user at the call), the
+    -- session's login role, the client's address (NULL over a socket) and
+    -- application_name ('pg_cron' for its jobs).
+    role          name NOT NULL,
+    session_role  name NOT NULL DEFAULT SESSION_USER,
+    client_addr   inet DEFAULT pg_catalog.inet_client_addr(),
+    application   text DEFAULT pg_catalog.current_setting('application_name'),
+    action        text NOT NULL,
+    -- What the change is about, by name (kept after a drop) and id.
+    project       text,
+    project_id    bigint,
+    feature_set   text,
+    model_id      bigint,
+    reason        text,
+    details       jsonb NOT NULL DEFAULT '{}',
+    -- Whose entry it is: the project's or feature set's owner then, so an
+    -- owner still reads the entries of what it dropped. Not hashed: a
+    -- rename of the role must not break the chain.
+    owner         regrole,
+    prev_sha256   text,
+    entry_sha256  text
+);
+CREATE INDEX ON ambient.audit_log (project_id, id);
+SELECT pg_catalog.pg_extension_config_dump('ambient.audit_log', '');
+SELECT pg_catalog.pg_extension_config_dump('ambient.audit_log_id_seq', '');
+REVOKE ALL ON ambient.audit_log FROM PUBLIC;
+
+-- What an entry's hash covers, in one canonical text: the time as exact
+-- epoch seconds (not a text that depends on TimeZone), details as jsonb
+-- prints it (keys sorted), and the previous entry's hash.
+CREATE FUNCTION ambient.audit_entry_sha256(e ambient.audit_log) RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+SELECT pg_catalog.encode(pg_catalog.sha256(pg_catalog.convert_to(pg_catalog.jsonb_build_array(
+           e.position, pg_catalog.extract(epoch FROM e.at)::pg_catalog.text, e.xid::pg_catalog.text,
+           e.role, e.session_role, pg_catalog.host(e.client_addr), e.application, e.action, e.project, e.project_id,
+           e.feature_set, e.model_id, e.reason, e.details, e.prev_sha256)::pg_catalog.text, 'UTF8')), 'hex')
+$$;
+
+-- No UPDATE, DELETE or TRUNCATE, by anyone. The one update allowed is the
+-- chaining of an entry of the current transaction, which touches only its
+-- position and hashes, and whose hash is computed here.
+CREATE FUNCTION ambient.audit_log_append_only() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF TG_OP = 'UPDATE' AND OLD.position IS NULL AND NEW.position IS NOT NULL
+       AND OLD.xid = pg_current_xact_id_if_assigned()
+       AND (NEW.id, NEW.at, NEW.xid, NEW.role, NEW.session_role, NEW.client_addr, NEW.application, NEW.action,
+            NEW.project, NEW.project_id, NEW.feature_set, NEW.model_id, NEW.reason, NEW.details,
+            NEW.owner)
+           IS NOT DISTINCT FROM
+           (OLD.id, OLD.at, OLD.xid, OLD.role, OLD.session_role, OLD.client_addr, OLD.application, OLD.action,
+            OLD.project, OLD.project_id, OLD.feature_set, OLD.model_id, OLD.reason, OLD.details,
+            OLD.owner) THEN
+        NEW.entry_sha256 := ambient.audit_entry_sha256(NEW);
+        RETURN NEW;
+    END IF;
+    RAISE EXCEPTION 'ambient.audit_log is append-only: % is not allowed', TG_OP
+        USING ERRCODE = '42501',
+              HINT = 'no role may change or remove audit entries; ambient.verify_audit() checks them';
+END
+$$;
+CREATE TRIGGER audit_log_no_update BEFORE UPDATE OR DELETE ON ambient.audit_log
+    FOR EACH ROW EXECUTE FUNCTION ambient.audit_log_append_only();
+CREATE TRIGGER audit_log_no_truncate BEFORE TRUNCATE ON ambient.audit_log
+    FOR EACH STATEMENT EXECUTE FUNCTION ambient.audit_log_append_only();
+
+-- Chains an entry as its transaction commits (a deferred constraint
+-- trigger runs then, as the extension owner). The lock makes committing
+-- entries take turns, held only from here to the commit; the previous
+-- entry is read as committed now (ambient.audit_chain_head, under the
+-- latest snapshot), so a REPEATABLE READ transaction chains after entries
+-- committed since it began. An entry that comes chained (a restore) is
+-- kept as it is.
+CREATE FUNCTION ambient.chain_audit_entry() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    head record;
+BEGIN
+    IF NEW.position IS NOT NULL THEN
+        RETURN NULL;
+    END IF;
+    LOCK TABLE ambient.audit_log IN SHARE UPDATE EXCLUSIVE MODE;
+    SELECT * INTO head FROM ambient.audit_chain_head();
+    UPDATE ambient.audit_log
+       SET position = coalesce(head.position, 0) + 1,
+           prev_sha256 = coalesce(head.sha256, repeat('0', 64))
+     WHERE id = NEW.id;
+    RETURN NULL;
+END
+$$;
+CREATE CONSTRAINT TRIGGER audit_log_chain AFTER INSERT ON ambient.audit_log
+    DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION ambient.chain_audit_entry();
+ALTER TABLE ambient.audit_log ENABLE ALWAYS TRIGGER audit_log_no_update,
+                              ENABLE ALWAYS TRIGGER audit_log_no_truncate,
+                              ENABLE ALWAYS TRIGGER audit_log_chain;
+
+-- Checks the whole chain: every entry's hash, every link, no gap. Returns
+-- the number of chained entries, whether all is well, the first bad
+-- position and what is wrong with it, and the newest entry's hash (keep
+-- it elsewhere: removing the newest entries leaves a shorter valid chain,
+-- which only a kept head shows). Entries of the caller's own open
+-- transaction are not chained yet and not counted.
+CREATE FUNCTION ambient.verify_audit(OUT entries bigint, OUT valid boolean, OUT first_bad_position bigint,
+                                     OUT problem text, OUT head_sha256 text)
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    e ambient.audit_log;
+    previous text := repeat('0', 64);
+BEGIN
+    entries := 0;
+    valid := true;
+    FOR e IN SELECT * FROM ambient.audit_log WHERE position IS NOT NULL ORDER BY position LOOP
+        entries := entries + 1;
+        IF e.position <> entries THEN
+            problem := format('entry %s is missing', entries);
+        ELSIF e.prev_sha256 IS DISTINCT FROM previous THEN
+            problem := format('entry %s does not link to entry %s', e.position, e.position - 1);
+        ELSIF e.entry_sha256 IS DISTINCT FROM ambient.audit_entry_sha256(e) THEN
+            problem := format('entry %s was changed after it was written', e.position);
+        END IF;
+        IF problem IS NOT NULL THEN
+            valid := false;
+            first_bad_position := entries;
+            head_sha256 := NULL;
+            RETURN;
+        END IF;
+        previous := e.entry_sha256;
+    END LOOP;
+    IF EXISTS (SELECT 1 FROM ambient.audit_log
+                WHERE position IS NULL AND xid IS DISTINCT FROM pg_current_xact_id_if_assigned()) THEN
+        valid := false;
+        problem := 'an entry of a committed transaction is not chained';
+        RETURN;
+    END IF;
+    head_sha256 := CASE WHEN entries > 0 THEN previous END;
+END
+$$;
+
+-- The audit trail of what the current role may read: entries of readable
+-- projects and feature sets, and of those its roles owned when the entry
+-- was written (dropped ones included).
+CREATE VIEW ambient.audit WITH (security_barrier) AS
+SELECT a.position,
+       a.at,
+       a.action,
+       a.project,
+       a.feature_set,
+       a.model_id,
+       a.role,
+       a.session_role,
+       a.client_addr,
+       a.application,
+       a.reason,
+       a.details,
+       a.xid,
+       a.entry_sha256
+  FROM ambient.audit_log a
+ WHERE EXISTS (SELECT 1 FROM pg_catalog.pg_roles o
+                WHERE o.oid = a.owner AND pg_catalog.pg_has_role(o.oid, 'USAGE'))
+    OR a.project_id IN (SELECT r.project_id FROM ambient.readable_projects r)
+    OR a.feature_set IN (SELECT f.name FROM ambient.readable_feature_sets f);
+GRANT SELECT ON ambient.audit TO PUBLIC;

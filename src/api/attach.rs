@@ -22,6 +22,7 @@ use super::model_cache;
 use super::predict::{CallSite, ModelKey};
 use super::subtransaction::{in_subtransaction, Failure};
 use crate::catalog::attachments::{self, NewAttachment};
+use crate::catalog::audit::{self, Entry};
 use crate::catalog::deployments;
 use crate::catalog::feature_sets;
 use crate::catalog::operations::{self, Challenge};
@@ -266,14 +267,25 @@ fn attach_table(
                 "SELECT * FROM ambient.attachments shows it; detach it first to attach it again",
             ));
         }
-        attachments::insert(NewAttachment {
+        let trigger = attachments::insert(NewAttachment {
             project_id: locked.id,
             relation,
             prediction_column,
             model_id_column: &model_id_column,
             label_column: label_column.as_deref(),
             attached_by: &caller.name(),
-        })
+        })?;
+        audit::record(
+            Entry::project("attach", &caller.name(), &locked.name, locked.id, locked.owner).details(
+                serde_json::json!({
+                    "table": qualified(table),
+                    "prediction_column": prediction_column,
+                    "model_id_column": model_id_column,
+                    "label_column": label_column,
+                }),
+            ),
+        )?;
+        Ok(trigger)
     })?;
     if let Some(class) = unparsable_class(&model, prediction_type, prediction_typmod, owner)? {
         return Err(AmbientError::wrong_type(format!(
@@ -362,6 +374,10 @@ fn detach_table(project: &str, owned: PgRelation) -> AmbientResult<()> {
                 .hint("SELECT * FROM ambient.attachments shows what is attached where")
             })?;
         attachments::delete(attachment.id)?;
+        audit::record(
+            Entry::project("detach", &caller.name(), &locked.name, locked.id, locked.owner)
+                .details(serde_json::json!({ "table": qualified(table) })),
+        )?;
         Ok(attachment.trigger_name)
     })?;
     let table_name = qualified(table);
@@ -1217,6 +1233,17 @@ fn attached_objects_dropped(
 }
 
 fn forget_dropped(tables: &[Option<pg_sys::Oid>], names: &[Option<String>]) -> AmbientResult<()> {
+    let caller = Caller::current();
+    let forgotten = |project_id: i64, table: Option<String>, why: &str| {
+        let project = projects::name_of(project_id)?;
+        let owner = projects::require(&project)?.owner;
+        audit::record(
+            Entry::project("detach", &caller.name(), &project, project_id, owner)
+                .reason(Some(why))
+                .details(serde_json::json!({ "table": table })),
+        )?;
+        Ok(project)
+    };
     for (table, name) in tables.iter().zip(names) {
         let (Some(table), Some(name)) = (table, name) else {
             continue;
@@ -1227,7 +1254,11 @@ fn forget_dropped(tables: &[Option<pg_sys::Oid>], names: &[Option<String>]) -> A
             }
             let project = as_extension_owner(|| {
                 attachments::delete(a.id)?;
-                projects::name_of(a.project_id)
+                forgotten(
+                    a.project_id,
+                    attachments::relation_name(*table),
+                    "its trigger was dropped",
+                )
             })?;
             notice!(
                 "project \"{project}\" is no longer attached to table {}: its trigger was dropped",
@@ -1235,7 +1266,12 @@ fn forget_dropped(tables: &[Option<pg_sys::Oid>], names: &[Option<String>]) -> A
             );
         }
     }
-    as_extension_owner(attachments::forget_dropped)
+    as_extension_owner(|| {
+        for (project_id, table) in attachments::forget_dropped()? {
+            forgotten(project_id, Some(table), "its table was dropped")?;
+        }
+        Ok(())
+    })
 }
 
 extension_sql!(

@@ -17,6 +17,7 @@ use crate::catalog::deployments::{self, NewDeployment};
 use crate::catalog::operations::{self, ChallengeEvent};
 use crate::catalog::projects::{self, Project};
 use crate::catalog::{as_extension_owner, attachments, ensure_writable, models, Caller};
+use crate::catalog::audit::{self, Entry};
 use crate::error::{AmbientError, AmbientResult, OrRaise};
 
 /// Starts a trial of `model_id`: a canary serving `traffic` of the keys,
@@ -88,7 +89,19 @@ pub(super) fn start(
         event: "started",
         by: &caller.name(),
         reason,
-    })
+    })?;
+    audit::record(
+        Entry::project(
+            if traffic.is_some() { "start canary" } else { "start shadow" },
+            &caller.name(),
+            &project.name,
+            project.id,
+            project.owner,
+        )
+        .model(model_id)
+        .reason(reason)
+        .details(serde_json::json!({ "traffic": traffic, "live_model_id": live.model_id })),
+    )
 }
 
 fn has_primary_key(relation: pg_sys::Oid) -> bool {
@@ -179,6 +192,11 @@ fn end_trial(project: &str, reason: default!(Option<&str>, "NULL")) -> i64 {
             by: &caller.name(),
             reason,
         })?;
+        audit::record(
+            Entry::project("end trial", &caller.name(), &project.name, project.id, project.owner)
+                .model(trial.model_id)
+                .reason(reason),
+        )?;
         Ok(trial.model_id)
     })
     .or_raise()

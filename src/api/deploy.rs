@@ -4,15 +4,18 @@
 
 use pgrx::prelude::*;
 
+use crate::catalog::audit::{self, Entry};
 use crate::catalog::deployments::{self, NewDeployment};
 use crate::catalog::operations::{self, ChallengeEvent};
 use crate::catalog::projects::Project;
 use crate::catalog::{as_extension_owner, models, projects, Caller};
 use crate::error::{AmbientError, AmbientResult, OrRaise};
 
-enum Choice {
+enum Choice<'a> {
     Model(i64),
     Strategy(&'static str),
+    /// `project@tag`: the model the tag points at.
+    Tagged(&'a str),
 }
 
 /// Makes `model_id` the live model of `project`; returns the new
@@ -45,7 +48,8 @@ fn deploy_model(
 }
 
 /// Deploys the project's model with the best score ('best_score', compared
-/// numerically, newest on ties) or its newest one ('most_recent').
+/// numerically, newest on ties), its newest one ('most_recent'), or the
+/// one a tag points at ('project@tag').
 #[pg_extern(volatile, parallel_unsafe, name = "deploy")]
 fn deploy_strategy(
     project: &str,
@@ -53,19 +57,20 @@ fn deploy_strategy(
     reason: default!(Option<&str>, "NULL"),
     new_contract: default!(bool, "false"),
 ) -> i64 {
-    let strategy = match strategy {
-        "best_score" => "best_score",
-        "most_recent" => "most_recent",
+    let choice = match strategy {
+        "best_score" => Choice::Strategy("best_score"),
+        "most_recent" => Choice::Strategy("most_recent"),
+        tagged if tagged.contains('@') => Choice::Tagged(tagged),
         other => AmbientError::invalid(format!("unknown deploy strategy \"{other}\""))
-            .hint("strategy is 'best_score' or 'most_recent'; or pass a model_id")
+            .hint("strategy is 'best_score', 'most_recent' or 'project@tag'; or pass a model_id")
             .raise(),
     };
-    deploy(project, Choice::Strategy(strategy), reason, new_contract).or_raise()
+    deploy(project, choice, reason, new_contract).or_raise()
 }
 
 fn deploy(
     project: &str,
-    choice: Choice,
+    choice: Choice<'_>,
     reason: Option<&str>,
     new_contract: bool,
 ) -> AmbientResult<i64> {
@@ -83,6 +88,7 @@ fn deploy(
                 }
                 (id, "manual")
             }
+            Choice::Tagged(reference) => (super::history::tagged_model(&project, reference)?, "manual"),
             Choice::Strategy(strategy) => (
                 models::pick(project.id, strategy)?.ok_or_else(|| {
                     AmbientError::not_in_state(format!(
@@ -189,11 +195,26 @@ pub(super) fn make_live(
             },
         })?;
     }
-    deployments::insert(deployment)?;
+    let deployment_id = deployments::insert(deployment)?;
     if features != project.features {
         projects::set_contract(project.id, model_id)?;
     }
-    Ok(())
+    let action = if deployment.strategy == "rollback" {
+        "rollback"
+    } else {
+        "deploy"
+    };
+    audit::record(
+        Entry::project(action, deployment.deployed_by, &project.name, project.id, project.owner)
+            .model(model_id)
+            .reason(deployment.reason)
+            .details(serde_json::json!({
+                "deployment_id": deployment_id,
+                "strategy": deployment.strategy,
+                "previous_model_id": deployment.previous_model_id,
+                "new_contract": features != project.features,
+            })),
+    )
 }
 
 /// Errors (55000) unless a model with `features` may become live.

@@ -2,6 +2,7 @@
 
 use pgrx::prelude::*;
 
+use crate::catalog::audit::{self, Entry};
 use crate::catalog::{as_extension_owner, attachments, models, projects, Caller};
 use crate::error::{AmbientError, AmbientResult, OrRaise};
 
@@ -38,6 +39,10 @@ fn drop_one_model(model_id: i64) -> AmbientResult<bool> {
             ));
         }
         models::delete(model_id)?;
+        audit::record(
+            Entry::project("drop model", &caller.name(), &name, project.id, project.owner)
+                .model(model_id),
+        )?;
         Ok(true)
     })
 }
@@ -76,6 +81,10 @@ fn drop_whole_project(name: &str, force: bool) -> AmbientResult<bool> {
         // Its pg_cron job would otherwise run on, failing, for good.
         super::policy::unschedule_dropped(project.id, name)?;
         projects::delete(project.id)?;
+        audit::record(
+            Entry::project("drop project", &caller.name(), name, project.id, project.owner)
+                .details(serde_json::json!({ "models": count })),
+        )?;
         Ok(true)
     })
 }

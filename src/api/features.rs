@@ -19,6 +19,7 @@ use crate::catalog::feature_sets::{
     self, FeatureRef, FeatureSet, JoinPart, NewFeatureSet, NewTrainingSet, Shape, TrainingSet,
     INGESTED_AT, SUPERSEDED_AT,
 };
+use crate::catalog::audit::{self, Entry};
 use crate::catalog::projects::{self, Privilege};
 use crate::catalog::{as_extension_owner, ensure_writable, Author, Caller};
 use crate::error::{AmbientError, AmbientResult, OrRaise};
@@ -385,6 +386,19 @@ fn create_set(
         let refreshed = feature_sets::refresh(&set)?;
         report_skipped(&set, refreshed.skipped);
         feature_sets::update_stats(&set, &caller_name)?;
+        audit::record(
+            Entry::feature_set("create feature set", &caller_name, &set.name, set.owner).details(
+                serde_json::json!({
+                    "source_kind": set.source_kind,
+                    "source": set.source,
+                    "entity": set.entity,
+                    "event_time": set.event_time,
+                    "features": set.features,
+                    "ttl": set.ttl,
+                    "recorded": refreshed.recorded,
+                }),
+            ),
+        )?;
         Ok((
             set.name.clone(),
             set.source_kind.clone(),
@@ -517,6 +531,17 @@ fn refresh_feature_set(
         let refreshed = feature_sets::refresh(&set)?;
         report_skipped(&set, refreshed.skipped);
         feature_sets::update_stats(&set, &caller.name())?;
+        // A refresh that changed nothing is not a change of state.
+        if refreshed.recorded > 0 || refreshed.superseded > 0 {
+            audit::record(
+                Entry::feature_set("refresh feature set", &caller.name(), &set.name, set.owner)
+                    .details(serde_json::json!({
+                        "recorded": refreshed.recorded,
+                        "superseded": refreshed.superseded,
+                        "skipped": refreshed.skipped,
+                    })),
+            )?;
+        }
         Ok((refreshed.recorded, refreshed.superseded, refreshed.skipped))
     })
     .or_raise();
@@ -562,7 +587,13 @@ fn drop_feature_set(name: &str) {
             ))
             .hint("drop them first with ambient.drop_training_set"));
         }
-        feature_sets::drop(&set)
+        feature_sets::drop(&set)?;
+        audit::record(Entry::feature_set(
+            "drop feature set",
+            &caller.name(),
+            &set.name,
+            set.owner,
+        ))
     })
     .or_raise()
 }
@@ -585,7 +616,17 @@ pub(super) fn change_grant(
         } else {
             feature_sets::revoke(&set, role, privilege)?
         };
-        if !changed {
+        if changed {
+            audit::record(
+                Entry::feature_set(
+                    if give { "grant" } else { "revoke" },
+                    &caller.name(),
+                    &set.name,
+                    set.owner,
+                )
+                .details(serde_json::json!({ "role": role_name, "privilege": privilege.as_str() })),
+            )?;
+        } else {
             notice!(
                 "role \"{role_name}\" {} \"{}\" on feature set \"{name}\"",
                 if give {
@@ -791,6 +832,16 @@ fn create_training(
                 set_hashes: &set_hashes,
             },
             &search_path,
+        )?;
+        audit::record(
+            Entry::feature_set("create training set", &caller_name, name, caller.oid).details(
+                serde_json::json!({
+                    "spine": spine.describe(),
+                    "features": refs.iter().map(|r| format!("{}.{}", r.set, r.feature)).collect::<Vec<_>>(),
+                    "label": label,
+                    "as_of_ingest": as_of,
+                }),
+            ),
         )
     })?;
     let mut all_columns: Vec<String> = columns.iter().map(|c| c.name.clone()).collect();
@@ -868,7 +919,13 @@ fn drop_training_set(name: &str) {
             ))
             .hint("its retrains read it; deploy another model or drop the project first"));
         }
-        feature_sets::drop_training_set(&set)
+        feature_sets::drop_training_set(&set)?;
+        audit::record(Entry::feature_set(
+            "drop training set",
+            &caller.name(),
+            &set.name,
+            set.owner,
+        ))
     })
     .or_raise()
 }

@@ -7,6 +7,7 @@ use pgrx::pg_sys;
 use pgrx::prelude::*;
 
 use crate::catalog::projects::{self, Privilege};
+use crate::catalog::audit::{self, Entry};
 use crate::catalog::{as_extension_owner, Caller};
 use crate::error::{AmbientError, AmbientResult, OrRaise};
 
@@ -42,7 +43,18 @@ fn change_grant(project: &str, role: &str, privilege: &str, give: bool) -> Ambie
         } else {
             projects::revoke(project.id, role_oid, privilege)?
         };
-        if !changed {
+        if changed {
+            audit::record(
+                Entry::project(
+                    if give { "grant" } else { "revoke" },
+                    &caller.name(),
+                    &project.name,
+                    project.id,
+                    project.owner,
+                )
+                .details(serde_json::json!({ "role": role, "privilege": privilege.as_str() })),
+            )?;
+        } else {
             notice!(
                 "role \"{role}\" {} \"{}\" on project \"{}\"",
                 if give {

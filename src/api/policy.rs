@@ -18,6 +18,7 @@ use super::drift::{self, Recent};
 use super::monitor;
 use super::subtransaction::{in_subtransaction, Failure};
 use super::train::{live_definition, retrain, DeployPolicy};
+use crate::catalog::audit::{self, Entry};
 use crate::catalog::deployments::{self, NewDeployment};
 use crate::catalog::models::Definition;
 use crate::catalog::operations::{self, NewPolicyRun};
@@ -215,7 +216,11 @@ fn store(project: &str, given: &serde_json::Value) -> AmbientResult<serde_json::
     let stored = serde_json::to_value(&policy).map_err(|e| AmbientError::invalid(e.to_string()))?;
     as_extension_owner(|| {
         let locked = projects::lock_for_change(project, &caller)?;
-        operations::store_policy(locked.id, stored.clone(), &caller.name())
+        operations::store_policy(locked.id, stored.clone(), &caller.name())?;
+        audit::record(
+            Entry::project("set policy", &caller.name(), &locked.name, locked.id, locked.owner)
+                .details(stored.clone()),
+        )
     })?;
     Ok(stored)
 }
@@ -311,7 +316,21 @@ fn run(project: &str) -> AmbientResult<Done> {
             reason: &done.reason,
             model_id: done.model_id,
             details: done.details.clone(),
-        })
+        })?;
+        // A run that found nothing to do changed nothing: policy_runs
+        // keeps it, the audit trail does not.
+        if done.status == "nothing to do" {
+            return Ok(());
+        }
+        let run_by = caller.name();
+        let mut entry = Entry::project("run policy", &run_by, &found.name, found.id, found.owner)
+            .reason(Some(&done.reason))
+            .details(serde_json::json!({
+                "status": done.status,
+                "action": done.action,
+            }));
+        entry.model_id = done.model_id;
+        audit::record(entry)
     })?;
     Ok(done)
 }
@@ -725,6 +744,17 @@ fn decide(model_id: i64, state: &str, reason: Option<&str>) -> AmbientResult<i64
         }
         let by = caller.name();
         operations::decide_approval(model_id, state, &by, reason)?;
+        audit::record(
+            Entry::project(
+                if state == "approved" { "approve" } else { "reject" },
+                &by,
+                &project.name,
+                project.id,
+                project.owner,
+            )
+            .model(model_id)
+            .reason(reason),
+        )?;
         if state == "approved" {
             let live = deployments::live(project.id)?;
             let note = format!(
@@ -817,6 +847,10 @@ fn schedule_policy(project: &str, cron: &str) -> AmbientResult<i64> {
         })?
         .unwrap_or_default();
         operations::store_schedule(locked.id, job_id, cron, &caller.name())?;
+        audit::record(
+            Entry::project("schedule", &caller.name(), &locked.name, locked.id, locked.owner)
+                .details(serde_json::json!({ "cron": cron, "job_id": job_id })),
+        )?;
         Ok(job_id)
     })
 }
@@ -856,7 +890,11 @@ fn unschedule_policy(project: &str) -> AmbientResult<()> {
             AmbientError::undefined_object(format!("project \"{project}\" is not scheduled"))
         })?;
         unschedule_job(job_id, project)?;
-        operations::delete_schedule(locked.id)
+        operations::delete_schedule(locked.id)?;
+        audit::record(
+            Entry::project("unschedule", &caller.name(), &locked.name, locked.id, locked.owner)
+                .details(serde_json::json!({ "job_id": job_id })),
+        )
     })
 }
 

@@ -679,9 +679,10 @@ impl CallSite {
         if let Some(known) = &self.challenge {
             return Ok(known.clone());
         }
+        // A tag names one model: no canary serves in its place.
         let running = match deployments::live_project(project)? {
-            Some(found) => operations::running_challenge(found.project_id)?,
-            None => None,
+            Some(found) if found.tag.is_none() => operations::running_challenge(found.project_id)?,
+            _ => None,
         };
         Ok(self.challenge.insert(running).clone())
     }

@@ -9,6 +9,7 @@ use pgrx::{JsonB, PgRelation};
 use super::check_project_name;
 use super::deploy::{check_contract, make_live};
 use super::model_cache;
+use crate::catalog::audit::{self, Entry};
 use crate::catalog::deployments::NewDeployment;
 use crate::catalog::feature_sets;
 use crate::catalog::models::{NewModel, NewSnapshot, NewTrial};
@@ -714,12 +715,27 @@ fn run(req: TrainRequest) -> AmbientResult<Outcome> {
             training_seconds,
             snapshot_id,
             artifact: bytes,
-            artifact_sha256: sha,
+            artifact_sha256: sha.clone(),
             created_by: &caller_name,
             parent_model_id: req.parent_model_id,
             author: &author,
             feature_lineage,
         })?;
+        audit::record(
+            Entry::project("train", &caller_name, &project.name, project.id, project.owner)
+                .model(model_id)
+                .reason(req.parent_model_id.map(|_| "retrained by the project's policy"))
+                .details(serde_json::json!({
+                    "version": version,
+                    "algorithm": spec.name,
+                    primary: score,
+                    "parent_model_id": req.parent_model_id,
+                    "source": req.source.describe(),
+                    "rows": row_count,
+                    "data_sha256": data_sha256,
+                    "artifact_sha256": sha,
+                })),
+        )?;
         models::insert_trials(
             model_id,
             trials

@@ -137,14 +137,27 @@ pub fn model_of_project(model_id: i64, project_id: i64) -> AmbientResult<bool> {
 }
 
 /// Forgets the attachments of tables that no longer exist (dropped,
-/// with their triggers). Call inside `as_extension_owner`.
-pub fn forget_dropped() -> AmbientResult<()> {
-    Spi::run(
-        "DELETE FROM ambient.attachment_list a
-          WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c
-                             WHERE c.oid OPERATOR(pg_catalog.=) a.relation::pg_catalog.oid)",
-    )?;
-    Ok(())
+/// with their triggers); returns each one's project and table. Call
+/// inside `as_extension_owner`.
+pub fn forget_dropped() -> AmbientResult<Vec<(i64, String)>> {
+    Spi::connect_mut(|client| {
+        let deleted = client.update(
+            "DELETE FROM ambient.attachment_list a
+              WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c
+                                 WHERE c.oid OPERATOR(pg_catalog.=) a.relation::pg_catalog.oid)
+             RETURNING a.project_id, a.relation::pg_catalog.oid::pg_catalog.text",
+            None,
+            &[],
+        )?;
+        let mut forgotten = Vec::new();
+        for row in deleted {
+            forgotten.push((
+                row.get::<i64>(1)?.unwrap_or_default(),
+                format!("table with oid {}", row.get::<String>(2)?.unwrap_or_default()),
+            ));
+        }
+        Ok(forgotten)
+    })
 }
 
 /// What `attach` records, before it adds the columns and the trigger.

@@ -58,21 +58,20 @@ pub fn get(id: i64) -> AmbientResult<Deployment> {
 pub struct LiveProject {
     pub project_id: i64,
     pub owner: pg_sys::Oid,
-    /// The live model's id and its artifact's sha256, if one is deployed.
+    /// The live model's id and its artifact's sha256, if one is deployed;
+    /// for a tag (`project@tag`), the tagged model's.
     pub model: Option<(i64, String)>,
+    /// The tag, when the name was `project@tag`.
+    pub tag: Option<String>,
 }
 
 /// The predict path's one catalog read: the project by name with its live
-/// model. Read-only SPI, so it runs in parallel workers and on standbys.
+/// model; or, for `project@tag` when no project has that whole name, the
+/// project with the model the tag points at. Read-only SPI, so it runs in
+/// parallel workers and on standbys.
 pub fn live_project(project: &str) -> AmbientResult<Option<LiveProject>> {
-    select_kept(
-        "SELECT p.id, p.owner::pg_catalog.oid, l.model_id, m.artifact_sha256
-           FROM ambient.projects p
-           LEFT JOIN ambient.live_deployments l ON l.project_id OPERATOR(pg_catalog.=) p.id
-           LEFT JOIN ambient.model_store m ON m.id OPERATOR(pg_catalog.=) l.model_id
-          WHERE p.name OPERATOR(pg_catalog.=) $1",
-        &[project.into()],
-        |rows| {
+    fn read(tag: Option<&str>) -> impl FnOnce(&super::KeptRows) -> AmbientResult<Option<LiveProject>> + '_ {
+        move |rows| {
             if rows.is_empty() {
                 return Ok(None);
             }
@@ -82,11 +81,35 @@ pub fn live_project(project: &str) -> AmbientResult<Option<LiveProject>> {
                     .get::<pg_sys::Oid>(0, 2)?
                     .unwrap_or(pg_sys::Oid::INVALID),
                 model: rows.get::<i64>(0, 3)?.zip(rows.get::<String>(0, 4)?),
+                tag: tag.map(str::to_string),
             }))
-        },
+        }
+    }
+    let exact = select_kept(
+        "SELECT p.id, p.owner::pg_catalog.oid, l.model_id, m.artifact_sha256
+           FROM ambient.projects p
+           LEFT JOIN ambient.live_deployments l ON l.project_id OPERATOR(pg_catalog.=) p.id
+           LEFT JOIN ambient.model_store m ON m.id OPERATOR(pg_catalog.=) l.model_id
+          WHERE p.name OPERATOR(pg_catalog.=) $1",
+        &[project.into()],
+        read(None),
+    )?;
+    let Some((name, tag)) = project.rsplit_once('@').filter(|_| exact.is_none()) else {
+        return Ok(exact);
+    };
+    select_kept(
+        "SELECT p.id, p.owner::pg_catalog.oid, t.model_id, m.artifact_sha256
+           FROM ambient.projects p
+           LEFT JOIN ambient.model_tags t ON t.project_id OPERATOR(pg_catalog.=) p.id
+                                        AND t.tag OPERATOR(pg_catalog.=) $2
+           LEFT JOIN ambient.model_store m ON m.id OPERATOR(pg_catalog.=) t.model_id
+          WHERE p.name OPERATOR(pg_catalog.=) $1",
+        &[name.into(), tag.into()],
+        read(Some(tag)),
     )
 }
 
+#[derive(Clone, Copy)]
 pub struct NewDeployment<'a> {
     pub project_id: i64,
     pub model_id: i64,

@@ -10,6 +10,7 @@
 //! (`as_extension_owner`).
 
 pub mod attachments;
+pub mod audit;
 pub mod deployments;
 pub mod feature_sets;
 pub mod models;

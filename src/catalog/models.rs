@@ -393,3 +393,57 @@ pub fn definition(model_id: i64) -> AmbientResult<Option<Definition>> {
         })
     })
 }
+
+/// The model `tag` points at in the project, as committed now.
+pub fn tagged(project_id: i64, tag: &str) -> AmbientResult<Option<i64>> {
+    select_one::<i64>(
+        "SELECT model_id FROM ambient.model_tags
+          WHERE project_id OPERATOR(pg_catalog.=) $1 AND tag OPERATOR(pg_catalog.=) $2",
+        &[project_id.into(), tag.into()],
+    )
+}
+
+/// Points `tag` at `model_id`, moving it from the model it named before,
+/// which is returned. Call inside `as_extension_owner`, holding the
+/// project lock.
+pub fn set_tag(project_id: i64, tag: &str, model_id: i64, by: &str) -> AmbientResult<Option<i64>> {
+    let before = tagged(project_id, tag)?;
+    Spi::connect_mut(|client| {
+        client.update(
+            "INSERT INTO ambient.model_tags (project_id, tag, model_id, tagged_by)
+             VALUES ($1, $2, $3, $4)
+             ON CONFLICT (project_id, tag) DO UPDATE
+                SET model_id = EXCLUDED.model_id, tagged_at = pg_catalog.now(),
+                    tagged_by = EXCLUDED.tagged_by",
+            None,
+            &[project_id.into(), tag.into(), model_id.into(), by.into()],
+        )?;
+        AmbientResult::Ok(())
+    })?;
+    Ok(before)
+}
+
+/// Removes `tag` if it points at `model_id`; true if it did. Call inside
+/// `as_extension_owner`, holding the project lock.
+pub fn remove_tag(project_id: i64, tag: &str, model_id: i64) -> AmbientResult<bool> {
+    Spi::connect_mut(|client| {
+        let deleted = client.update(
+            "DELETE FROM ambient.model_tags
+              WHERE project_id OPERATOR(pg_catalog.=) $1 AND tag OPERATOR(pg_catalog.=) $2
+                AND model_id OPERATOR(pg_catalog.=) $3",
+            None,
+            &[project_id.into(), tag.into(), model_id.into()],
+        )?;
+        Ok(!deleted.is_empty())
+    })
+}
+
+/// The tags on a model, sorted.
+pub fn tags_of(model_id: i64) -> AmbientResult<Vec<String>> {
+    Ok(select_one::<Vec<String>>(
+        "SELECT COALESCE(pg_catalog.array_agg(tag ORDER BY tag), '{}') FROM ambient.model_tags
+          WHERE model_id OPERATOR(pg_catalog.=) $1",
+        &[model_id.into()],
+    )?
+    .unwrap_or_default())
+}

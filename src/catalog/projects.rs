@@ -4,6 +4,7 @@
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
+use super::audit::{self, Entry};
 use super::{as_owner, select_kept, select_one, Caller};
 use crate::error::{AmbientError, AmbientResult};
 use crate::ml::Task;
@@ -265,12 +266,12 @@ pub struct NewProject<'a> {
 /// Creates the project for `caller` if no one has yet, then locks it.
 /// Call inside `as_extension_owner`.
 pub fn create_and_lock(new: NewProject<'_>, caller: &Caller) -> AmbientResult<Project> {
-    Spi::connect_mut(|client| {
-        client.update(
+    let created = Spi::connect_mut(|client| {
+        let inserted = client.update(
             "INSERT INTO ambient.projects
                (name, task, target, owner, created_by, features, feature_types)
              VALUES ($1, $2, $3, $4, $5, $6, $7)
-             ON CONFLICT (name) DO NOTHING",
+             ON CONFLICT (name) DO NOTHING RETURNING id",
             None,
             &[
                 new.name.into(),
@@ -282,9 +283,20 @@ pub fn create_and_lock(new: NewProject<'_>, caller: &Caller) -> AmbientResult<Pr
                 new.feature_types.to_vec().into(),
             ],
         )?;
-        AmbientResult::Ok(())
+        AmbientResult::Ok(!inserted.is_empty())
     })?;
-    lock(new.name)
+    let project = lock(new.name)?;
+    if created {
+        audit::record(
+            Entry::project("create project", &caller.name(), &project.name, project.id, project.owner)
+                .details(serde_json::json!({
+                    "task": new.task.as_str(),
+                    "target": new.target,
+                    "features": new.features,
+                })),
+        )?;
+    }
+    Ok(project)
 }
 
 /// Makes a model's features the project's input contract.
