@@ -326,6 +326,22 @@ REVOKE ALL ON ambient.projects, ambient.snapshots, ambient.model_store, ambient.
               ambient.approval_log, ambient.schedule_list, ambient.challenge_log,
               ambient.shadow_log FROM PUBLIC;
 
+-- Tags (MLflow's aliases): a name that points at one model of a project,
+-- so 'project@tag' can stand for the model in predict and deploy. A tag
+-- moves by one UPDATE under the project's lock, and every move is in the
+-- audit trail.
+CREATE TABLE ambient.model_tags (
+    project_id  bigint NOT NULL REFERENCES ambient.projects (id) ON DELETE CASCADE,
+    tag         text NOT NULL,
+    model_id    bigint NOT NULL REFERENCES ambient.model_store (id) ON DELETE CASCADE,
+    tagged_at   timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    tagged_by   name NOT NULL,
+    PRIMARY KEY (project_id, tag)
+);
+CREATE INDEX ON ambient.model_tags (model_id);
+SELECT pg_catalog.pg_extension_config_dump('ambient.model_tags', '');
+REVOKE ALL ON ambient.model_tags FROM PUBLIC;
+
 -- The live model of each project: its newest deployment row. Everything
 -- that asks what is live reads this view, so the rule is written once.
 CREATE VIEW ambient.live_deployments AS
@@ -380,7 +396,9 @@ SELECT m.id AS model_id,
        m.feature_lineage ->> 'training_set' AS training_set,
        ARRAY(SELECT pg_catalog.jsonb_array_elements_text(m.feature_lineage -> 'feature_sets')) AS feature_sets,
        m.feature_lineage,
-       m.artifact_sha256
+       m.artifact_sha256,
+       m.parent_model_id,
+       ARRAY(SELECT t.tag FROM ambient.model_tags t WHERE t.model_id = m.id ORDER BY t.tag) AS tags
   FROM ambient.model_store m
   JOIN ambient.readable_projects p ON p.project_id = m.project_id
   LEFT JOIN ambient.live_deployments live ON live.project_id = m.project_id;
@@ -792,22 +810,6 @@ SELECT t.name AS training_set,
 GRANT SELECT ON ambient.feature_sets, ambient.features, ambient.feature_freshness,
                 ambient.training_sets TO PUBLIC;
 
--- Tags (MLflow's aliases): a name that points at one model of a project,
--- so 'project@tag' can stand for the model in predict and deploy. A tag
--- moves by one UPDATE under the project's lock, and every move is in the
--- audit trail.
-CREATE TABLE ambient.model_tags (
-    project_id  bigint NOT NULL REFERENCES ambient.projects (id) ON DELETE CASCADE,
-    tag         text NOT NULL,
-    model_id    bigint NOT NULL REFERENCES ambient.model_store (id) ON DELETE CASCADE,
-    tagged_at   timestamptz NOT NULL DEFAULT pg_catalog.now(),
-    tagged_by   name NOT NULL,
-    PRIMARY KEY (project_id, tag)
-);
-CREATE INDEX ON ambient.model_tags (model_id);
-SELECT pg_catalog.pg_extension_config_dump('ambient.model_tags', '');
-REVOKE ALL ON ambient.model_tags FROM PUBLIC;
-
 CREATE VIEW ambient.tags WITH (security_barrier) AS
 SELECT p.project,
        t.tag,
@@ -819,6 +821,101 @@ SELECT p.project,
   JOIN ambient.readable_projects p ON p.project_id = t.project_id
   JOIN ambient.model_store m ON m.id = t.model_id;
 GRANT SELECT ON ambient.tags TO PUBLIC;
+
+-- A project's models newest first, one row each, as `git log --oneline
+-- --graph` shows commits: a retrain is drawn on its parent's line, a model
+-- trained by hand starts a line of its own. Each row says who trained it,
+-- when and why ('person', 'policy', or 'schedule' for a policy pg_cron
+-- ran), how it did, where it is deployed and its tags.
+CREATE FUNCTION ambient.log(project text)
+RETURNS TABLE (graph text, version integer, model_id bigint, parent_model_id bigint,
+               algorithm text, metric text, score double precision, trials bigint,
+               trained_by name, trained_at timestamptz, why text, marks text, tags text[])
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    m record;
+    lanes bigint[] := '{}';
+    lane integer;
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM ambient.readable_projects r WHERE r.project = log.project) THEN
+        RAISE EXCEPTION 'project "%" does not exist', log.project
+            USING ERRCODE = '42704',
+                  HINT = 'SELECT project FROM ambient.overview lists the projects you may read';
+    END IF;
+    FOR m IN SELECT x.* FROM ambient.models x WHERE x.project = log.project ORDER BY x.version DESC LOOP
+        -- The line waiting for this model (a newer model's parent), or a new one.
+        lane := array_position(lanes, m.model_id);
+        IF lane IS NULL THEN
+            lane := array_position(lanes, NULL);
+            IF lane IS NULL THEN
+                lanes := lanes || NULL::bigint;
+                lane := cardinality(lanes);
+            END IF;
+        END IF;
+        graph := '';
+        FOR i IN 1 .. cardinality(lanes) LOOP
+            graph := graph || CASE WHEN i = lane THEN '* '
+                                   WHEN lanes[i] IS NOT NULL THEN '| '
+                                   ELSE '  ' END;
+        END LOOP;
+        graph := rtrim(graph);
+        -- Lines that waited for this model end here; its own goes on to
+        -- its parent.
+        FOR i IN 1 .. cardinality(lanes) LOOP
+            IF lanes[i] = m.model_id THEN
+                lanes[i] := NULL;
+            END IF;
+        END LOOP;
+        lanes[lane] := m.parent_model_id;
+        WHILE cardinality(lanes) > 0 AND lanes[cardinality(lanes)] IS NULL LOOP
+            lanes := lanes[1 : cardinality(lanes) - 1];
+        END LOOP;
+
+        version := m.version;
+        model_id := m.model_id;
+        parent_model_id := m.parent_model_id;
+        algorithm := m.algorithm;
+        metric := m.primary_metric;
+        score := m.score;
+        trials := (SELECT count(*) FROM ambient.trials t WHERE t.model_id = m.model_id);
+        trained_by := m.trained_by;
+        trained_at := m.trained_at;
+        why := CASE
+            WHEN m.parent_model_id IS NULL THEN 'person'
+            WHEN EXISTS (SELECT 1 FROM ambient.audit a
+                          WHERE a.model_id = m.model_id AND a.action = 'train'
+                            AND a.application = 'pg_cron') THEN 'schedule'
+            ELSE 'policy' END;
+        marks := concat_ws(', ',
+            CASE WHEN m.live THEN 'live' END,
+            (SELECT CASE WHEN c.mode = 'canary'
+                         THEN format('canary %s %%', round((c.traffic * 100)::numeric, 1)::float8)
+                         ELSE 'shadow' END
+               FROM ambient.challenges c
+              WHERE c.project = log.project
+                AND c.event_id = (SELECT max(l.event_id) FROM ambient.challenges l
+                                   WHERE l.project = log.project)
+                AND c.event = 'started' AND c.model_id = m.model_id),
+            (SELECT CASE WHEN d.reason LIKE 'run_policy:%' THEN 'rolled back by policy'
+                         ELSE format('rolled back by %s', d.deployed_by) END
+               FROM ambient.deployments d
+              WHERE d.project = log.project AND d.strategy = 'rollback'
+                AND d.previous_model_id = m.model_id
+              ORDER BY d.deployment_id DESC LIMIT 1),
+            CASE WHEN NOT m.live AND EXISTS (SELECT 1 FROM ambient.deployments d
+                                              WHERE d.project = log.project
+                                                AND d.model_id = m.model_id)
+                 THEN 'was live' END,
+            (SELECT CASE a.state WHEN 'awaiting' THEN 'awaiting approval'
+                                 ELSE format('%s by %s', a.state, a.decided_by) END
+               FROM ambient.approvals a WHERE a.model_id = m.model_id));
+        tags := m.tags;
+        RETURN NEXT;
+    END LOOP;
+END
+$$;
 
 -- The audit trail: one row per change of state (train, deploy, rollback,
 -- tag, approve, reject, drop, grant, revoke, policy changes and runs,
@@ -871,7 +968,7 @@ REVOKE ALL ON ambient.audit_log FROM PUBLIC;
 CREATE FUNCTION ambient.audit_entry_sha256(e ambient.audit_log) RETURNS text
 LANGUAGE sql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
 SELECT pg_catalog.encode(pg_catalog.sha256(pg_catalog.convert_to(pg_catalog.jsonb_build_array(
-           e.position, pg_catalog.extract(epoch FROM e.at)::pg_catalog.text, e.xid::pg_catalog.text,
+           e.position, pg_catalog.extract('epoch', e.at)::pg_catalog.text, e.xid::pg_catalog.text,
            e.role, e.session_role, pg_catalog.host(e.client_addr), e.application, e.action, e.project, e.project_id,
            e.feature_set, e.model_id, e.reason, e.details, e.prev_sha256)::pg_catalog.text, 'UTF8')), 'hex')
 $$;

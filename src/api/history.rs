@@ -6,6 +6,8 @@ use crate::catalog::audit::{self, Entry};
 use crate::catalog::projects::{self, Project};
 use crate::catalog::{as_extension_owner, models, Caller};
 use crate::error::{AmbientError, AmbientResult, OrRaise};
+use crate::ml::drift;
+use crate::ml::stats::ColumnStats;
 
 /// The audit chain's newest entry as committed now: for the chaining
 /// trigger `ambient.chain_audit_entry` only.
@@ -121,4 +123,361 @@ pub(super) fn tagged_model(project: &Project, reference: &str) -> AmbientResult<
         AmbientError::undefined_object(format!("no model is tagged \"{tag}\" in \"{name}\""))
             .hint("SELECT * FROM ambient.tags lists the tags; ambient.tag(model_id, name) sets one")
     })
+}
+
+type DiffRow = (String, String, Option<String>, Option<String>);
+
+/// What changed between two models, as rows of (aspect, key, a, b): the
+/// model itself and the code that built it, hyper-parameters, features
+/// and the input contract, preprocessing, metrics (each as recorded, and
+/// both on `model_b`'s test rows), the training data (rows, hash, and the
+/// per-column statistics that moved, with the PSI or JS distance between
+/// the two snapshots) and the source, with a unified diff of its text.
+/// Aspects that did not change show one '(unchanged)' row.
+#[pg_extern(volatile, parallel_unsafe)]
+fn diff(
+    model_a: i64,
+    model_b: i64,
+) -> TableIterator<
+    'static,
+    (
+        name!(aspect, String),
+        name!(key, String),
+        name!(a, Option<String>),
+        name!(b, Option<String>),
+    ),
+> {
+    TableIterator::new(diff_models(model_a, model_b).or_raise())
+}
+
+/// Everything the catalog keeps of `model_id`, if `caller` may read its
+/// project (refused in terms of the model, whose project's name a
+/// stranger may not learn).
+fn readable_model(model_id: i64, caller: &Caller) -> AmbientResult<(serde_json::Value, Project)> {
+    let (record, project) = as_extension_owner(|| {
+        let record = models::record(model_id)?.ok_or_else(|| models::unknown(model_id))?;
+        let project = projects::require(record["project"].as_str().unwrap_or_default())?;
+        Ok((record, project))
+    })?;
+    if !projects::may_read(&project, caller)? {
+        return Err(
+            AmbientError::privilege(format!("permission denied for model {model_id}"))
+                .hint("reading a model's history needs its project's 'read' grant"),
+        );
+    }
+    Ok((record, project))
+}
+
+/// A JSON value as a cell: strings bare, NULL as NULL.
+fn cell(value: &serde_json::Value) -> Option<String> {
+    match value {
+        serde_json::Value::Null => None,
+        serde_json::Value::String(s) => Some(s.clone()),
+        other => Some(other.to_string()),
+    }
+}
+
+/// A JSON value's leaves by path (`a.b[2]`), so nested settings compare
+/// one by one.
+fn leaves(value: &serde_json::Value, path: String, out: &mut Vec<(String, serde_json::Value)>) {
+    match value {
+        serde_json::Value::Object(map) if !map.is_empty() => {
+            for (k, v) in map {
+                let next = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
+                leaves(v, next, out);
+            }
+        }
+        serde_json::Value::Array(list) if !list.is_empty() => {
+            // A list of per-column settings is keyed by column, so a column
+            // added in front does not shift every other one.
+            let column = |v: &serde_json::Value| v.get("column").and_then(|c| c.as_str()).map(str::to_string);
+            let by_column = list.iter().all(|v| column(v).is_some());
+            for (i, v) in list.iter().enumerate() {
+                let key = match column(v).filter(|_| by_column) {
+                    Some(name) if path.is_empty() => name,
+                    Some(name) => format!("{path}.{name}"),
+                    None => format!("{path}[{i}]"),
+                };
+                let mut fields = v.clone();
+                if by_column {
+                    if let Some(map) = fields.as_object_mut() {
+                        map.remove("column");
+                    }
+                }
+                leaves(&fields, key, out);
+            }
+        }
+        leaf => out.push((path, leaf.clone())),
+    }
+}
+
+/// The leaves of `a` and `b` that differ, in path order.
+fn changed_leaves(aspect: &str, a: &serde_json::Value, b: &serde_json::Value) -> Vec<DiffRow> {
+    let (mut left, mut right) = (Vec::new(), Vec::new());
+    leaves(a, String::new(), &mut left);
+    leaves(b, String::new(), &mut right);
+    let mut paths: Vec<&String> = left.iter().chain(&right).map(|(p, _)| p).collect();
+    paths.sort();
+    paths.dedup();
+    let find = |side: &[(String, serde_json::Value)], path: &str| {
+        side.iter()
+            .find(|(p, _)| p == path)
+            .and_then(|(_, v)| cell(v))
+    };
+    paths
+        .into_iter()
+        .filter_map(|path| {
+            let (x, y) = (find(&left, path), find(&right, path));
+            (x != y).then(|| (aspect.to_string(), path.clone(), x, y))
+        })
+        .collect()
+}
+
+/// `rows`, or one '(unchanged)' row for `aspect` when there are none.
+fn or_unchanged(aspect: &str, rows: Vec<DiffRow>) -> Vec<DiffRow> {
+    if rows.is_empty() {
+        vec![(aspect.to_string(), "(unchanged)".to_string(), None, None)]
+    } else {
+        rows
+    }
+}
+
+fn diff_models(a_id: i64, b_id: i64) -> AmbientResult<Vec<DiffRow>> {
+    let caller = Caller::current();
+    let (a, _) = readable_model(a_id, &caller)?;
+    let (b, project_b) = readable_model(b_id, &caller)?;
+    let mut rows: Vec<DiffRow> = Vec::new();
+    let both = |aspect: &str, key: &str, field: &str| {
+        (aspect.to_string(), key.to_string(), cell(&a[field]), cell(&b[field]))
+    };
+    for (key, field) in [
+        ("project", "project"),
+        ("id", "id"),
+        ("version", "version"),
+        ("algorithm", "algorithm"),
+        ("trained_by", "created_by"),
+        ("trained_at", "created_at"),
+        ("parent_model_id", "parent_model_id"),
+        ("seed", "seed"),
+        ("test_size", "test_size"),
+        ("train_rows", "train_rows"),
+        ("test_rows", "test_rows"),
+        ("artifact_sha256", "artifact_sha256"),
+    ] {
+        rows.push(both("model", key, field));
+    }
+    rows.push(both("code", "extension_version", "extension_version"));
+    rows.extend(or_unchanged(
+        "hyperparameter",
+        changed_leaves("hyperparameter", &a["hyperparams"], &b["hyperparams"]),
+    ));
+    rows.extend(or_unchanged("feature", feature_changes(&a, &b)));
+    rows.extend(or_unchanged(
+        "preprocessing",
+        changed_leaves("preprocessing", &a["preprocessing"], &b["preprocessing"]),
+    ));
+    rows.extend(metric_rows(&a, &b, a_id, b_id, &project_b)?);
+    rows.extend(data_rows(&a["snapshot"], &b["snapshot"]));
+    rows.extend(or_unchanged("source", source_rows(&a, &b)));
+    Ok(rows)
+}
+
+/// Features added, removed or retyped, and a change of their order (the
+/// positions the array forms of predict take).
+fn feature_changes(a: &serde_json::Value, b: &serde_json::Value) -> Vec<DiffRow> {
+    let typed = |m: &serde_json::Value| -> Vec<(String, String)> {
+        let names = m["features"].as_array().cloned().unwrap_or_default();
+        let types = m["feature_types"].as_array().cloned().unwrap_or_default();
+        names
+            .iter()
+            .zip(types.iter().map(Some).chain(std::iter::repeat(None)))
+            .map(|(n, t)| {
+                (
+                    n.as_str().unwrap_or_default().to_string(),
+                    t.and_then(|t| t.as_str()).unwrap_or_default().to_string(),
+                )
+            })
+            .collect()
+    };
+    let (left, right) = (typed(a), typed(b));
+    let type_of = |side: &[(String, String)], name: &str| {
+        side.iter().find(|(n, _)| n == name).map(|(_, t)| t.clone())
+    };
+    let mut rows = Vec::new();
+    let names: Vec<&String> = left.iter().chain(&right).map(|(n, _)| n).collect();
+    let mut seen: Vec<&String> = Vec::new();
+    for name in names {
+        if seen.contains(&name) {
+            continue;
+        }
+        seen.push(name);
+        let (x, y) = (type_of(&left, name), type_of(&right, name));
+        if x != y {
+            rows.push(("feature".to_string(), name.clone(), x, y));
+        }
+    }
+    let order = |side: &[(String, String)]| {
+        side.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join(", ")
+    };
+    if rows.is_empty() && left != right {
+        rows.push((
+            "feature".to_string(),
+            "(order)".to_string(),
+            Some(order(&left)),
+            Some(order(&right)),
+        ));
+    }
+    rows
+}
+
+/// Each model's metrics as recorded (on its own test rows), then both on
+/// `b`'s test rows, read again as `b`'s author; when that cannot be done
+/// (the source is gone, a model lacks a column there), one row says why.
+fn metric_rows(
+    a: &serde_json::Value,
+    b: &serde_json::Value,
+    a_id: i64,
+    b_id: i64,
+    project_b: &Project,
+) -> AmbientResult<Vec<DiffRow>> {
+    let mut rows = Vec::new();
+    let mut keys: Vec<&String> = a["metrics"]
+        .as_object()
+        .into_iter()
+        .chain(b["metrics"].as_object())
+        .flat_map(|m| m.keys())
+        .collect();
+    keys.sort();
+    keys.dedup();
+    for key in &keys {
+        rows.push((
+            "metric".to_string(),
+            format!("{key} (as recorded)"),
+            cell(&a["metrics"][key.as_str()]),
+            cell(&b["metrics"][key.as_str()]),
+        ));
+    }
+    let definition = as_extension_owner(|| models::definition(b_id))?;
+    let same_rows = match definition {
+        None => Err(AmbientError::not_in_state(format!(
+            "model {b_id} keeps no training definition (trained before 0.2.0)"
+        ))),
+        Some(definition) => {
+            super::train::score_on_test_rows_of(project_b, &definition, &[a_id, b_id])
+        }
+    };
+    match same_rows {
+        Ok((scored, test_rows)) => {
+            for key in keys {
+                let value = |m: &crate::ml::metrics::Metrics| m.get(key.as_str()).map(f64::to_string);
+                rows.push((
+                    "metric".to_string(),
+                    format!("{key} (same {test_rows} test rows)"),
+                    value(&scored[0]),
+                    value(&scored[1]),
+                ));
+            }
+        }
+        Err(e) => rows.push((
+            "metric".to_string(),
+            "same test rows".to_string(),
+            None,
+            Some(format!("not compared: {}", e.message())),
+        )),
+    }
+    Ok(rows)
+}
+
+/// The training data: rows, hash, and each column whose statistics moved,
+/// with how far (PSI for numbers, JS distance for categories).
+fn data_rows(a: &serde_json::Value, b: &serde_json::Value) -> Vec<DiffRow> {
+    let mut rows = Vec::new();
+    for key in ["row_count", "unlabeled_rows", "data_sha256"] {
+        rows.push(("data".to_string(), key.to_string(), cell(&a[key]), cell(&b[key])));
+    }
+    let columns = |s: &serde_json::Value| -> Vec<(String, ColumnStats)> {
+        serde_json::from_value(s["column_stats"].clone()).unwrap_or_default()
+    };
+    let (left, right) = (columns(a), columns(b));
+    for (name, stats_a) in &left {
+        let Some((_, stats_b)) = right.iter().find(|(n, _)| n == name) else {
+            continue;
+        };
+        if stats_a == stats_b {
+            continue;
+        }
+        let moved = drift::between_snapshots(stats_a, stats_b)
+            .map(|(measure, value)| format!(" ({measure} {value:.4})"))
+            .unwrap_or_default();
+        rows.push((
+            "data".to_string(),
+            name.clone(),
+            Some(summary(stats_a)),
+            Some(format!("{}{moved}", summary(stats_b))),
+        ));
+    }
+    rows
+}
+
+fn summary(stats: &ColumnStats) -> String {
+    match stats {
+        ColumnStats::Numeric(n) => format!(
+            "n {}, nulls {}, mean {:.4}, std {:.4}, min {}, max {}",
+            n.count, n.nulls, n.mean, n.std, n.min, n.max
+        ),
+        ColumnStats::Category(c) => format!(
+            "n {}, nulls {}, {}",
+            c.count,
+            c.nulls,
+            c.frequencies
+                .iter()
+                .map(|(k, v)| format!("{k}: {v}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
+/// The source's kind and text, with a unified diff when the text changed.
+fn source_rows(a: &serde_json::Value, b: &serde_json::Value) -> Vec<DiffRow> {
+    let (sa, sb) = (&a["snapshot"], &b["snapshot"]);
+    let mut rows = Vec::new();
+    if sa["source_kind"] != sb["source_kind"] {
+        rows.push((
+            "source".to_string(),
+            "kind".to_string(),
+            cell(&sa["source_kind"]),
+            cell(&sb["source_kind"]),
+        ));
+    }
+    let (ta, tb) = (
+        sa["source"].as_str().unwrap_or_default(),
+        sb["source"].as_str().unwrap_or_default(),
+    );
+    if ta != tb {
+        rows.push((
+            "source".to_string(),
+            "text".to_string(),
+            Some(ta.to_string()),
+            Some(tb.to_string()),
+        ));
+        let unified = similar::TextDiff::from_lines(ta, tb)
+            .unified_diff()
+            .context_radius(3)
+            .header(&format!("model {}", a["id"]), &format!("model {}", b["id"]))
+            .to_string();
+        rows.push(("source".to_string(), "unified diff".to_string(), None, Some(unified)));
+    }
+    if a["feature_lineage"] != b["feature_lineage"] {
+        rows.extend(changed_leaves(
+            "source",
+            &a["feature_lineage"],
+            &b["feature_lineage"],
+        ));
+    }
+    rows
 }

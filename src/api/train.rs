@@ -1,6 +1,7 @@
 //! `ambient.train`: read the source as the caller, fit, score on the test
 //! split, store the model and its snapshot, and deploy it if asked to.
 
+use std::rc::Rc;
 use std::time::Instant;
 
 use pgrx::prelude::*;
@@ -23,7 +24,7 @@ use crate::ml::algorithms::{AlgorithmSpec, Shape};
 use crate::ml::dataset::ColumnKind;
 use crate::ml::dataset::Dataset;
 use crate::ml::hyperparams::Hyperparams;
-use crate::ml::model::{self, FitRequest, Trained};
+use crate::ml::model::{self, FitRequest, Model, Trained};
 use crate::ml::preprocess::{ColumnOptions, InputStyle};
 use crate::ml::search::{self, Candidate, CrossValidation, Status, Strategy, Trial};
 use crate::ml::split;
@@ -1077,4 +1078,52 @@ fn check_fits(
         )));
     }
     Ok(())
+}
+
+/// Each of `models` scored on the test rows of `definition` (a model's
+/// training definition, read again as its author): the rows that model
+/// was tested on, if its source has not changed since. Returns their
+/// metrics and the number of test rows. Callers check the caller's rights
+/// to every model first.
+pub(super) fn score_on_test_rows_of(
+    project: &projects::Project,
+    definition: &models::Definition,
+    models: &[i64],
+) -> AmbientResult<(Vec<crate::ml::metrics::Metrics>, usize)> {
+    let mut request = TrainRequest::again(project, definition, DeployPolicy::Never)?;
+    let loaded: Vec<Rc<Model>> = models
+        .iter()
+        .map(|&id| model_cache::load_latest(id))
+        .collect::<AmbientResult<_>>()?;
+    // Every input any of the models takes, so each finds its own.
+    let mut features = request.features.take().unwrap_or_default();
+    for model in &loaded {
+        for name in model.inputs.names() {
+            if !features.iter().any(|f| f == name) {
+                features.push(name.to_string());
+            }
+        }
+    }
+    let budget = gucs::max_training_memory_bytes();
+    let read = source::load(&source::Request {
+        source: &request.source,
+        target: &project.target,
+        task: Some(project.task),
+        features: Some(&features),
+        limits: source::Limits {
+            max_rows: gucs::max_training_rows(),
+            max_bytes: budget,
+            max_classes: gucs::max_classes(),
+        },
+    });
+    let loaded_rows = as_author(&definition.author, || request.source.read(|| read))?;
+    let data = &loaded_rows.dataset;
+    let split = split::holdout(data, request.test_size, request.seed as u64, &project.features)?;
+    let interrupts = source::check_interrupts();
+    let threads = gucs::training_threads();
+    let metrics = loaded
+        .iter()
+        .map(|model| Ok(model.evaluate(data, &split.test, threads, &interrupts)?))
+        .collect::<AmbientResult<Vec<_>>>()?;
+    Ok((metrics, split.test.len()))
 }

@@ -438,12 +438,21 @@ pub fn remove_tag(project_id: i64, tag: &str, model_id: i64) -> AmbientResult<bo
     })
 }
 
-/// The tags on a model, sorted.
-pub fn tags_of(model_id: i64) -> AmbientResult<Vec<String>> {
-    Ok(select_one::<Vec<String>>(
-        "SELECT COALESCE(pg_catalog.array_agg(tag ORDER BY tag), '{}') FROM ambient.model_tags
-          WHERE model_id OPERATOR(pg_catalog.=) $1",
+/// Everything the catalog keeps of a model but its artifact, with its
+/// snapshot (`snapshot`) and project (`project`, `project_owner`), as
+/// JSON: what `ambient.diff` compares.
+pub fn record(model_id: i64) -> AmbientResult<Option<serde_json::Value>> {
+    Ok(select_one::<JsonB>(
+        "SELECT (pg_catalog.to_jsonb(m) OPERATOR(pg_catalog.-) 'artifact')
+                OPERATOR(pg_catalog.||) pg_catalog.jsonb_build_object(
+                    'snapshot', pg_catalog.to_jsonb(s),
+                    'project', p.name,
+                    'project_owner', p.owner::pg_catalog.oid)
+           FROM ambient.model_store m
+           JOIN ambient.snapshots s ON s.id OPERATOR(pg_catalog.=) m.snapshot_id
+           JOIN ambient.projects p ON p.id OPERATOR(pg_catalog.=) m.project_id
+          WHERE m.id OPERATOR(pg_catalog.=) $1",
         &[model_id.into()],
     )?
-    .unwrap_or_default())
+    .map(|j| j.0))
 }

@@ -5,7 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::stats::{bin_of, CategoryStats, NumericStats};
+use super::stats::{bin_of, CategoryStats, ColumnStats, NumericStats};
 
 /// When a feature, and the whole dataset, counts as drifted. Evidently's
 /// and the usual PSI rules of thumb are the defaults.
@@ -276,6 +276,73 @@ fn js_distance(p: &[f64], q: &[f64]) -> f64 {
     divergence.max(0.0).sqrt()
 }
 
+/// How far a column moved between two training snapshots (`ambient.diff`):
+/// the PSI over `reference`'s decile bins for numbers, with `other`'s share
+/// in each bin read off its 101 percentiles; the Jensen-Shannon distance
+/// for categories. `None` when the kinds differ or a snapshot keeps no
+/// distribution (one made before 0.2.0).
+pub fn between_snapshots(reference: &ColumnStats, other: &ColumnStats) -> Option<(&'static str, f64)> {
+    match (reference, other) {
+        (ColumnStats::Numeric(a), ColumnStats::Numeric(b)) => {
+            if a.bin_shares.len() != a.bin_edges.len() + 1 || b.percentiles.len() != 101 {
+                return None;
+            }
+            let below = |edge: f64| share_at_most(&b.percentiles, edge);
+            let mut previous = 0.0;
+            let mut psi = 0.0;
+            for (k, &expected) in a.bin_shares.iter().enumerate() {
+                let upto = a.bin_edges.get(k).map_or(1.0, |&e| below(e));
+                let actual = (upto - previous).max(PSI_FLOOR);
+                previous = upto;
+                let expected = expected.max(PSI_FLOOR);
+                psi += (actual - expected) * (actual / expected).ln();
+            }
+            Some(("psi", psi))
+        }
+        (ColumnStats::Category(a), ColumnStats::Category(b)) => {
+            let mut names: Vec<&str> = a.frequencies.iter().map(|(c, _)| c.as_str()).collect();
+            for (c, _) in &b.frequencies {
+                if !names.contains(&c.as_str()) {
+                    names.push(c);
+                }
+            }
+            let counts = |s: &CategoryStats| -> Vec<f64> {
+                names
+                    .iter()
+                    .map(|n| {
+                        s.frequencies
+                            .iter()
+                            .find(|(c, _)| c == n)
+                            .map_or(0.0, |(_, k)| *k as f64)
+                    })
+                    .collect()
+            };
+            Some(("js", js_distance(&counts(a), &counts(b))))
+        }
+        _ => None,
+    }
+}
+
+/// The share of a distribution at or below `value`, interpolated
+/// linearly between its percentiles (0 %, 1 %, ..., 100 %).
+fn share_at_most(percentiles: &[f64], value: f64) -> f64 {
+    let last = percentiles.len() - 1;
+    let at_or_below = percentiles.partition_point(|&p| p <= value);
+    match at_or_below {
+        0 => 0.0,
+        k if k > last => 1.0,
+        k => {
+            let (low, high) = (percentiles[k - 1], percentiles[k]);
+            let within = if high > low {
+                (value - low) / (high - low)
+            } else {
+                0.0
+            };
+            ((k - 1) as f64 + within) / last as f64
+        }
+    }
+}
+
 /// Whether enough of the columns drifted for the dataset to count as
 /// drifted, and the share that did.
 pub fn dataset(columns: &[ColumnDrift], limits: &Thresholds) -> (bool, f64) {
@@ -413,4 +480,28 @@ mod tests {
         assert_eq!(dataset(&columns, &limits), (true, 0.5));
         assert_eq!(dataset(&columns[1..], &limits), (false, 0.0));
     }
+    #[test]
+    fn a_snapshot_compared_with_itself_has_not_moved_and_a_shifted_one_has() {
+        let values: Vec<f64> = (0..1000).map(|i| i as f64 / 10.0).collect();
+        let shifted: Vec<f64> = values.iter().map(|v| v + 30.0).collect();
+        let a = ColumnStats::Numeric(reference(&values));
+        let same = between_snapshots(&a, &a).unwrap();
+        assert_eq!(same.0, "psi");
+        assert!(same.1 < 0.01, "{same:?}");
+        let moved = between_snapshots(&a, &ColumnStats::Numeric(reference(&shifted))).unwrap();
+        assert!(moved.1 > 0.25, "{moved:?}");
+        let cats = |f: &[(&str, usize)]| {
+            ColumnStats::Category(CategoryStats {
+                count: f.iter().map(|x| x.1).sum(),
+                nulls: 0,
+                frequencies: f.iter().map(|(c, n)| (c.to_string(), *n)).collect(),
+            })
+        };
+        let before = cats(&[("a", 50), ("b", 50)]);
+        assert_eq!(between_snapshots(&before, &before), Some(("js", 0.0)));
+        let after = between_snapshots(&before, &cats(&[("b", 50), ("c", 50)])).unwrap();
+        assert!(after.1 > 0.5, "{after:?}");
+        assert_eq!(between_snapshots(&before, &a), None);
+    }
+
 }
