@@ -38,7 +38,10 @@ CREATE TABLE ambient.snapshots (
     -- sha256 of the rows in canonical (sorted) order.
     data_sha256     text NOT NULL,
     created_at      timestamptz NOT NULL DEFAULT pg_catalog.now(),
-    created_by      name NOT NULL
+    created_by      name NOT NULL,
+    -- Where the WAL was when the rows were read (NULL before 0.3.0, and
+    -- on a standby, which trains nothing).
+    wal_lsn         pg_lsn DEFAULT pg_catalog.pg_current_wal_insert_lsn()
 );
 CREATE INDEX ON ambient.snapshots (project_id);
 
@@ -449,7 +452,8 @@ SELECT m.id AS model_id,
        s.column_stats,
        s.data_sha256,
        s.created_at,
-       s.created_by
+       s.created_by,
+       s.wal_lsn
   FROM ambient.model_store m
   JOIN ambient.readable_projects p ON p.project_id = m.project_id
   JOIN ambient.snapshots s ON s.id = m.snapshot_id;
@@ -898,22 +902,155 @@ BEGIN
                 AND c.event_id = (SELECT max(l.event_id) FROM ambient.challenges l
                                    WHERE l.project = log.project)
                 AND c.event = 'started' AND c.model_id = m.model_id),
-            (SELECT CASE WHEN d.reason LIKE 'run_policy:%' THEN 'rolled back by policy'
-                         ELSE format('rolled back by %s', d.deployed_by) END
-               FROM ambient.deployments d
-              WHERE d.project = log.project AND d.strategy = 'rollback'
-                AND d.previous_model_id = m.model_id
-              ORDER BY d.deployment_id DESC LIMIT 1),
-            CASE WHEN NOT m.live AND EXISTS (SELECT 1 FROM ambient.deployments d
-                                              WHERE d.project = log.project
-                                                AND d.model_id = m.model_id)
-                 THEN 'was live' END,
+            coalesce(
+                (SELECT CASE WHEN d.reason LIKE 'run_policy:%' THEN 'rolled back by policy'
+                             ELSE format('rolled back by %s', d.deployed_by) END
+                   FROM ambient.deployments d
+                  WHERE d.project = log.project AND d.strategy = 'rollback'
+                    AND d.previous_model_id = m.model_id
+                  ORDER BY d.deployment_id DESC LIMIT 1),
+                CASE WHEN NOT m.live AND EXISTS (SELECT 1 FROM ambient.deployments d
+                                                  WHERE d.project = log.project
+                                                    AND d.model_id = m.model_id)
+                     THEN 'was live' END),
             (SELECT CASE a.state WHEN 'awaiting' THEN 'awaiting approval'
                                  ELSE format('%s by %s', a.state, a.decided_by) END
                FROM ambient.approvals a WHERE a.model_id = m.model_id));
         tags := m.tags;
         RETURN NEXT;
     END LOOP;
+END
+$$;
+
+-- Where a model came from and where it went, as rows of a graph: each row
+-- is a node (what it is, its kind), the edge that links it to the model,
+-- and a detail. Upstream: the source relation or query, the training and
+-- feature sets, the snapshot (rows, data hash, WAL position at training),
+-- the parent model and the search's trials. Downstream: deployments (who,
+-- when, why), tags, attached tables, monitor and drift runs, the alerts
+-- raised while it was live, and approvals. Only what the caller may read.
+CREATE FUNCTION ambient.lineage(model_id bigint)
+RETURNS TABLE (node text, kind text, edge text, detail text)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    m record;
+    s record;
+    r record;
+BEGIN
+    SELECT x.* INTO m FROM ambient.models x WHERE x.model_id = lineage.model_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'model % does not exist', lineage.model_id
+            USING ERRCODE = '42704',
+                  HINT = 'SELECT model_id, project, version FROM ambient.models lists the models you may read';
+    END IF;
+    SELECT x.* INTO s FROM ambient.model_snapshots x WHERE x.model_id = lineage.model_id;
+
+    RETURN QUERY SELECT format('model %s', m.model_id), 'model', 'is',
+        format('project %s, version %s, %s, %s %s', m.project, m.version, m.algorithm,
+               m.primary_metric, round(m.score::numeric, 4));
+    RETURN QUERY SELECT CASE s.source_kind WHEN 'query' THEN 'query' ELSE s.source END,
+        replace(s.source_kind, '_', ' '), 'trained on',
+        CASE s.source_kind WHEN 'query' THEN s.source END;
+    RETURN QUERY SELECT f.set_name, 'feature set', 'features from',
+        format('definition sha256 %s', m.feature_lineage -> 'feature_set_sha256' ->> f.set_name)
+      FROM unnest(m.feature_sets) AS f(set_name);
+    RETURN QUERY SELECT format('snapshot of model %s', m.model_id), 'snapshot', 'read',
+        format('%s rows (%s unlabelled), data sha256 %s, WAL %s, %s by %s', s.row_count,
+               s.unlabeled_rows, s.data_sha256, coalesce(s.wal_lsn::text, 'not recorded'),
+               s.created_at, s.created_by);
+    RETURN QUERY SELECT format('model %s', p.model_id), 'model', 'retrained from',
+        format('version %s, %s, %s %s', p.version, p.algorithm, p.primary_metric, round(p.score::numeric, 4))
+      FROM ambient.models p WHERE p.model_id = m.parent_model_id;
+    RETURN QUERY SELECT format('trial %s', t.trial), 'trial', 'search tried',
+        format('%s, mean %s, %s%s', t.algorithm, round(t.mean_score::numeric, 4), t.status,
+               CASE WHEN t.chosen THEN ', chosen' ELSE '' END)
+      FROM ambient.trials t WHERE t.model_id = m.model_id ORDER BY t.trial;
+    RETURN QUERY SELECT format('deployment %s', d.deployment_id), 'deployment',
+        CASE WHEN d.model_id = m.model_id THEN
+                  CASE d.strategy WHEN 'rollback' THEN 'rolled back to' ELSE 'deployed' END
+             ELSE 'replaced by' END,
+        format('%s by %s (%s)%s', d.deployed_at, d.deployed_by, d.strategy,
+               coalesce(': ' || d.reason, ''))
+      FROM ambient.deployments d
+     WHERE d.project = m.project AND (d.model_id = m.model_id OR d.previous_model_id = m.model_id)
+     ORDER BY d.deployment_id;
+    RETURN QUERY SELECT t.tag, 'tag', 'tagged', format('%s by %s', t.tagged_at, t.tagged_by)
+      FROM ambient.tags t WHERE t.model_id = m.model_id ORDER BY t.tag;
+    RETURN QUERY SELECT a.relation::text, 'attached table', 'predicts into',
+        format('column %s, model id in %s', a.prediction_column, a.model_id_column)
+      FROM ambient.attachments a WHERE a.project = m.project;
+    RETURN QUERY SELECT format('monitor run %s', r2.run_id), 'monitor run', 'monitored by',
+        format('%s: %s labelled rows, %s', r2.run_at, r2.labelled_rows, r2.metrics)
+      FROM ambient.monitor_runs r2 WHERE r2.model_id = m.model_id ORDER BY r2.run_id;
+    RETURN QUERY SELECT format('drift run %s', d.run_id), 'drift run', 'checked by',
+        format('%s: %s rows, drifted share %s%s', min(d.run_at), min(d.rows)::bigint,
+               round(min(d.drifted_share)::numeric, 3),
+               CASE WHEN bool_or(d.dataset_drifted) THEN ', drifted' ELSE '' END)
+      FROM ambient.drift_runs d WHERE d.model_id = m.model_id
+     GROUP BY d.run_id ORDER BY d.run_id;
+    -- Alerts raised while this model was live.
+    FOR r IN SELECT d.deployed_at AS since,
+                    lead(d.deployed_at) OVER (ORDER BY d.deployment_id) AS until,
+                    d.model_id AS live_model
+               FROM ambient.deployments d WHERE d.project = m.project LOOP
+        CONTINUE WHEN r.live_model <> m.model_id;
+        RETURN QUERY SELECT format('alert %s', a.alert_id), 'alert', 'raised while live',
+            format('%s %s: %s', a.raised_at, a.kind, a.message)
+          FROM ambient.alerts a
+         WHERE a.project = m.project AND a.raised_at >= r.since
+           AND (r.until IS NULL OR a.raised_at < r.until)
+         ORDER BY a.alert_id;
+    END LOOP;
+    RETURN QUERY SELECT format('approval of model %s', a.model_id), 'approval', a.state,
+        format('requested %s%s', a.requested_at,
+               coalesce(format(', %s by %s at %s', a.state, a.decided_by, a.decided_at), '')
+               || coalesce(': ' || a.reason, ''))
+      FROM ambient.approvals a WHERE a.model_id = m.model_id;
+END
+$$;
+
+-- From a stored prediction back to the model that made it, then that
+-- model's lineage: the row of `tbl` (an attached table) whose primary key
+-- is `key` is read with the caller's rights, its model id column names
+-- the model.
+CREATE FUNCTION ambient.lineage_of_prediction(tbl regclass, key anyelement)
+RETURNS TABLE (node text, kind text, edge text, detail text)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    a record;
+    key_column name;
+    prediction text;
+    predicted_by bigint;
+    found_any boolean := false;
+BEGIN
+    SELECT att.attname INTO key_column
+      FROM pg_index i
+      JOIN pg_attribute att ON att.attrelid = i.indrelid AND att.attnum = i.indkey[0]
+     WHERE i.indrelid = tbl AND i.indisprimary AND i.indnatts = 1;
+    IF key_column IS NULL THEN
+        RAISE EXCEPTION 'table % has no single-column primary key', tbl
+            USING ERRCODE = '0A000',
+                  HINT = 'read the row''s model id column and call ambient.lineage(model_id)';
+    END IF;
+    FOR a IN SELECT x.* FROM ambient.attachments x WHERE x.relation = tbl ORDER BY x.project LOOP
+        EXECUTE format('SELECT t.%I::text, t.%I FROM %s t WHERE t.%I = $1',
+                       a.prediction_column, a.model_id_column, tbl, key_column)
+           INTO prediction, predicted_by USING key;
+        CONTINUE WHEN predicted_by IS NULL;
+        found_any := true;
+        RETURN QUERY SELECT format('%s %s = %s', tbl, key_column, key), 'prediction', 'predicted by',
+            format('project %s predicted %s with model %s', a.project, prediction, predicted_by);
+        RETURN QUERY SELECT * FROM ambient.lineage(predicted_by);
+    END LOOP;
+    IF NOT found_any THEN
+        RAISE EXCEPTION 'no stored prediction in % where % = %', tbl, key_column, key
+            USING ERRCODE = '42704',
+                  HINT = 'the row must exist and hold a prediction of a project attached to the table that you may read';
+    END IF;
 END
 $$;
 
