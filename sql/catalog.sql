@@ -41,7 +41,11 @@ CREATE TABLE ambient.snapshots (
     created_by      name NOT NULL,
     -- Where the WAL was when the rows were read (NULL before 0.3.0, and
     -- on a standby, which trains nothing).
-    wal_lsn         pg_lsn DEFAULT pg_catalog.pg_current_wal_insert_lsn()
+    wal_lsn         pg_lsn DEFAULT pg_catalog.pg_current_wal_insert_lsn(),
+    -- The tables and views reading the source touched: DDL on them is
+    -- checked against the live models trained from it. NULL for a query
+    -- source before 0.3.0.
+    source_relations regclass[]
 );
 CREATE INDEX ON ambient.snapshots (project_id);
 
@@ -344,6 +348,19 @@ CREATE TABLE ambient.model_tags (
 CREATE INDEX ON ambient.model_tags (model_id);
 SELECT pg_catalog.pg_extension_config_dump('ambient.model_tags', '');
 REVOKE ALL ON ambient.model_tags FROM PUBLIC;
+
+-- Live models whose sources may change or go: ambient.release(project)
+-- accepts the loss for the models live then, so DDL on what they read is
+-- no longer refused for them. A model deployed later is guarded again.
+CREATE TABLE ambient.source_releases (
+    model_id     bigint PRIMARY KEY REFERENCES ambient.model_store (id) ON DELETE CASCADE,
+    project_id   bigint NOT NULL REFERENCES ambient.projects (id) ON DELETE CASCADE,
+    released_at  timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    released_by  name NOT NULL,
+    reason       text
+);
+SELECT pg_catalog.pg_extension_config_dump('ambient.source_releases', '');
+REVOKE ALL ON ambient.source_releases FROM PUBLIC;
 
 -- The live model of each project: its newest deployment row. Everything
 -- that asks what is live reads this view, so the rule is written once.
@@ -648,7 +665,10 @@ CREATE TABLE ambient.feature_set_store (
     created_at        timestamptz NOT NULL DEFAULT pg_catalog.now(),
     created_by        name NOT NULL,
     refreshed_at      timestamptz,
-    refreshed_by      name
+    refreshed_by      name,
+    -- Every table and view reading the source touches: DDL that drops or
+    -- breaks one is refused while the set exists.
+    source_relations  regclass[] NOT NULL DEFAULT '{}'
 );
 
 -- Who else may use a feature set: 'read' reads its history (a SELECT grant

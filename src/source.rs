@@ -123,6 +123,18 @@ impl Source {
         }
     }
 
+    /// The relations reading this source touches (for a query, every table
+    /// and view its plan depends on, as Postgres records them to know
+    /// when to plan it again), so DDL on them can be checked against the
+    /// models trained from it (`ambient.guard_sources`). Run as the role
+    /// that reads it.
+    pub fn relations_read(&self) -> AmbientResult<Vec<pg_sys::Oid>> {
+        match self {
+            Source::Relation(rel) | Source::TrainingSet { view: rel, .. } => Ok(vec![rel.oid()]),
+            Source::Query(q) => relations_of_query(q),
+        }
+    }
+
     fn primary_key(&self) -> AmbientResult<Vec<String>> {
         let Source::Relation(rel) = self else {
             return Ok(Vec::new());
@@ -176,6 +188,49 @@ fn columns(source: &Source) -> AmbientResult<Vec<Column>> {
             })
             .collect()
     })
+}
+
+/// Every relation a SELECT's plan depends on.
+pub fn relations_of_query(query: &str) -> AmbientResult<Vec<pg_sys::Oid>> {
+    let text = std::ffi::CString::new(query)
+        .map_err(|_| AmbientError::invalid("query contains a NUL character"))?;
+    Spi::connect(|_client| {
+        // SAFETY: SPI is connected; SPI_prepare raises a Postgres ERROR on
+        // a bad query; the plan and its plan sources live in SPI's memory
+        // until SPI_finish, after this block, and relationOids is a list
+        // of OIDs (T_OidList).
+        unsafe {
+            let plan = pg_sys::SPI_prepare(text.as_ptr(), 0, std::ptr::null_mut());
+            if plan.is_null() {
+                return Err(AmbientError::invalid("the query could not be prepared"));
+            }
+            let sources = PgList::<pg_sys::CachedPlanSource>::from_pg(
+                pg_sys::SPI_plan_get_plan_sources(plan),
+            );
+            let mut relations = Vec::new();
+            for source in sources.iter_ptr() {
+                let oids = (*source).relationOids;
+                if oids.is_null() {
+                    continue;
+                }
+                for k in 0..(*oids).length {
+                    let oid = (*(*oids).elements.add(k as usize)).oid_value;
+                    if !relations.contains(&oid) {
+                        relations.push(oid);
+                    }
+                }
+            }
+            Ok(relations)
+        }
+    })
+}
+
+/// The source's columns and their types (`format_type`), as it reads now.
+pub fn column_types(source: &Source) -> AmbientResult<Vec<(String, String)>> {
+    columns(source)?
+        .into_iter()
+        .map(|c| Ok((c.name, type_name(c.type_oid)?)))
+        .collect()
 }
 
 fn type_name(oid: pg_sys::Oid) -> AmbientResult<String> {

@@ -276,14 +276,19 @@ fn attach_table(
             attached_by: &caller.name(),
         })?;
         audit::record(
-            Entry::project("attach", &caller.name(), &locked.name, locked.id, locked.owner).details(
-                serde_json::json!({
-                    "table": qualified(table),
-                    "prediction_column": prediction_column,
-                    "model_id_column": model_id_column,
-                    "label_column": label_column,
-                }),
-            ),
+            Entry::project(
+                "attach",
+                &caller.name(),
+                &locked.name,
+                locked.id,
+                locked.owner,
+            )
+            .details(serde_json::json!({
+                "table": qualified(table),
+                "prediction_column": prediction_column,
+                "model_id_column": model_id_column,
+                "label_column": label_column,
+            })),
         )?;
         Ok(trigger)
     })?;
@@ -375,8 +380,14 @@ fn detach_table(project: &str, owned: PgRelation) -> AmbientResult<()> {
             })?;
         attachments::delete(attachment.id)?;
         audit::record(
-            Entry::project("detach", &caller.name(), &locked.name, locked.id, locked.owner)
-                .details(serde_json::json!({ "table": qualified(table) })),
+            Entry::project(
+                "detach",
+                &caller.name(),
+                &locked.name,
+                locked.id,
+                locked.owner,
+            )
+            .details(serde_json::json!({ "table": qualified(table) })),
         )?;
         Ok(attachment.trigger_name)
     })?;
@@ -1126,7 +1137,11 @@ fn check_tables(
     trigger_renamed: bool,
 ) -> AmbientResult<()> {
     for relation in relations {
+        if super::guard::is_extension_relation(relation) {
+            continue;
+        }
         super::features::check_source_table(relation)?;
+        super::guard::check_changed(relation)?;
         let attached = attachments::on_relation(relation)?;
         if attached.is_empty() {
             continue;

@@ -13,11 +13,11 @@ use pgrx::JsonB;
 
 use super::deploy::{check_contract, make_live};
 use super::monitor;
+use crate::catalog::audit::{self, Entry};
 use crate::catalog::deployments::{self, NewDeployment};
 use crate::catalog::operations::{self, ChallengeEvent};
 use crate::catalog::projects::{self, Project};
 use crate::catalog::{as_extension_owner, attachments, ensure_writable, models, Caller};
-use crate::catalog::audit::{self, Entry};
 use crate::error::{AmbientError, AmbientResult, OrRaise};
 
 /// Starts a trial of `model_id`: a canary serving `traffic` of the keys,
@@ -92,7 +92,11 @@ pub(super) fn start(
     })?;
     audit::record(
         Entry::project(
-            if traffic.is_some() { "start canary" } else { "start shadow" },
+            if traffic.is_some() {
+                "start canary"
+            } else {
+                "start shadow"
+            },
             &caller.name(),
             &project.name,
             project.id,
@@ -193,9 +197,15 @@ fn end_trial(project: &str, reason: default!(Option<&str>, "NULL")) -> i64 {
             reason,
         })?;
         audit::record(
-            Entry::project("end trial", &caller.name(), &project.name, project.id, project.owner)
-                .model(trial.model_id)
-                .reason(reason),
+            Entry::project(
+                "end trial",
+                &caller.name(),
+                &project.name,
+                project.id,
+                project.owner,
+            )
+            .model(trial.model_id)
+            .reason(reason),
         )?;
         Ok(trial.model_id)
     })

@@ -88,7 +88,9 @@ fn deploy(
                 }
                 (id, "manual")
             }
-            Choice::Tagged(reference) => (super::history::tagged_model(&project, reference)?, "manual"),
+            Choice::Tagged(reference) => {
+                (super::history::tagged_model(&project, reference)?, "manual")
+            }
             Choice::Strategy(strategy) => (
                 models::pick(project.id, strategy)?.ok_or_else(|| {
                     AmbientError::not_in_state(format!(
@@ -205,15 +207,21 @@ pub(super) fn make_live(
         "deploy"
     };
     audit::record(
-        Entry::project(action, deployment.deployed_by, &project.name, project.id, project.owner)
-            .model(model_id)
-            .reason(deployment.reason)
-            .details(serde_json::json!({
-                "deployment_id": deployment_id,
-                "strategy": deployment.strategy,
-                "previous_model_id": deployment.previous_model_id,
-                "new_contract": features != project.features,
-            })),
+        Entry::project(
+            action,
+            deployment.deployed_by,
+            &project.name,
+            project.id,
+            project.owner,
+        )
+        .model(model_id)
+        .reason(deployment.reason)
+        .details(serde_json::json!({
+            "deployment_id": deployment_id,
+            "strategy": deployment.strategy,
+            "previous_model_id": deployment.previous_model_id,
+            "new_contract": features != project.features,
+        })),
     )
 }
 

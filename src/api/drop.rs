@@ -40,8 +40,14 @@ fn drop_one_model(model_id: i64) -> AmbientResult<bool> {
         }
         models::delete(model_id)?;
         audit::record(
-            Entry::project("drop model", &caller.name(), &name, project.id, project.owner)
-                .model(model_id),
+            Entry::project(
+                "drop model",
+                &caller.name(),
+                &name,
+                project.id,
+                project.owner,
+            )
+            .model(model_id),
         )?;
         Ok(true)
     })
@@ -82,8 +88,14 @@ fn drop_whole_project(name: &str, force: bool) -> AmbientResult<bool> {
         super::policy::unschedule_dropped(project.id, name)?;
         projects::delete(project.id)?;
         audit::record(
-            Entry::project("drop project", &caller.name(), name, project.id, project.owner)
-                .details(serde_json::json!({ "models": count })),
+            Entry::project(
+                "drop project",
+                &caller.name(),
+                name,
+                project.id,
+                project.owner,
+            )
+            .details(serde_json::json!({ "models": count })),
         )?;
         Ok(true)
     })

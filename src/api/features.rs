@@ -15,11 +15,11 @@ use pgrx::spi::quote_identifier;
 
 use super::attach::type_name;
 use super::predict::RowDatum;
+use crate::catalog::audit::{self, Entry};
 use crate::catalog::feature_sets::{
     self, FeatureRef, FeatureSet, JoinPart, NewFeatureSet, NewTrainingSet, Shape, TrainingSet,
     INGESTED_AT, SUPERSEDED_AT,
 };
-use crate::catalog::audit::{self, Entry};
 use crate::catalog::projects::{self, Privilege};
 use crate::catalog::{as_extension_owner, ensure_writable, Author, Caller};
 use crate::error::{AmbientError, AmbientResult, OrRaise};
@@ -354,6 +354,12 @@ fn create_set(
     let search_path = Author::search_path_now()?;
     let source_text = source.describe();
     let caller_name = caller.name();
+    // What its source reads, so DDL that would break it is refused.
+    let source_relations = match (&source, source_relation) {
+        (_, Some(relation)) => vec![relation],
+        (Named::Query(query), None) => source::relations_of_query(query)?,
+        (Named::Relation { oid, .. }, None) => vec![*oid],
+    };
     as_extension_owner(|| {
         if projects::find(name)?.is_some() {
             return Err(AmbientError::duplicate_object(format!(
@@ -371,6 +377,7 @@ fn create_set(
             source_kind: kind,
             source: &source_text,
             source_relation,
+            source_relations: &source_relations,
             entity: &entity,
             entity_types: &entity_types,
             event_time,
@@ -469,22 +476,6 @@ fn report_skipped(set: &FeatureSet, skipped: i64) {
 /// given another type. Run at the end of every DDL command by the attach
 /// guard's event trigger (`ambient.check_attached_tables`).
 pub(super) fn check_source_table(table: pg_sys::Oid) -> AmbientResult<()> {
-    // The extension's own tables are never sources, and its upgrade
-    // script alters them before the feature store's catalog exists.
-    // SAFETY: syscache lookups; NULL for a relation that is gone.
-    let schema = unsafe {
-        let name = pg_sys::get_namespace_name(pg_sys::get_rel_namespace(table));
-        (!name.is_null()).then(|| {
-            std::ffi::CStr::from_ptr(name)
-                .to_string_lossy()
-                .into_owned()
-        })
-    };
-    if schema
-        .is_none_or(|s| ["ambient", "ambient_features", "ambient_training"].contains(&s.as_str()))
-    {
-        return Ok(());
-    }
     for set in feature_sets::on_table(table)? {
         let columns = set
             .entity

@@ -6,8 +6,8 @@
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
-use crate::catalog::projects::{self, Privilege};
 use crate::catalog::audit::{self, Entry};
+use crate::catalog::projects::{self, Privilege};
 use crate::catalog::{as_extension_owner, Caller};
 use crate::error::{AmbientError, AmbientResult, OrRaise};
 

@@ -194,7 +194,9 @@ fn leaves(value: &serde_json::Value, path: String, out: &mut Vec<(String, serde_
         serde_json::Value::Array(list) if !list.is_empty() => {
             // A list of per-column settings is keyed by column, so a column
             // added in front does not shift every other one.
-            let column = |v: &serde_json::Value| v.get("column").and_then(|c| c.as_str()).map(str::to_string);
+            let column = |v: &serde_json::Value| {
+                v.get("column").and_then(|c| c.as_str()).map(str::to_string)
+            };
             let by_column = list.iter().all(|v| column(v).is_some());
             for (i, v) in list.iter().enumerate() {
                 let key = match column(v).filter(|_| by_column) {
@@ -252,7 +254,12 @@ fn diff_models(a_id: i64, b_id: i64) -> AmbientResult<Vec<DiffRow>> {
     let (b, project_b) = readable_model(b_id, &caller)?;
     let mut rows: Vec<DiffRow> = Vec::new();
     let both = |aspect: &str, key: &str, field: &str| {
-        (aspect.to_string(), key.to_string(), cell(&a[field]), cell(&b[field]))
+        (
+            aspect.to_string(),
+            key.to_string(),
+            cell(&a[field]),
+            cell(&b[field]),
+        )
     };
     for (key, field) in [
         ("project", "project"),
@@ -321,7 +328,10 @@ fn feature_changes(a: &serde_json::Value, b: &serde_json::Value) -> Vec<DiffRow>
         }
     }
     let order = |side: &[(String, String)]| {
-        side.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join(", ")
+        side.iter()
+            .map(|(n, _)| n.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
     };
     if rows.is_empty() && left != right {
         rows.push((
@@ -373,7 +383,8 @@ fn metric_rows(
     match same_rows {
         Ok((scored, test_rows)) => {
             for key in keys {
-                let value = |m: &crate::ml::metrics::Metrics| m.get(key.as_str()).map(f64::to_string);
+                let value =
+                    |m: &crate::ml::metrics::Metrics| m.get(key.as_str()).map(f64::to_string);
                 rows.push((
                     "metric".to_string(),
                     format!("{key} (same {test_rows} test rows)"),
@@ -397,7 +408,12 @@ fn metric_rows(
 fn data_rows(a: &serde_json::Value, b: &serde_json::Value) -> Vec<DiffRow> {
     let mut rows = Vec::new();
     for key in ["row_count", "unlabeled_rows", "data_sha256"] {
-        rows.push(("data".to_string(), key.to_string(), cell(&a[key]), cell(&b[key])));
+        rows.push((
+            "data".to_string(),
+            key.to_string(),
+            cell(&a[key]),
+            cell(&b[key]),
+        ));
     }
     let columns = |s: &serde_json::Value| -> Vec<(String, ColumnStats)> {
         serde_json::from_value(s["column_stats"].clone()).unwrap_or_default()
@@ -470,7 +486,12 @@ fn source_rows(a: &serde_json::Value, b: &serde_json::Value) -> Vec<DiffRow> {
             .context_radius(3)
             .header(&format!("model {}", a["id"]), &format!("model {}", b["id"]))
             .to_string();
-        rows.push(("source".to_string(), "unified diff".to_string(), None, Some(unified)));
+        rows.push((
+            "source".to_string(),
+            "unified diff".to_string(),
+            None,
+            Some(unified),
+        ));
     }
     if a["feature_lineage"] != b["feature_lineage"] {
         rows.extend(changed_leaves(

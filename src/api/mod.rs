@@ -10,6 +10,7 @@ mod drop;
 mod explain;
 mod features;
 mod grant;
+mod guard;
 mod history;
 mod lookup;
 mod model_cache;

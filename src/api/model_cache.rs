@@ -206,10 +206,16 @@ pub fn live_model(project: &str, caller: &Caller) -> AmbientResult<LiveModel> {
         let found =
             deployments::live_project(project)?.ok_or_else(|| projects::unknown(project))?;
         let model = found.model.ok_or_else(|| match &found.tag {
-            Some(tag) => AmbientError::undefined_object(format!("no model is tagged \"{tag}\" in \"{project}\""))
-                .hint("SELECT * FROM ambient.tags lists the tags; ambient.tag(model_id, name) sets one"),
-            None => AmbientError::not_in_state(format!("project \"{project}\" has no deployed model"))
-                .hint("deploy one with ambient.deploy(project, model_id)"),
+            Some(tag) => AmbientError::undefined_object(format!(
+                "no model is tagged \"{tag}\" in \"{project}\""
+            ))
+            .hint(
+                "SELECT * FROM ambient.tags lists the tags; ambient.tag(model_id, name) sets one",
+            ),
+            None => {
+                AmbientError::not_in_state(format!("project \"{project}\" has no deployed model"))
+                    .hint("deploy one with ambient.deploy(project, model_id)")
+            }
         });
         Ok(Resolution {
             owner: found.owner,

@@ -218,8 +218,14 @@ fn store(project: &str, given: &serde_json::Value) -> AmbientResult<serde_json::
         let locked = projects::lock_for_change(project, &caller)?;
         operations::store_policy(locked.id, stored.clone(), &caller.name())?;
         audit::record(
-            Entry::project("set policy", &caller.name(), &locked.name, locked.id, locked.owner)
-                .details(stored.clone()),
+            Entry::project(
+                "set policy",
+                &caller.name(),
+                &locked.name,
+                locked.id,
+                locked.owner,
+            )
+            .details(stored.clone()),
         )
     })?;
     Ok(stored)
@@ -746,7 +752,11 @@ fn decide(model_id: i64, state: &str, reason: Option<&str>) -> AmbientResult<i64
         operations::decide_approval(model_id, state, &by, reason)?;
         audit::record(
             Entry::project(
-                if state == "approved" { "approve" } else { "reject" },
+                if state == "approved" {
+                    "approve"
+                } else {
+                    "reject"
+                },
                 &by,
                 &project.name,
                 project.id,
@@ -848,8 +858,14 @@ fn schedule_policy(project: &str, cron: &str) -> AmbientResult<i64> {
         .unwrap_or_default();
         operations::store_schedule(locked.id, job_id, cron, &caller.name())?;
         audit::record(
-            Entry::project("schedule", &caller.name(), &locked.name, locked.id, locked.owner)
-                .details(serde_json::json!({ "cron": cron, "job_id": job_id })),
+            Entry::project(
+                "schedule",
+                &caller.name(),
+                &locked.name,
+                locked.id,
+                locked.owner,
+            )
+            .details(serde_json::json!({ "cron": cron, "job_id": job_id })),
         )?;
         Ok(job_id)
     })
@@ -892,8 +908,14 @@ fn unschedule_policy(project: &str) -> AmbientResult<()> {
         unschedule_job(job_id, project)?;
         operations::delete_schedule(locked.id)?;
         audit::record(
-            Entry::project("unschedule", &caller.name(), &locked.name, locked.id, locked.owner)
-                .details(serde_json::json!({ "job_id": job_id })),
+            Entry::project(
+                "unschedule",
+                &caller.name(),
+                &locked.name,
+                locked.id,
+                locked.owner,
+            )
+            .details(serde_json::json!({ "job_id": job_id })),
         )
     })
 }

@@ -477,6 +477,8 @@ fn run(req: TrainRequest) -> AmbientResult<Outcome> {
     };
     // A training set's lineage: its feature sets and the newest ingest
     // time it saw, read right after the rows, with the same rights.
+    // The relations it read, so DDL on them is checked against the model
+    // once it is live (`ambient.guard_sources`).
     let read = || {
         let loaded = req.source.read(load)?;
         let lineage = match &req.source {
@@ -486,11 +488,12 @@ fn run(req: TrainRequest) -> AmbientResult<Outcome> {
             }
             _ => None,
         };
-        Ok((loaded, lineage))
+        let relations = req.source.relations_read()?;
+        Ok((loaded, lineage, relations))
     };
     // A person's call reads as the caller; a stored definition reads as
     // its author.
-    let (loaded, feature_lineage) = match &req.author {
+    let (loaded, feature_lineage, source_relations) = match &req.author {
         Some(author) => as_author(author, read)?,
         None => read()?,
     };
@@ -695,6 +698,7 @@ fn run(req: TrainRequest) -> AmbientResult<Outcome> {
             column_stats,
             data_sha256: &data_sha256,
             created_by: &caller_name,
+            source_relations: &source_relations,
         })?;
         let (model_id, version) = models::insert(NewModel {
             project_id: project.id,
@@ -723,19 +727,28 @@ fn run(req: TrainRequest) -> AmbientResult<Outcome> {
             feature_lineage,
         })?;
         audit::record(
-            Entry::project("train", &caller_name, &project.name, project.id, project.owner)
-                .model(model_id)
-                .reason(req.parent_model_id.map(|_| "retrained by the project's policy"))
-                .details(serde_json::json!({
-                    "version": version,
-                    "algorithm": spec.name,
-                    primary: score,
-                    "parent_model_id": req.parent_model_id,
-                    "source": req.source.describe(),
-                    "rows": row_count,
-                    "data_sha256": data_sha256,
-                    "artifact_sha256": sha,
-                })),
+            Entry::project(
+                "train",
+                &caller_name,
+                &project.name,
+                project.id,
+                project.owner,
+            )
+            .model(model_id)
+            .reason(
+                req.parent_model_id
+                    .map(|_| "retrained by the project's policy"),
+            )
+            .details(serde_json::json!({
+                "version": version,
+                "algorithm": spec.name,
+                primary: score,
+                "parent_model_id": req.parent_model_id,
+                "source": req.source.describe(),
+                "rows": row_count,
+                "data_sha256": data_sha256,
+                "artifact_sha256": sha,
+            })),
         )?;
         models::insert_trials(
             model_id,
@@ -1118,7 +1131,12 @@ pub(super) fn score_on_test_rows_of(
     });
     let loaded_rows = as_author(&definition.author, || request.source.read(|| read))?;
     let data = &loaded_rows.dataset;
-    let split = split::holdout(data, request.test_size, request.seed as u64, &project.features)?;
+    let split = split::holdout(
+        data,
+        request.test_size,
+        request.seed as u64,
+        &project.features,
+    )?;
     let interrupts = source::check_interrupts();
     let threads = gucs::training_threads();
     let metrics = loaded

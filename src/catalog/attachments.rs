@@ -153,7 +153,10 @@ pub fn forget_dropped() -> AmbientResult<Vec<(i64, String)>> {
         for row in deleted {
             forgotten.push((
                 row.get::<i64>(1)?.unwrap_or_default(),
-                format!("table with oid {}", row.get::<String>(2)?.unwrap_or_default()),
+                format!(
+                    "table with oid {}",
+                    row.get::<String>(2)?.unwrap_or_default()
+                ),
             ));
         }
         Ok(forgotten)

@@ -118,7 +118,9 @@ pub fn chain_head() -> AmbientResult<Option<(i64, String)>> {
             unsafe {
                 let plan = pg_sys::SPI_prepare(HEAD.as_ptr(), 0, std::ptr::null_mut());
                 if plan.is_null() {
-                    return Err(AmbientError::invalid("the audit chain's head could not be read"));
+                    return Err(AmbientError::invalid(
+                        "the audit chain's head could not be read",
+                    ));
                 }
                 let status = pg_sys::SPI_execute_snapshot(
                     plan,

@@ -70,7 +70,9 @@ pub struct LiveProject {
 /// project with the model the tag points at. Read-only SPI, so it runs in
 /// parallel workers and on standbys.
 pub fn live_project(project: &str) -> AmbientResult<Option<LiveProject>> {
-    fn read(tag: Option<&str>) -> impl FnOnce(&super::KeptRows) -> AmbientResult<Option<LiveProject>> + '_ {
+    fn read(
+        tag: Option<&str>,
+    ) -> impl FnOnce(&super::KeptRows) -> AmbientResult<Option<LiveProject>> + '_ {
         move |rows| {
             if rows.is_empty() {
                 return Ok(None);

@@ -173,6 +173,26 @@ pub fn on_table(table: pg_sys::Oid) -> AmbientResult<Vec<FeatureSet>> {
     })
 }
 
+/// The feature sets whose source reads `relation` (a table or view
+/// source, or one a query source's plan depends on).
+pub fn reading(relation: pg_sys::Oid) -> AmbientResult<Vec<FeatureSet>> {
+    as_owner(|| {
+        Spi::connect(|client| {
+            client
+                .select(
+                    &format!(
+                        "SELECT {COLUMNS} FROM ambient.feature_set_store
+                          WHERE $1 OPERATOR(pg_catalog.=) ANY (source_relations::pg_catalog.oid[])"
+                    ),
+                    None,
+                    &[relation.into()],
+                )?
+                .map(|row| from_row(&row))
+                .collect()
+        })
+    })
+}
+
 /// A column's type, schema-qualified as a feature set records it, or
 /// `None` if the table has no such column.
 pub fn column_type(table: pg_sys::Oid, column: &str) -> AmbientResult<Option<pg_sys::Oid>> {
@@ -287,6 +307,8 @@ pub struct NewFeatureSet<'a> {
     pub source_kind: &'a str,
     pub source: &'a str,
     pub source_relation: Option<pg_sys::Oid>,
+    /// Every relation reading the source touches.
+    pub source_relations: &'a [pg_sys::Oid],
     pub entity: &'a [String],
     pub entity_types: &'a [String],
     pub event_time: &'a str,
@@ -379,10 +401,10 @@ GRANT INSERT ({recorded}) ON {staging} TO {owner};",
         "INSERT INTO ambient.feature_set_store
            (name, source_kind, source, entity, entity_types, event_time, event_time_type,
             features, feature_types, ttl, description, history, owner, source_search_path,
-            definition_sha256, created_by, source_relation)
+            definition_sha256, created_by, source_relation, source_relations)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::pg_catalog.interval, $11,
                  $12::pg_catalog.regclass, $13::pg_catalog.oid, $14, $15, $16,
-                 $17::pg_catalog.oid::pg_catalog.regclass)
+                 $17::pg_catalog.oid::pg_catalog.regclass, $18::pg_catalog.regclass[])
          RETURNING id",
         &[
             new.name.into(),
@@ -402,6 +424,7 @@ GRANT INSERT ({recorded}) ON {staging} TO {owner};",
             sha.as_str().into(),
             new.created_by.into(),
             new.source_relation.into(),
+            new.source_relations.to_vec().into(),
         ],
     )?
     .ok_or_else(|| AmbientError::invalid("feature set insert returned no id"))?;

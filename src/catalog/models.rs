@@ -18,6 +18,8 @@ pub struct NewSnapshot<'a> {
     pub column_stats: serde_json::Value,
     pub data_sha256: &'a str,
     pub created_by: &'a str,
+    /// The relations reading the source touched.
+    pub source_relations: &'a [pg_sys::Oid],
 }
 
 /// Call inside `as_extension_owner`.
@@ -27,8 +29,8 @@ pub fn insert_snapshot(s: NewSnapshot<'_>) -> AmbientResult<i64> {
             .update(
                 "INSERT INTO ambient.snapshots
                    (project_id, source_kind, source, row_count, unlabeled_rows,
-                    column_stats, data_sha256, created_by)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
+                    column_stats, data_sha256, created_by, source_relations)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::pg_catalog.regclass[]) RETURNING id",
                 None,
                 &[
                     s.project_id.into(),
@@ -39,6 +41,7 @@ pub fn insert_snapshot(s: NewSnapshot<'_>) -> AmbientResult<i64> {
                     JsonB(s.column_stats).into(),
                     s.data_sha256.into(),
                     s.created_by.into(),
+                    s.source_relations.to_vec().into(),
                 ],
             )?
             .first()
@@ -455,4 +458,89 @@ pub fn record(model_id: i64) -> AmbientResult<Option<serde_json::Value>> {
         &[model_id.into()],
     )?
     .map(|j| j.0))
+}
+
+/// A model that is live (or a running trial's challenger) and was trained
+/// from a source that reads a given relation.
+pub struct LiveReader {
+    pub model_id: i64,
+    pub project: String,
+    pub source_kind: String,
+    pub source: String,
+    /// The columns it needs of its source, with the types they had
+    /// (`None` for the label, whose type is not recorded).
+    pub columns: Vec<(String, Option<String>)>,
+}
+
+/// The live models and running challengers, not released, whose
+/// snapshot's source reads `relation`.
+pub fn live_reading(relation: pg_sys::Oid) -> AmbientResult<Vec<LiveReader>> {
+    as_owner(|| {
+        Spi::connect(|client| {
+            client
+                .select(
+                    "SELECT m.id, p.name, s.source_kind, s.source, m.features, m.feature_types, p.target
+                       FROM ambient.model_store m
+                       JOIN ambient.snapshots s ON s.id OPERATOR(pg_catalog.=) m.snapshot_id
+                       JOIN ambient.projects p ON p.id OPERATOR(pg_catalog.=) m.project_id
+                      WHERE $1 OPERATOR(pg_catalog.=) ANY (s.source_relations::pg_catalog.oid[])
+                        AND (m.id IN (SELECT l.model_id FROM ambient.live_deployments l)
+                             OR m.id IN (SELECT c.model_id FROM ambient.challenge_log c
+                                          WHERE c.event OPERATOR(pg_catalog.=) 'started'
+                                            AND c.id OPERATOR(pg_catalog.=)
+                                                (SELECT pg_catalog.max(n.id) FROM ambient.challenge_log n
+                                                  WHERE n.project_id OPERATOR(pg_catalog.=) c.project_id)))
+                        AND NOT EXISTS (SELECT 1 FROM ambient.source_releases r
+                                         WHERE r.model_id OPERATOR(pg_catalog.=) m.id)
+                      ORDER BY p.name, m.id",
+                    None,
+                    &[relation.into()],
+                )?
+                .map(|row| {
+                    let features: Vec<String> = row.get(5)?.unwrap_or_default();
+                    let types: Vec<String> = row.get(6)?.unwrap_or_default();
+                    let mut columns: Vec<(String, Option<String>)> = features
+                        .into_iter()
+                        .zip(types.into_iter().map(Some))
+                        .collect();
+                    columns.push((row.get::<String>(7)?.unwrap_or_default(), None));
+                    Ok(LiveReader {
+                        model_id: row.get(1)?.unwrap_or_default(),
+                        project: row.get(2)?.unwrap_or_default(),
+                        source_kind: row.get(3)?.unwrap_or_default(),
+                        source: row.get(4)?.unwrap_or_default(),
+                        columns,
+                    })
+                })
+                .collect()
+        })
+    })
+}
+
+/// Releases the project's live model and running challenger from the
+/// source guard; returns their ids. Call inside `as_extension_owner`,
+/// holding the project lock.
+pub fn release_sources(project_id: i64, by: &str, reason: Option<&str>) -> AmbientResult<Vec<i64>> {
+    Spi::connect_mut(|client| {
+        client
+            .update(
+                "INSERT INTO ambient.source_releases (model_id, project_id, released_by, reason)
+                 SELECT m.model_id, $1, $2, $3
+                   FROM (SELECT l.model_id FROM ambient.live_deployments l
+                          WHERE l.project_id OPERATOR(pg_catalog.=) $1
+                         UNION
+                         SELECT c.model_id FROM ambient.challenge_log c
+                          WHERE c.project_id OPERATOR(pg_catalog.=) $1
+                            AND c.event OPERATOR(pg_catalog.=) 'started'
+                            AND c.id OPERATOR(pg_catalog.=)
+                                (SELECT pg_catalog.max(n.id) FROM ambient.challenge_log n
+                                  WHERE n.project_id OPERATOR(pg_catalog.=) $1)) m
+                 ON CONFLICT (model_id) DO NOTHING
+                 RETURNING model_id",
+                None,
+                &[project_id.into(), by.into(), reason.into()],
+            )?
+            .map(|row| Ok(row.get::<i64>(1)?.unwrap_or_default()))
+            .collect()
+    })
 }

@@ -288,12 +288,18 @@ pub fn create_and_lock(new: NewProject<'_>, caller: &Caller) -> AmbientResult<Pr
     let project = lock(new.name)?;
     if created {
         audit::record(
-            Entry::project("create project", &caller.name(), &project.name, project.id, project.owner)
-                .details(serde_json::json!({
-                    "task": new.task.as_str(),
-                    "target": new.target,
-                    "features": new.features,
-                })),
+            Entry::project(
+                "create project",
+                &caller.name(),
+                &project.name,
+                project.id,
+                project.owner,
+            )
+            .details(serde_json::json!({
+                "task": new.task.as_str(),
+                "target": new.target,
+                "features": new.features,
+            })),
         )?;
     }
     Ok(project)

@@ -281,7 +281,10 @@ fn js_distance(p: &[f64], q: &[f64]) -> f64 {
 /// in each bin read off its 101 percentiles; the Jensen-Shannon distance
 /// for categories. `None` when the kinds differ or a snapshot keeps no
 /// distribution (one made before 0.2.0).
-pub fn between_snapshots(reference: &ColumnStats, other: &ColumnStats) -> Option<(&'static str, f64)> {
+pub fn between_snapshots(
+    reference: &ColumnStats,
+    other: &ColumnStats,
+) -> Option<(&'static str, f64)> {
     match (reference, other) {
         (ColumnStats::Numeric(a), ColumnStats::Numeric(b)) => {
             if a.bin_shares.len() != a.bin_edges.len() + 1 || b.percentiles.len() != 101 {
@@ -503,5 +506,4 @@ mod tests {
         assert!(after.1 > 0.5, "{after:?}");
         assert_eq!(between_snapshots(&before, &a), None);
     }
-
 }
