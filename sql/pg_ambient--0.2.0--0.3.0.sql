@@ -209,7 +209,10 @@ CREATE TABLE ambient.feature_set_store (
     created_at        timestamptz NOT NULL DEFAULT pg_catalog.now(),
     created_by        name NOT NULL,
     refreshed_at      timestamptz,
-    refreshed_by      name
+    refreshed_by      name,
+    -- Every table and view reading the source touches: DDL that drops or
+    -- breaks one is refused while the set exists.
+    source_relations  regclass[] NOT NULL DEFAULT '{}'
 );
 
 -- Who else may use a feature set: 'read' reads its history (a SELECT grant
@@ -381,6 +384,22 @@ SELECT t.name AS training_set,
 GRANT SELECT ON ambient.feature_sets, ambient.features, ambient.feature_freshness,
                 ambient.training_sets TO PUBLIC;
 
+-- Tags (MLflow's aliases): a name that points at one model of a project,
+-- so 'project@tag' can stand for the model in predict and deploy. A tag
+-- moves by one UPDATE under the project's lock, and every move is in the
+-- audit trail.
+CREATE TABLE ambient.model_tags (
+    project_id  bigint NOT NULL REFERENCES ambient.projects (id) ON DELETE CASCADE,
+    tag         text NOT NULL,
+    model_id    bigint NOT NULL REFERENCES ambient.model_store (id) ON DELETE CASCADE,
+    tagged_at   timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    tagged_by   name NOT NULL,
+    PRIMARY KEY (project_id, tag)
+);
+CREATE INDEX ON ambient.model_tags (model_id);
+SELECT pg_catalog.pg_extension_config_dump('ambient.model_tags', '');
+REVOKE ALL ON ambient.model_tags FROM PUBLIC;
+
 -- Models name the training set and feature sets they were trained from.
 CREATE OR REPLACE VIEW ambient.models WITH (security_barrier) AS
 SELECT m.id AS model_id,
@@ -402,7 +421,9 @@ SELECT m.id AS model_id,
        m.feature_lineage ->> 'training_set' AS training_set,
        ARRAY(SELECT pg_catalog.jsonb_array_elements_text(m.feature_lineage -> 'feature_sets')) AS feature_sets,
        m.feature_lineage,
-       m.artifact_sha256
+       m.artifact_sha256,
+       m.parent_model_id,
+       ARRAY(SELECT t.tag FROM ambient.model_tags t WHERE t.model_id = m.id ORDER BY t.tag) AS tags
   FROM ambient.model_store m
   JOIN ambient.readable_projects p ON p.project_id = m.project_id
   LEFT JOIN ambient.live_deployments live ON live.project_id = m.project_id;
@@ -518,3 +539,535 @@ CREATE FUNCTION ambient.predict_label(project name, entity anyelement, "row" rec
 
 CREATE FUNCTION ambient.predict_proba(project name, entity anyelement, "row" record DEFAULT NULL) RETURNS float8[]
     STABLE PARALLEL RESTRICTED COST 1000 LANGUAGE c AS 'MODULE_PATHNAME', 'predict_proba_by_entity_wrapper';
+
+-- History you can audit (issue 15). Snapshots record where the WAL was at
+-- training, and the relations the source read, so DDL on them is checked
+-- against the live models trained from it; a relation source is its own
+-- relation (a query source from before 0.3.0 is not known, so not guarded
+-- until it is trained again).
+ALTER TABLE ambient.snapshots ADD COLUMN wal_lsn pg_lsn,
+                              ADD COLUMN source_relations regclass[];
+ALTER TABLE ambient.snapshots ALTER COLUMN wal_lsn SET DEFAULT pg_catalog.pg_current_wal_insert_lsn();
+UPDATE ambient.snapshots
+   SET source_relations = ARRAY[pg_catalog.to_regclass(source)]
+ WHERE source_kind = 'relation' AND pg_catalog.to_regclass(source) IS NOT NULL;
+-- What each model of a readable project was trained on: the source (table
+-- or full query text), row counts, per-column statistics and the data hash.
+CREATE OR REPLACE VIEW ambient.model_snapshots WITH (security_barrier) AS
+SELECT m.id AS model_id,
+       p.project,
+       m.version,
+       s.source_kind,
+       s.source,
+       s.row_count,
+       s.unlabeled_rows,
+       s.column_stats,
+       s.data_sha256,
+       s.created_at,
+       s.created_by,
+       s.wal_lsn
+  FROM ambient.model_store m
+  JOIN ambient.readable_projects p ON p.project_id = m.project_id
+  JOIN ambient.snapshots s ON s.id = m.snapshot_id;
+
+-- Live models whose sources may change or go: ambient.release(project)
+-- accepts the loss for the models live then, so DDL on what they read is
+-- no longer refused for them. A model deployed later is guarded again.
+CREATE TABLE ambient.source_releases (
+    model_id     bigint PRIMARY KEY REFERENCES ambient.model_store (id) ON DELETE CASCADE,
+    project_id   bigint NOT NULL REFERENCES ambient.projects (id) ON DELETE CASCADE,
+    released_at  timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    released_by  name NOT NULL,
+    reason       text
+);
+SELECT pg_catalog.pg_extension_config_dump('ambient.source_releases', '');
+REVOKE ALL ON ambient.source_releases FROM PUBLIC;
+
+CREATE VIEW ambient.tags WITH (security_barrier) AS
+SELECT p.project,
+       t.tag,
+       t.model_id,
+       m.version,
+       t.tagged_at,
+       t.tagged_by
+  FROM ambient.model_tags t
+  JOIN ambient.readable_projects p ON p.project_id = t.project_id
+  JOIN ambient.model_store m ON m.id = t.model_id;
+GRANT SELECT ON ambient.tags TO PUBLIC;
+
+-- A project's models newest first, one row each, as `git log --oneline
+-- --graph` shows commits: a retrain is drawn on its parent's line, a model
+-- trained by hand starts a line of its own. Each row says who trained it,
+-- when and why ('person', 'policy', or 'schedule' for a policy pg_cron
+-- ran), how it did, where it is deployed and its tags.
+CREATE FUNCTION ambient.log(project text)
+RETURNS TABLE (graph text, version integer, model_id bigint, parent_model_id bigint,
+               algorithm text, metric text, score double precision, trials bigint,
+               trained_by name, trained_at timestamptz, why text, marks text, tags text[])
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    m record;
+    lanes bigint[] := '{}';
+    lane integer;
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM ambient.readable_projects r WHERE r.project = log.project) THEN
+        RAISE EXCEPTION 'project "%" does not exist', log.project
+            USING ERRCODE = '42704',
+                  HINT = 'SELECT project FROM ambient.overview lists the projects you may read';
+    END IF;
+    FOR m IN SELECT x.* FROM ambient.models x WHERE x.project = log.project ORDER BY x.version DESC LOOP
+        -- The line waiting for this model (a newer model's parent), or a new one.
+        lane := array_position(lanes, m.model_id);
+        IF lane IS NULL THEN
+            lane := array_position(lanes, NULL);
+            IF lane IS NULL THEN
+                lanes := lanes || NULL::bigint;
+                lane := cardinality(lanes);
+            END IF;
+        END IF;
+        graph := '';
+        FOR i IN 1 .. cardinality(lanes) LOOP
+            graph := graph || CASE WHEN i = lane THEN '* '
+                                   WHEN lanes[i] IS NOT NULL THEN '| '
+                                   ELSE '  ' END;
+        END LOOP;
+        graph := rtrim(graph);
+        -- Lines that waited for this model end here; its own goes on to
+        -- its parent.
+        FOR i IN 1 .. cardinality(lanes) LOOP
+            IF lanes[i] = m.model_id THEN
+                lanes[i] := NULL;
+            END IF;
+        END LOOP;
+        lanes[lane] := m.parent_model_id;
+        WHILE cardinality(lanes) > 0 AND lanes[cardinality(lanes)] IS NULL LOOP
+            lanes := lanes[1 : cardinality(lanes) - 1];
+        END LOOP;
+
+        version := m.version;
+        model_id := m.model_id;
+        parent_model_id := m.parent_model_id;
+        algorithm := m.algorithm;
+        metric := m.primary_metric;
+        score := m.score;
+        trials := (SELECT count(*) FROM ambient.trials t WHERE t.model_id = m.model_id);
+        trained_by := m.trained_by;
+        trained_at := m.trained_at;
+        why := CASE
+            WHEN m.parent_model_id IS NULL THEN 'person'
+            WHEN EXISTS (SELECT 1 FROM ambient.audit a
+                          WHERE a.model_id = m.model_id AND a.action = 'train'
+                            AND a.application = 'pg_cron') THEN 'schedule'
+            ELSE 'policy' END;
+        marks := concat_ws(', ',
+            CASE WHEN m.live THEN 'live' END,
+            (SELECT CASE WHEN c.mode = 'canary'
+                         THEN format('canary %s %%', round((c.traffic * 100)::numeric, 1)::float8)
+                         ELSE 'shadow' END
+               FROM ambient.challenges c
+              WHERE c.project = log.project
+                AND c.event_id = (SELECT max(l.event_id) FROM ambient.challenges l
+                                   WHERE l.project = log.project)
+                AND c.event = 'started' AND c.model_id = m.model_id),
+            coalesce(
+                (SELECT CASE WHEN d.reason LIKE 'run_policy:%' THEN 'rolled back by policy'
+                             ELSE format('rolled back by %s', d.deployed_by) END
+                   FROM ambient.deployments d
+                  WHERE d.project = log.project AND d.strategy = 'rollback'
+                    AND d.previous_model_id = m.model_id
+                  ORDER BY d.deployment_id DESC LIMIT 1),
+                CASE WHEN NOT m.live AND EXISTS (SELECT 1 FROM ambient.deployments d
+                                                  WHERE d.project = log.project
+                                                    AND d.model_id = m.model_id)
+                     THEN 'was live' END),
+            (SELECT CASE a.state WHEN 'awaiting' THEN 'awaiting approval'
+                                 ELSE format('%s by %s', a.state, a.decided_by) END
+               FROM ambient.approvals a WHERE a.model_id = m.model_id));
+        tags := m.tags;
+        RETURN NEXT;
+    END LOOP;
+END
+$$;
+
+-- Where a model came from and where it went, as rows of a graph: each row
+-- is a node (what it is, its kind), the edge that links it to the model,
+-- and a detail. Upstream: the source relation or query, the training and
+-- feature sets, the snapshot (rows, data hash, WAL position at training),
+-- the parent model and the search's trials. Downstream: deployments (who,
+-- when, why), tags, attached tables, monitor and drift runs, the alerts
+-- raised while it was live, and approvals. Only what the caller may read.
+CREATE FUNCTION ambient.lineage(model_id bigint)
+RETURNS TABLE (node text, kind text, edge text, detail text)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    m record;
+    s record;
+    r record;
+BEGIN
+    SELECT x.* INTO m FROM ambient.models x WHERE x.model_id = lineage.model_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'model % does not exist', lineage.model_id
+            USING ERRCODE = '42704',
+                  HINT = 'SELECT model_id, project, version FROM ambient.models lists the models you may read';
+    END IF;
+    SELECT x.* INTO s FROM ambient.model_snapshots x WHERE x.model_id = lineage.model_id;
+
+    RETURN QUERY SELECT format('model %s', m.model_id), 'model', 'is',
+        format('project %s, version %s, %s, %s %s', m.project, m.version, m.algorithm,
+               m.primary_metric, round(m.score::numeric, 4));
+    RETURN QUERY SELECT CASE s.source_kind WHEN 'query' THEN 'query' ELSE s.source END,
+        replace(s.source_kind, '_', ' '), 'trained on',
+        CASE s.source_kind WHEN 'query' THEN s.source END;
+    RETURN QUERY SELECT f.set_name, 'feature set', 'features from',
+        format('definition sha256 %s', m.feature_lineage -> 'feature_set_sha256' ->> f.set_name)
+      FROM unnest(m.feature_sets) AS f(set_name);
+    RETURN QUERY SELECT format('snapshot of model %s', m.model_id), 'snapshot', 'read',
+        format('%s rows (%s unlabelled), data sha256 %s, WAL %s, %s by %s', s.row_count,
+               s.unlabeled_rows, s.data_sha256, coalesce(s.wal_lsn::text, 'not recorded'),
+               s.created_at, s.created_by);
+    RETURN QUERY SELECT format('model %s', p.model_id), 'model', 'retrained from',
+        format('version %s, %s, %s %s', p.version, p.algorithm, p.primary_metric, round(p.score::numeric, 4))
+      FROM ambient.models p WHERE p.model_id = m.parent_model_id;
+    RETURN QUERY SELECT format('trial %s', t.trial), 'trial', 'search tried',
+        format('%s, mean %s, %s%s', t.algorithm, round(t.mean_score::numeric, 4), t.status,
+               CASE WHEN t.chosen THEN ', chosen' ELSE '' END)
+      FROM ambient.trials t WHERE t.model_id = m.model_id ORDER BY t.trial;
+    RETURN QUERY SELECT format('deployment %s', d.deployment_id), 'deployment',
+        CASE WHEN d.model_id = m.model_id THEN
+                  CASE d.strategy WHEN 'rollback' THEN 'rolled back to' ELSE 'deployed' END
+             ELSE 'replaced by' END,
+        format('%s by %s (%s)%s', d.deployed_at, d.deployed_by, d.strategy,
+               coalesce(': ' || d.reason, ''))
+      FROM ambient.deployments d
+     WHERE d.project = m.project AND (d.model_id = m.model_id OR d.previous_model_id = m.model_id)
+     ORDER BY d.deployment_id;
+    RETURN QUERY SELECT t.tag, 'tag', 'tagged', format('%s by %s', t.tagged_at, t.tagged_by)
+      FROM ambient.tags t WHERE t.model_id = m.model_id ORDER BY t.tag;
+    RETURN QUERY SELECT a.relation::text, 'attached table', 'predicts into',
+        format('column %s, model id in %s', a.prediction_column, a.model_id_column)
+      FROM ambient.attachments a WHERE a.project = m.project;
+    RETURN QUERY SELECT format('monitor run %s', r2.run_id), 'monitor run', 'monitored by',
+        format('%s: %s labelled rows, %s', r2.run_at, r2.labelled_rows, r2.metrics)
+      FROM ambient.monitor_runs r2 WHERE r2.model_id = m.model_id ORDER BY r2.run_id;
+    RETURN QUERY SELECT format('drift run %s', d.run_id), 'drift run', 'checked by',
+        format('%s: %s rows, drifted share %s%s', min(d.run_at), min(d.rows)::bigint,
+               round(min(d.drifted_share)::numeric, 3),
+               CASE WHEN bool_or(d.dataset_drifted) THEN ', drifted' ELSE '' END)
+      FROM ambient.drift_runs d WHERE d.model_id = m.model_id
+     GROUP BY d.run_id ORDER BY d.run_id;
+    -- Alerts raised while this model was live.
+    FOR r IN SELECT d.deployed_at AS since,
+                    lead(d.deployed_at) OVER (ORDER BY d.deployment_id) AS until,
+                    d.model_id AS live_model
+               FROM ambient.deployments d WHERE d.project = m.project LOOP
+        CONTINUE WHEN r.live_model <> m.model_id;
+        RETURN QUERY SELECT format('alert %s', a.alert_id), 'alert', 'raised while live',
+            format('%s %s: %s', a.raised_at, a.kind, a.message)
+          FROM ambient.alerts a
+         WHERE a.project = m.project AND a.raised_at >= r.since
+           AND (r.until IS NULL OR a.raised_at < r.until)
+         ORDER BY a.alert_id;
+    END LOOP;
+    RETURN QUERY SELECT format('approval of model %s', a.model_id), 'approval', a.state,
+        format('requested %s%s', a.requested_at,
+               coalesce(format(', %s by %s at %s', a.state, a.decided_by, a.decided_at), '')
+               || coalesce(': ' || a.reason, ''))
+      FROM ambient.approvals a WHERE a.model_id = m.model_id;
+END
+$$;
+
+-- From a stored prediction back to the model that made it, then that
+-- model's lineage: the row of `tbl` (an attached table) whose primary key
+-- is `key` is read with the caller's rights, its model id column names
+-- the model.
+CREATE FUNCTION ambient.lineage_of_prediction(tbl regclass, key anyelement)
+RETURNS TABLE (node text, kind text, edge text, detail text)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    a record;
+    key_column name;
+    prediction text;
+    predicted_by bigint;
+    found_any boolean := false;
+BEGIN
+    SELECT att.attname INTO key_column
+      FROM pg_index i
+      JOIN pg_attribute att ON att.attrelid = i.indrelid AND att.attnum = i.indkey[0]
+     WHERE i.indrelid = tbl AND i.indisprimary AND i.indnatts = 1;
+    IF key_column IS NULL THEN
+        RAISE EXCEPTION 'table % has no single-column primary key', tbl
+            USING ERRCODE = '0A000',
+                  HINT = 'read the row''s model id column and call ambient.lineage(model_id)';
+    END IF;
+    FOR a IN SELECT x.* FROM ambient.attachments x WHERE x.relation = tbl ORDER BY x.project LOOP
+        EXECUTE format('SELECT t.%I::text, t.%I FROM %s t WHERE t.%I = $1',
+                       a.prediction_column, a.model_id_column, tbl, key_column)
+           INTO prediction, predicted_by USING key;
+        CONTINUE WHEN predicted_by IS NULL;
+        found_any := true;
+        RETURN QUERY SELECT format('%s %s = %s', tbl, key_column, key), 'prediction', 'predicted by',
+            format('project %s predicted %s with model %s', a.project, prediction, predicted_by);
+        RETURN QUERY SELECT * FROM ambient.lineage(predicted_by);
+    END LOOP;
+    IF NOT found_any THEN
+        RAISE EXCEPTION 'no stored prediction in % where % = %', tbl, key_column, key
+            USING ERRCODE = '42704',
+                  HINT = 'the row must exist and hold a prediction of a project attached to the table that you may read';
+    END IF;
+END
+$$;
+
+-- The audit trail: one row per change of state (train, deploy, rollback,
+-- tag, approve, reject, drop, grant, revoke, policy changes and runs,
+-- attach, detach, feature-set changes), with who made it, from where, in
+-- which transaction and why. It is append-only for every role, the
+-- extension owner included (the triggers below fire even under
+-- session_replication_role = replica), and hash-chained: each entry's
+-- sha256 covers its content and the previous entry's hash, so an entry
+-- changed or removed below the API (a superuser with triggers off, or a
+-- hand-edited data file) shows up in ambient.verify_audit(). Entries are
+-- chained when their transaction commits, in commit order; a rolled-back
+-- change leaves no entry.
+CREATE TABLE ambient.audit_log (
+    id            bigserial PRIMARY KEY,
+    -- Its place in the chain (1, 2, 3 ...) and the hashes, set as its
+    -- transaction commits; NULL until then.
+    position      bigint UNIQUE,
+    at            timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    xid           xid8 NOT NULL DEFAULT pg_catalog.pg_current_xact_id(),
+    -- The role that asked for the change (current_user at the call), the
+    -- session's login role, the client's address (NULL over a socket) and
+    -- application_name ('pg_cron' for its jobs).
+    role          name NOT NULL,
+    session_role  name NOT NULL DEFAULT SESSION_USER,
+    client_addr   inet DEFAULT pg_catalog.inet_client_addr(),
+    application   text DEFAULT pg_catalog.current_setting('application_name'),
+    action        text NOT NULL,
+    -- What the change is about, by name (kept after a drop) and id.
+    project       text,
+    project_id    bigint,
+    feature_set   text,
+    model_id      bigint,
+    reason        text,
+    details       jsonb NOT NULL DEFAULT '{}',
+    -- Whose entry it is: the project's or feature set's owner then, so an
+    -- owner still reads the entries of what it dropped. Not hashed: a
+    -- rename of the role must not break the chain.
+    owner         regrole,
+    prev_sha256   text,
+    entry_sha256  text
+);
+CREATE INDEX ON ambient.audit_log (project_id, id);
+SELECT pg_catalog.pg_extension_config_dump('ambient.audit_log', '');
+SELECT pg_catalog.pg_extension_config_dump('ambient.audit_log_id_seq', '');
+REVOKE ALL ON ambient.audit_log FROM PUBLIC;
+
+-- What an entry's hash covers, in one canonical text: the time as exact
+-- epoch seconds (not a text that depends on TimeZone), details as jsonb
+-- prints it (keys sorted), and the previous entry's hash.
+CREATE FUNCTION ambient.audit_entry_sha256(e ambient.audit_log) RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+SELECT pg_catalog.encode(pg_catalog.sha256(pg_catalog.convert_to(pg_catalog.jsonb_build_array(
+           e.position, pg_catalog.extract('epoch', e.at)::pg_catalog.text, e.xid::pg_catalog.text,
+           e.role, e.session_role, pg_catalog.host(e.client_addr), e.application, e.action, e.project, e.project_id,
+           e.feature_set, e.model_id, e.reason, e.details, e.prev_sha256)::pg_catalog.text, 'UTF8')), 'hex')
+$$;
+
+-- No UPDATE, DELETE or TRUNCATE, by anyone. The one update allowed is the
+-- chaining of an entry of the current transaction, which touches only its
+-- position and hashes, and whose hash is computed here.
+CREATE FUNCTION ambient.audit_log_append_only() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF TG_OP = 'UPDATE' AND OLD.position IS NULL AND NEW.position IS NOT NULL
+       AND OLD.xid = pg_current_xact_id_if_assigned()
+       AND (NEW.id, NEW.at, NEW.xid, NEW.role, NEW.session_role, NEW.client_addr, NEW.application, NEW.action,
+            NEW.project, NEW.project_id, NEW.feature_set, NEW.model_id, NEW.reason, NEW.details,
+            NEW.owner)
+           IS NOT DISTINCT FROM
+           (OLD.id, OLD.at, OLD.xid, OLD.role, OLD.session_role, OLD.client_addr, OLD.application, OLD.action,
+            OLD.project, OLD.project_id, OLD.feature_set, OLD.model_id, OLD.reason, OLD.details,
+            OLD.owner) THEN
+        NEW.entry_sha256 := ambient.audit_entry_sha256(NEW);
+        RETURN NEW;
+    END IF;
+    RAISE EXCEPTION 'ambient.audit_log is append-only: % is not allowed', TG_OP
+        USING ERRCODE = '42501',
+              HINT = 'no role may change or remove audit entries; ambient.verify_audit() checks them';
+END
+$$;
+CREATE TRIGGER audit_log_no_update BEFORE UPDATE OR DELETE ON ambient.audit_log
+    FOR EACH ROW EXECUTE FUNCTION ambient.audit_log_append_only();
+CREATE TRIGGER audit_log_no_truncate BEFORE TRUNCATE ON ambient.audit_log
+    FOR EACH STATEMENT EXECUTE FUNCTION ambient.audit_log_append_only();
+
+-- Chains an entry as its transaction commits (a deferred constraint
+-- trigger runs then, as the extension owner). The lock makes committing
+-- entries take turns, held only from here to the commit; the previous
+-- entry is read as committed now (ambient.audit_chain_head, under the
+-- latest snapshot), so a REPEATABLE READ transaction chains after entries
+-- committed since it began. An entry that comes chained (a restore) is
+-- kept as it is.
+CREATE FUNCTION ambient.chain_audit_entry() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    head record;
+BEGIN
+    IF NEW.position IS NOT NULL THEN
+        RETURN NULL;
+    END IF;
+    LOCK TABLE ambient.audit_log IN SHARE UPDATE EXCLUSIVE MODE;
+    SELECT * INTO head FROM ambient.audit_chain_head();
+    UPDATE ambient.audit_log
+       SET position = coalesce(head.position, 0) + 1,
+           prev_sha256 = coalesce(head.sha256, repeat('0', 64))
+     WHERE id = NEW.id;
+    RETURN NULL;
+END
+$$;
+CREATE CONSTRAINT TRIGGER audit_log_chain AFTER INSERT ON ambient.audit_log
+    DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION ambient.chain_audit_entry();
+ALTER TABLE ambient.audit_log ENABLE ALWAYS TRIGGER audit_log_no_update,
+                              ENABLE ALWAYS TRIGGER audit_log_no_truncate,
+                              ENABLE ALWAYS TRIGGER audit_log_chain;
+
+-- Checks the whole chain: every entry's hash, every link, no gap. Returns
+-- the number of chained entries, whether all is well, the first bad
+-- position and what is wrong with it, and the newest entry's hash (keep
+-- it elsewhere: removing the newest entries leaves a shorter valid chain,
+-- which only a kept head shows). Entries of the caller's own open
+-- transaction are not chained yet and not counted.
+CREATE FUNCTION ambient.verify_audit(OUT entries bigint, OUT valid boolean, OUT first_bad_position bigint,
+                                     OUT problem text, OUT head_sha256 text)
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    e ambient.audit_log;
+    previous text := repeat('0', 64);
+BEGIN
+    entries := 0;
+    valid := true;
+    FOR e IN SELECT * FROM ambient.audit_log WHERE position IS NOT NULL ORDER BY position LOOP
+        entries := entries + 1;
+        IF e.position <> entries THEN
+            problem := format('entry %s is missing', entries);
+        ELSIF e.prev_sha256 IS DISTINCT FROM previous THEN
+            problem := format('entry %s does not link to entry %s', e.position, e.position - 1);
+        ELSIF e.entry_sha256 IS DISTINCT FROM ambient.audit_entry_sha256(e) THEN
+            problem := format('entry %s was changed after it was written', e.position);
+        END IF;
+        IF problem IS NOT NULL THEN
+            valid := false;
+            first_bad_position := entries;
+            head_sha256 := NULL;
+            RETURN;
+        END IF;
+        previous := e.entry_sha256;
+    END LOOP;
+    IF EXISTS (SELECT 1 FROM ambient.audit_log
+                WHERE position IS NULL AND xid IS DISTINCT FROM pg_current_xact_id_if_assigned()) THEN
+        valid := false;
+        problem := 'an entry of a committed transaction is not chained';
+        RETURN;
+    END IF;
+    head_sha256 := CASE WHEN entries > 0 THEN previous END;
+END
+$$;
+
+-- The audit trail of what the current role may read: entries of readable
+-- projects and feature sets, and of those its roles owned when the entry
+-- was written (dropped ones included).
+CREATE VIEW ambient.audit WITH (security_barrier) AS
+SELECT a.position,
+       a.at,
+       a.action,
+       a.project,
+       a.feature_set,
+       a.model_id,
+       a.role,
+       a.session_role,
+       a.client_addr,
+       a.application,
+       a.reason,
+       a.details,
+       a.xid,
+       a.entry_sha256
+  FROM ambient.audit_log a
+ WHERE EXISTS (SELECT 1 FROM pg_catalog.pg_roles o
+                WHERE o.oid = a.owner AND pg_catalog.pg_has_role(o.oid, 'USAGE'))
+    OR a.project_id IN (SELECT r.project_id FROM ambient.readable_projects r)
+    OR a.feature_set IN (SELECT f.name FROM ambient.readable_feature_sets f);
+GRANT SELECT ON ambient.audit TO PUBLIC;
+
+-- The audit chain's head as committed now, for the chaining trigger only.
+CREATE FUNCTION ambient."audit_chain_head"() RETURNS TABLE (
+	"position" bigint,  /* i64 */
+	"sha256" TEXT  /* String */
+)
+STRICT VOLATILE PARALLEL UNSAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'audit_chain_head_wrapper';
+REVOKE EXECUTE ON FUNCTION ambient.audit_chain_head() FROM PUBLIC;
+
+-- Tags, diff and the source guard's release.
+CREATE FUNCTION ambient."tag"(
+	"model_id" bigint, /* i64 */
+	"name" TEXT /* & str */
+) RETURNS void
+STRICT VOLATILE PARALLEL UNSAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'tag_wrapper';
+CREATE FUNCTION ambient."untag"(
+	"model_id" bigint, /* i64 */
+	"name" TEXT /* & str */
+) RETURNS void
+STRICT VOLATILE PARALLEL UNSAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'untag_wrapper';
+CREATE FUNCTION ambient."diff"(
+	"model_a" bigint, /* i64 */
+	"model_b" bigint /* i64 */
+) RETURNS TABLE (
+	"aspect" TEXT,  /* String */
+	"key" TEXT,  /* String */
+	"a" TEXT,  /* Option < String > */
+	"b" TEXT  /* Option < String > */
+)
+STRICT VOLATILE PARALLEL UNSAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'diff_wrapper';
+CREATE FUNCTION ambient."release"(
+	"project" TEXT, /* & str */
+	"reason" TEXT DEFAULT NULL /* Option < & str > */
+) RETURNS bigint[] /* Vec < i64 > */
+VOLATILE PARALLEL UNSAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'release_wrapper';
+
+-- A live model's or a feature set's source cannot be dropped from under it.
+CREATE FUNCTION ambient."sources_dropped"(
+	"relations" oid[], /* Vec < Option < pg_sys :: Oid > > */
+	"names" TEXT[] /* Vec < Option < String > > */
+) RETURNS void
+STRICT VOLATILE PARALLEL UNSAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'sources_dropped_wrapper';
+CREATE FUNCTION ambient.guard_dropped_sources() RETURNS event_trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    PERFORM ambient.sources_dropped(
+        ARRAY(SELECT objid FROM pg_catalog.pg_event_trigger_dropped_objects()
+               WHERE object_type IN ('table', 'view', 'materialized view', 'foreign table')
+               ORDER BY objid),
+        ARRAY(SELECT object_identity FROM pg_catalog.pg_event_trigger_dropped_objects()
+               WHERE object_type IN ('table', 'view', 'materialized view', 'foreign table')
+               ORDER BY objid));
+END $$;
+REVOKE EXECUTE ON FUNCTION ambient.sources_dropped(oid[], text[]) FROM PUBLIC;
+CREATE EVENT TRIGGER ambient_guard_dropped_sources ON sql_drop
+    EXECUTE FUNCTION ambient.guard_dropped_sources();

@@ -159,6 +159,6 @@ SELECT current_user;
 GRANT ambient_alice TO ambient_bob;
 SET ROLE ambient_bob;
 SELECT ambient.deploy('alice_iris', 'most_recent') IS NOT NULL AS member_deploys;
-SELECT project FROM ambient.overview;
+SELECT project FROM ambient.overview ORDER BY project;
 RESET ROLE;
 ROLLBACK;
