@@ -1,0 +1,256 @@
+"""History you can audit, from real clients: the audit trail survives
+pg_dump and restore and chains on; a data file edited below Postgres shows
+up in verify_audit(); concurrent commits chain in commit order, under READ
+COMMITTED and REPEATABLE READ; readers see only what they may read; the
+source guard holds for roles and feature sets."""
+
+import os
+import shutil
+import subprocess
+import threading
+
+import psycopg
+import pytest
+
+from conftest import PGBIN, ROOT, connect, dsn, psql
+
+PRIVATE_PORT = int(os.environ["PGPORT"]) + 2
+PRIVATE_DIR = ROOT / "target" / "ambient-private"
+
+
+def as_postgres(*command):
+    result = subprocess.run(["runuser", "-u", "postgres", "--", "env", "-u", "RUST_BACKTRACE", *command],
+                            capture_output=True, text=True, check=False)
+    assert result.returncode == 0, f"{command[0]} failed:\n{result.stdout}\n{result.stderr}"
+    return result.stdout
+
+
+def pg_ctl(*args):
+    return as_postgres(str(PGBIN / "pg_ctl"), "-D", str(PRIVATE_DIR), *args)
+
+
+def stop_private():
+    if (PRIVATE_DIR / "PG_VERSION").exists():
+        subprocess.run(["runuser", "-u", "postgres", "--", str(PGBIN / "pg_ctl"), "-D", str(PRIVATE_DIR),
+                        "-m", "immediate", "stop"], capture_output=True, check=False)
+    shutil.rmtree(PRIVATE_DIR, ignore_errors=True)
+
+
+@pytest.fixture
+def private_cluster(database):
+    """Makes a copy of the test cluster as it is now (pg_basebackup),
+    running on its own port, which a test may stop, crash and edit below
+    Postgres; returns its dsn for `database`."""
+    def copy():
+        stop_private()
+        PRIVATE_DIR.mkdir(mode=0o700, parents=True)
+        shutil.chown(PRIVATE_DIR, "postgres", "postgres")
+        as_postgres(str(PGBIN / "pg_basebackup"), "-h", os.environ.get("PGHOST", "/tmp"),
+                    "-p", os.environ["PGPORT"], "-U", "postgres", "-D", str(PRIVATE_DIR), "-X", "stream",
+                    "-c", "fast")
+        with open(PRIVATE_DIR / "postgresql.conf", "a") as conf:
+            conf.write(f"\nport = {PRIVATE_PORT}\n")
+        pg_ctl("-l", str(PRIVATE_DIR / "server.log"), "-w", "start")
+        return f"host={os.environ.get('PGHOST', '/tmp')} port={PRIVATE_PORT} user=postgres dbname={database}"
+    yield copy
+    stop_private()
+
+
+def verify(conninfo):
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        return conn.execute("SELECT entries, valid, first_bad_position, problem, head_sha256 "
+                            "FROM ambient.verify_audit()").fetchone()
+
+
+def history(database):
+    psql(database, """
+        SELECT * FROM ambient.train('iris', relation => 'iris', target => 'species', algorithm => 'decision_tree');
+        SELECT * FROM ambient.train('iris', relation => 'iris', hyperparams => '{"max_depth": 1}',
+                                    algorithm => 'decision_tree', deploy => 'never');
+        SELECT ambient.tag(m.model_id, 'stump') FROM ambient.models m WHERE m.project = 'iris' AND m.version = 2;
+        SELECT ambient.deploy('iris', 'iris@stump', reason => 'try the stump');
+        SELECT ambient.rollback('iris', reason => 'the stump was worse');
+    """, "-q")
+
+
+def test_audit_survives_dump_and_restore_and_chains_on(database, tmp_path):
+    history(database)
+    before = verify(dsn(database))
+    assert before[1] and before[0] == 7, before
+    with connect(database) as conn:
+        entries = conn.execute("SELECT position, action, reason, details, entry_sha256 "
+                               "FROM ambient.audit ORDER BY position").fetchall()
+    dump = tmp_path / "history.dump"
+    subprocess.run([str(PGBIN / "pg_dump"), "-Fc", "-f", str(dump), dsn(database)], check=True)
+    restored = database + "_restored"
+    with psycopg.connect(dsn("postgres"), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{restored}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{restored}"')
+    subprocess.run([str(PGBIN / "pg_restore"), "--exit-on-error", "-d", dsn(restored), str(dump)], check=True)
+    assert verify(dsn(restored)) == before
+    with connect(restored, autocommit=True) as conn:
+        assert conn.execute("SELECT position, action, reason, details, entry_sha256 "
+                            "FROM ambient.audit ORDER BY position").fetchall() == entries
+        # The chain goes on from the restored head.
+        conn.execute("SELECT ambient.deploy('iris', 'iris@stump', reason => 'after the restore')")
+        after = conn.execute("SELECT entries, valid, head_sha256 FROM ambient.verify_audit()").fetchone()
+        assert after[0] == 8 and after[1] and after[2] != before[4]
+        prev = conn.execute("SELECT prev_sha256 FROM ambient.audit_log WHERE position = 8").fetchone()[0]
+        assert prev == before[4]
+
+
+def test_a_data_file_edited_below_postgres_shows_in_verify_audit(database, private_cluster):
+    history(database)
+    private = private_cluster()
+    with psycopg.connect(private, autocommit=True) as conn:
+        assert conn.execute("SELECT valid FROM ambient.verify_audit()").fetchone()[0]
+        path = conn.execute("SELECT pg_relation_filepath('ambient.audit_log')").fetchone()[0]
+        position = conn.execute("SELECT position FROM ambient.audit_log "
+                                "WHERE reason = 'the stump was worse'").fetchone()[0]
+        checksums = conn.execute("SHOW data_checksums").fetchone()[0] == "on"
+        conn.execute("CHECKPOINT")
+    pg_ctl("-m", "fast", "-w", "stop")
+    if checksums:
+        as_postgres(str(PGBIN / "pg_checksums"), "--disable", "-D", str(PRIVATE_DIR))
+    heap = PRIVATE_DIR / path
+    data = heap.read_bytes()
+    # The entry as inserted and as chained (an update leaves the old
+    # version until vacuum): both are edited. Same length, so the tuples
+    # stay well formed: only their content lies.
+    assert data.count(b"the stump was worse") >= 1
+    heap.write_bytes(data.replace(b"the stump was worse", b"the stump was great"))
+    pg_ctl("-l", str(PRIVATE_DIR / "server.log"), "-w", "start")
+    entries, valid, first_bad, problem, head = verify(private)
+    assert not valid and first_bad == position and head is None
+    assert problem == f"entry {position} was changed after it was written"
+    with psycopg.connect(private, autocommit=True) as conn:
+        assert conn.execute("SELECT reason FROM ambient.audit WHERE position = %s",
+                            [position]).fetchone()[0] == "the stump was great"
+
+
+def test_no_role_changes_the_trail_even_with_triggers_replica_mode(database):
+    history(database)
+    with connect(database, autocommit=True) as conn:
+        for statement in ["UPDATE ambient.audit_log SET reason = 'x'",
+                          "DELETE FROM ambient.audit_log",
+                          "TRUNCATE ambient.audit_log"]:
+            with pytest.raises(psycopg.errors.InsufficientPrivilege, match="append-only"):
+                conn.execute(statement)
+            # session_replication_role = replica skips ordinary triggers, not these.
+            conn.execute("SET session_replication_role = replica")
+            with pytest.raises(psycopg.errors.InsufficientPrivilege, match="append-only"):
+                conn.execute(statement)
+            conn.execute("RESET session_replication_role")
+        # A superuser who turns the triggers off can change it: verify shows it.
+        with conn.transaction():
+            conn.execute("ALTER TABLE ambient.audit_log DISABLE TRIGGER USER")
+            conn.execute("DELETE FROM ambient.audit_log WHERE position = 3")
+            assert conn.execute("SELECT valid, problem FROM ambient.verify_audit()").fetchone() == \
+                (False, "entry 3 is missing")
+            raise psycopg.Rollback()
+        assert conn.execute("SELECT valid FROM ambient.verify_audit()").fetchone()[0]
+
+
+def test_concurrent_changes_chain_in_commit_order(database):
+    """Eight sessions tag models at once, each in a project of its own (a
+    REPEATABLE READ change of a project another session changed fails with
+    40001 by design), half of them under REPEATABLE READ begun before the
+    others commit: every entry is chained, once, with no gap and no fork."""
+    models = {}
+    with connect(database, autocommit=True) as conn:
+        for k in range(8):
+            models[k] = [conn.execute(
+                "SELECT model_id FROM ambient.train(%s, relation => 'iris', target => 'species', "
+                "algorithm => 'decision_tree', hyperparams => %s, deploy => 'never')",
+                [f"p{k}", f'{{"max_depth": {depth}}}']).fetchone()[0] for depth in (1, 2)]
+        before = conn.execute("SELECT count(*) FROM ambient.audit_log").fetchone()[0]
+    errors = []
+    start = threading.Barrier(8)
+
+    def work(k):
+        try:
+            with connect(database) as conn:
+                if k % 2:
+                    conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
+                    conn.execute("SELECT count(*) FROM ambient.audit").fetchone()
+                start.wait()
+                for i in range(10):
+                    conn.execute("SELECT ambient.tag(%s, 'moving')", [models[k][i % 2]])
+                    if k % 2 == 0:
+                        conn.commit()
+                conn.commit()
+        except Exception as e:  # noqa: BLE001 (reported below)
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    entries, valid, _, problem, _ = verify(dsn(database))
+    assert valid, problem
+    with connect(database) as conn:
+        assert conn.execute("SELECT count(*) FROM ambient.audit_log").fetchone()[0] == entries == before + 80
+        # Each REPEATABLE READ session's ten entries chained after entries
+        # committed since its snapshot was taken.
+        assert conn.execute("SELECT count(*) FROM ambient.audit_log WHERE position IS NULL").fetchone()[0] == 0
+
+
+def test_readers_see_only_what_they_may_read(database):
+    history(database)
+    psql(database, """
+        DROP ROLE IF EXISTS hist_reader; DROP ROLE IF EXISTS hist_stranger;
+        CREATE ROLE hist_reader; CREATE ROLE hist_stranger;
+        GRANT SELECT ON iris TO hist_stranger;
+        SET ROLE hist_stranger;
+        SELECT * FROM ambient.train('own', relation => 'iris', target => 'species', algorithm => 'decision_tree');
+        RESET ROLE;
+        SELECT ambient.grant('iris', 'hist_reader', 'read');
+    """, "-q")
+    try:
+        with connect(database, autocommit=True) as conn:
+            conn.execute("SET ROLE hist_reader")
+            assert {r[0] for r in conn.execute("SELECT DISTINCT project FROM ambient.audit")} == {"iris"}
+            conn.execute("RESET ROLE")
+            conn.execute("SET ROLE hist_stranger")
+            assert {r[0] for r in conn.execute("SELECT DISTINCT project FROM ambient.audit")} == {"own"}
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute("SELECT * FROM ambient.audit_log")
+            # A project a role may not see answers as one that does not exist.
+            with pytest.raises(psycopg.errors.UndefinedObject):
+                conn.execute("SELECT ambient.release('iris')")
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute("SELECT * FROM ambient.diff(1, 2)")
+            conn.execute("RESET ROLE")
+            # A dropped project's entries stay with its owner.
+            conn.execute("SET ROLE hist_stranger")
+            conn.execute("SELECT ambient.drop_project('own', force => true)")
+            actions = [r[0] for r in conn.execute(
+                "SELECT action FROM ambient.audit WHERE project = 'own' ORDER BY position")]
+            assert actions == ["create project", "train", "deploy", "drop project"]
+            conn.execute("RESET ROLE")
+    finally:
+        psql(database, "DROP OWNED BY hist_reader, hist_stranger; DROP ROLE hist_reader, hist_stranger;", "-q")
+
+
+def test_the_guard_keeps_a_feature_sets_view_source(database):
+    psql(database, """
+        CREATE TABLE petals AS SELECT id, now() - id * interval '1 hour' AS seen_at, petal_length FROM iris;
+        CREATE VIEW petal_view AS SELECT id, seen_at, petal_length FROM petals;
+        SELECT feature_set FROM ambient.create_feature_set('petal_set', 'petal_view', '{id}', 'seen_at');
+        CREATE TABLE petal_query_src AS SELECT * FROM petals;
+        SELECT feature_set FROM ambient.create_feature_set(
+            'petal_q', 'SELECT id, seen_at, petal_length FROM petal_query_src', '{id}', 'seen_at');
+    """, "-q")
+    with connect(database, autocommit=True) as conn:
+        for statement in ["DROP VIEW petal_view",
+                          "DROP TABLE petals CASCADE",
+                          "DROP TABLE petal_query_src",
+                          "ALTER TABLE petal_query_src ALTER COLUMN petal_length TYPE text",
+                          "ALTER TABLE petal_query_src RENAME COLUMN petal_length TO length"]:
+            with pytest.raises(psycopg.errors.DependentObjectsStillExist, match="feature set"):
+                conn.execute(statement)
+        conn.execute("ALTER TABLE petal_query_src ADD COLUMN note text")
+        conn.execute("SELECT ambient.drop_feature_set('petal_q')")
+        conn.execute("DROP TABLE petal_query_src")
