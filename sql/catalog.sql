@@ -45,7 +45,10 @@ CREATE TABLE ambient.snapshots (
     -- The tables and views reading the source touched: DDL on them is
     -- checked against the live models trained from it. NULL for a query
     -- source before 0.3.0.
-    source_relations regclass[]
+    source_relations regclass[],
+    -- The copy of the rows (train(..., snapshot => 'copy')), a table in
+    -- schema ambient_snapshots; NULL when only the hash is kept.
+    copy            regclass
 );
 CREATE INDEX ON ambient.snapshots (project_id);
 
@@ -470,7 +473,10 @@ SELECT m.id AS model_id,
        s.data_sha256,
        s.created_at,
        s.created_by,
-       s.wal_lsn
+       s.wal_lsn,
+       s.id AS snapshot_id,
+       s.copy,
+       CASE WHEN s.copy IS NOT NULL THEN pg_catalog.pg_total_relation_size(s.copy) END AS copy_bytes
   FROM ambient.model_store m
   JOIN ambient.readable_projects p ON p.project_id = m.project_id
   JOIN ambient.snapshots s ON s.id = m.snapshot_id;
@@ -633,6 +639,12 @@ CREATE SCHEMA ambient_features;
 CREATE SCHEMA ambient_training;
 REVOKE ALL ON SCHEMA ambient_features, ambient_training FROM PUBLIC;
 GRANT USAGE ON SCHEMA ambient_features, ambient_training TO PUBLIC;
+-- Copies of training rows (train(..., snapshot => 'copy')), one table per
+-- snapshot, owned by the extension and readable under the project's read
+-- rules (a row-level policy).
+CREATE SCHEMA ambient_snapshots;
+REVOKE ALL ON SCHEMA ambient_snapshots FROM PUBLIC;
+GRANT USAGE ON SCHEMA ambient_snapshots TO PUBLIC;
 
 CREATE TABLE ambient.feature_set_store (
     id                bigserial PRIMARY KEY,

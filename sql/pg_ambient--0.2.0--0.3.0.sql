@@ -450,7 +450,8 @@ CREATE FUNCTION ambient."train"(
 	"search_iterations" INT DEFAULT 10, /* Option < i32 > */
 	"folds" INT DEFAULT 5, /* Option < i32 > */
 	"budget_seconds" double precision DEFAULT NULL, /* Option < f64 > */
-	"training_set" TEXT DEFAULT NULL /* Option < & str > */
+	"training_set" TEXT DEFAULT NULL, /* Option < & str > */
+	"snapshot" TEXT DEFAULT 'hash' /* Option < & str > */
 ) RETURNS TABLE (
 	"model_id" bigint,  /* i64 */
 	"version" INT,  /* i32 */
@@ -546,7 +547,14 @@ CREATE FUNCTION ambient.predict_proba(project name, entity anyelement, "row" rec
 -- relation (a query source from before 0.3.0 is not known, so not guarded
 -- until it is trained again).
 ALTER TABLE ambient.snapshots ADD COLUMN wal_lsn pg_lsn,
-                              ADD COLUMN source_relations regclass[];
+                              ADD COLUMN source_relations regclass[],
+                              ADD COLUMN copy regclass;
+-- Copies of training rows (train(..., snapshot => 'copy')), one table per
+-- snapshot, owned by the extension and readable under the project's read
+-- rules (a row-level policy).
+CREATE SCHEMA ambient_snapshots;
+REVOKE ALL ON SCHEMA ambient_snapshots FROM PUBLIC;
+GRANT USAGE ON SCHEMA ambient_snapshots TO PUBLIC;
 ALTER TABLE ambient.snapshots ALTER COLUMN wal_lsn SET DEFAULT pg_catalog.pg_current_wal_insert_lsn();
 UPDATE ambient.snapshots
    SET source_relations = ARRAY[pg_catalog.to_regclass(source)]
@@ -565,7 +573,10 @@ SELECT m.id AS model_id,
        s.data_sha256,
        s.created_at,
        s.created_by,
-       s.wal_lsn
+       s.wal_lsn,
+       s.id AS snapshot_id,
+       s.copy,
+       CASE WHEN s.copy IS NOT NULL THEN pg_catalog.pg_total_relation_size(s.copy) END AS copy_bytes
   FROM ambient.model_store m
   JOIN ambient.readable_projects p ON p.project_id = m.project_id
   JOIN ambient.snapshots s ON s.id = m.snapshot_id;
@@ -1071,3 +1082,18 @@ END $$;
 REVOKE EXECUTE ON FUNCTION ambient.sources_dropped(oid[], text[]) FROM PUBLIC;
 CREATE EVENT TRIGGER ambient_guard_dropped_sources ON sql_drop
     EXECUTE FUNCTION ambient.guard_dropped_sources();
+
+-- Train again as the author and compare the artifact.
+CREATE FUNCTION ambient."reproduce"(
+	"model_id" bigint /* i64 */
+) RETURNS TABLE (
+	"identical" bool,  /* bool */
+	"original_sha256" TEXT,  /* String */
+	"reproduced_sha256" TEXT,  /* String */
+	"data_identical" bool,  /* bool */
+	"read_from" TEXT,  /* String */
+	"reason" TEXT  /* String */
+)
+STRICT VOLATILE PARALLEL UNSAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'reproduce_wrapper';

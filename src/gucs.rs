@@ -12,8 +12,19 @@ static MAX_CLASSES: GucSetting<i32> = GucSetting::<i32>::new(100);
 static TRAINING_THREADS: GucSetting<i32> = GucSetting::<i32>::new(0);
 static PROGRESS: GucSetting<bool> = GucSetting::<bool>::new(true);
 static LOG_ROWS_PER_PROJECT: GucSetting<i32> = GucSetting::<i32>::new(10_000);
+static SNAPSHOT_COPY_QUOTA_KB: GucSetting<i32> = GucSetting::<i32>::new(1024 * 1024);
 
 pub fn init() {
+    GucRegistry::define_int_guc(
+        c"ambient.snapshot_copy_quota",
+        c"Disk all training-data copies (train(..., snapshot => 'copy')) may take together.",
+        c"A train whose copy would take the copies past it is refused (54000) and leaves nothing behind; dropping a model drops its copy.",
+        &SNAPSHOT_COPY_QUOTA_KB,
+        0,
+        i32::MAX,
+        GucContext::Suset,
+        GucFlags::UNIT_KB,
+    );
     GucRegistry::define_int_guc(
         c"ambient.model_cache_size",
         c"Decoded models each backend keeps for predict.",
@@ -128,4 +139,9 @@ pub fn log_rows_per_project() -> i64 {
 
 pub fn progress() -> bool {
     PROGRESS.get()
+}
+
+/// Bytes all training-data copies may take together.
+pub fn snapshot_copy_quota_bytes() -> u64 {
+    SNAPSHOT_COPY_QUOTA_KB.get().max(0) as u64 * 1024
 }

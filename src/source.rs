@@ -190,6 +190,69 @@ fn columns(source: &Source) -> AmbientResult<Vec<Column>> {
     })
 }
 
+/// The feature columns a train reads: those named, or every column but
+/// the target, the primary key and what attached triggers write.
+fn chosen_features(
+    req: &Request<'_>,
+    columns: &[Column],
+    missing: &dyn Fn(&str, &str) -> AmbientError,
+) -> AmbientResult<Vec<String>> {
+    let find = |name: &str| columns.iter().find(|c| c.name == name);
+    Ok(match req.features {
+        Some(list) => {
+            if list.is_empty() {
+                return Err(AmbientError::invalid(
+                    "features must name at least one column",
+                ));
+            }
+            for name in list {
+                find(name).ok_or_else(|| missing("feature", name))?;
+                if name == req.target {
+                    return Err(AmbientError::invalid(format!(
+                        "\"{name}\" is the target and cannot also be a feature"
+                    )));
+                }
+            }
+            list.to_vec()
+        }
+        None => {
+            // Nor what an attached trigger writes into the table: its
+            // predictions would otherwise teach the next model.
+            let mut left_out = req.source.primary_key()?;
+            if let Source::Relation(rel) = req.source {
+                for a in crate::catalog::attachments::on_relation(rel.oid())? {
+                    left_out.extend([a.prediction_column, a.model_id_column]);
+                }
+            }
+            columns
+                .iter()
+                .filter(|c| c.name != req.target && !left_out.contains(&c.name))
+                .map(|c| c.name.clone())
+                .collect()
+        }
+    })
+}
+
+/// The columns a train of `req` reads, features then the target, with
+/// their types (`format_type`): what a copy of the training rows keeps.
+pub fn columns_to_read(req: &Request<'_>) -> AmbientResult<Vec<(String, String)>> {
+    let columns = columns(req.source)?;
+    let find = |name: &str| columns.iter().find(|c| c.name == name);
+    let missing = |what: &str, name: &str| {
+        AmbientError::undefined_column(format!("{what} column \"{name}\" does not exist"))
+    };
+    let target = find(req.target).ok_or_else(|| missing("target", req.target))?;
+    let mut chosen = chosen_features(req, &columns, &missing)?;
+    chosen.push(target.name.clone());
+    chosen
+        .into_iter()
+        .map(|name| {
+            let type_oid = find(&name).map_or(pg_sys::Oid::INVALID, |c| c.type_oid);
+            Ok((name, type_name(type_oid)?))
+        })
+        .collect()
+}
+
 /// Every relation a SELECT's plan depends on.
 pub fn relations_of_query(query: &str) -> AmbientResult<Vec<pg_sys::Oid>> {
     let text = std::ffi::CString::new(query)
@@ -426,39 +489,7 @@ pub fn load(req: &Request<'_>) -> AmbientResult<Loaded> {
         )));
     }
 
-    let feature_names: Vec<String> = match req.features {
-        Some(list) => {
-            if list.is_empty() {
-                return Err(AmbientError::invalid(
-                    "features must name at least one column",
-                ));
-            }
-            for name in list {
-                find(name).ok_or_else(|| missing("feature", name))?;
-                if name == req.target {
-                    return Err(AmbientError::invalid(format!(
-                        "\"{name}\" is the target and cannot also be a feature"
-                    )));
-                }
-            }
-            list.to_vec()
-        }
-        None => {
-            // Nor what an attached trigger writes into the table: its
-            // predictions would otherwise teach the next model.
-            let mut left_out = req.source.primary_key()?;
-            if let Source::Relation(rel) = req.source {
-                for a in crate::catalog::attachments::on_relation(rel.oid())? {
-                    left_out.extend([a.prediction_column, a.model_id_column]);
-                }
-            }
-            columns
-                .iter()
-                .filter(|c| c.name != req.target && !left_out.contains(&c.name))
-                .map(|c| c.name.clone())
-                .collect()
-        }
-    };
+    let feature_names = chosen_features(req, &columns, &missing)?;
     if feature_names.is_empty() {
         return Err(AmbientError::invalid(format!(
             "{} has no feature columns besides the target",

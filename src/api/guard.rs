@@ -6,7 +6,7 @@
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
-use super::subtransaction::{in_subtransaction, Failure};
+use super::subtransaction::{rolled_back, Failure};
 use crate::catalog::audit::{self, Entry};
 use crate::catalog::feature_sets::{self, FeatureSet};
 use crate::catalog::models::{self, LiveReader};
@@ -26,7 +26,15 @@ pub(super) fn is_extension_relation(relation: pg_sys::Oid) -> bool {
                 .into_owned()
         })
     };
-    schema.is_none_or(|s| ["ambient", "ambient_features", "ambient_training"].contains(&s.as_str()))
+    schema.is_none_or(|s| {
+        [
+            "ambient",
+            "ambient_features",
+            "ambient_training",
+            "ambient_snapshots",
+        ]
+        .contains(&s.as_str())
+    })
 }
 
 fn refusal(what: String, reader: &LiveReader, problem: &str) -> AmbientError {
@@ -114,7 +122,7 @@ fn still_reads(
     text: &str,
     columns: &[(String, Option<String>)],
 ) -> AmbientResult<Option<String>> {
-    let read = in_subtransaction(|| {
+    let read = rolled_back(|| {
         as_author(author, || {
             let Some(source) = Source::stored(kind, text)? else {
                 return Ok(None);

@@ -502,3 +502,57 @@ fn source_rows(a: &serde_json::Value, b: &serde_json::Value) -> Vec<DiffRow> {
     }
     rows
 }
+
+/// Trains a model again, as its original author, from the copy of its
+/// rows (`snapshot => 'copy'`) or from its source as it is now, and says
+/// whether the artifact is byte-identical, and if not, why (the data
+/// changed, or the code did). Nothing is kept but an audit entry.
+#[pg_extern(volatile, parallel_unsafe)]
+fn reproduce(
+    model_id: i64,
+) -> TableIterator<
+    'static,
+    (
+        name!(identical, bool),
+        name!(original_sha256, String),
+        name!(reproduced_sha256, String),
+        name!(data_identical, bool),
+        name!(read_from, String),
+        name!(reason, String),
+    ),
+> {
+    let caller = Caller::current();
+    let found = super::train::reproduce(model_id, &caller)
+        .and_then(|r| {
+            as_extension_owner(|| {
+                let project = lock_model_project(model_id, &caller)?;
+                audit::record(
+                    Entry::project(
+                        "reproduce",
+                        &caller.name(),
+                        &project.name,
+                        project.id,
+                        project.owner,
+                    )
+                    .model(model_id)
+                    .reason(Some(&r.reason))
+                    .details(serde_json::json!({
+                        "identical": r.identical,
+                        "data_identical": r.data_identical,
+                        "read_from": r.read_from,
+                        "reproduced_sha256": r.reproduced_sha256,
+                    })),
+                )
+            })?;
+            Ok(r)
+        })
+        .or_raise();
+    TableIterator::once((
+        found.identical,
+        found.original_sha256,
+        found.reproduced_sha256,
+        found.data_identical,
+        found.read_from.to_string(),
+        found.reason,
+    ))
+}

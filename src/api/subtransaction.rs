@@ -16,6 +16,17 @@ pub(super) enum Failure {
 /// (a timeout among them), everything it wrote is rolled back and the
 /// failure is returned, so the caller can still record it.
 pub(super) fn in_subtransaction<T>(work: impl FnOnce() -> AmbientResult<T>) -> Result<T, Failure> {
+    subtransaction(work, true)
+}
+
+/// Runs `work` in a subtransaction that is rolled back whatever happens: a
+/// dry run, whose writes go and whose answer stays (`ambient.reproduce`
+/// trains and keeps nothing but the artifact's hash).
+pub(super) fn rolled_back<T>(work: impl FnOnce() -> AmbientResult<T>) -> Result<T, Failure> {
+    subtransaction(work, false)
+}
+
+fn subtransaction<T>(work: impl FnOnce() -> AmbientResult<T>, keep: bool) -> Result<T, Failure> {
     // SAFETY: the memory context and resource owner are saved and put back
     // around the subtransaction, as PL/pgSQL's exec_stmt_block does.
     unsafe {
@@ -32,9 +43,10 @@ pub(super) fn in_subtransaction<T>(work: impl FnOnce() -> AmbientResult<T>) -> R
         })
         .catch_others(|caught| Err(Failure::Postgres(Box::new(caught))))
         .execute();
-        match outcome {
-            Ok(_) => pg_sys::ReleaseCurrentSubTransaction(),
-            Err(_) => pg_sys::RollbackAndReleaseCurrentSubTransaction(),
+        if keep && outcome.is_ok() {
+            pg_sys::ReleaseCurrentSubTransaction();
+        } else {
+            pg_sys::RollbackAndReleaseCurrentSubTransaction();
         }
         pg_sys::MemoryContextSwitchTo(context);
         pg_sys::CurrentResourceOwner = owner;

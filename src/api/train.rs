@@ -10,6 +10,7 @@ use pgrx::{JsonB, PgRelation};
 use super::check_project_name;
 use super::deploy::{check_contract, make_live};
 use super::model_cache;
+use super::subtransaction::{rolled_back, Failure};
 use crate::catalog::audit::{self, Entry};
 use crate::catalog::deployments::NewDeployment;
 use crate::catalog::feature_sets;
@@ -53,6 +54,7 @@ fn train(
     folds: default!(Option<i32>, "5"),
     budget_seconds: default!(Option<f64>, "NULL"),
     training_set: default!(Option<&str>, "NULL"),
+    snapshot: default!(Option<&str>, "'hash'"),
 ) -> TableIterator<
     'static,
     (
@@ -85,6 +87,7 @@ fn train(
             budget_seconds,
         },
         training_set,
+        snapshot,
     )
     .or_raise();
     let outcome = run(request).or_raise();
@@ -95,6 +98,33 @@ fn train(
         JsonB(outcome.metrics),
         outcome.deployed,
     ))
+}
+
+/// What a model's snapshot keeps of its training rows.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum SnapshotMode {
+    /// Their statistics and sha256.
+    Hash,
+    /// Also a copy of them, in a catalog-owned table (`ambient_snapshots`).
+    Copy,
+}
+
+impl SnapshotMode {
+    fn parse(text: &str) -> AmbientResult<SnapshotMode> {
+        match text {
+            "hash" => Ok(SnapshotMode::Hash),
+            "copy" => Ok(SnapshotMode::Copy),
+            other => Err(AmbientError::invalid(format!("unknown snapshot \"{other}\""))
+                .hint("snapshot is 'hash' (statistics and a sha256 of the rows) or 'copy' (also the rows)")),
+        }
+    }
+
+    fn as_str(self) -> &'static str {
+        match self {
+            SnapshotMode::Hash => "hash",
+            SnapshotMode::Copy => "copy",
+        }
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -131,6 +161,7 @@ struct TrainRequest {
     /// Who a stored definition that runs again runs as; `None` for a
     /// person's call, which reads as the caller.
     author: Option<Author>,
+    snapshot: SnapshotMode,
 }
 
 /// train's model-selection arguments, as SQL passes them.
@@ -160,6 +191,7 @@ impl TrainRequest {
         preprocess: Option<JsonB>,
         search: SearchArgs<'_>,
         training_set: Option<&str>,
+        snapshot: Option<&str>,
     ) -> AmbientResult<Self> {
         let required = |name: &str| AmbientError::null_value(format!("{name} must not be NULL"));
         let project = project.ok_or_else(|| required("project"))?;
@@ -288,6 +320,7 @@ impl TrainRequest {
             preprocess: preprocess.map(|j| j.0).unwrap_or(serde_json::Value::Null),
             parent_model_id: None,
             author: None,
+            snapshot: SnapshotMode::parse(snapshot.ok_or_else(|| required("snapshot"))?)?,
         })
     }
 
@@ -374,6 +407,7 @@ impl TrainRequest {
                 .and_then(serde_json::Value::as_f64),
             parent_model_id: Some(definition.model_id),
             author: Some(definition.author.clone()),
+            snapshot: SnapshotMode::parse(text("snapshot").unwrap_or("hash"))?,
         })
     }
 }
@@ -462,25 +496,46 @@ fn run(req: TrainRequest) -> AmbientResult<Outcome> {
         plan(&req, task, 0)?;
     }
     let budget = gucs::max_training_memory_bytes();
-    let load = || {
-        source::load(&source::Request {
-            source: &req.source,
-            target: &target,
-            task: existing.as_ref().map(|p| p.task).or(req.task),
-            features: req.features.as_deref(),
-            limits: source::Limits {
-                max_rows: gucs::max_training_rows(),
-                max_bytes: budget,
-                max_classes: gucs::max_classes(),
-            },
-        })
+    let limits = source::Limits {
+        max_rows: gucs::max_training_rows(),
+        max_bytes: budget,
+        max_classes: gucs::max_classes(),
+    };
+    let request = source::Request {
+        source: &req.source,
+        target: &target,
+        task: existing.as_ref().map(|p| p.task).or(req.task),
+        features: req.features.as_deref(),
+        limits,
+    };
+    // With snapshot => 'copy' the rows are copied first, by the reader,
+    // and the model is trained from the copy, so the copy is exactly what
+    // it saw.
+    let load = || match req.snapshot {
+        SnapshotMode::Hash => Ok((source::load(&request)?, None)),
+        SnapshotMode::Copy => {
+            let copy = copy_training_rows(&request)?;
+            let loaded = as_extension_owner(|| {
+                let table =
+                    PgRelation::open_with_name_and_share_lock(&copy.name).map_err(|_| {
+                        AmbientError::undefined_table(format!("the copy {} is gone", copy.name))
+                    })?;
+                let features: Vec<String> = copy.columns[..copy.columns.len() - 1].to_vec();
+                source::load(&source::Request {
+                    source: &Source::Relation(table),
+                    features: Some(&features),
+                    ..request
+                })
+            })?;
+            Ok((loaded, Some(copy)))
+        }
     };
     // A training set's lineage: its feature sets and the newest ingest
     // time it saw, read right after the rows, with the same rights.
     // The relations it read, so DDL on them is checked against the model
-    // once it is live (`ambient.guard_sources`).
+    // once it is live (the source guard, api/guard.rs).
     let read = || {
-        let loaded = req.source.read(load)?;
+        let (loaded, copy) = req.source.read(load)?;
         let lineage = match &req.source {
             Source::TrainingSet { name, .. } => {
                 let (set, sets) = super::features::training_set_for_train(name)?;
@@ -489,11 +544,11 @@ fn run(req: TrainRequest) -> AmbientResult<Outcome> {
             _ => None,
         };
         let relations = req.source.relations_read()?;
-        Ok((loaded, lineage, relations))
+        Ok((loaded, lineage, relations, copy))
     };
     // A person's call reads as the caller; a stored definition reads as
     // its author.
-    let (loaded, feature_lineage, source_relations) = match &req.author {
+    let (loaded, feature_lineage, source_relations, copy) = match &req.author {
         Some(author) => as_author(author, read)?,
         None => read()?,
     };
@@ -699,6 +754,7 @@ fn run(req: TrainRequest) -> AmbientResult<Outcome> {
             data_sha256: &data_sha256,
             created_by: &caller_name,
             source_relations: &source_relations,
+            copy: copy.as_ref().map(|c| (c.snapshot_id, c.name.as_str())),
         })?;
         let (model_id, version) = models::insert(NewModel {
             project_id: project.id,
@@ -850,6 +906,7 @@ impl TrainRequest {
             "budget_seconds": self.budget_seconds,
             "test_size": self.test_size,
             "seed": self.seed,
+            "snapshot": self.snapshot.as_str(),
         })
     }
 }
@@ -1144,4 +1201,160 @@ pub(super) fn score_on_test_rows_of(
         .map(|model| Ok(model.evaluate(data, &split.test, threads, &interrupts)?))
         .collect::<AmbientResult<Vec<_>>>()?;
     Ok((metrics, split.test.len()))
+}
+
+/// A copy of the rows a train reads, made by the reader.
+struct TrainingCopy {
+    /// The snapshot it belongs to, whose id it was made under.
+    snapshot_id: i64,
+    /// Schema-qualified and quoted.
+    name: String,
+    /// The features, then the target.
+    columns: Vec<String>,
+}
+
+/// Copies the rows `request` reads (its features and target, at most one
+/// more row than a train may read, so the limit is still refused) into a
+/// new catalog-owned table, as the current role: the reader, with its
+/// rights. Refused (53400) when the copies would take more than
+/// `ambient.snapshot_copy_quota`.
+fn copy_training_rows(request: &source::Request<'_>) -> AmbientResult<TrainingCopy> {
+    let columns = source::columns_to_read(request)?;
+    let reader = Caller::current();
+    let (snapshot_id, name) = as_extension_owner(|| models::create_copy(&columns, reader.oid))?;
+    let list = columns
+        .iter()
+        .map(|(c, _)| pgrx::spi::quote_identifier(c))
+        .collect::<Vec<_>>()
+        .join(", ");
+    Spi::run(&format!(
+        "INSERT INTO {name} ({list}) SELECT {list} FROM {} LIMIT {}",
+        request.source.sql_from(),
+        request.limits.max_rows.saturating_add(1)
+    ))?;
+    let taken = as_extension_owner(|| models::close_copy(&name, reader.oid))?;
+    let quota = gucs::snapshot_copy_quota_bytes();
+    if taken > quota {
+        let kb = |bytes: u64| bytes.div_ceil(1024);
+        return Err(AmbientError::limit(format!(
+            "training-data copies would take {} kB, more than ambient.snapshot_copy_quota ({} kB)",
+            kb(taken),
+            kb(quota)
+        ))
+        .hint("drop models whose copies are no longer needed, train with snapshot => 'hash', or ask a superuser to raise the quota"));
+    }
+    Ok(TrainingCopy {
+        snapshot_id,
+        name,
+        columns: columns.into_iter().map(|(c, _)| c).collect(),
+    })
+}
+
+/// What `ambient.reproduce` found.
+pub(super) struct Reproduction {
+    pub identical: bool,
+    pub original_sha256: String,
+    pub reproduced_sha256: String,
+    pub data_identical: bool,
+    /// 'copy' or 'source'.
+    pub read_from: &'static str,
+    pub reason: String,
+}
+
+/// Trains `model_id` again as its author, the way it was trained, from the
+/// copy of its rows if it kept one (and it is still there), else from its
+/// source as it is now, in a subtransaction that is always rolled back:
+/// nothing is kept but the comparison of the new artifact's sha256 (and
+/// the data's) with the model's. A difference is a result, with its cause.
+pub(super) fn reproduce(model_id: i64, caller: &Caller) -> AmbientResult<Reproduction> {
+    catalog::ensure_writable()?;
+    let (record, definition) = as_extension_owner(|| {
+        let record = models::record(model_id)?.ok_or_else(|| models::unknown(model_id))?;
+        Ok((record, models::definition(model_id)?))
+    })?;
+    let project = projects::require(record["project"].as_str().unwrap_or_default())?;
+    if !caller.acts_as(project.owner) {
+        return Err(
+            AmbientError::privilege(format!("permission denied for model {model_id}"))
+                .hint("only roles with the privileges of its project's owner may train it again"),
+        );
+    }
+    let mut definition = definition.ok_or_else(|| {
+        AmbientError::not_in_state(format!(
+            "model {model_id} keeps no training definition to run again"
+        ))
+        .hint("models trained before 0.2.0 kept none")
+    })?;
+    let text = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_string();
+    let copy = record["snapshot"]["copy"]
+        .as_str()
+        .map(str::to_string)
+        .filter(|name| PgRelation::open_with_name_and_share_lock(name).is_ok());
+    let read_from = match &copy {
+        Some(name) => {
+            definition.source_kind = "relation".to_string();
+            definition.source = name.clone();
+            "copy"
+        }
+        None => "source",
+    };
+    // The request opens its source: inside the subtransaction, whose
+    // resource owner then closes it.
+    let reproduced = rolled_back(|| {
+        let mut request = TrainRequest::again(&project, &definition, DeployPolicy::Never)?;
+        // Exactly its features, and no second copy.
+        request.features = Some(
+            record["features"]
+                .as_array()
+                .map(|list| list.iter().map(text).collect())
+                .unwrap_or_default(),
+        );
+        request.snapshot = SnapshotMode::Hash;
+        let outcome = run(request)?;
+        let again = as_extension_owner(|| models::record(outcome.model_id))?
+            .ok_or_else(|| models::unknown(outcome.model_id))?;
+        Ok((
+            text(&again["artifact_sha256"]),
+            text(&again["snapshot"]["data_sha256"]),
+        ))
+    });
+    let (reproduced_sha256, data_sha256) = match reproduced {
+        Ok(found) => found,
+        Err(Failure::Ambient(e)) => return Err(e),
+        Err(Failure::Postgres(caught)) => match *caught {
+            pg_sys::panic::CaughtError::PostgresError(report)
+            | pg_sys::panic::CaughtError::ErrorReport(report) => {
+                pg_sys::panic::CaughtError::PostgresError(report).rethrow()
+            }
+            other @ pg_sys::panic::CaughtError::RustPanic { .. } => other.rethrow(),
+        },
+    };
+    let original_sha256 = text(&record["artifact_sha256"]);
+    let original_data = text(&record["snapshot"]["data_sha256"]);
+    let identical = reproduced_sha256 == original_sha256;
+    let data_identical = data_sha256 == original_data;
+    let trained_by = text(&record["extension_version"]);
+    let reason = if identical {
+        "the same artifact, byte for byte".to_string()
+    } else if !data_identical {
+        format!(
+            "the data changed: the {read_from} now hashes to {data_sha256}, and the model was trained on rows hashing to {original_data}{}",
+            if copy.is_none() { " (it kept no copy: train with snapshot => 'copy' to keep one)" } else { "" }
+        )
+    } else if trained_by != env!("CARGO_PKG_VERSION") {
+        format!(
+            "the code changed: the model was trained by pg_ambient {trained_by}, this is {}",
+            env!("CARGO_PKG_VERSION")
+        )
+    } else {
+        "the same data and code gave other bytes: the project's input contract, which keys the test split, may have changed since".to_string()
+    };
+    Ok(Reproduction {
+        identical,
+        original_sha256,
+        reproduced_sha256,
+        data_identical,
+        read_from,
+        reason,
+    })
 }

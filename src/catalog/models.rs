@@ -2,6 +2,7 @@
 //! the training data they came from.
 
 use pgrx::prelude::*;
+use pgrx::spi::quote_identifier;
 use pgrx::JsonB;
 
 use pgrx::pg_sys;
@@ -20,6 +21,9 @@ pub struct NewSnapshot<'a> {
     pub created_by: &'a str,
     /// The relations reading the source touched.
     pub source_relations: &'a [pg_sys::Oid],
+    /// The copy of the rows (`create_copy`): its reserved snapshot id and
+    /// its table.
+    pub copy: Option<(i64, &'a str)>,
 }
 
 /// Call inside `as_extension_owner`.
@@ -28,9 +32,11 @@ pub fn insert_snapshot(s: NewSnapshot<'_>) -> AmbientResult<i64> {
         client
             .update(
                 "INSERT INTO ambient.snapshots
-                   (project_id, source_kind, source, row_count, unlabeled_rows,
-                    column_stats, data_sha256, created_by, source_relations)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::pg_catalog.regclass[]) RETURNING id",
+                   (id, project_id, source_kind, source, row_count, unlabeled_rows,
+                    column_stats, data_sha256, created_by, source_relations, copy)
+                 VALUES (COALESCE($10, pg_catalog.nextval('ambient.snapshots_id_seq')),
+                         $1, $2, $3, $4, $5, $6, $7, $8, $9::pg_catalog.regclass[],
+                         $11::pg_catalog.regclass) RETURNING id",
                 None,
                 &[
                     s.project_id.into(),
@@ -42,6 +48,8 @@ pub fn insert_snapshot(s: NewSnapshot<'_>) -> AmbientResult<i64> {
                     s.data_sha256.into(),
                     s.created_by.into(),
                     s.source_relations.to_vec().into(),
+                    s.copy.map(|(id, _)| id).into(),
+                    s.copy.map(|(_, name)| name).into(),
                 ],
             )?
             .first()
@@ -327,8 +335,15 @@ pub fn is_in_deployment_history(model_id: i64) -> AmbientResult<bool> {
     .unwrap_or(true))
 }
 
-/// Deletes a model and, with it, its snapshot. Call inside `as_extension_owner`.
+/// Deletes a model and, with it, its snapshot and the copy of its rows.
+/// Call inside `as_extension_owner`.
 pub fn delete(model_id: i64) -> AmbientResult<()> {
+    drop_copies(
+        "SELECT s.copy::pg_catalog.text FROM ambient.model_store m
+           JOIN ambient.snapshots s ON s.id OPERATOR(pg_catalog.=) m.snapshot_id
+          WHERE m.id OPERATOR(pg_catalog.=) $1 AND s.copy IS NOT NULL",
+        model_id,
+    )?;
     Spi::connect_mut(|client| {
         client.update(
             "WITH gone AS (DELETE FROM ambient.model_store WHERE id OPERATOR(pg_catalog.=) $1
@@ -344,6 +359,7 @@ pub fn delete(model_id: i64) -> AmbientResult<()> {
 
 /// How a model was trained, so it can be trained again on new data: its
 /// request, the source of its snapshot, and who that source runs as.
+#[derive(Clone)]
 pub struct Definition {
     pub model_id: i64,
     pub request: serde_json::Value,
@@ -543,4 +559,82 @@ pub fn release_sources(project_id: i64, by: &str, reason: Option<&str>) -> Ambie
             .map(|row| Ok(row.get::<i64>(1)?.unwrap_or_default()))
             .collect()
     })
+}
+
+/// Makes the table a copy of training rows goes into, in schema
+/// `ambient_snapshots`, named after a snapshot id it reserves, with
+/// `columns` (name, type): owned by the extension, readable under the
+/// project's read rules (a row-level policy over `ambient.model_snapshots`),
+/// and writable by `reader` alone until `close_copy`. Returns the
+/// snapshot id and the table. Call inside `as_extension_owner`.
+pub fn create_copy(
+    columns: &[(String, String)],
+    reader: pg_sys::Oid,
+) -> AmbientResult<(i64, String)> {
+    let id = Spi::get_one::<i64>("SELECT pg_catalog.nextval('ambient.snapshots_id_seq')")?
+        .ok_or_else(|| AmbientError::invalid("no snapshot id"))?;
+    let name = format!(
+        "ambient_snapshots.{}",
+        quote_identifier(&format!("snapshot_{id}"))
+    );
+    let definition = columns
+        .iter()
+        .map(|(c, t)| format!("{} {t}", quote_identifier(c)))
+        .collect::<Vec<_>>()
+        .join(", ");
+    Spi::run(&format!(
+        "CREATE TABLE {name} ({definition});
+         ALTER TABLE {name} ENABLE ROW LEVEL SECURITY;
+         CREATE POLICY readers ON {name} FOR SELECT
+             USING (EXISTS (SELECT 1 FROM ambient.model_snapshots s
+                             WHERE s.snapshot_id OPERATOR(pg_catalog.=) {id}));
+         CREATE POLICY reader ON {name} FOR INSERT TO {reader} WITH CHECK (true);
+         REVOKE ALL ON {name} FROM PUBLIC;
+         GRANT SELECT ON {name} TO PUBLIC;
+         GRANT INSERT ON {name} TO {reader}",
+        reader = quote_identifier(role_name(reader)),
+    ))?;
+    Ok((id, name))
+}
+
+/// Takes back the reader's right to write the copy; returns the bytes all
+/// copies take now.
+pub fn close_copy(name: &str, reader: pg_sys::Oid) -> AmbientResult<u64> {
+    Spi::run(&format!(
+        "REVOKE INSERT ON {name} FROM {}; DROP POLICY reader ON {name}",
+        quote_identifier(role_name(reader))
+    ))?;
+    Ok(Spi::get_one::<i64>(
+        "SELECT COALESCE(pg_catalog.sum(pg_catalog.pg_total_relation_size(c.oid)), 0)::pg_catalog.int8
+           FROM pg_catalog.pg_class c
+          WHERE c.relnamespace OPERATOR(pg_catalog.=) 'ambient_snapshots'::pg_catalog.regnamespace
+            AND c.relkind OPERATOR(pg_catalog.=) 'r'",
+    )?
+    .unwrap_or(0)
+    .max(0) as u64)
+}
+
+/// Drops the copies `sql` (taking `arg`) names. Call inside
+/// `as_extension_owner`, before their snapshot rows go.
+pub fn drop_copies(sql: &str, arg: i64) -> AmbientResult<()> {
+    let copies: Vec<String> = Spi::connect(|client| {
+        client
+            .select(sql, None, &[arg.into()])?
+            .map(|row| Ok(row.get::<String>(1)?.unwrap_or_default()))
+            .collect::<AmbientResult<Vec<_>>>()
+    })?;
+    for copy in copies {
+        // A copy dropped by hand (a superuser) is gone already.
+        Spi::run(&format!("DROP TABLE IF EXISTS {copy}"))?;
+    }
+    Ok(())
+}
+
+fn role_name(role: pg_sys::Oid) -> String {
+    // SAFETY: a syscache lookup; raises for a role that does not exist.
+    unsafe {
+        std::ffi::CStr::from_ptr(pg_sys::GetUserNameFromId(role, false))
+            .to_string_lossy()
+            .into_owned()
+    }
 }

@@ -323,6 +323,11 @@ pub fn set_contract(project_id: i64, model_id: i64) -> AmbientResult<()> {
 /// Deletes the project with its models, snapshots, deployments and grants.
 /// Call inside `as_extension_owner`.
 pub fn delete(id: i64) -> AmbientResult<()> {
+    super::models::drop_copies(
+        "SELECT copy::pg_catalog.text FROM ambient.snapshots
+          WHERE project_id OPERATOR(pg_catalog.=) $1 AND copy IS NOT NULL",
+        id,
+    )?;
     Spi::connect_mut(|client| {
         // Deployment rows reference models, so they go first.
         for table in [
