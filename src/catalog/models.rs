@@ -575,7 +575,7 @@ pub fn create_copy(
         .ok_or_else(|| AmbientError::invalid("no snapshot id"))?;
     let name = format!(
         "ambient_snapshots.{}",
-        quote_identifier(&format!("snapshot_{id}"))
+        quote_identifier(format!("snapshot_{id}"))
     );
     let definition = columns
         .iter()
