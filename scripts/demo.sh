@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `make demo`: a fresh demo database with Iris, then examples/demo.sql and
 # examples/ambient.sql (the whole ambient lifecycle), then examples/features.sql
-# (the feature store's).
+# (the feature store's) and examples/history.sql (history and audit).
 set -euo pipefail
 source "$(dirname "$0")/config.sh"
 DB=ambient_demo
@@ -14,6 +14,9 @@ psql -U postgres -X -d "$DB" -v ON_ERROR_STOP=1 -f "$ROOT/examples/ambient.sql"
 echo
 echo "== The feature store: examples/features.sql"
 psql -U postgres -X -d "$DB" -v ON_ERROR_STOP=1 -f "$ROOT/examples/features.sql"
+echo
+echo "== History you can audit: examples/history.sql"
+psql -U postgres -X -d "$DB" -v ON_ERROR_STOP=1 -f "$ROOT/examples/history.sql"
 echo
 echo "Connect to the demo database with:"
 echo "  psql -h $PGHOST -p $PGPORT -U postgres $DB"

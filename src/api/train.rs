@@ -1334,8 +1334,10 @@ pub(super) fn reproduce(model_id: i64, caller: &Caller) -> AmbientResult<Reprodu
     let identical = reproduced_sha256 == original_sha256;
     let data_identical = data_sha256 == original_data;
     let trained_by = text(&record["extension_version"]);
-    let reason = if identical {
+    let reason = if identical && data_identical {
         "the same artifact, byte for byte".to_string()
+    } else if identical {
+        format!("the same artifact, byte for byte, though the {read_from} now hashes to {data_sha256}")
     } else if !data_identical {
         format!(
             "the data changed: the {read_from} now hashes to {data_sha256}, and the model was trained on rows hashing to {original_data}{}",

@@ -111,3 +111,22 @@ def test_the_features_example_runs_the_feature_store_lifecycle_as_the_readme_sho
         assert conn.execute("SELECT count(DISTINCT artifact_sha256) FROM ambient.models "
                             "WHERE project IN ('churn', 'churn_rebuilt')").fetchone()[0] == 1
     check_transcript("features.sql", out)
+
+
+def test_the_history_example_walks_a_project_through_its_history_as_the_readme_shows():
+    """examples/history.sql: a retrain by policy, the log, a diff, tags, a
+    reproduction from a copy and one that finds the data changed, the
+    lineage of a stored prediction, the source guard and the audit trail."""
+    database = fresh_database("docs_history_example")
+    out = run_example("history.sql", database)
+    assert " acted  | retrain_and_deploy_if_better | " in out
+    assert "cannot drop public.pump_readings" in out
+    with connect(database) as conn:
+        assert conn.execute("SELECT valid FROM ambient.verify_audit()").fetchone()[0]
+        assert conn.execute("SELECT live_version FROM ambient.overview WHERE project = 'pumps'").fetchone()[0] == 3
+        assert conn.execute("SELECT array_agg(identical ORDER BY position) FROM ambient.audit a, "
+                            "LATERAL (SELECT (a.details ->> 'identical')::boolean) d(identical) "
+                            "WHERE action = 'reproduce'").fetchone()[0] == [True, False]
+        # The reproductions left no model behind.
+        assert conn.execute("SELECT count(*) FROM ambient.models WHERE project = 'pumps'").fetchone()[0] == 3
+    check_transcript("history.sql", out)
