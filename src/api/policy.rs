@@ -127,6 +127,26 @@ impl Policy {
     }
 
     fn parse(given: &serde_json::Value) -> AmbientResult<Policy> {
+        let policy = Policy::parse_fields(given)?;
+        if let Some(staleness) = &policy.max_staleness {
+            Spi::get_one_with_args::<Interval>(
+                "SELECT $1::pg_catalog.interval",
+                &[staleness.as_str().into()],
+            )?;
+        }
+        if let Some(window) = &policy.window {
+            // Postgres says whether it is an interval (22007 if not).
+            Spi::get_one_with_args::<Interval>(
+                "SELECT $1::pg_catalog.interval",
+                &[window.as_str().into()],
+            )?;
+        }
+        Ok(policy)
+    }
+
+    /// The policy's fields and every check but the intervals' (which
+    /// Postgres parses): pure, so property tests run it.
+    fn parse_fields(given: &serde_json::Value) -> AmbientResult<Policy> {
         let policy: Policy = serde_json::from_value(given.clone()).map_err(|e| {
             AmbientError::invalid(format!("invalid policy: {e}")).hint(
                 "keys: action, min_live_metric, min_labelled_rows, max_drift, drift, retrain_after_changed_rows, time_column, window, max_seconds, max_staleness",
@@ -156,19 +176,6 @@ impl Policy {
         }
         if policy.time_column.is_some() != policy.window.is_some() {
             return bad("time_column and window go together");
-        }
-        if let Some(staleness) = &policy.max_staleness {
-            Spi::get_one_with_args::<Interval>(
-                "SELECT $1::pg_catalog.interval",
-                &[staleness.as_str().into()],
-            )?;
-        }
-        if let Some(window) = &policy.window {
-            // Postgres says whether it is an interval (22007 if not).
-            Spi::get_one_with_args::<Interval>(
-                "SELECT $1::pg_catalog.interval",
-                &[window.as_str().into()],
-            )?;
         }
         Ok(policy)
     }
@@ -979,3 +986,50 @@ GRANT SELECT ON ambient.project_policies TO PUBLIC;
     name = "project_policies",
     requires = [scheduled_job]
 );
+
+#[cfg(test)]
+mod tests {
+    use super::Policy;
+    use crate::ml::fuzz::{json, runner};
+
+    #[test]
+    fn arbitrary_policies_are_refused_or_accepted_never_a_panic() {
+        const KEYS: &[&str] = &[
+            "action",
+            "min_live_metric",
+            "min_labelled_rows",
+            "max_drift",
+            "drift",
+            "psi_warn",
+            "psi_alert",
+            "ks_p_value",
+            "js",
+            "retrain_after_changed_rows",
+            "time_column",
+            "window",
+            "max_seconds",
+            "max_staleness",
+            "alert",
+            "retrain",
+            "rollback_if_worse",
+        ];
+        runner()
+            .run(&json(KEYS), |given| {
+                if let Ok(policy) = Policy::parse_fields(&given) {
+                    // What is accepted is within its documented bounds.
+                    proptest::prop_assert!(
+                        policy.max_seconds > 0.0 && policy.max_seconds <= 86_400.0
+                    );
+                    proptest::prop_assert!(policy.min_labelled_rows >= 1);
+                    let _ = policy.thresholds();
+                }
+                Ok(())
+            })
+            .unwrap();
+        // And the documented example is accepted.
+        assert!(Policy::parse_fields(
+            &serde_json::json!({"action": "alert", "min_live_metric": 0.8})
+        )
+        .is_ok());
+    }
+}

@@ -1337,7 +1337,9 @@ pub(super) fn reproduce(model_id: i64, caller: &Caller) -> AmbientResult<Reprodu
     let reason = if identical && data_identical {
         "the same artifact, byte for byte".to_string()
     } else if identical {
-        format!("the same artifact, byte for byte, though the {read_from} now hashes to {data_sha256}")
+        format!(
+            "the same artifact, byte for byte, though the {read_from} now hashes to {data_sha256}"
+        )
     } else if !data_identical {
         format!(
             "the data changed: the {read_from} now hashes to {data_sha256}, and the model was trained on rows hashing to {original_data}{}",

@@ -14,11 +14,17 @@ const MAGIC: &[u8; 4] = b"AMBM";
 /// 1: 0.1.0's classification tree and OLS (still read, see `v1`);
 /// 2: every algorithm, named in the model.
 const FORMAT_VERSION: u16 = 2;
-/// Largest payload decoding may allocate for: bytea's own limit.
-const DECODE_LIMIT: usize = 1 << 30;
+/// Most a payload may claim (the memory its collections and strings take
+/// once decoded) per byte of its encoding, beyond `CLAIM_SLACK`: a length
+/// prefix that claims more than its bytes could hold is refused before
+/// anything is allocated for it. An honest model claims far less: its
+/// densest collections (lists of empty strings or vectors, 24 bytes in
+/// memory for 1 encoded) stay under 24.
+const CLAIM_PER_BYTE: usize = 32;
+const CLAIM_SLACK: usize = 1 << 20;
 
-fn config() -> impl bincode::config::Config {
-    bincode::config::standard().with_limit::<DECODE_LIMIT>()
+fn config() -> bincode::config::Configuration {
+    bincode::config::standard()
 }
 
 pub fn encode(model: &Model) -> MlResult<Vec<u8>> {
@@ -60,8 +66,29 @@ fn corrupt<T>(what: impl std::fmt::Display) -> MlResult<T> {
     )))
 }
 
+/// Decodes a payload under a claim limit proportional to its length
+/// (`CLAIM_PER_BYTE`): bincode's limit is a constant, so one of a few
+/// limits, each at most twice what the payload needs, is chosen.
 fn decode_payload<T: serde::de::DeserializeOwned>(payload: &[u8]) -> MlResult<T> {
-    match bincode::serde::decode_from_slice(payload, config()) {
+    let claim = payload
+        .len()
+        .saturating_mul(CLAIM_PER_BYTE)
+        .saturating_add(CLAIM_SLACK);
+    match claim {
+        c if c <= 1 << 22 => decode_within::<T, { 1 << 22 }>(payload),
+        c if c <= 1 << 24 => decode_within::<T, { 1 << 24 }>(payload),
+        c if c <= 1 << 26 => decode_within::<T, { 1 << 26 }>(payload),
+        c if c <= 1 << 28 => decode_within::<T, { 1 << 28 }>(payload),
+        c if c <= 1 << 30 => decode_within::<T, { 1 << 30 }>(payload),
+        c if c <= 1 << 32 => decode_within::<T, { 1 << 32 }>(payload),
+        _ => decode_within::<T, { 1 << 34 }>(payload),
+    }
+}
+
+fn decode_within<T: serde::de::DeserializeOwned, const LIMIT: usize>(
+    payload: &[u8],
+) -> MlResult<T> {
+    match bincode::serde::decode_from_slice(payload, config().with_limit::<LIMIT>()) {
         Ok((value, used)) if used == payload.len() => Ok(value),
         Ok(_) => corrupt("trailing bytes"),
         Err(e) => corrupt(e),

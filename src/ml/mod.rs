@@ -8,6 +8,8 @@ pub mod dataset;
 pub mod drift;
 pub mod error;
 pub mod explain;
+#[cfg(test)]
+pub(crate) mod fuzz;
 pub mod hyperparams;
 pub mod live;
 pub mod metrics;
