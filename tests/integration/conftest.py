@@ -4,6 +4,7 @@ installed. PGHOST and PGPORT come from scripts/config.sh via the Makefile."""
 
 import os
 import pathlib
+import shutil
 import subprocess
 
 import psycopg
@@ -55,3 +56,45 @@ def train_tree_and_stump(dbname: str) -> int:
         return conn.execute(
             "SELECT model_id FROM ambient.train('iris', relation => 'iris', "
             "hyperparams => '{\"max_depth\": 1}', deploy => 'never', algorithm => 'decision_tree')").fetchone()[0]
+
+
+PRIVATE_PORT = int(os.environ["PGPORT"]) + 2
+PRIVATE_DIR = ROOT / "target" / "ambient-private"
+
+
+def as_postgres(*command):
+    result = subprocess.run(["runuser", "-u", "postgres", "--", "env", "-u", "RUST_BACKTRACE", *command],
+                            capture_output=True, text=True, check=False)
+    assert result.returncode == 0, f"{command[0]} failed:\n{result.stdout}\n{result.stderr}"
+    return result.stdout
+
+
+def pg_ctl(*args):
+    return as_postgres(str(PGBIN / "pg_ctl"), "-D", str(PRIVATE_DIR), *args)
+
+
+def stop_private():
+    if (PRIVATE_DIR / "PG_VERSION").exists():
+        subprocess.run(["runuser", "-u", "postgres", "--", str(PGBIN / "pg_ctl"), "-D", str(PRIVATE_DIR),
+                        "-m", "immediate", "stop"], capture_output=True, check=False)
+    shutil.rmtree(PRIVATE_DIR, ignore_errors=True)
+
+
+@pytest.fixture
+def private_cluster(database):
+    """Makes a copy of the test cluster as it is now (pg_basebackup),
+    running on its own port, which a test may stop, crash and edit below
+    Postgres; returns its dsn for `database`."""
+    def copy():
+        stop_private()
+        PRIVATE_DIR.mkdir(mode=0o700, parents=True)
+        shutil.chown(PRIVATE_DIR, "postgres", "postgres")
+        as_postgres(str(PGBIN / "pg_basebackup"), "-h", os.environ.get("PGHOST", "/tmp"),
+                    "-p", os.environ["PGPORT"], "-U", "postgres", "-D", str(PRIVATE_DIR), "-X", "stream",
+                    "-c", "fast")
+        with open(PRIVATE_DIR / "postgresql.conf", "a") as conf:
+            conf.write(f"\nport = {PRIVATE_PORT}\n")
+        pg_ctl("-l", str(PRIVATE_DIR / "server.log"), "-w", "start")
+        return f"host={os.environ.get('PGHOST', '/tmp')} port={PRIVATE_PORT} user=postgres dbname={database}"
+    yield copy
+    stop_private()

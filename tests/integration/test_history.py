@@ -4,57 +4,13 @@ up in verify_audit(); concurrent commits chain in commit order, under READ
 COMMITTED and REPEATABLE READ; readers see only what they may read; the
 source guard holds for roles and feature sets."""
 
-import os
-import shutil
 import subprocess
 import threading
 
 import psycopg
 import pytest
 
-from conftest import PGBIN, ROOT, connect, dsn, psql
-
-PRIVATE_PORT = int(os.environ["PGPORT"]) + 2
-PRIVATE_DIR = ROOT / "target" / "ambient-private"
-
-
-def as_postgres(*command):
-    result = subprocess.run(["runuser", "-u", "postgres", "--", "env", "-u", "RUST_BACKTRACE", *command],
-                            capture_output=True, text=True, check=False)
-    assert result.returncode == 0, f"{command[0]} failed:\n{result.stdout}\n{result.stderr}"
-    return result.stdout
-
-
-def pg_ctl(*args):
-    return as_postgres(str(PGBIN / "pg_ctl"), "-D", str(PRIVATE_DIR), *args)
-
-
-def stop_private():
-    if (PRIVATE_DIR / "PG_VERSION").exists():
-        subprocess.run(["runuser", "-u", "postgres", "--", str(PGBIN / "pg_ctl"), "-D", str(PRIVATE_DIR),
-                        "-m", "immediate", "stop"], capture_output=True, check=False)
-    shutil.rmtree(PRIVATE_DIR, ignore_errors=True)
-
-
-@pytest.fixture
-def private_cluster(database):
-    """Makes a copy of the test cluster as it is now (pg_basebackup),
-    running on its own port, which a test may stop, crash and edit below
-    Postgres; returns its dsn for `database`."""
-    def copy():
-        stop_private()
-        PRIVATE_DIR.mkdir(mode=0o700, parents=True)
-        shutil.chown(PRIVATE_DIR, "postgres", "postgres")
-        as_postgres(str(PGBIN / "pg_basebackup"), "-h", os.environ.get("PGHOST", "/tmp"),
-                    "-p", os.environ["PGPORT"], "-U", "postgres", "-D", str(PRIVATE_DIR), "-X", "stream",
-                    "-c", "fast")
-        with open(PRIVATE_DIR / "postgresql.conf", "a") as conf:
-            conf.write(f"\nport = {PRIVATE_PORT}\n")
-        pg_ctl("-l", str(PRIVATE_DIR / "server.log"), "-w", "start")
-        return f"host={os.environ.get('PGHOST', '/tmp')} port={PRIVATE_PORT} user=postgres dbname={database}"
-    yield copy
-    stop_private()
-
+from conftest import PGBIN, PRIVATE_DIR, as_postgres, connect, dsn, pg_ctl, psql
 
 def verify(conninfo):
     with psycopg.connect(conninfo, autocommit=True) as conn:

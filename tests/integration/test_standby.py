@@ -9,17 +9,11 @@ import time
 import psycopg
 import pytest
 
-from conftest import PGBIN, ROOT, connect, train_tree_and_stump
+from conftest import PGBIN, ROOT, as_postgres, connect, train_tree_and_stump
 
 STANDBY_PORT = int(os.environ["PGPORT"]) + 1
 STANDBY_DIR = ROOT / "target" / "ambient-standby"
 POINT = [7.7, 3.0, 6.1, 2.3]
-
-
-def as_postgres(*command):
-    result = subprocess.run(["runuser", "-u", "postgres", "--", "env", "-u", "RUST_BACKTRACE", *command],
-                            capture_output=True, text=True, check=False)
-    assert result.returncode == 0, f"{command[0]} failed:\n{result.stderr}"
 
 
 def stop_standby():
