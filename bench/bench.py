@@ -47,8 +47,15 @@ features: 3 feature sets with 10M history rows in all (200k customers)
     attached to a project whose model looks its features up, against the
     same into a plain table.
 
-`--only writes`, `--only scale`, `--only per-row` and `--only features` run
-one comparison alone and print it, without touching bench/README.md.
+churn (bench/churn.py): pgbench, 8 clients, predicting (then inserting one
+row into an attached table) for 60 s quiet, then 60 s while a ninth session
+deploys and rolls back every second and deploys a third model in
+transactions it rolls back; failed transactions and answers from a model
+that was never committed must be 0.
+
+`--only writes`, `--only scale`, `--only per-row`, `--only features` and
+`--only churn` run one comparison alone and print it, without touching
+bench/README.md.
 """
 
 import json
@@ -712,6 +719,32 @@ def release_lines(current, current_tps, release, release_tps):
     return figures, ratios
 
 
+CHURN_SECONDS = int(os.environ.get("AMBIENT_BENCH_CHURN_SECONDS", 60))
+
+
+def churn_lines():
+    """bench/churn.py for CHURN_SECONDS, predicting then inserting: 8
+    pgbench clients quiet, then with a ninth session deploying and rolling
+    back every second."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    import churn
+    figures, ratios = [], []
+    for mode in ("predict", "insert"):
+        log(f"bench: {mode} under deploys and rollbacks, {CHURN_SECONDS}s quiet then {CHURN_SECONDS}s churning")
+        got = churn.run(DSN, PGBIN, ROOT / "target" / "bench", CHURN_SECONDS, mode)
+        what = "predict('churn', ARRAY[2 constants])" if mode == "predict" else "INSERT of one row into an attached table"
+        figures.append((f"pgbench TPS, {what}: quiet / a ninth session deploying and rolling back every second",
+                        f"{got['quiet_tps']:.0f} / {got['tps']:.0f} ({got['deploys']} deploys, {got['rollbacks']} "
+                        f"rollbacks, {got['rolled_back']} deploys rolled back)"))
+        wrong = got.get("wrong_rows", 0)
+        errors = (got["failed"] or 0) + (1 if got["aborted"] else 0) + wrong
+        figures.append((f"{what} under deploys: failed transactions, aborted clients, answers from an "
+                        f"uncommitted model", f"{got['failed']}, {int(got['aborted'])}, {wrong}"))
+        ratios.append((f"{what}: TPS while deploying / quiet", got["tps"] / got["quiet_tps"], None))
+        ratios.append((f"{what} under deploys: errors and wrong answers, target 0", errors, errors == 0))
+    return figures, ratios
+
+
 def print_lines(figures, ratios):
     """One section's figures and ratios, for the `--only` runs."""
     for name, value in figures:
@@ -755,6 +788,10 @@ def main():
             conn.execute("CREATE EXTENSION pg_ambient")
         print_lines(*features_side_by_side())
         return
+    if sys.argv[1:] == ["--only", "churn"]:
+        setup()
+        print_lines(*churn_lines())
+        return
     if sys.argv[1:] == ["--only", "writes"]:
         setup()
         figures, ratios = write_lines(writes_side_by_side())
@@ -786,6 +823,7 @@ def main():
     feature_figures, feature_ratios = features_side_by_side()
     log("bench: the default learner at scale, side by side")
     scale_figures, scale_ratios = scale_lines(scale_side_by_side())
+    churn_figures, churn_ratios = churn_lines()
 
     assert b_sum == c_sum == e["checksum"], (b_sum, c_sum, e)
     figures = [
@@ -812,7 +850,7 @@ def main():
                         "(of which scikit-learn's predict) / the stored model in plain Rust, one thread (floor)",
                         f"{ours:.2f} s ({ours / ROWS * 1e6:.2f} µs a row) / {theirs:.2f} s ({their_predict:.2f} s) "
                         f"/ {rust:.2f} s"))
-    figures += release_figures + write_figures + feature_figures + scale_figures
+    figures += release_figures + write_figures + feature_figures + scale_figures + churn_figures
     ratios = [
         ("(b)/(e) (cost of being in Postgres)", b / e["seconds"], None),
         ("single-row TPS, pinned / bare, target >= 0.8", tps["pinned"] / tps["bare"], tps["pinned"] / tps["bare"] >= 0.8),
@@ -849,7 +887,7 @@ def main():
     ratios += [("(b)/(a), array form, target <= 1.3", b / a, b / a <= 1.3),
                ("(c)/(a), row form, target <= 1.5", c / a, c / a <= 1.5),
                ("(d)/(b), export / array form, target >= 15", d / b, d / b >= 15)]
-    ratios += release_ratios + write_ratios + feature_ratios + scale_ratios
+    ratios += release_ratios + write_ratios + feature_ratios + scale_ratios + churn_ratios
     lines = [f"Measured {time.strftime('%Y-%m-%d')} on {machine()}, {ROWS} rows; (a)-(c) median of {REPEATS} "
              f"interleaved rounds, pgbench (-M prepared -c 8 -j 2) median of {PGBENCH_ROUNDS} alternating "
              f"{PGBENCH_SECONDS}s rounds, training once per size.", "",

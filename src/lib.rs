@@ -14,6 +14,8 @@ mod source;
 pgrx::pg_module_magic!();
 
 extension_sql_file!("../sql/catalog.sql", name = "catalog", bootstrap);
+// What \df+ and \d+ show: after every function exists.
+extension_sql_file!("../sql/comments.sql", name = "comments", finalize);
 
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {

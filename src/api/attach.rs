@@ -1328,5 +1328,4 @@ CREATE EVENT TRIGGER ambient_forget_dropped_attachments ON sql_drop
 "#,
     name = "attachment_event_triggers",
     requires = [check_attached_tables, attached_objects_dropped],
-    finalize
 );

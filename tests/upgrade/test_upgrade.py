@@ -31,6 +31,9 @@ members AS (
    WHERE refclassid = 'pg_extension'::regclass AND refobjid = ext.oid AND deptype = 'e')
 SELECT 'member ' || pg_describe_object(classid, objid, 0) FROM members
 UNION ALL
+SELECT format('comment on %s: %s', pg_describe_object(classid, objid, 0), obj_description(objid, classid::regclass::text))
+  FROM members WHERE obj_description(objid, classid::regclass::text) IS NOT NULL
+UNION ALL
 SELECT 'function ' || pg_get_functiondef(p.oid) || ' acl=' || coalesce(p.proacl::text, '-')
        || ' cost=' || p.procost
   FROM pg_proc p JOIN members m ON m.classid = 'pg_proc'::regclass AND m.objid = p.oid

@@ -75,3 +75,15 @@ ALTER TABLE blooms DROP COLUMN note;
 SELECT array_length(ambient.release('hist', 'moving to a new table'), 1) AS released;
 ALTER TABLE blooms RENAME TO old_blooms;
 SELECT action, reason FROM ambient.audit WHERE project = 'hist' ORDER BY position DESC LIMIT 1;
+
+-- Every schema, function, table and view of the extension says what it is
+-- for, in \df+ and \d+.
+SELECT pg_describe_object(d.classid, d.objid, 0) AS undocumented
+  FROM pg_depend d JOIN pg_extension e ON e.oid = d.refobjid AND e.extname = 'pg_ambient'
+ WHERE d.deptype = 'e'
+   AND d.classid IN ('pg_proc'::regclass, 'pg_namespace'::regclass, 'pg_class'::regclass)
+   AND (d.classid <> 'pg_class'::regclass
+        OR (SELECT relkind FROM pg_class WHERE oid = d.objid) IN ('r', 'v'))
+   AND obj_description(d.objid, d.classid::regclass::text) IS NULL
+ ORDER BY 1;
+SELECT obj_description('ambient.log(text)'::regprocedure, 'pg_proc') AS log_says;
