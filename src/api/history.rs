@@ -282,7 +282,22 @@ fn diff_models(a_id: i64, b_id: i64) -> AmbientResult<Vec<DiffRow>> {
         "hyperparameter",
         changed_leaves("hyperparameter", &a["hyperparams"], &b["hyperparams"]),
     ));
-    rows.extend(or_unchanged("feature", feature_changes(&a, &b)));
+    let mut features = feature_changes(&a, &b);
+    // Whether each takes the project's input contract (the positions the
+    // array forms of predict pass), when they differ in that.
+    let takes_contract = |m: &serde_json::Value| {
+        let contract = serde_json::json!(project_b.features);
+        Some(if m["features"] == contract { "yes" } else { "no" }.to_string())
+    };
+    if takes_contract(&a) != takes_contract(&b) {
+        features.push((
+            "feature".to_string(),
+            "(takes the input contract)".to_string(),
+            takes_contract(&a),
+            takes_contract(&b),
+        ));
+    }
+    rows.extend(or_unchanged("feature", features));
     rows.extend(or_unchanged(
         "preprocessing",
         changed_leaves("preprocessing", &a["preprocessing"], &b["preprocessing"]),

@@ -10,7 +10,7 @@ import threading
 import psycopg
 import pytest
 
-from conftest import PGBIN, PRIVATE_DIR, as_postgres, connect, dsn, pg_ctl, psql
+from conftest import PGBIN, PRIVATE_DIR, as_postgres, connect, dsn, pg_ctl, psql, train_tree_and_stump
 
 def verify(conninfo):
     with psycopg.connect(conninfo, autocommit=True) as conn:
@@ -210,3 +210,93 @@ def test_the_guard_keeps_a_feature_sets_view_source(database):
         conn.execute("ALTER TABLE petal_query_src ADD COLUMN note text")
         conn.execute("SELECT ambient.drop_feature_set('petal_q')")
         conn.execute("DROP TABLE petal_query_src")
+
+
+def test_a_tag_moves_atomically_under_predicting_sessions(database):
+    """Four sessions predict by tag while a fifth moves the tag back and
+    forth: every answer is one of the two tagged models', never an error."""
+    stump = train_tree_and_stump(database)
+    point = [6.3, 2.5, 5.0, 1.9]
+    with connect(database, autocommit=True) as conn:
+        tree = conn.execute("SELECT model_id FROM ambient.models WHERE project = 'iris' AND live").fetchone()[0]
+        answers = {m: conn.execute("SELECT ambient.predict_proba(%s, %s::float8[])", [m, point]).fetchone()[0]
+                   for m in (tree, stump)}
+        assert answers[tree] != answers[stump]
+        conn.execute("SELECT ambient.tag(%s, 'champion')", [tree])
+    seen, errors, stop = [], [], threading.Event()
+
+    def predict():
+        try:
+            with connect(database, autocommit=True) as conn:
+                while not stop.is_set():
+                    seen.append(conn.execute("SELECT ambient.predict_proba('iris@champion', %s::float8[])",
+                                             [point]).fetchone()[0])
+        except Exception as e:  # noqa: BLE001 (reported below)
+            errors.append(e)
+
+    readers = [threading.Thread(target=predict) for _ in range(4)]
+    for r in readers:
+        r.start()
+    with connect(database, autocommit=True) as conn:
+        for i in range(40):
+            conn.execute("SELECT ambient.tag(%s, 'champion')", [stump if i % 2 == 0 else tree])
+    stop.set()
+    for r in readers:
+        r.join()
+    assert not errors, errors
+    assert seen and all(answer in answers.values() for answer in seen)
+    # Both were served while the tag moved, and all 41 moves are audited.
+    assert {tuple(a) for a in seen} == {tuple(a) for a in answers.values()}
+    with connect(database) as conn:
+        assert conn.execute("SELECT count(*) FROM ambient.audit WHERE action = 'tag'").fetchone()[0] == 41
+
+
+def test_a_copy_of_rows_is_read_under_the_projects_rules_survives_dump_and_reproduces(database, tmp_path):
+    psql(database, """
+        SET ambient.progress = off;
+        CREATE TABLE blooms AS SELECT * FROM iris;
+        SELECT * FROM ambient.train('kept', relation => 'blooms', target => 'species',
+                                    algorithm => 'random_forest', snapshot => 'copy');
+        DROP ROLE IF EXISTS copy_reader; DROP ROLE IF EXISTS copy_stranger;
+        CREATE ROLE copy_reader; CREATE ROLE copy_stranger;
+        SELECT ambient.grant('kept', 'copy_reader', 'read');
+        -- The source goes: the copy is what is left of the rows.
+        SELECT ambient.release('kept');
+        DROP TABLE blooms;
+    """, "-q")
+    try:
+        with connect(database, autocommit=True) as conn:
+            copy, model = conn.execute("SELECT copy::text, model_id FROM ambient.model_snapshots "
+                                       "WHERE project = 'kept'").fetchone()
+            for role, rows in (("copy_reader", 150), ("copy_stranger", 0)):
+                conn.execute(f"SET ROLE {role}")
+                assert conn.execute(f"SELECT count(*) FROM {copy}").fetchone()[0] == rows, role
+                conn.execute("RESET ROLE")
+            assert conn.execute("SELECT identical, read_from FROM ambient.reproduce(%s)",
+                                [model]).fetchone() == (True, "copy")
+        dump = tmp_path / "copy.dump"
+        subprocess.run([str(PGBIN / "pg_dump"), "-Fc", "-f", str(dump), dsn(database)], check=True)
+        restored = database + "_restored"
+        with psycopg.connect(dsn("postgres"), autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{restored}" WITH (FORCE)')
+            conn.execute(f'CREATE DATABASE "{restored}"')
+        subprocess.run([str(PGBIN / "pg_restore"), "--exit-on-error", "-d", dsn(restored), str(dump)], check=True)
+        with connect(restored, autocommit=True) as conn:
+            assert conn.execute(f"SELECT count(*) FROM {copy}").fetchone()[0] == 150
+            conn.execute("SET ROLE copy_stranger")
+            assert conn.execute(f"SELECT count(*) FROM {copy}").fetchone()[0] == 0
+            conn.execute("RESET ROLE")
+            assert conn.execute("SELECT identical, read_from FROM ambient.reproduce(%s)",
+                                [model]).fetchone() == (True, "copy")
+            # Dropping the model drops its copy.
+            conn.execute("SELECT ambient.drop_project('kept', force => true)")
+            assert conn.execute("SELECT to_regclass(%s)", [copy]).fetchone()[0] is None
+        # A copy past the quota is refused, and leaves nothing behind.
+        with connect(database, autocommit=True) as conn:
+            conn.execute("SET ambient.snapshot_copy_quota = '8kB'")
+            with pytest.raises(psycopg.errors.ProgramLimitExceeded, match="snapshot_copy_quota"):
+                conn.execute("SELECT * FROM ambient.train('kept', relation => 'iris', snapshot => 'copy')")
+            assert conn.execute("SELECT count(*) FROM pg_class WHERE relnamespace = "
+                                "'ambient_snapshots'::regnamespace AND relkind = 'r'").fetchone()[0] == 1
+    finally:
+        psql(database, "DROP OWNED BY copy_reader, copy_stranger; DROP ROLE copy_reader, copy_stranger;", "-q")
