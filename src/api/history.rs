@@ -287,7 +287,14 @@ fn diff_models(a_id: i64, b_id: i64) -> AmbientResult<Vec<DiffRow>> {
     // array forms of predict pass), when they differ in that.
     let takes_contract = |m: &serde_json::Value| {
         let contract = serde_json::json!(project_b.features);
-        Some(if m["features"] == contract { "yes" } else { "no" }.to_string())
+        Some(
+            if m["features"] == contract {
+                "yes"
+            } else {
+                "no"
+            }
+            .to_string(),
+        )
     };
     if takes_contract(&a) != takes_contract(&b) {
         features.push((
