@@ -288,15 +288,16 @@ pub fn relations_of_query(query: &str) -> AmbientResult<Vec<pg_sys::Oid>> {
     })
 }
 
-/// The source's columns and their types (`format_type`), as it reads now.
-pub fn column_types(source: &Source) -> AmbientResult<Vec<(String, String)>> {
-    columns(source)?
+/// The source's columns and their types, as it reads now.
+pub fn column_types(source: &Source) -> AmbientResult<Vec<(String, pg_sys::Oid)>> {
+    Ok(columns(source)?
         .into_iter()
-        .map(|c| Ok((c.name, type_name(c.type_oid)?)))
-        .collect()
+        .map(|c| (c.name, c.type_oid))
+        .collect())
 }
 
-fn type_name(oid: pg_sys::Oid) -> AmbientResult<String> {
+/// A type as a model records its features' (`format_type`).
+pub fn type_name(oid: pg_sys::Oid) -> AmbientResult<String> {
     Ok(Spi::connect(|client| {
         client
             .select(

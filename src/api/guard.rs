@@ -78,6 +78,7 @@ pub(super) fn check_changed(relation: pg_sys::Oid) -> AmbientResult<()> {
             &reader.source_kind,
             &reader.source,
             &reader.columns,
+            source::type_name,
         )? {
             return Err(refusal(what(), &reader, &problem));
         }
@@ -106,7 +107,9 @@ pub(super) fn check_changed(relation: pg_sys::Oid) -> AmbientResult<()> {
             crate::catalog::attachments::relation_name(set.source_relation.unwrap_or(relation))
                 .unwrap_or_default()
         };
-        if let Some(problem) = still_reads(&set.author(), kind, &text, &columns)? {
+        // A set records its types schema-qualified.
+        let qualified = |oid| Ok(super::attach::type_name(oid, -1, true));
+        if let Some(problem) = still_reads(&set.author(), kind, &text, &columns, qualified)? {
             return Err(set_refusal(what(), &set, &problem));
         }
     }
@@ -114,13 +117,15 @@ pub(super) fn check_changed(relation: pg_sys::Oid) -> AmbientResult<()> {
 }
 
 /// Why a stored source (`kind`, `text`) no longer gives `columns` with
-/// their types when `author` reads it now, or `None` if it does. A source
-/// that fails to resolve or parse is a problem, not an error.
+/// their types (as `type_name` names them, the way they were recorded)
+/// when `author` reads it now, or `None` if it does. A source that fails to
+/// resolve or parse is a problem, not an error.
 fn still_reads(
     author: &Author,
     kind: &str,
     text: &str,
     columns: &[(String, Option<String>)],
+    type_name: impl Fn(pg_sys::Oid) -> AmbientResult<String>,
 ) -> AmbientResult<Option<String>> {
     let read = rolled_back(|| {
         as_author(author, || {
@@ -147,8 +152,9 @@ fn still_reads(
     for (column, recorded) in columns {
         match now.iter().find(|(name, _)| name == column) {
             None => return Ok(Some(format!("it reads column \"{column}\""))),
-            Some((_, found)) => {
-                if let Some(recorded) = recorded.as_ref().filter(|r| *r != found) {
+            Some((_, type_oid)) => {
+                let found = type_name(*type_oid)?;
+                if let Some(recorded) = recorded.as_ref().filter(|r| **r != found) {
                     return Ok(Some(format!(
                         "it reads column \"{column}\" as {recorded}, not {found}"
                     )));

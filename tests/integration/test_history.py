@@ -195,9 +195,9 @@ def test_the_guard_keeps_a_feature_sets_view_source(database):
         CREATE TABLE petals AS SELECT id, now() - id * interval '1 hour' AS seen_at, petal_length FROM iris;
         CREATE VIEW petal_view AS SELECT id, seen_at, petal_length FROM petals;
         SELECT feature_set FROM ambient.create_feature_set('petal_set', 'petal_view', '{id}', 'seen_at');
-        CREATE TABLE petal_query_src AS SELECT * FROM petals;
+        CREATE TABLE petal_query_src AS SELECT *, 'long'::text AS kind FROM petals;
         SELECT feature_set FROM ambient.create_feature_set(
-            'petal_q', 'SELECT id, seen_at, petal_length FROM petal_query_src', '{id}', 'seen_at');
+            'petal_q', 'SELECT id, seen_at, petal_length, kind FROM petal_query_src', '{id}', 'seen_at');
     """, "-q")
     with connect(database, autocommit=True) as conn:
         for statement in ["DROP VIEW petal_view",
@@ -207,7 +207,10 @@ def test_the_guard_keeps_a_feature_sets_view_source(database):
                           "ALTER TABLE petal_query_src RENAME COLUMN petal_length TO length"]:
             with pytest.raises(psycopg.errors.DependentObjectsStillExist, match="feature set"):
                 conn.execute(statement)
+        # A change that keeps what the sets read (a text column among them,
+        # which sets record schema-qualified) is fine.
         conn.execute("ALTER TABLE petal_query_src ADD COLUMN note text")
+        conn.execute("ALTER TABLE petals ADD PRIMARY KEY (id)")
         conn.execute("SELECT ambient.drop_feature_set('petal_q')")
         conn.execute("DROP TABLE petal_query_src")
 
