@@ -1116,6 +1116,7 @@ CREATE TABLE ambient.audit_log (
     project       text,
     project_id    bigint,
     feature_set   text,
+    feature_set_id bigint,
     model_id      bigint,
     reason        text,
     details       jsonb NOT NULL DEFAULT '{}',
@@ -1127,6 +1128,7 @@ CREATE TABLE ambient.audit_log (
     entry_sha256  text
 );
 CREATE INDEX ON ambient.audit_log (project_id, id);
+CREATE INDEX ON ambient.audit_log (model_id);
 SELECT pg_catalog.pg_extension_config_dump('ambient.audit_log', '');
 SELECT pg_catalog.pg_extension_config_dump('ambient.audit_log_id_seq', '');
 REVOKE ALL ON ambient.audit_log FROM PUBLIC;
@@ -1139,7 +1141,7 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
 SELECT pg_catalog.encode(pg_catalog.sha256(pg_catalog.convert_to(pg_catalog.jsonb_build_array(
            e.position, pg_catalog.extract('epoch', e.at)::pg_catalog.text, e.xid::pg_catalog.text,
            e.role, e.session_role, pg_catalog.host(e.client_addr), e.application, e.action, e.project, e.project_id,
-           e.feature_set, e.model_id, e.reason, e.details, e.prev_sha256)::pg_catalog.text, 'UTF8')), 'hex')
+           e.feature_set, e.feature_set_id, e.model_id, e.reason, e.details, e.prev_sha256)::pg_catalog.text, 'UTF8')), 'hex')
 $$;
 
 -- No UPDATE, DELETE or TRUNCATE, by anyone. The one update allowed is the
@@ -1151,11 +1153,11 @@ BEGIN
     IF TG_OP = 'UPDATE' AND OLD.position IS NULL AND NEW.position IS NOT NULL
        AND OLD.xid = pg_current_xact_id_if_assigned()
        AND (NEW.id, NEW.at, NEW.xid, NEW.role, NEW.session_role, NEW.client_addr, NEW.application, NEW.action,
-            NEW.project, NEW.project_id, NEW.feature_set, NEW.model_id, NEW.reason, NEW.details,
+            NEW.project, NEW.project_id, NEW.feature_set, NEW.feature_set_id, NEW.model_id, NEW.reason, NEW.details,
             NEW.owner)
            IS NOT DISTINCT FROM
            (OLD.id, OLD.at, OLD.xid, OLD.role, OLD.session_role, OLD.client_addr, OLD.application, OLD.action,
-            OLD.project, OLD.project_id, OLD.feature_set, OLD.model_id, OLD.reason, OLD.details,
+            OLD.project, OLD.project_id, OLD.feature_set, OLD.feature_set_id, OLD.model_id, OLD.reason, OLD.details,
             OLD.owner) THEN
         NEW.entry_sha256 := ambient.audit_entry_sha256(NEW);
         RETURN NEW;
@@ -1170,13 +1172,19 @@ CREATE TRIGGER audit_log_no_update BEFORE UPDATE OR DELETE ON ambient.audit_log
 CREATE TRIGGER audit_log_no_truncate BEFORE TRUNCATE ON ambient.audit_log
     FOR EACH STATEMENT EXECUTE FUNCTION ambient.audit_log_append_only();
 
+-- Committing audit entries take turns on this table's lock. It has no
+-- rows (nothing vacuums it), and only the extension owner may lock it.
+CREATE TABLE ambient.audit_chain_lock ();
+REVOKE ALL ON ambient.audit_chain_lock FROM PUBLIC;
+
 -- Chains an entry as its transaction commits (a deferred constraint
 -- trigger runs then, as the extension owner). The lock makes committing
--- entries take turns, held only from here to the commit; the previous
--- entry is read as committed now (ambient.audit_chain_head, under the
--- latest snapshot), so a REPEATABLE READ transaction chains after entries
--- committed since it began. An entry that comes chained (a restore) is
--- kept as it is.
+-- entries take turns, held from here to the commit (longer only in a
+-- transaction that runs SET CONSTRAINTS ALL IMMEDIATE or PREPARE
+-- TRANSACTION after an audited change); the previous entry is read as
+-- committed now (ambient.audit_chain_head, under the latest snapshot), so
+-- a REPEATABLE READ transaction chains after entries committed since it
+-- began. An entry that comes chained (a restore) is kept as it is.
 CREATE FUNCTION ambient.chain_audit_entry() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -1185,7 +1193,7 @@ BEGIN
     IF NEW.position IS NOT NULL THEN
         RETURN NULL;
     END IF;
-    LOCK TABLE ambient.audit_log IN SHARE UPDATE EXCLUSIVE MODE;
+    LOCK TABLE ambient.audit_chain_lock IN EXCLUSIVE MODE;
     SELECT * INTO head FROM ambient.audit_chain_head();
     UPDATE ambient.audit_log
        SET position = coalesce(head.position, 0) + 1,
@@ -1196,6 +1204,8 @@ END
 $$;
 CREATE CONSTRAINT TRIGGER audit_log_chain AFTER INSERT ON ambient.audit_log
     DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION ambient.chain_audit_entry();
+-- Only the catalog's own triggers run these.
+REVOKE EXECUTE ON FUNCTION ambient.chain_audit_entry(), ambient.audit_log_append_only() FROM PUBLIC;
 ALTER TABLE ambient.audit_log ENABLE ALWAYS TRIGGER audit_log_no_update,
                               ENABLE ALWAYS TRIGGER audit_log_no_truncate,
                               ENABLE ALWAYS TRIGGER audit_log_chain;
@@ -1264,5 +1274,5 @@ SELECT a.position,
  WHERE EXISTS (SELECT 1 FROM pg_catalog.pg_roles o
                 WHERE o.oid = a.owner AND pg_catalog.pg_has_role(o.oid, 'USAGE'))
     OR a.project_id IN (SELECT r.project_id FROM ambient.readable_projects r)
-    OR a.feature_set IN (SELECT f.name FROM ambient.readable_feature_sets f);
+    OR a.feature_set_id IN (SELECT f.id FROM ambient.readable_feature_sets f);
 GRANT SELECT ON ambient.audit TO PUBLIC;

@@ -112,6 +112,7 @@ COMMENT ON TABLE ambient.feature_set_grants IS 'Who else may use a feature set';
 COMMENT ON TABLE ambient.training_set_store IS 'Training sets: spine, keys, features, as-of time, definition hash';
 COMMENT ON TABLE ambient.model_tags IS 'Tags: a name per project pointing at one model';
 COMMENT ON TABLE ambient.source_releases IS 'Live models whose sources the source guard no longer keeps (ambient.release)';
+COMMENT ON TABLE ambient.audit_chain_lock IS 'No rows: committing audit entries take turns on its lock';
 COMMENT ON TABLE ambient.audit_log IS 'Every change of state, append-only for every role and hash-chained (ambient.verify_audit)';
 
 -- Views (what roles read).

@@ -244,13 +244,31 @@ pub fn columns_to_read(req: &Request<'_>) -> AmbientResult<Vec<(String, String)>
     let target = find(req.target).ok_or_else(|| missing("target", req.target))?;
     let mut chosen = chosen_features(req, &columns, &missing)?;
     chosen.push(target.name.clone());
-    chosen
+    // Schema-qualified: the copy is made under the pinned search_path.
+    Ok(chosen
         .into_iter()
         .map(|name| {
             let type_oid = find(&name).map_or(pg_sys::Oid::INVALID, |c| c.type_oid);
-            Ok((name, type_name(type_oid)?))
+            let type_sql = sql_type_name(type_oid, -1, true);
+            (name, type_sql)
         })
-        .collect()
+        .collect())
+}
+
+/// Of `relations`, those whose owner has the privileges of `role` (the
+/// project's or feature set's owner): the ones the source guard keeps. A
+/// table someone else owns stays theirs to change, so no role can pin
+/// another's tables by training on them, and whoever the guard refuses may
+/// read the project and release it.
+pub fn guarded_by(relations: &[pg_sys::Oid], role: pg_sys::Oid) -> AmbientResult<Vec<pg_sys::Oid>> {
+    Ok(Spi::get_one_with_args::<Vec<pg_sys::Oid>>(
+        "SELECT COALESCE(pg_catalog.array_agg(c.oid ORDER BY c.oid), '{}')
+           FROM pg_catalog.pg_class c
+          WHERE c.oid OPERATOR(pg_catalog.=) ANY ($1)
+            AND pg_catalog.pg_has_role(c.relowner, $2, 'USAGE')",
+        &[relations.to_vec().into(), role.into()],
+    )?
+    .unwrap_or_default())
 }
 
 /// Every relation a SELECT's plan depends on.
@@ -294,6 +312,26 @@ pub fn column_types(source: &Source) -> AmbientResult<Vec<(String, pg_sys::Oid)>
         .into_iter()
         .map(|c| (c.name, c.type_oid))
         .collect())
+}
+
+/// A type's name with its modifier (`varchar(10)`), schema-qualified for
+/// SQL or as `\d` shows it for messages.
+pub fn sql_type_name(oid: pg_sys::Oid, typmod: i32, qualified: bool) -> String {
+    let qualify = if qualified {
+        pg_sys::FORMAT_TYPE_FORCE_QUALIFY
+    } else {
+        0
+    };
+    // SAFETY: format_type_extended returns a palloc'd string or raises.
+    unsafe {
+        std::ffi::CStr::from_ptr(pg_sys::format_type_extended(
+            oid,
+            typmod,
+            (pg_sys::FORMAT_TYPE_TYPEMOD_GIVEN | qualify) as u16,
+        ))
+        .to_string_lossy()
+        .into_owned()
+    }
 }
 
 /// A type as a model records its features' (`format_type`).

@@ -100,25 +100,7 @@ fn qualified(table: &PgRelation) -> String {
     )
 }
 
-/// A type's name with its modifier (`varchar(10)`), schema-qualified for
-/// SQL or as `\d` shows it for messages.
-pub(super) fn type_name(oid: pg_sys::Oid, typmod: i32, qualified: bool) -> String {
-    let qualify = if qualified {
-        pg_sys::FORMAT_TYPE_FORCE_QUALIFY
-    } else {
-        0
-    };
-    // SAFETY: format_type_extended returns a palloc'd string or raises.
-    unsafe {
-        CStr::from_ptr(pg_sys::format_type_extended(
-            oid,
-            typmod,
-            (pg_sys::FORMAT_TYPE_TYPEMOD_GIVEN | qualify) as u16,
-        ))
-        .to_string_lossy()
-        .into_owned()
-    }
-}
+pub(super) use crate::source::sql_type_name as type_name;
 
 /// Takes the relation by value: it is closed before the table is altered,
 /// which Postgres refuses while this session still has it open.
@@ -1248,7 +1230,8 @@ fn attached_objects_dropped(
 }
 
 fn forget_dropped(tables: &[Option<pg_sys::Oid>], names: &[Option<String>]) -> AmbientResult<()> {
-    let caller = Caller::current();
+    // The event trigger's function runs as the extension owner.
+    let caller = Caller::outer();
     let forgotten = |project_id: i64, table: Option<String>, why: &str| {
         let project = projects::name_of(project_id)?;
         let owner = projects::require(&project)?.owner;

@@ -360,6 +360,7 @@ fn create_set(
         (Named::Query(query), None) => source::relations_of_query(query)?,
         (Named::Relation { oid, .. }, None) => vec![*oid],
     };
+    let source_relations = source::guarded_by(&source_relations, caller.oid)?;
     as_extension_owner(|| {
         if projects::find(name)?.is_some() {
             return Err(AmbientError::duplicate_object(format!(
@@ -394,7 +395,7 @@ fn create_set(
         report_skipped(&set, refreshed.skipped);
         feature_sets::update_stats(&set, &caller_name)?;
         audit::record(
-            Entry::feature_set("create feature set", &caller_name, &set.name, set.owner).details(
+            Entry::feature_set("create feature set", &caller_name, &set.name, set.id, set.owner).details(
                 serde_json::json!({
                     "source_kind": set.source_kind,
                     "source": set.source,
@@ -525,7 +526,7 @@ fn refresh_feature_set(
         // A refresh that changed nothing is not a change of state.
         if refreshed.recorded > 0 || refreshed.superseded > 0 {
             audit::record(
-                Entry::feature_set("refresh feature set", &caller.name(), &set.name, set.owner)
+                Entry::feature_set("refresh feature set", &caller.name(), &set.name, set.id, set.owner)
                     .details(serde_json::json!({
                         "recorded": refreshed.recorded,
                         "superseded": refreshed.superseded,
@@ -583,6 +584,7 @@ fn drop_feature_set(name: &str) {
             "drop feature set",
             &caller.name(),
             &set.name,
+            set.id,
             set.owner,
         ))
     })
@@ -613,6 +615,7 @@ pub(super) fn change_grant(
                     if give { "grant" } else { "revoke" },
                     &caller.name(),
                     &set.name,
+                    set.id,
                     set.owner,
                 )
                 .details(serde_json::json!({ "role": role_name, "privilege": privilege.as_str() })),
@@ -825,7 +828,7 @@ fn create_training(
             &search_path,
         )?;
         audit::record(
-            Entry::feature_set("create training set", &caller_name, name, caller.oid).details(
+            Entry::training_set("create training set", &caller_name, name, caller.oid).details(
                 serde_json::json!({
                     "spine": spine.describe(),
                     "features": refs.iter().map(|r| format!("{}.{}", r.set, r.feature)).collect::<Vec<_>>(),
@@ -911,7 +914,7 @@ fn drop_training_set(name: &str) {
             .hint("its retrains read it; deploy another model or drop the project first"));
         }
         feature_sets::drop_training_set(&set)?;
-        audit::record(Entry::feature_set(
+        audit::record(Entry::training_set(
             "drop training set",
             &caller.name(),
             &set.name,

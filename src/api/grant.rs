@@ -8,7 +8,7 @@ use pgrx::prelude::*;
 
 use crate::catalog::audit::{self, Entry};
 use crate::catalog::projects::{self, Privilege};
-use crate::catalog::{as_extension_owner, Caller};
+use crate::catalog::{as_extension_owner, models, Caller};
 use crate::error::{AmbientError, AmbientResult, OrRaise};
 
 /// Lets `role` use `project`. Granting what a role already has is a notice,
@@ -43,6 +43,10 @@ fn change_grant(project: &str, role: &str, privilege: &str, give: bool) -> Ambie
         } else {
             projects::revoke(project.id, role_oid, privilege)?
         };
+        if changed && privilege == Privilege::Read {
+            // Copies of training rows follow the project's read rules.
+            models::share_copies_with(project.id, role_oid, give)?;
+        }
         if changed {
             audit::record(
                 Entry::project(

@@ -62,11 +62,11 @@ fn set_tag(model_id: i64, name: &str, on: bool) -> AmbientResult<()> {
         let project = lock_model_project(model_id, &caller)?;
         let by = caller.name();
         if on {
-            let before = models::set_tag(project.id, name, model_id, &by)?;
-            if before == Some(model_id) {
+            if models::tagged(project.id, name)? == Some(model_id) {
                 notice!("model {model_id} is already tagged \"{name}\"");
                 return Ok(());
             }
+            let before = models::set_tag(project.id, name, model_id, &by)?;
             if let Some(before) = before {
                 notice!("tag \"{name}\" moved from model {before} to model {model_id}");
             }
@@ -503,7 +503,11 @@ fn source_rows(a: &serde_json::Value, b: &serde_json::Value) -> Vec<DiffRow> {
             Some(ta.to_string()),
             Some(tb.to_string()),
         ));
-        let unified = similar::TextDiff::from_lines(ta, tb)
+        // Myers' algorithm is quadratic at worst: past a second, similar
+        // gives a coarser diff rather than keep the backend busy.
+        let unified = similar::TextDiff::configure()
+            .timeout(std::time::Duration::from_secs(1))
+            .diff_lines(ta, tb)
             .unified_diff()
             .context_radius(3)
             .header(&format!("model {}", a["id"]), &format!("model {}", b["id"]))

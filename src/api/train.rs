@@ -469,6 +469,14 @@ fn run(req: TrainRequest) -> AmbientResult<Outcome> {
     let existing = projects::find(&req.project)?;
     if let Some(p) = &existing {
         projects::authorize_train(p, &caller)?;
+    } else if req.project.contains('@') {
+        // 'project@tag' names a tagged model: a project so named could
+        // stand in for another project's tag.
+        return Err(AmbientError::invalid(format!(
+            "a new project's name cannot contain '@', got \"{}\"",
+            req.project
+        ))
+        .hint("'project@tag' names the model a tag points at"));
     } else if feature_sets::find(&req.project)?.is_some() {
         return Err(AmbientError::duplicate_object(format!(
             "\"{}\" is already a feature set's name",
@@ -743,6 +751,7 @@ fn run(req: TrainRequest) -> AmbientResult<Outcome> {
         },
     };
 
+    let source_relations = source::guarded_by(&source_relations, project.owner)?;
     as_extension_owner(|| {
         let snapshot_id = models::insert_snapshot(NewSnapshot {
             project_id: project.id,
@@ -756,6 +765,9 @@ fn run(req: TrainRequest) -> AmbientResult<Outcome> {
             source_relations: &source_relations,
             copy: copy.as_ref().map(|c| (c.snapshot_id, c.name.as_str())),
         })?;
+        if let Some(copy) = &copy {
+            models::share_copy(&copy.name, project.id)?;
+        }
         let (model_id, version) = models::insert(NewModel {
             project_id: project.id,
             algorithm: spec.name,
@@ -1175,18 +1187,22 @@ pub(super) fn score_on_test_rows_of(
         }
     }
     let budget = gucs::max_training_memory_bytes();
-    let read = source::load(&source::Request {
-        source: &request.source,
-        target: &project.target,
-        task: Some(project.task),
-        features: Some(&features),
-        limits: source::Limits {
-            max_rows: gucs::max_training_rows(),
-            max_bytes: budget,
-            max_classes: gucs::max_classes(),
-        },
-    });
-    let loaded_rows = as_author(&definition.author, || request.source.read(|| read))?;
+    // Read as the definition's author, with its rights only, never the
+    // caller's: whoever asks for a diff lends the stored query nothing.
+    let read = || {
+        source::load(&source::Request {
+            source: &request.source,
+            target: &project.target,
+            task: Some(project.task),
+            features: Some(&features),
+            limits: source::Limits {
+                max_rows: gucs::max_training_rows(),
+                max_bytes: budget,
+                max_classes: gucs::max_classes(),
+            },
+        })
+    };
+    let loaded_rows = as_author(&definition.author, || request.source.read(read))?;
     let data = &loaded_rows.dataset;
     let split = split::holdout(
         data,

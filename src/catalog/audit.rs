@@ -16,7 +16,9 @@ pub struct Entry<'a> {
     pub role: &'a str,
     /// The project (name and id) or feature set the change is about.
     pub project: Option<(&'a str, i64)>,
+    /// A feature set's (or a training set's) name, and a feature set's id.
     pub feature_set: Option<&'a str>,
+    pub feature_set_id: Option<i64>,
     /// The owner of that project or feature set, who keeps reading the
     /// entry after a drop.
     pub owner: Option<pg_sys::Oid>,
@@ -39,6 +41,7 @@ impl<'a> Entry<'a> {
             role,
             project: Some((project, project_id)),
             feature_set: None,
+            feature_set_id: None,
             owner: Some(owner),
             model_id: None,
             reason: None,
@@ -46,13 +49,29 @@ impl<'a> Entry<'a> {
         }
     }
 
-    /// An entry about feature or training set `name`, which `owner` owns.
-    pub fn feature_set(action: &'a str, role: &'a str, name: &'a str, owner: pg_sys::Oid) -> Self {
+    /// An entry about feature set `name` (id `id`), which `owner` owns.
+    pub fn feature_set(
+        action: &'a str,
+        role: &'a str,
+        name: &'a str,
+        id: i64,
+        owner: pg_sys::Oid,
+    ) -> Self {
+        Entry {
+            feature_set_id: Some(id),
+            ..Entry::training_set(action, role, name, owner)
+        }
+    }
+
+    /// An entry about training set `name`, which `owner` owns: readable
+    /// by roles with the owner's rights only.
+    pub fn training_set(action: &'a str, role: &'a str, name: &'a str, owner: pg_sys::Oid) -> Self {
         Entry {
             action,
             role,
             project: None,
             feature_set: Some(name),
+            feature_set_id: None,
             owner: Some(owner),
             model_id: None,
             reason: None,
@@ -83,8 +102,9 @@ pub fn record(entry: Entry<'_>) -> AmbientResult<()> {
     Spi::connect_mut(|client| {
         client.update(
             "INSERT INTO ambient.audit_log
-               (role, action, project, project_id, feature_set, model_id, reason, details, owner)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::pg_catalog.regrole)",
+               (role, action, project, project_id, feature_set, feature_set_id, model_id, reason,
+                details, owner)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::pg_catalog.regrole)",
             None,
             &[
                 entry.role.into(),
@@ -92,6 +112,7 @@ pub fn record(entry: Entry<'_>) -> AmbientResult<()> {
                 project.into(),
                 project_id.into(),
                 entry.feature_set.into(),
+                entry.feature_set_id.into(),
                 entry.model_id.into(),
                 entry.reason.into(),
                 JsonB(entry.details).into(),

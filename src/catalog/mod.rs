@@ -43,6 +43,16 @@ impl Caller {
         }
     }
 
+    /// The role the session acts as outside SECURITY DEFINER functions
+    /// (what SET ROLE set): who issued the DDL an event trigger, which runs
+    /// as the extension owner, acts on.
+    pub fn outer() -> Caller {
+        // SAFETY: reads a backend global.
+        Caller {
+            oid: unsafe { pg_sys::GetOuterUserId() },
+        }
+    }
+
     /// The role's name, recorded as `created_by`/`deployed_by`.
     pub fn name(&self) -> String {
         // SAFETY: GetUserNameFromId returns a palloc'd C string or raises.

@@ -338,10 +338,12 @@ pub fn is_in_deployment_history(model_id: i64) -> AmbientResult<bool> {
 /// Deletes a model and, with it, its snapshot and the copy of its rows.
 /// Call inside `as_extension_owner`.
 pub fn delete(model_id: i64) -> AmbientResult<()> {
+    // A copy dropped by hand (by a superuser) is gone already.
     drop_copies(
-        "SELECT s.copy::pg_catalog.text FROM ambient.model_store m
+        "SELECT c.oid::pg_catalog.regclass::pg_catalog.text FROM ambient.model_store m
            JOIN ambient.snapshots s ON s.id OPERATOR(pg_catalog.=) m.snapshot_id
-          WHERE m.id OPERATOR(pg_catalog.=) $1 AND s.copy IS NOT NULL",
+           JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) s.copy::pg_catalog.oid
+          WHERE m.id OPERATOR(pg_catalog.=) $1",
         model_id,
     )?;
     Spi::connect_mut(|client| {
@@ -584,24 +586,71 @@ pub fn create_copy(
         .join(", ");
     Spi::run(&format!(
         "CREATE TABLE {name} ({definition});
-         ALTER TABLE {name} ENABLE ROW LEVEL SECURITY;
-         CREATE POLICY readers ON {name} FOR SELECT
-             USING (EXISTS (SELECT 1 FROM ambient.model_snapshots s
-                             WHERE s.snapshot_id OPERATOR(pg_catalog.=) {id}));
-         CREATE POLICY reader ON {name} FOR INSERT TO {reader} WITH CHECK (true);
          REVOKE ALL ON {name} FROM PUBLIC;
-         GRANT SELECT ON {name} TO PUBLIC;
          GRANT INSERT ON {name} TO {reader}",
         reader = quote_identifier(role_name(reader)),
     ))?;
     Ok((id, name))
 }
 
+/// Lets the project's owning role, and every role granted 'read' on it,
+/// read a copy: the project's read rules, as grants Postgres checks.
+/// Call inside `as_extension_owner`, once the project exists.
+pub fn share_copy(name: &str, project_id: i64) -> AmbientResult<()> {
+    let readers: Vec<pg_sys::Oid> = Spi::connect(|client| {
+        client
+            .select(
+                "SELECT owner::pg_catalog.oid FROM ambient.projects WHERE id OPERATOR(pg_catalog.=) $1
+                 UNION
+                 SELECT grantee::pg_catalog.oid FROM ambient.project_grants
+                  WHERE project_id OPERATOR(pg_catalog.=) $1 AND privilege OPERATOR(pg_catalog.=) 'read'",
+                None,
+                &[project_id.into()],
+            )?
+            .map(|row| Ok(row.get::<pg_sys::Oid>(1)?.unwrap_or(pg_sys::Oid::INVALID)))
+            .collect::<AmbientResult<Vec<_>>>()
+    })?;
+    for reader in readers {
+        Spi::run(&format!(
+            "GRANT SELECT ON {name} TO {}",
+            quote_identifier(role_name(reader))
+        ))?;
+    }
+    Ok(())
+}
+
+/// Gives `grantee` (granted 'read') SELECT on every copy of the project,
+/// or takes it back. Call inside `as_extension_owner`.
+pub fn share_copies_with(project_id: i64, grantee: pg_sys::Oid, give: bool) -> AmbientResult<()> {
+    let copies: Vec<String> = Spi::connect(|client| {
+        client
+            .select(
+                "SELECT c.oid::pg_catalog.regclass::pg_catalog.text
+                   FROM ambient.snapshots s
+                   JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) s.copy::pg_catalog.oid
+                  WHERE s.project_id OPERATOR(pg_catalog.=) $1",
+                None,
+                &[project_id.into()],
+            )?
+            .map(|row| Ok(row.get::<String>(1)?.unwrap_or_default()))
+            .collect::<AmbientResult<Vec<_>>>()
+    })?;
+    let role = quote_identifier(role_name(grantee));
+    for copy in copies {
+        Spi::run(&if give {
+            format!("GRANT SELECT ON {copy} TO {role}")
+        } else {
+            format!("REVOKE SELECT ON {copy} FROM {role}")
+        })?;
+    }
+    Ok(())
+}
+
 /// Takes back the reader's right to write the copy; returns the bytes all
 /// copies take now.
 pub fn close_copy(name: &str, reader: pg_sys::Oid) -> AmbientResult<u64> {
     Spi::run(&format!(
-        "REVOKE INSERT ON {name} FROM {}; DROP POLICY reader ON {name}",
+        "REVOKE INSERT ON {name} FROM {}",
         quote_identifier(role_name(reader))
     ))?;
     Ok(Spi::get_one::<i64>(
@@ -614,8 +663,9 @@ pub fn close_copy(name: &str, reader: pg_sys::Oid) -> AmbientResult<u64> {
     .max(0) as u64)
 }
 
-/// Drops the copies `sql` (taking `arg`) names. Call inside
-/// `as_extension_owner`, before their snapshot rows go.
+/// Drops the copies `sql` (taking `arg`) names, as `regclass` texts of
+/// tables that exist. Call inside `as_extension_owner`, before their
+/// snapshot rows go.
 pub fn drop_copies(sql: &str, arg: i64) -> AmbientResult<()> {
     let copies: Vec<String> = Spi::connect(|client| {
         client
@@ -624,8 +674,7 @@ pub fn drop_copies(sql: &str, arg: i64) -> AmbientResult<()> {
             .collect::<AmbientResult<Vec<_>>>()
     })?;
     for copy in copies {
-        // A copy dropped by hand (a superuser) is gone already.
-        Spi::run(&format!("DROP TABLE IF EXISTS {copy}"))?;
+        Spi::run(&format!("DROP TABLE {copy}"))?;
     }
     Ok(())
 }

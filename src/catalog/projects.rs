@@ -324,8 +324,9 @@ pub fn set_contract(project_id: i64, model_id: i64) -> AmbientResult<()> {
 /// Call inside `as_extension_owner`.
 pub fn delete(id: i64) -> AmbientResult<()> {
     super::models::drop_copies(
-        "SELECT copy::pg_catalog.text FROM ambient.snapshots
-          WHERE project_id OPERATOR(pg_catalog.=) $1 AND copy IS NOT NULL",
+        "SELECT c.oid::pg_catalog.regclass::pg_catalog.text FROM ambient.snapshots s
+           JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) s.copy::pg_catalog.oid
+          WHERE s.project_id OPERATOR(pg_catalog.=) $1",
         id,
     )?;
     Spi::connect_mut(|client| {

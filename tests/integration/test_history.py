@@ -127,8 +127,11 @@ def test_concurrent_changes_chain_in_commit_order(database):
         try:
             with connect(database) as conn:
                 if k % 2:
-                    conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
+                    # psycopg opens the transaction: at this level, with
+                    # its snapshot taken before the others commit.
+                    conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
                     conn.execute("SELECT count(*) FROM ambient.audit").fetchone()
+                    assert conn.execute("SHOW transaction_isolation").fetchone()[0] == "repeatable read"
                 start.wait()
                 for i in range(10):
                     conn.execute("SELECT ambient.tag(%s, 'moving')", [models[k][i % 2]])
@@ -178,6 +181,28 @@ def test_readers_see_only_what_they_may_read(database):
                 conn.execute("SELECT ambient.release('iris')")
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
                 conn.execute("SELECT * FROM ambient.diff(1, 2)")
+            # Nor can it take the audit chain's lock through a trigger of its own.
+            conn.execute("CREATE TEMP TABLE t (id bigint, position bigint)")
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute("CREATE TRIGGER x AFTER INSERT ON t FOR EACH ROW "
+                             "EXECUTE FUNCTION ambient.chain_audit_entry()")
+            # Nor make a project whose name would stand in for a tag.
+            with pytest.raises(psycopg.errors.InvalidParameterValue, match="cannot contain '@'"):
+                conn.execute("SELECT * FROM ambient.train('iris@stump', relation => 'iris', target => 'species')")
+            conn.execute("RESET ROLE")
+            # Its model on the iris table (which postgres owns, and whose
+            # owner has its privileges) is guarded; a model of a role on a
+            # table someone else owns does not pin that table.
+            conn.execute("CREATE TABLE stranger_copy AS SELECT * FROM iris")
+            conn.execute("ALTER TABLE stranger_copy OWNER TO hist_stranger")
+            conn.execute("GRANT SELECT ON stranger_copy TO hist_reader")
+            conn.execute("SET ROLE hist_reader")
+            conn.execute("SELECT * FROM ambient.train('readers', relation => 'stranger_copy', "
+                         "target => 'species', algorithm => 'decision_tree')")
+            conn.execute("RESET ROLE")
+            conn.execute("SET ROLE hist_stranger")
+            conn.execute("ALTER TABLE stranger_copy RENAME COLUMN petal_width TO width")
+            conn.execute("DROP TABLE stranger_copy")
             conn.execute("RESET ROLE")
             # A dropped project's entries stay with its owner.
             conn.execute("SET ROLE hist_stranger")
@@ -271,10 +296,20 @@ def test_a_copy_of_rows_is_read_under_the_projects_rules_survives_dump_and_repro
         with connect(database, autocommit=True) as conn:
             copy, model = conn.execute("SELECT copy::text, model_id FROM ambient.model_snapshots "
                                        "WHERE project = 'kept'").fetchone()
-            for role, rows in (("copy_reader", 150), ("copy_stranger", 0)):
-                conn.execute(f"SET ROLE {role}")
-                assert conn.execute(f"SELECT count(*) FROM {copy}").fetchone()[0] == rows, role
-                conn.execute("RESET ROLE")
+            conn.execute("SET ROLE copy_reader")
+            assert conn.execute(f"SELECT count(*) FROM {copy}").fetchone()[0] == 150
+            conn.execute("RESET ROLE")
+            conn.execute("SET ROLE copy_stranger")
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute(f"SELECT count(*) FROM {copy}")
+            conn.execute("RESET ROLE")
+            # Revoking 'read' takes the copy back too.
+            conn.execute("SELECT ambient.revoke('kept', 'copy_reader', 'read')")
+            conn.execute("SET ROLE copy_reader")
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute(f"SELECT count(*) FROM {copy}")
+            conn.execute("RESET ROLE")
+            conn.execute("SELECT ambient.grant('kept', 'copy_reader', 'read')")
             assert conn.execute("SELECT identical, read_from FROM ambient.reproduce(%s)",
                                 [model]).fetchone() == (True, "copy")
         dump = tmp_path / "copy.dump"
@@ -287,7 +322,11 @@ def test_a_copy_of_rows_is_read_under_the_projects_rules_survives_dump_and_repro
         with connect(restored, autocommit=True) as conn:
             assert conn.execute(f"SELECT count(*) FROM {copy}").fetchone()[0] == 150
             conn.execute("SET ROLE copy_stranger")
-            assert conn.execute(f"SELECT count(*) FROM {copy}").fetchone()[0] == 0
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute(f"SELECT count(*) FROM {copy}")
+            conn.execute("RESET ROLE")
+            conn.execute("SET ROLE copy_reader")
+            assert conn.execute(f"SELECT count(*) FROM {copy}").fetchone()[0] == 150
             conn.execute("RESET ROLE")
             assert conn.execute("SELECT identical, read_from FROM ambient.reproduce(%s)",
                                 [model]).fetchone() == (True, "copy")
