@@ -395,17 +395,22 @@ fn create_set(
         report_skipped(&set, refreshed.skipped);
         feature_sets::update_stats(&set, &caller_name)?;
         audit::record(
-            Entry::feature_set("create feature set", &caller_name, &set.name, set.id, set.owner).details(
-                serde_json::json!({
-                    "source_kind": set.source_kind,
-                    "source": set.source,
-                    "entity": set.entity,
-                    "event_time": set.event_time,
-                    "features": set.features,
-                    "ttl": set.ttl,
-                    "recorded": refreshed.recorded,
-                }),
-            ),
+            Entry::feature_set(
+                "create feature set",
+                &caller_name,
+                &set.name,
+                set.id,
+                set.owner,
+            )
+            .details(serde_json::json!({
+                "source_kind": set.source_kind,
+                "source": set.source,
+                "entity": set.entity,
+                "event_time": set.event_time,
+                "features": set.features,
+                "ttl": set.ttl,
+                "recorded": refreshed.recorded,
+            })),
         )?;
         Ok((
             set.name.clone(),
@@ -526,12 +531,18 @@ fn refresh_feature_set(
         // A refresh that changed nothing is not a change of state.
         if refreshed.recorded > 0 || refreshed.superseded > 0 {
             audit::record(
-                Entry::feature_set("refresh feature set", &caller.name(), &set.name, set.id, set.owner)
-                    .details(serde_json::json!({
-                        "recorded": refreshed.recorded,
-                        "superseded": refreshed.superseded,
-                        "skipped": refreshed.skipped,
-                    })),
+                Entry::feature_set(
+                    "refresh feature set",
+                    &caller.name(),
+                    &set.name,
+                    set.id,
+                    set.owner,
+                )
+                .details(serde_json::json!({
+                    "recorded": refreshed.recorded,
+                    "superseded": refreshed.superseded,
+                    "skipped": refreshed.skipped,
+                })),
             )?;
         }
         Ok((refreshed.recorded, refreshed.superseded, refreshed.skipped))
