@@ -155,35 +155,29 @@ pub fn find(name: &str) -> AmbientResult<Option<FeatureSet>> {
 
 /// The feature sets whose trigger records `table`'s changes.
 pub fn on_table(table: pg_sys::Oid) -> AmbientResult<Vec<FeatureSet>> {
-    as_owner(|| {
-        Spi::connect(|client| {
-            client
-                .select(
-                    &format!(
-                        "SELECT {COLUMNS} FROM ambient.feature_set_store
-                          WHERE source_kind OPERATOR(pg_catalog.=) 'table'
-                            AND source_relation::pg_catalog.oid OPERATOR(pg_catalog.=) $1"
-                    ),
-                    None,
-                    &[table.into()],
-                )?
-                .map(|row| from_row(&row))
-                .collect()
-        })
-    })
+    sets_where(
+        "source_kind OPERATOR(pg_catalog.=) 'table'
+         AND source_relation::pg_catalog.oid OPERATOR(pg_catalog.=) $1",
+        table,
+    )
 }
 
 /// The feature sets whose source reads `relation` (a table or view
 /// source, or one a query source's plan depends on).
 pub fn reading(relation: pg_sys::Oid) -> AmbientResult<Vec<FeatureSet>> {
+    sets_where(
+        "$1 OPERATOR(pg_catalog.=) ANY (source_relations::pg_catalog.oid[])",
+        relation,
+    )
+}
+
+/// The feature sets `condition` (on `$1`, a relation) selects.
+fn sets_where(condition: &str, relation: pg_sys::Oid) -> AmbientResult<Vec<FeatureSet>> {
     as_owner(|| {
         Spi::connect(|client| {
             client
                 .select(
-                    &format!(
-                        "SELECT {COLUMNS} FROM ambient.feature_set_store
-                          WHERE $1 OPERATOR(pg_catalog.=) ANY (source_relations::pg_catalog.oid[])"
-                    ),
+                    &format!("SELECT {COLUMNS} FROM ambient.feature_set_store WHERE {condition}"),
                     None,
                     &[relation.into()],
                 )?

@@ -98,3 +98,16 @@ def private_cluster(database):
         return f"host={os.environ.get('PGHOST', '/tmp')} port={PRIVATE_PORT} user=postgres dbname={database}"
     yield copy
     stop_private()
+
+
+def dump_and_restore(database, tmp_path) -> str:
+    """pg_dump -Fc of `database`, restored with pg_restore into a new
+    database, whose name it returns."""
+    dump = tmp_path / f"{database}.dump"
+    subprocess.run([str(PGBIN / "pg_dump"), "-Fc", "-f", str(dump), dsn(database)], check=True)
+    restored = database + "_restored"
+    with psycopg.connect(dsn("postgres"), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{restored}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{restored}"')
+    subprocess.run([str(PGBIN / "pg_restore"), "--exit-on-error", "-d", dsn(restored), str(dump)], check=True)
+    return restored

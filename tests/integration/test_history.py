@@ -4,13 +4,13 @@ up in verify_audit(); concurrent commits chain in commit order, under READ
 COMMITTED and REPEATABLE READ; readers see only what they may read; the
 source guard holds for roles and feature sets."""
 
-import subprocess
 import threading
 
 import psycopg
 import pytest
 
-from conftest import PGBIN, PRIVATE_DIR, as_postgres, connect, dsn, pg_ctl, psql, train_tree_and_stump
+from conftest import (PGBIN, PRIVATE_DIR, as_postgres, connect, dsn, dump_and_restore, pg_ctl, psql,
+                      train_tree_and_stump)
 
 def verify(conninfo):
     with psycopg.connect(conninfo, autocommit=True) as conn:
@@ -36,13 +36,7 @@ def test_audit_survives_dump_and_restore_and_chains_on(database, tmp_path):
     with connect(database) as conn:
         entries = conn.execute("SELECT position, action, reason, details, entry_sha256 "
                                "FROM ambient.audit ORDER BY position").fetchall()
-    dump = tmp_path / "history.dump"
-    subprocess.run([str(PGBIN / "pg_dump"), "-Fc", "-f", str(dump), dsn(database)], check=True)
-    restored = database + "_restored"
-    with psycopg.connect(dsn("postgres"), autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{restored}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{restored}"')
-    subprocess.run([str(PGBIN / "pg_restore"), "--exit-on-error", "-d", dsn(restored), str(dump)], check=True)
+    restored = dump_and_restore(database, tmp_path)
     assert verify(dsn(restored)) == before
     with connect(restored, autocommit=True) as conn:
         assert conn.execute("SELECT position, action, reason, details, entry_sha256 "
@@ -312,13 +306,7 @@ def test_a_copy_of_rows_is_read_under_the_projects_rules_survives_dump_and_repro
             conn.execute("SELECT ambient.grant('kept', 'copy_reader', 'read')")
             assert conn.execute("SELECT identical, read_from FROM ambient.reproduce(%s)",
                                 [model]).fetchone() == (True, "copy")
-        dump = tmp_path / "copy.dump"
-        subprocess.run([str(PGBIN / "pg_dump"), "-Fc", "-f", str(dump), dsn(database)], check=True)
-        restored = database + "_restored"
-        with psycopg.connect(dsn("postgres"), autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{restored}" WITH (FORCE)')
-            conn.execute(f'CREATE DATABASE "{restored}"')
-        subprocess.run([str(PGBIN / "pg_restore"), "--exit-on-error", "-d", dsn(restored), str(dump)], check=True)
+        restored = dump_and_restore(database, tmp_path)
         with connect(restored, autocommit=True) as conn:
             assert conn.execute(f"SELECT count(*) FROM {copy}").fetchone()[0] == 150
             conn.execute("SET ROLE copy_stranger")
