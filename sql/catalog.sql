@@ -641,7 +641,8 @@ REVOKE ALL ON SCHEMA ambient_features, ambient_training FROM PUBLIC;
 GRANT USAGE ON SCHEMA ambient_features, ambient_training TO PUBLIC;
 -- Copies of training rows (train(..., snapshot => 'copy')), one table per
 -- snapshot, owned by the extension and readable under the project's read
--- rules (a row-level policy).
+-- rules (SELECT granted to its owner and 'read' grantees, kept in step by
+-- ambient.grant and ambient.revoke).
 CREATE SCHEMA ambient_snapshots;
 REVOKE ALL ON SCHEMA ambient_snapshots FROM PUBLIC;
 GRANT USAGE ON SCHEMA ambient_snapshots TO PUBLIC;

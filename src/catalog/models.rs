@@ -565,9 +565,9 @@ pub fn release_sources(project_id: i64, by: &str, reason: Option<&str>) -> Ambie
 
 /// Makes the table a copy of training rows goes into, in schema
 /// `ambient_snapshots`, named after a snapshot id it reserves, with
-/// `columns` (name, type): owned by the extension, readable under the
-/// project's read rules (a row-level policy over `ambient.model_snapshots`),
-/// and writable by `reader` alone until `close_copy`. Returns the
+/// `columns` (name, type): owned by the extension, readable by no one
+/// until `share_copy` grants the project's readers, and writable by
+/// `reader` alone until `close_copy`. Returns the
 /// snapshot id and the table. Call inside `as_extension_owner`.
 pub fn create_copy(
     columns: &[(String, String)],
