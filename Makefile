@@ -6,7 +6,7 @@ CONFIG := source scripts/config.sh
 # pgrx-started servers must not see it: see scripts/cluster.sh.
 unexport RUST_BACKTRACE RUST_LIB_BACKTRACE
 
-.PHONY: setup install cluster stop demo test lint unit regress isolation integration upgrade bench bench-accuracy clean-cluster
+.PHONY: setup install cluster stop demo report test lint unit regress isolation integration upgrade bench bench-accuracy clean-cluster
 
 setup:
 	scripts/setup.sh
@@ -22,6 +22,11 @@ stop:
 
 demo: cluster
 	scripts/demo.sh
+
+# The HTML report of the demo database (REPORT_DB=name for another) in
+# target/report/: index.html, the overview, and a page per project.
+report: cluster
+	$(CONFIG); python3 scripts/report.py "$${REPORT_DB:-ambient_demo}" target/report
 
 lint: setup
 	cargo fmt --check

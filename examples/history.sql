@@ -41,17 +41,22 @@ SELECT version, algorithm, deployed
   FROM ambient.train('pumps', relation => 'pump_readings', algorithm => 'decision_tree',
                      hyperparams => '{"max_depth": 4}', deploy => 'never');
 
+-- Model ids are global to the database; the versions name them here.
+SELECT max(model_id) FILTER (WHERE version = 1) AS v1, max(model_id) FILTER (WHERE version = 2) AS v2,
+       max(model_id) FILTER (WHERE version = 3) AS v3
+  FROM ambient.models WHERE project = 'pumps' \gset
+
 \echo '== 4. The log, newest first: who trained each model, why, and where it stands.'
 SELECT graph, version, algorithm, round(score::numeric, 3) AS f1, why, marks, tags
   FROM ambient.log('pumps');
 
 \echo '== 5. What changed between version 1 and the policy''s version 2.'
-SELECT aspect, key, a, b FROM ambient.diff(1, 2)
+SELECT aspect, key, a, b FROM ambient.diff(:v1, :v2)
  WHERE aspect IN ('model', 'data', 'source') AND key NOT IN ('id', 'trained_at', 'artifact_sha256', 'data_sha256')
     OR key LIKE 'f1 %';
 
 \echo '== 6. Tags: the tree is the candidate; predict with it by name, then deploy it by name.'
-SELECT ambient.tag(3, 'candidate');
+SELECT ambient.tag(:v3, 'candidate');
 SELECT ambient.predict_proba('pumps@candidate', ARRAY[75.0, 7.5, 12]) AS candidate,
        ambient.predict_proba('pumps', ARRAY[75.0, 7.5, 12]) AS live;
 SELECT ambient.deploy('pumps', 'pumps@candidate', reason => 'the tree catches old pumps') AS deployed;
@@ -59,9 +64,9 @@ SELECT ambient.deploy('pumps', 'pumps@candidate', reason => 'the tree catches ol
 \echo '== 7. Forty labels are corrected. Version 1 kept a copy: it reproduces byte for byte.'
 \echo '==    Version 3 kept only a hash of its rows: the reproduction says the data changed.'
 UPDATE pump_readings SET failed = NOT failed WHERE id % 25 = 0;
-SELECT 1 AS version, identical, data_identical, read_from, reason FROM ambient.reproduce(1)
+SELECT 1 AS version, identical, data_identical, read_from, reason FROM ambient.reproduce(:v1)
 UNION ALL
-SELECT 3, identical, data_identical, read_from, left(reason, 40) || '...' FROM ambient.reproduce(3);
+SELECT 3, identical, data_identical, read_from, left(reason, 40) || '...' FROM ambient.reproduce(:v3);
 
 \echo '== 8. A stored prediction, traced back to its model and that model''s lineage.'
 CREATE TABLE pump_stream (id int PRIMARY KEY, temperature float8, vibration float8, age_years int);

@@ -4,8 +4,10 @@
 set -euo pipefail
 source "$(dirname "$0")/config.sh"
 
+# chromium: the report's browser tests (driven by playwright, which must
+# not download a browser of its own).
 packages=(postgresql-$PG_MAJOR postgresql-server-dev-$PG_MAJOR postgresql-$PG_MAJOR-cron
-          libclang-dev clang sudo)
+          libclang-dev clang sudo chromium)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -25,7 +27,7 @@ if ! grep -q "pg$PG_MAJOR = \"$PG_CONFIG\"" "$HOME/.pgrx/config.toml" 2>/dev/nul
 fi
 
 # Python clients for the integration tests and the benchmark.
-if ! python3 -c "import psycopg, sklearn, pytest, pandas" 2>/dev/null; then
+if ! python3 -c "import psycopg, sklearn, pytest, pandas, playwright, PIL" 2>/dev/null; then
   echo "setup: installing Python test requirements"
   python3 -m pip install -q --disable-pip-version-check -r "$ROOT/tests/integration/requirements.txt"
 fi

@@ -102,7 +102,11 @@ CREATE TABLE ambient.model_store (
     -- For a model trained from a training set: the set, the feature sets
     -- with their definition hashes, which feature came from which set, and
     -- the newest ingest time it saw. NULL otherwise.
-    feature_lineage         jsonb
+    feature_lineage         jsonb,
+    -- What it did on its test rows, for ambient.report: a confusion matrix
+    -- and a calibration table, or residuals; and one typical row (medians
+    -- and most common values) explained. NULL before 0.3.0.
+    diagnostics             jsonb
 );
 
 CREATE TABLE ambient.deployment_log (
@@ -392,7 +396,8 @@ SELECT p.id AS project_id,
        p.owner,
        p.created_at,
        p.created_by,
-       p.features
+       p.features,
+       p.feature_types
   FROM ambient.projects p
  WHERE pg_catalog.pg_has_role(p.owner, 'USAGE')
     OR EXISTS (SELECT 1 FROM ambient.project_grants g
@@ -421,7 +426,8 @@ SELECT m.id AS model_id,
        m.feature_lineage,
        m.artifact_sha256,
        m.parent_model_id,
-       ARRAY(SELECT t.tag FROM ambient.model_tags t WHERE t.model_id = m.id ORDER BY t.tag) AS tags
+       ARRAY(SELECT t.tag FROM ambient.model_tags t WHERE t.model_id = m.id ORDER BY t.tag) AS tags,
+       m.diagnostics
   FROM ambient.model_store m
   JOIN ambient.readable_projects p ON p.project_id = m.project_id
   LEFT JOIN ambient.live_deployments live ON live.project_id = m.project_id;
@@ -581,13 +587,14 @@ SELECT d.id AS run_id,
        c.ks,
        c.ks_p_value,
        c.js,
-       c.status
+       c.status,
+       c.distribution
   FROM ambient.drift_log d
   JOIN ambient.readable_projects p ON p.project_id = d.project_id
   LEFT JOIN ambient.model_store m ON m.id = d.model_id
  CROSS JOIN LATERAL pg_catalog.jsonb_to_recordset(d.columns)
        AS c(feature text, kind text, rows bigint, psi double precision, ks double precision,
-            ks_p_value double precision, js double precision, status text);
+            ks_p_value double precision, js double precision, status text, distribution jsonb);
 
 CREATE VIEW ambient.policy_runs WITH (security_barrier) AS
 SELECT r.id AS run_id, p.project, r.started_at, r.finished_at, r.run_by, r.status, r.action,

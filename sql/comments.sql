@@ -141,3 +141,10 @@ COMMENT ON VIEW ambient.feature_freshness IS 'How fresh each readable feature se
 COMMENT ON VIEW ambient.training_sets IS 'The training sets the current role owns';
 COMMENT ON VIEW ambient.tags IS 'Tags of readable projects';
 COMMENT ON VIEW ambient.audit IS 'The audit trail of what the current role may read, in chain order by position';
+
+-- Reports.
+COMMENT ON FUNCTION ambient.report(text, interval) IS 'One self-contained HTML page about a project: live model, versions, deployments, live accuracy, drift, test-row quality, explanations, the search';
+COMMENT ON FUNCTION ambient.report() IS 'An HTML overview of every project the caller may read, linking to each project''s page';
+COMMENT ON FUNCTION ambient.report_pages(interval) IS 'The overview (index.html) and every readable project''s page, with the file names the overview links to';
+COMMENT ON FUNCTION ambient.report_data(text, interval) IS 'What ambient.report draws for a project, as jsonb, read with the caller''s rights';
+COMMENT ON FUNCTION ambient.report_overview_data(interval) IS 'What the overview (ambient.report()) draws, as jsonb, read with the caller''s rights';

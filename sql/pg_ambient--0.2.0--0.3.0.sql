@@ -256,6 +256,8 @@ CREATE TABLE ambient.training_set_store (
 -- A model trained from a training set: the set, the feature sets with
 -- their definition hashes, and the newest ingest time it saw.
 ALTER TABLE ambient.model_store ADD COLUMN feature_lineage jsonb;
+-- What a model did on its test rows, for ambient.report.
+ALTER TABLE ambient.model_store ADD COLUMN diagnostics jsonb;
 ALTER TABLE ambient.snapshots DROP CONSTRAINT snapshots_source_kind_check;
 ALTER TABLE ambient.snapshots ADD CONSTRAINT snapshots_source_kind_check
     CHECK (source_kind IN ('relation', 'query', 'training_set'));
@@ -423,7 +425,8 @@ SELECT m.id AS model_id,
        m.feature_lineage,
        m.artifact_sha256,
        m.parent_model_id,
-       ARRAY(SELECT t.tag FROM ambient.model_tags t WHERE t.model_id = m.id ORDER BY t.tag) AS tags
+       ARRAY(SELECT t.tag FROM ambient.model_tags t WHERE t.model_id = m.id ORDER BY t.tag) AS tags,
+       m.diagnostics
   FROM ambient.model_store m
   JOIN ambient.readable_projects p ON p.project_id = m.project_id
   LEFT JOIN ambient.live_deployments live ON live.project_id = m.project_id;
@@ -1256,3 +1259,214 @@ COMMENT ON VIEW ambient.feature_freshness IS 'How fresh each readable feature se
 COMMENT ON VIEW ambient.training_sets IS 'The training sets the current role owns';
 COMMENT ON VIEW ambient.tags IS 'Tags of readable projects';
 COMMENT ON VIEW ambient.audit IS 'The audit trail of what the current role may read, in chain order by position';
+
+-- Reports (ambient.report): projects show their input contract's types,
+-- and drift runs keep each column's binned distribution.
+CREATE OR REPLACE VIEW ambient.readable_projects WITH (security_barrier) AS
+SELECT p.id AS project_id,
+       p.name AS project,
+       p.task,
+       p.target,
+       p.owner,
+       p.created_at,
+       p.created_by,
+       p.features,
+       p.feature_types
+  FROM ambient.projects p
+ WHERE pg_catalog.pg_has_role(p.owner, 'USAGE')
+    OR EXISTS (SELECT 1 FROM ambient.project_grants g
+                WHERE g.project_id = p.id AND g.privilege = 'read'
+                  AND pg_catalog.pg_has_role(g.grantee, 'USAGE'));
+
+CREATE OR REPLACE VIEW ambient.drift_runs WITH (security_barrier) AS
+SELECT d.id AS run_id,
+       p.project,
+       d.model_id,
+       m.version,
+       d.run_at,
+       d.run_by,
+       d.source,
+       d.dataset_drifted,
+       d.drifted_share,
+       c.feature,
+       c.kind,
+       c.rows,
+       c.psi,
+       c.ks,
+       c.ks_p_value,
+       c.js,
+       c.status,
+       c.distribution
+  FROM ambient.drift_log d
+  JOIN ambient.readable_projects p ON p.project_id = d.project_id
+  LEFT JOIN ambient.model_store m ON m.id = d.model_id
+ CROSS JOIN LATERAL pg_catalog.jsonb_to_recordset(d.columns)
+       AS c(feature text, kind text, rows bigint, psi double precision, ks double precision,
+            ks_p_value double precision, js double precision, status text, distribution jsonb);
+
+CREATE FUNCTION ambient."report"() RETURNS TEXT /* String */
+STRICT STABLE PARALLEL RESTRICTED 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'report_overview_wrapper';
+CREATE FUNCTION ambient."report"(
+	"project" TEXT, /* & str */
+	"since" interval DEFAULT '30 days' /* Interval */
+) RETURNS TEXT /* String */
+STRICT STABLE PARALLEL RESTRICTED 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'report_project_wrapper';
+CREATE FUNCTION ambient."report_pages"(
+	"since" interval DEFAULT '30 days' /* Interval */
+) RETURNS TABLE (
+	"path" TEXT,  /* String */
+	"project" TEXT,  /* Option < String > */
+	"html" TEXT  /* String */
+)
+STRICT STABLE PARALLEL RESTRICTED
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'report_pages_wrapper';
+
+-- What ambient.report draws for one project, as one jsonb document, read
+-- through the views with the caller's rights: NULL when the caller may not
+-- read the project. `since` bounds the time series and the timeline.
+CREATE FUNCTION ambient.report_data(project text, since interval DEFAULT '30 days')
+RETURNS jsonb
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+WITH p AS (SELECT * FROM ambient.readable_projects r WHERE r.project = $1),
+     o AS (SELECT * FROM ambient.overview v WHERE v.project = $1),
+     start AS (SELECT now() - $2 AS at),
+     live_deployment AS (SELECT d.* FROM ambient.deployments d WHERE d.project = $1
+                          ORDER BY d.deployment_id DESC LIMIT 1),
+     live_model AS (SELECT m.* FROM ambient.models m JOIN o ON m.model_id = o.live_model_id),
+     latest_drift AS (SELECT max(d.run_id) AS run_id FROM ambient.drift_runs d WHERE d.project = $1),
+     -- The newest 400 drift runs and 1000 monitor runs of the period at
+     -- most, so a page stays small whatever the logs keep.
+     drift_ids AS (SELECT DISTINCT d.run_id FROM ambient.drift_runs d
+                    WHERE d.project = $1 AND d.run_at >= (SELECT at FROM start)
+                    ORDER BY d.run_id DESC LIMIT 400),
+     monitor_ids AS (SELECT r.run_id FROM ambient.monitor_runs r
+                      WHERE r.project = $1 AND r.run_at >= (SELECT at FROM start)
+                      ORDER BY r.run_id DESC LIMIT 1000)
+SELECT jsonb_build_object(
+  'project', p.project, 'task', p.task, 'target', p.target, 'owner', p.owner::text,
+  'features', to_jsonb(p.features), 'feature_types', to_jsonb(p.feature_types),
+  'created_at', p.created_at, 'generated_at', now(), 'since', (SELECT at FROM start),
+  'live', (SELECT jsonb_build_object(
+             'model_id', o.live_model_id, 'version', o.live_version, 'algorithm', o.algorithm,
+             'metric', o.primary_metric, 'score', o.score, 'deployed_at', o.deployed_at,
+             'deployed_by', o.deployed_by, 'strategy', d.strategy, 'reason', d.reason,
+             'train_rows', m.train_rows, 'test_rows', m.test_rows, 'trained_at', m.trained_at,
+             'trained_by', m.trained_by, 'tags', to_jsonb(m.tags),
+             'feature_sets', to_jsonb(m.feature_sets), 'diagnostics', m.diagnostics,
+             'source', (SELECT s.source FROM ambient.model_snapshots s WHERE s.model_id = o.live_model_id))
+             FROM o JOIN live_model m ON true LEFT JOIN live_deployment d ON true),
+  'versions', (SELECT COALESCE(jsonb_agg(jsonb_build_object(
+                 'model_id', m.model_id, 'version', m.version, 'algorithm', m.algorithm,
+                 'metric', m.primary_metric, 'score', m.score, 'trained_at', m.trained_at,
+                 'trained_by', m.trained_by, 'parent', m.parent_model_id, 'live', m.live,
+                 'tags', to_jsonb(m.tags),
+                 'deployed', m.model_id IN (SELECT d.model_id FROM ambient.deployments d WHERE d.project = $1))
+                 ORDER BY m.version), '[]') FROM ambient.models m WHERE m.project = $1),
+  'deployments', (SELECT COALESCE(jsonb_agg(jsonb_build_object(
+                    'at', d.deployed_at, 'by', d.deployed_by, 'version', d.version,
+                    'strategy', d.strategy, 'reason', d.reason) ORDER BY d.deployment_id), '[]')
+                    FROM ambient.deployments d WHERE d.project = $1 AND d.deployed_at >= (SELECT at FROM start)),
+  'challenges', (SELECT COALESCE(jsonb_agg(jsonb_build_object(
+                   'at', c.at, 'by', c.by, 'version', c.version, 'mode', c.mode,
+                   'traffic', c.traffic, 'event', c.event, 'reason', c.reason) ORDER BY c.event_id), '[]')
+                   FROM ambient.challenges c WHERE c.project = $1 AND c.at >= (SELECT at FROM start)),
+  'approvals', (SELECT COALESCE(jsonb_agg(jsonb_build_object(
+                  'model_id', a.model_id, 'version', a.version, 'score', a.score, 'state', a.state,
+                  'requested_at', a.requested_at, 'decided_at', a.decided_at,
+                  'decided_by', a.decided_by, 'reason', a.reason) ORDER BY a.requested_at), '[]')
+                  FROM ambient.approvals a WHERE a.project = $1
+                   AND (a.state = 'awaiting' OR a.requested_at >= (SELECT at FROM start)
+                        OR a.decided_at >= (SELECT at FROM start))),
+  'policy_runs', (SELECT COALESCE(jsonb_agg(jsonb_build_object(
+                    'at', r.started_at, 'by', r.run_by, 'status', r.status, 'action', r.action,
+                    'reason', r.reason) ORDER BY r.run_id), '[]')
+                    FROM ambient.policy_runs r WHERE r.project = $1 AND r.status <> 'nothing to do'
+                     AND r.started_at >= (SELECT at FROM start)),
+  'quiet_policy_runs', (SELECT count(*) FROM ambient.policy_runs r WHERE r.project = $1
+                         AND r.status = 'nothing to do' AND r.started_at >= (SELECT at FROM start)),
+  'alerts', (SELECT COALESCE(jsonb_agg(jsonb_build_object(
+               'at', a.raised_at, 'kind', a.kind, 'message', a.message,
+               'open', a.raised_at > COALESCE((SELECT d.deployed_at FROM live_deployment d), '-infinity'))
+               ORDER BY a.alert_id), '[]')
+               FROM ambient.alerts a WHERE a.project = $1 AND a.raised_at >= (SELECT at FROM start)),
+  'policy', (SELECT jsonb_build_object('policy', pp.policy, 'schedule', pp.schedule, 'active', pp.active,
+                                       'cron_timezone', current_setting('cron.timezone', true))
+               FROM ambient.project_policies pp WHERE pp.project = $1),
+  'monitor', (SELECT COALESCE(jsonb_agg(jsonb_build_object(
+                'at', r.run_at, 'version', r.version, 'metrics', r.metrics)
+                ORDER BY r.run_id), '[]')
+                FROM ambient.monitor_runs r WHERE r.project = $1 AND r.run_id IN (SELECT run_id FROM monitor_ids)),
+  'drift', (SELECT COALESCE(jsonb_agg(jsonb_build_object(
+              'at', d.run_at, 'feature', d.feature, 'psi', d.psi, 'ks_p_value', d.ks_p_value,
+              'js', d.js) ORDER BY d.run_id, d.feature), '[]')
+              FROM ambient.drift_runs d WHERE d.project = $1 AND d.run_id IN (SELECT run_id FROM drift_ids)),
+  'latest_drift', (SELECT COALESCE(jsonb_agg(jsonb_build_object(
+                     'at', d.run_at, 'feature', d.feature, 'rows', d.rows,
+                     'psi', d.psi, 'js', d.js, 'status', d.status,
+                     'dataset_drifted', d.dataset_drifted, 'drifted_share', d.drifted_share,
+                     'distribution', d.distribution) ORDER BY d.feature), '[]')
+                     FROM ambient.drift_runs d WHERE d.run_id = (SELECT l.run_id FROM latest_drift l)),
+  'importance', (SELECT COALESCE(jsonb_agg(jsonb_build_object(
+                   'feature', i.feature, 'method', i.method, 'importance', i.importance)), '[]')
+                   FROM live_model m CROSS JOIN LATERAL ambient.feature_importance(m.model_id) i),
+  'leaderboard', (SELECT COALESCE(jsonb_agg(jsonb_build_object(
+                    'rank', l.rank, 'trial', l.trial, 'algorithm', l.algorithm,
+                    'hyperparams', l.hyperparams, 'mean_score', l.mean_score,
+                    'std_score', l.std_score, 'seconds', l.seconds, 'status', l.status,
+                    'chosen', l.chosen) ORDER BY l.rank, l.trial), '[]')
+                    FROM ambient.leaderboard($1) l),
+  'leaderboard_version', (SELECT max(t.version) FROM ambient.trials t WHERE t.project = $1),
+  'feature_sets', (SELECT COALESCE(jsonb_agg(jsonb_build_object(
+                     'feature_set', f.feature_set, 'ttl', f.ttl::text, 'entities', f.entities,
+                     'newest_event_time', f.newest_event_time, 'newest_ingested_at', f.newest_ingested_at,
+                     'stale_share', f.stale_share) ORDER BY f.feature_set), '[]')
+                     FROM ambient.feature_freshness f
+                    WHERE f.feature_set = ANY (SELECT unnest(m.feature_sets) FROM live_model m))
+)
+FROM p
+$$;
+
+-- What the overview (ambient.report()) draws: one entry per project the
+-- caller may read.
+CREATE FUNCTION ambient.report_overview_data(since interval DEFAULT '30 days')
+RETURNS jsonb
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+SELECT jsonb_build_object(
+  'generated_at', now(), 'since', now() - $1,
+  'cron_timezone', current_setting('cron.timezone', true),
+  'projects', COALESCE(jsonb_agg(jsonb_build_object(
+    'project', o.project, 'task', o.task, 'owner', o.owner::text, 'version', o.live_version,
+    'algorithm', o.algorithm, 'metric', o.primary_metric, 'score', o.score, 'models', o.models,
+    'live_metric', (SELECT COALESCE(jsonb_agg(jsonb_build_object('metrics', r.metrics)
+                                              ORDER BY r.run_id), '[]')
+                      FROM ambient.monitor_runs r
+                     WHERE r.project = o.project AND r.model_id = o.live_model_id
+                       AND r.run_at >= now() - $1),
+    'drift', (SELECT jsonb_build_object('at', d.run_at, 'dataset_drifted', d.dataset_drifted,
+                                        'drifted_share', d.drifted_share)
+                FROM ambient.drift_runs d WHERE d.project = o.project
+               ORDER BY d.run_id DESC LIMIT 1),
+    'open_alerts', (SELECT count(*) FROM ambient.alerts a WHERE a.project = o.project
+                     AND a.raised_at > COALESCE(o.deployed_at, '-infinity')),
+    'pending_approvals', (SELECT count(*) FROM ambient.approvals a
+                           WHERE a.project = o.project AND a.state = 'awaiting'),
+    'schedule', (SELECT jsonb_build_object('schedule', pp.schedule, 'active', pp.active)
+                   FROM ambient.project_policies pp WHERE pp.project = o.project))
+    ORDER BY o.project), '[]'))
+  FROM ambient.overview o
+$$;
+
+COMMENT ON FUNCTION ambient.report(text, interval) IS 'One self-contained HTML page about a project: live model, versions, deployments, live accuracy, drift, test-row quality, explanations, the search';
+COMMENT ON FUNCTION ambient.report() IS 'An HTML overview of every project the caller may read, linking to each project''s page';
+COMMENT ON FUNCTION ambient.report_pages(interval) IS 'The overview (index.html) and every readable project''s page, with the file names the overview links to';
+COMMENT ON FUNCTION ambient.report_data(text, interval) IS 'What ambient.report draws for a project, as jsonb, read with the caller''s rights';
+COMMENT ON FUNCTION ambient.report_overview_data(interval) IS 'What the overview (ambient.report()) draws, as jsonb, read with the caller''s rights';

@@ -9,6 +9,7 @@ mod catalog;
 mod error;
 mod gucs;
 pub mod ml;
+mod report;
 mod source;
 
 pgrx::pg_module_magic!();

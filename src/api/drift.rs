@@ -140,6 +140,7 @@ pub(super) fn record(
             serde_json::json!({
                 "feature": feature, "kind": kind, "rows": d.rows, "psi": d.psi, "ks": d.ks,
                 "ks_p_value": d.ks_p_value, "js": d.js, "status": d.status.as_str(),
+                "distribution": d.distribution,
             })
         })
         .collect();

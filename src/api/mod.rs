@@ -17,6 +17,7 @@ mod model_cache;
 mod monitor;
 mod policy;
 mod predict;
+mod report;
 mod serve;
 mod subtransaction;
 mod train;

@@ -724,6 +724,7 @@ fn run(req: TrainRequest) -> AmbientResult<Outcome> {
         model,
         metrics,
         permutation,
+        diagnostics,
     } = trained;
     let primary = task.primary_metric();
     let score = metrics.get(primary).copied().unwrap_or(f64::NAN);
@@ -793,6 +794,7 @@ fn run(req: TrainRequest) -> AmbientResult<Outcome> {
             parent_model_id: req.parent_model_id,
             author: &author,
             feature_lineage,
+            diagnostics: serde_json::to_value(&diagnostics).unwrap_or_default(),
         })?;
         audit::record(
             Entry::project(

@@ -88,6 +88,8 @@ pub struct NewModel<'a> {
     pub author: &'a Author,
     /// For a model trained from a training set: what it read.
     pub feature_lineage: Option<serde_json::Value>,
+    /// What it did on its test rows (`ml::diagnostics`).
+    pub diagnostics: serde_json::Value,
 }
 
 /// Inserts a model as the project's next version; returns (id, version).
@@ -103,13 +105,13 @@ pub fn insert(m: NewModel<'_>) -> AmbientResult<(i64, i32)> {
                     train_rows, test_rows, training_seconds, extension_version,
                     snapshot_id, artifact, artifact_sha256, created_by, preprocessing, importance,
                     request, parent_model_id, definition_role, definition_search_path,
-                    feature_lineage)
+                    feature_lineage, diagnostics)
                  SELECT $1,
                         COALESCE((SELECT pg_catalog.max(version) FROM ambient.model_store
                                    WHERE project_id OPERATOR(pg_catalog.=) $1), 0)
                           OPERATOR(pg_catalog.+) 1,
                         $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15,
-                        $16, $17, $18, $19, $20, $21, $22, $23, $24::pg_catalog.oid, $25, $26
+                        $16, $17, $18, $19, $20, $21, $22, $23, $24::pg_catalog.oid, $25, $26, $27
                  RETURNING id, version",
                 None,
                 &[
@@ -139,6 +141,7 @@ pub fn insert(m: NewModel<'_>) -> AmbientResult<(i64, i32)> {
                     m.author.role.into(),
                     m.author.search_path.as_str().into(),
                     m.feature_lineage.map(JsonB).into(),
+                    JsonB(m.diagnostics).into(),
                 ],
             )?
             .first();

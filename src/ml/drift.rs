@@ -70,6 +70,18 @@ pub struct ColumnDrift {
     pub ks_p_value: Option<f64>,
     pub js: Option<f64>,
     pub status: Status,
+    /// The bins (deciles for numbers, categories) with the training share
+    /// and the recent share in each, for a picture of what moved.
+    pub distribution: Vec<BinShare>,
+}
+
+/// One bin of a column's distribution: its label, the share of training
+/// values and of recent values in it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BinShare {
+    pub bin: String,
+    pub training: f64,
+    pub recent: f64,
 }
 
 impl ColumnDrift {
@@ -81,7 +93,20 @@ impl ColumnDrift {
             ks_p_value: None,
             js: None,
             status: Status::Stable,
+            distribution: Vec::new(),
         }
+    }
+}
+
+/// Bin `k`'s label for inner `edges` (a value equal to an edge falls in
+/// the bin below it).
+fn bin_label(edges: &[f64], k: usize) -> String {
+    let short = |v: f64| format!("{}", (v * 1e4).round() / 1e4);
+    match (k.checked_sub(1).and_then(|i| edges.get(i)), edges.get(k)) {
+        (None, Some(&hi)) => format!("≤ {}", short(hi)),
+        (Some(&lo), Some(&hi)) => format!("{} – {}", short(lo), short(hi)),
+        (Some(&lo), None) => format!("> {}", short(lo)),
+        (None, None) => "all".to_string(),
     }
 }
 
@@ -106,6 +131,17 @@ pub fn numeric(
     for &v in recent.iter() {
         counts[bin_of(&reference.bin_edges, v)] += 1;
     }
+    let distribution = reference
+        .bin_shares
+        .iter()
+        .zip(&counts)
+        .enumerate()
+        .map(|(k, (&training, &c))| BinShare {
+            bin: bin_label(&reference.bin_edges, k),
+            training,
+            recent: c as f64 / m as f64,
+        })
+        .collect();
     let psi = reference
         .bin_shares
         .iter()
@@ -139,6 +175,7 @@ pub fn numeric(
         ks_p_value: Some(p),
         js: None,
         status,
+        distribution,
     })
 }
 
@@ -241,6 +278,16 @@ pub fn categorical<'a>(
         return ColumnDrift::unmeasured();
     }
     let js = js_distance(&expected, &actual);
+    let total = expected.iter().sum::<f64>().max(1.0);
+    let distribution = names
+        .iter()
+        .zip(expected.iter().zip(&actual))
+        .map(|(name, (&e, &a))| BinShare {
+            bin: name.to_string(),
+            training: e / total,
+            recent: a / rows as f64,
+        })
+        .collect();
     ColumnDrift {
         rows,
         psi: None,
@@ -252,6 +299,7 @@ pub fn categorical<'a>(
         } else {
             Status::Stable
         },
+        distribution,
     }
 }
 
@@ -437,6 +485,16 @@ mod tests {
             (got.psi.unwrap() - by_hand).abs() < 1e-9,
             "{got:?} {by_hand}"
         );
+        // The picture of it: ten bins, a tenth of training in each, all the
+        // recent rows in the first.
+        let bins = &got.distribution;
+        assert_eq!(bins.len(), 10);
+        assert!(bins.iter().all(|b| (b.training - 0.1).abs() < 1e-12));
+        assert_eq!(bins[0].recent, 1.0);
+        assert!(bins[1..].iter().all(|b| b.recent == 0.0));
+        assert_eq!(bins[0].bin, "≤ 9.9");
+        assert_eq!(bins[1].bin, "9.9 – 19.8");
+        assert!(bins[9].bin.starts_with("> "));
     }
 
     #[test]
@@ -465,6 +523,15 @@ mod tests {
         let new = categorical(&train, ["x", "y", "z"].into_iter(), &limits);
         assert!((new.js.unwrap() - 1.0).abs() < 1e-12, "{new:?}");
         assert_eq!(new.status, Status::Drift);
+        let shares: Vec<(&str, f64, f64)> = new
+            .distribution
+            .iter()
+            .map(|b| (b.bin.as_str(), b.training, b.recent))
+            .collect();
+        assert_eq!(
+            shares,
+            vec![("a", 0.5, 0.0), ("b", 0.5, 0.0), ("(other)", 0.0, 1.0)]
+        );
     }
 
     #[test]

@@ -5,6 +5,7 @@
 pub mod algorithms;
 pub mod artifact;
 pub mod dataset;
+pub mod diagnostics;
 pub mod drift;
 pub mod error;
 pub mod explain;

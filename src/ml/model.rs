@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use super::algorithms::{AlgorithmSpec, Estimator, TrainingData};
 use super::dataset::{Dataset, LabelEncoding, Labels};
+use super::diagnostics::{self, Diagnostics, TypicalRow};
 use super::explain;
 use super::hyperparams::Hyperparams;
 use super::metrics::{self, Metrics};
@@ -44,6 +45,7 @@ pub struct Trained {
     pub model: Model,
     pub metrics: Metrics,
     pub permutation: Vec<f64>,
+    pub diagnostics: Diagnostics,
 }
 
 /// What to fit, and on which rows.
@@ -72,6 +74,7 @@ pub fn train(
     algorithm.params(data.task())?;
     check_classes(&data)?;
     let split = fit.split;
+    let typical = TypicalRow::of(&data, &split.train, interrupts)?;
     // Preprocessing learns from the training rows only.
     let inputs = Preprocessor::fit(&data, &split.train, fit.preprocess, interrupts)?;
     let encoded = inputs.transform_into(data, interrupts)?;
@@ -102,10 +105,12 @@ pub fn train(
         fit.threads,
         interrupts,
     )?;
+    let diagnostics = diagnostics::diagnose(&model, &encoded, &split.test, &typical, interrupts)?;
     Ok(Trained {
         model,
         metrics,
         permutation,
+        diagnostics,
     })
 }
 

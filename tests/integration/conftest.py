@@ -4,6 +4,7 @@ installed. PGHOST and PGPORT come from scripts/config.sh via the Makefile."""
 
 import os
 import pathlib
+import re
 import shutil
 import subprocess
 
@@ -42,6 +43,15 @@ def fresh_database(name: str) -> str:
 def database(request) -> str:
     """A new database with pg_ambient and the Iris table, named after the test."""
     return fresh_database("it_" + request.node.name[:50].lower())
+
+
+def run_example(name, database):
+    """psql's output for examples/<name>, run as `make demo` runs it."""
+    result = subprocess.run(
+        [str(PGBIN / "psql"), "-X", "-v", "ON_ERROR_STOP=1", "-f", str(ROOT / "examples" / name), dsn(database)],
+        capture_output=True, text=True, check=False, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    return re.sub(r"server process with PID \d+", "server process with PID <pid>", result.stdout)
 
 
 def connect(dbname: str, **kwargs) -> psycopg.Connection:

@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from conftest import PGBIN, ROOT, connect, dsn, fresh_database
+from conftest import PGBIN, ROOT, connect, dsn, fresh_database, run_example
 
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 BLOCK = re.compile(r"```sql\n(?P<sql>.*?)```\n(?:\n?```\n(?P<out>.*?)```\n)?", re.S)
@@ -54,15 +54,6 @@ def test_sql_examples_run_and_match(doc):
 
 
 TRANSCRIPT = r"(<!-- examples/{name}: begin -->\n```text\n)(?P<out>.*?)(```\n<!-- examples/{name}: end -->)"
-
-
-def run_example(name, database):
-    """psql's output for examples/<name>, run as `make demo` runs it."""
-    result = subprocess.run(
-        [str(PGBIN / "psql"), "-X", "-v", "ON_ERROR_STOP=1", "-f", str(ROOT / "examples" / name), dsn(database)],
-        capture_output=True, text=True, check=False, cwd=ROOT)
-    assert result.returncode == 0, result.stderr
-    return re.sub(r"server process with PID \d+", "server process with PID <pid>", result.stdout)
 
 
 def check_transcript(name, out):

@@ -1,0 +1,246 @@
+//! `ambient.report`: a project's page, and the overview of every project
+//! the caller may read, as self-contained HTML (see `crate::report`).
+//! Everything a page shows is read by `ambient.report_data` and
+//! `ambient.report_overview_data`, SQL functions over the readable views,
+//! run as the caller: a page shows only what its reader may read.
+
+use pgrx::datum::Interval;
+use pgrx::prelude::*;
+use pgrx::JsonB;
+
+use super::check_project_name;
+use crate::catalog::{projects, Caller};
+use crate::error::{AmbientError, AmbientResult, OrRaise};
+use crate::report::{self, OverviewData, ProjectData};
+
+/// One self-contained HTML page about `project`: its live model, versions,
+/// deployments, live accuracy, drift, test-row quality, explanations and
+/// the search that chose it, over the period `since` (see docs/report.md).
+#[pg_extern(stable, parallel_restricted, name = "report")]
+fn report_project(project: &str, since: default!(Interval, "'30 days'")) -> String {
+    project_page(project, since).or_raise()
+}
+
+/// The overview: one row per project the caller may read, each linking to
+/// its page as `ambient.report_pages` names it.
+#[pg_extern(stable, parallel_restricted, name = "report")]
+fn report_overview() -> String {
+    overview(default_since()).map(|(html, _)| html).or_raise()
+}
+
+/// The overview (`index.html`) and every readable project's page, with the
+/// file names the overview links to: what `make report` writes.
+#[pg_extern(stable, parallel_restricted)]
+fn report_pages(
+    since: default!(Interval, "'30 days'"),
+) -> TableIterator<
+    'static,
+    (
+        name!(path, String),
+        name!(project, Option<String>),
+        name!(html, String),
+    ),
+> {
+    let pages = || -> AmbientResult<Vec<(String, Option<String>, String)>> {
+        let (index, data) = overview(since)?;
+        let mut pages = vec![("index.html".to_string(), None, index)];
+        for (k, p) in data.projects.iter().enumerate() {
+            pgrx::check_for_interrupts!();
+            pages.push((
+                report::page_name(&p.project, k + 1),
+                Some(p.project.clone()),
+                project_page(&p.project, since)?,
+            ));
+        }
+        Ok(pages)
+    };
+    TableIterator::new(pages().or_raise())
+}
+
+fn default_since() -> Interval {
+    Interval::new(0, 30, 0).expect("30 days is an interval")
+}
+
+fn project_page(project: &str, since: Interval) -> AmbientResult<String> {
+    check_project_name(project)?;
+    let caller = Caller::current();
+    let readable = match projects::find(project)? {
+        Some(found) => projects::may_read(&found, &caller)?,
+        None => false,
+    };
+    // The same answer whether the project is missing or unreadable, so a
+    // report cannot tell a stranger which names exist.
+    let denied = || {
+        AmbientError::privilege(format!(
+            "permission denied for project \"{project}\", or it does not exist"
+        ))
+        .hint("its owner can grant reading: SELECT ambient.grant('project', 'role', 'read')")
+    };
+    if !readable {
+        return Err(denied());
+    }
+    let data = Spi::get_one_with_args::<JsonB>(
+        "SELECT ambient.report_data($1, $2)",
+        &[project.into(), since.into()],
+    )?
+    .ok_or_else(denied)?;
+    let data: ProjectData = serde_json::from_value(data.0)
+        .map_err(|e| AmbientError::invalid(format!("report data of \"{project}\": {e}")))?;
+    Ok(report::project_page(&data))
+}
+
+fn overview(since: Interval) -> AmbientResult<(String, OverviewData)> {
+    let data = Spi::get_one_with_args::<JsonB>(
+        "SELECT ambient.report_overview_data($1)",
+        &[since.into()],
+    )?
+    .ok_or_else(|| AmbientError::invalid("the overview read nothing"))?;
+    let data: OverviewData = serde_json::from_value(data.0)
+        .map_err(|e| AmbientError::invalid(format!("overview data: {e}")))?;
+    Ok((report::overview_page(&data), data))
+}
+
+extension_sql!(
+    r#"
+-- What ambient.report draws for one project, as one jsonb document, read
+-- through the views with the caller's rights: NULL when the caller may not
+-- read the project. `since` bounds the time series and the timeline.
+CREATE FUNCTION ambient.report_data(project text, since interval DEFAULT '30 days')
+RETURNS jsonb
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+WITH p AS (SELECT * FROM ambient.readable_projects r WHERE r.project = $1),
+     o AS (SELECT * FROM ambient.overview v WHERE v.project = $1),
+     start AS (SELECT now() - $2 AS at),
+     live_deployment AS (SELECT d.* FROM ambient.deployments d WHERE d.project = $1
+                          ORDER BY d.deployment_id DESC LIMIT 1),
+     live_model AS (SELECT m.* FROM ambient.models m JOIN o ON m.model_id = o.live_model_id),
+     latest_drift AS (SELECT max(d.run_id) AS run_id FROM ambient.drift_runs d WHERE d.project = $1),
+     -- The newest 400 drift runs and 1000 monitor runs of the period at
+     -- most, so a page stays small whatever the logs keep.
+     drift_ids AS (SELECT DISTINCT d.run_id FROM ambient.drift_runs d
+                    WHERE d.project = $1 AND d.run_at >= (SELECT at FROM start)
+                    ORDER BY d.run_id DESC LIMIT 400),
+     monitor_ids AS (SELECT r.run_id FROM ambient.monitor_runs r
+                      WHERE r.project = $1 AND r.run_at >= (SELECT at FROM start)
+                      ORDER BY r.run_id DESC LIMIT 1000)
+SELECT jsonb_build_object(
+  'project', p.project, 'task', p.task, 'target', p.target, 'owner', p.owner::text,
+  'features', to_jsonb(p.features), 'feature_types', to_jsonb(p.feature_types),
+  'created_at', p.created_at, 'generated_at', now(), 'since', (SELECT at FROM start),
+  'live', (SELECT jsonb_build_object(
+             'model_id', o.live_model_id, 'version', o.live_version, 'algorithm', o.algorithm,
+             'metric', o.primary_metric, 'score', o.score, 'deployed_at', o.deployed_at,
+             'deployed_by', o.deployed_by, 'strategy', d.strategy, 'reason', d.reason,
+             'train_rows', m.train_rows, 'test_rows', m.test_rows, 'trained_at', m.trained_at,
+             'trained_by', m.trained_by, 'tags', to_jsonb(m.tags),
+             'feature_sets', to_jsonb(m.feature_sets), 'diagnostics', m.diagnostics,
+             'source', (SELECT s.source FROM ambient.model_snapshots s WHERE s.model_id = o.live_model_id))
+             FROM o JOIN live_model m ON true LEFT JOIN live_deployment d ON true),
+  'versions', (SELECT COALESCE(jsonb_agg(jsonb_build_object(
+                 'model_id', m.model_id, 'version', m.version, 'algorithm', m.algorithm,
+                 'metric', m.primary_metric, 'score', m.score, 'trained_at', m.trained_at,
+                 'trained_by', m.trained_by, 'parent', m.parent_model_id, 'live', m.live,
+                 'tags', to_jsonb(m.tags),
+                 'deployed', m.model_id IN (SELECT d.model_id FROM ambient.deployments d WHERE d.project = $1))
+                 ORDER BY m.version), '[]') FROM ambient.models m WHERE m.project = $1),
+  'deployments', (SELECT COALESCE(jsonb_agg(jsonb_build_object(
+                    'at', d.deployed_at, 'by', d.deployed_by, 'version', d.version,
+                    'strategy', d.strategy, 'reason', d.reason) ORDER BY d.deployment_id), '[]')
+                    FROM ambient.deployments d WHERE d.project = $1 AND d.deployed_at >= (SELECT at FROM start)),
+  'challenges', (SELECT COALESCE(jsonb_agg(jsonb_build_object(
+                   'at', c.at, 'by', c.by, 'version', c.version, 'mode', c.mode,
+                   'traffic', c.traffic, 'event', c.event, 'reason', c.reason) ORDER BY c.event_id), '[]')
+                   FROM ambient.challenges c WHERE c.project = $1 AND c.at >= (SELECT at FROM start)),
+  'approvals', (SELECT COALESCE(jsonb_agg(jsonb_build_object(
+                  'model_id', a.model_id, 'version', a.version, 'score', a.score, 'state', a.state,
+                  'requested_at', a.requested_at, 'decided_at', a.decided_at,
+                  'decided_by', a.decided_by, 'reason', a.reason) ORDER BY a.requested_at), '[]')
+                  FROM ambient.approvals a WHERE a.project = $1
+                   AND (a.state = 'awaiting' OR a.requested_at >= (SELECT at FROM start)
+                        OR a.decided_at >= (SELECT at FROM start))),
+  'policy_runs', (SELECT COALESCE(jsonb_agg(jsonb_build_object(
+                    'at', r.started_at, 'by', r.run_by, 'status', r.status, 'action', r.action,
+                    'reason', r.reason) ORDER BY r.run_id), '[]')
+                    FROM ambient.policy_runs r WHERE r.project = $1 AND r.status <> 'nothing to do'
+                     AND r.started_at >= (SELECT at FROM start)),
+  'quiet_policy_runs', (SELECT count(*) FROM ambient.policy_runs r WHERE r.project = $1
+                         AND r.status = 'nothing to do' AND r.started_at >= (SELECT at FROM start)),
+  'alerts', (SELECT COALESCE(jsonb_agg(jsonb_build_object(
+               'at', a.raised_at, 'kind', a.kind, 'message', a.message,
+               'open', a.raised_at > COALESCE((SELECT d.deployed_at FROM live_deployment d), '-infinity'))
+               ORDER BY a.alert_id), '[]')
+               FROM ambient.alerts a WHERE a.project = $1 AND a.raised_at >= (SELECT at FROM start)),
+  'policy', (SELECT jsonb_build_object('policy', pp.policy, 'schedule', pp.schedule, 'active', pp.active,
+                                       'cron_timezone', current_setting('cron.timezone', true))
+               FROM ambient.project_policies pp WHERE pp.project = $1),
+  'monitor', (SELECT COALESCE(jsonb_agg(jsonb_build_object(
+                'at', r.run_at, 'version', r.version, 'metrics', r.metrics)
+                ORDER BY r.run_id), '[]')
+                FROM ambient.monitor_runs r WHERE r.project = $1 AND r.run_id IN (SELECT run_id FROM monitor_ids)),
+  'drift', (SELECT COALESCE(jsonb_agg(jsonb_build_object(
+              'at', d.run_at, 'feature', d.feature, 'psi', d.psi, 'ks_p_value', d.ks_p_value,
+              'js', d.js) ORDER BY d.run_id, d.feature), '[]')
+              FROM ambient.drift_runs d WHERE d.project = $1 AND d.run_id IN (SELECT run_id FROM drift_ids)),
+  'latest_drift', (SELECT COALESCE(jsonb_agg(jsonb_build_object(
+                     'at', d.run_at, 'feature', d.feature, 'rows', d.rows,
+                     'psi', d.psi, 'js', d.js, 'status', d.status,
+                     'dataset_drifted', d.dataset_drifted, 'drifted_share', d.drifted_share,
+                     'distribution', d.distribution) ORDER BY d.feature), '[]')
+                     FROM ambient.drift_runs d WHERE d.run_id = (SELECT l.run_id FROM latest_drift l)),
+  'importance', (SELECT COALESCE(jsonb_agg(jsonb_build_object(
+                   'feature', i.feature, 'method', i.method, 'importance', i.importance)), '[]')
+                   FROM live_model m CROSS JOIN LATERAL ambient.feature_importance(m.model_id) i),
+  'leaderboard', (SELECT COALESCE(jsonb_agg(jsonb_build_object(
+                    'rank', l.rank, 'trial', l.trial, 'algorithm', l.algorithm,
+                    'hyperparams', l.hyperparams, 'mean_score', l.mean_score,
+                    'std_score', l.std_score, 'seconds', l.seconds, 'status', l.status,
+                    'chosen', l.chosen) ORDER BY l.rank, l.trial), '[]')
+                    FROM ambient.leaderboard($1) l),
+  'leaderboard_version', (SELECT max(t.version) FROM ambient.trials t WHERE t.project = $1),
+  'feature_sets', (SELECT COALESCE(jsonb_agg(jsonb_build_object(
+                     'feature_set', f.feature_set, 'ttl', f.ttl::text, 'entities', f.entities,
+                     'newest_event_time', f.newest_event_time, 'newest_ingested_at', f.newest_ingested_at,
+                     'stale_share', f.stale_share) ORDER BY f.feature_set), '[]')
+                     FROM ambient.feature_freshness f
+                    WHERE f.feature_set = ANY (SELECT unnest(m.feature_sets) FROM live_model m))
+)
+FROM p
+$$;
+
+-- What the overview (ambient.report()) draws: one entry per project the
+-- caller may read.
+CREATE FUNCTION ambient.report_overview_data(since interval DEFAULT '30 days')
+RETURNS jsonb
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+SELECT jsonb_build_object(
+  'generated_at', now(), 'since', now() - $1,
+  'cron_timezone', current_setting('cron.timezone', true),
+  'projects', COALESCE(jsonb_agg(jsonb_build_object(
+    'project', o.project, 'task', o.task, 'owner', o.owner::text, 'version', o.live_version,
+    'algorithm', o.algorithm, 'metric', o.primary_metric, 'score', o.score, 'models', o.models,
+    'live_metric', (SELECT COALESCE(jsonb_agg(jsonb_build_object('metrics', r.metrics)
+                                              ORDER BY r.run_id), '[]')
+                      FROM ambient.monitor_runs r
+                     WHERE r.project = o.project AND r.model_id = o.live_model_id
+                       AND r.run_at >= now() - $1),
+    'drift', (SELECT jsonb_build_object('at', d.run_at, 'dataset_drifted', d.dataset_drifted,
+                                        'drifted_share', d.drifted_share)
+                FROM ambient.drift_runs d WHERE d.project = o.project
+               ORDER BY d.run_id DESC LIMIT 1),
+    'open_alerts', (SELECT count(*) FROM ambient.alerts a WHERE a.project = o.project
+                     AND a.raised_at > COALESCE(o.deployed_at, '-infinity')),
+    'pending_approvals', (SELECT count(*) FROM ambient.approvals a
+                           WHERE a.project = o.project AND a.state = 'awaiting'),
+    'schedule', (SELECT jsonb_build_object('schedule', pp.schedule, 'active', pp.active)
+                   FROM ambient.project_policies pp WHERE pp.project = o.project))
+    ORDER BY o.project), '[]'))
+  FROM ambient.overview o
+$$;
+"#,
+    name = "report_data",
+    requires = ["project_policies", api::explain::feature_importance_pinned],
+);

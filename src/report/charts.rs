@@ -1,0 +1,888 @@
+//! The report's charts, drawn by plotters' SVG backend into strings. Each
+//! returns a whole `<svg>` element with `role="img"` and a `<title>` (its
+//! text alternative; the page puts a table of the same numbers beside it).
+//! Colours come from `PALETTE` (Okabe–Ito); text sizes are in SVG units,
+//! the charts scale with the page.
+
+use plotters::coord::types::RangedCoordf64;
+use plotters::coord::Shift;
+use plotters::prelude::*;
+
+use super::{short, PALETTE};
+
+/// The charts' drawing size, in SVG units.
+pub const WIDTH: u32 = 680;
+pub const HEIGHT: u32 = 320;
+const FONT: &str = "sans-serif";
+const LABEL_SIZE: u32 = 15;
+const DESC_SIZE: u32 = 16;
+
+/// A drawn chart, or why it could not be drawn.
+pub type Drawn = Result<String, String>;
+
+pub fn colour(k: usize) -> RGBColor {
+    let (r, g, b) = PALETTE[k % (PALETTE.len() - 1)];
+    RGBColor(r, g, b)
+}
+
+const BLACK_LINE: RGBColor = RGBColor(0, 0, 0);
+const GREY: RGBColor = RGBColor(0xB0, 0xB0, 0xB0);
+const VERMILLION: RGBColor = RGBColor(0xD5, 0x5E, 0x00);
+const BLUE: RGBColor = RGBColor(0x00, 0x72, 0xB2);
+const SKY: RGBColor = RGBColor(0x56, 0xB4, 0xE9);
+const ORANGE: RGBColor = RGBColor(0xE6, 0x9F, 0x00);
+const GREEN: RGBColor = RGBColor(0x00, 0x9E, 0x73);
+
+/// Draws on a fresh white canvas of `size` and finishes the SVG with its
+/// title.
+fn draw(
+    title: &str,
+    size: (u32, u32),
+    paint: impl FnOnce(&DrawingArea<SVGBackend<'_>, Shift>) -> Result<(), String>,
+) -> Drawn {
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, size).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| e.to_string())?;
+        paint(&root)?;
+        root.present().map_err(|e| e.to_string())?;
+    }
+    // plotters writes `<svg width=.. height=.. viewBox=..>` then a newline;
+    // the title goes first inside it, escaped by maud.
+    let title = maud::html! { title { (title) } }.into_string();
+    let open = svg.find(">\n").ok_or("plotters wrote no <svg> element")? + 2;
+    svg.insert_str(open, &title);
+    // Never drawn wider than made (a small chart would blow up its text).
+    let open = format!(
+        "<svg role=\"img\" class=\"chart\" style=\"max-width: {}px\" ",
+        size.0
+    );
+    Ok(svg.replacen("<svg ", &open, 1))
+}
+
+fn err(e: impl std::fmt::Display) -> String {
+    e.to_string()
+}
+
+/// A range around `values` with a little room, never empty.
+fn padded(values: impl Iterator<Item = f64>) -> std::ops::Range<f64> {
+    let (lo, hi) = values
+        .filter(|v| v.is_finite())
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
+            (lo.min(v), hi.max(v))
+        });
+    if !lo.is_finite() {
+        return 0.0..1.0;
+    }
+    let room = if hi > lo {
+        (hi - lo) * 0.08
+    } else {
+        lo.abs().max(1.0) * 0.1
+    };
+    (lo - room)..(hi + room)
+}
+
+/// Labels epoch seconds as dates, or times within a day.
+fn time_label(span: f64) -> impl Fn(&f64) -> String {
+    move |&t: &f64| {
+        let Ok(at) = jiff::Timestamp::from_second(t as i64) else {
+            return String::new();
+        };
+        let format = if span < 600.0 {
+            "%H:%M:%S"
+        } else if span < 2.0 * 86_400.0 {
+            "%H:%M"
+        } else {
+            "%b %d"
+        };
+        at.strftime(format).to_string()
+    }
+}
+
+/// Cuts a label to `max` characters, with an ellipsis.
+pub fn cut(label: &str, max: usize) -> String {
+    if label.chars().count() <= max {
+        label.to_string()
+    } else {
+        let kept: String = label.chars().take(max.saturating_sub(1)).collect();
+        format!("{kept}…")
+    }
+}
+
+/// The label area for names of up to `max_chars` characters.
+fn name_area(names: impl Iterator<Item = usize>) -> u32 {
+    let longest = names.max().unwrap_or(4).min(24) as u32;
+    (longest * 9 + 16).max(60)
+}
+
+/// One point per model version: score against when it was trained, the
+/// deployed ones filled, the live one ringed, a line from each retrain to
+/// its parent.
+pub struct VersionPoint {
+    pub at: f64,
+    pub score: f64,
+    pub version: i64,
+    pub deployed: bool,
+    pub live: bool,
+    /// (at, score) of the parent.
+    pub parent: Option<(f64, f64)>,
+}
+
+pub fn versions(title: &str, metric: &str, points: &[VersionPoint]) -> Drawn {
+    let x = padded(points.iter().map(|p| p.at));
+    let y = padded(points.iter().map(|p| p.score));
+    let span = x.end - x.start;
+    draw(title, (WIDTH, HEIGHT), |root| {
+        let mut chart = ChartBuilder::on(root)
+            .margin(12)
+            .margin_right(36)
+            .x_label_area_size(44)
+            .y_label_area_size(70)
+            .build_cartesian_2d(x.clone(), y.clone())
+            .map_err(err)?;
+        chart
+            .configure_mesh()
+            .x_labels(6)
+            .y_labels(6)
+            .x_label_formatter(&time_label(span))
+            .y_label_formatter(&|v| short(*v))
+            .x_desc("trained (UTC)")
+            .y_desc(format!("{metric} on its test rows"))
+            .label_style((FONT, LABEL_SIZE))
+            .axis_desc_style((FONT, DESC_SIZE))
+            .light_line_style(TRANSPARENT)
+            .draw()
+            .map_err(err)?;
+        chart
+            .draw_series(points.iter().filter_map(|p| {
+                p.parent
+                    .map(|(at, score)| PathElement::new(vec![(at, score), (p.at, p.score)], GREY))
+            }))
+            .map_err(err)?;
+        chart
+            .draw_series(
+                points
+                    .iter()
+                    .filter(|p| !p.deployed)
+                    .map(|p| Circle::new((p.at, p.score), 4, SKY.stroke_width(2))),
+            )
+            .map_err(err)?
+            .label("trained")
+            .legend(|(x, y)| Circle::new((x, y), 4, SKY.stroke_width(2)));
+        chart
+            .draw_series(
+                points
+                    .iter()
+                    .filter(|p| p.deployed)
+                    .map(|p| Circle::new((p.at, p.score), 5, ORANGE.filled())),
+            )
+            .map_err(err)?
+            .label("deployed at some time")
+            .legend(|(x, y)| Circle::new((x, y), 5, ORANGE.filled()));
+        chart
+            .draw_series(points.iter().filter(|p| p.live).flat_map(|p| {
+                [
+                    Circle::new((p.at, p.score), 9, VERMILLION.stroke_width(3)).into_dyn(),
+                    Text::new(
+                        format!("live v{}", p.version),
+                        (p.at, p.score),
+                        (FONT, LABEL_SIZE).into_font().color(&BLACK_LINE),
+                    )
+                    .into_dyn(),
+                ]
+            }))
+            .map_err(err)?
+            .label("live")
+            .legend(|(x, y)| Circle::new((x, y), 7, VERMILLION.stroke_width(3)));
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::LowerRight)
+            .label_font((FONT, LABEL_SIZE))
+            .background_style(WHITE.mix(0.7))
+            .border_style(GREY)
+            .draw()
+            .map_err(err)
+    })
+}
+
+/// Events on lanes over time.
+pub struct Event {
+    pub at: f64,
+    pub lane: usize,
+}
+
+pub fn timeline(title: &str, lanes: &[&str], start: f64, end: f64, events: &[Event]) -> Drawn {
+    let span = (end - start).max(1.0);
+    let height = 60 + 34 * lanes.len() as u32;
+    draw(title, (WIDTH, height), |root| {
+        let mut chart = ChartBuilder::on(root)
+            .margin(12)
+            .margin_right(36)
+            .x_label_area_size(44)
+            .y_label_area_size(name_area(lanes.iter().map(|l| l.chars().count())))
+            .build_cartesian_2d(start..end + span * 0.02, -0.5..lanes.len() as f64 - 0.5)
+            .map_err(err)?;
+        chart
+            .configure_mesh()
+            .x_labels(6)
+            .y_labels(lanes.len() + 1)
+            .disable_y_mesh()
+            .x_label_formatter(&time_label(span))
+            .y_label_formatter(&|v| {
+                let k = v.round();
+                if (v - k).abs() < 1e-6 && k >= 0.0 {
+                    lanes
+                        .get(k as usize)
+                        .map_or(String::new(), |l| l.to_string())
+                } else {
+                    String::new()
+                }
+            })
+            .x_desc("when (UTC)")
+            .label_style((FONT, LABEL_SIZE))
+            .axis_desc_style((FONT, DESC_SIZE))
+            .light_line_style(TRANSPARENT)
+            .draw()
+            .map_err(err)?;
+        chart
+            .draw_series(events.iter().map(|e| {
+                let c = colour(e.lane);
+                Rectangle::new(
+                    [
+                        (e.at - span * 0.003, e.lane as f64 - 0.3),
+                        (e.at + span * 0.003, e.lane as f64 + 0.3),
+                    ],
+                    c.filled(),
+                )
+            }))
+            .map_err(err)?;
+        Ok(())
+    })
+}
+
+/// Lines over time, one per named series, with horizontal reference lines.
+pub struct Series {
+    pub name: String,
+    pub points: Vec<(f64, f64)>,
+    /// Drawn in colour (else in grey, behind).
+    pub highlighted: bool,
+}
+
+pub struct Reference {
+    pub value: f64,
+    pub name: String,
+}
+
+pub struct LinesOverTime<'a> {
+    pub title: &'a str,
+    pub y_desc: &'a str,
+    pub series: &'a [Series],
+    pub references: &'a [Reference],
+    /// A log scale on y (p-values); values are floored at 1e-12.
+    pub log: bool,
+}
+
+pub fn lines_over_time(spec: &LinesOverTime<'_>) -> Drawn {
+    let all = || spec.series.iter().flat_map(|s| s.points.iter());
+    let x = padded(all().map(|p| p.0));
+    let span = x.end - x.start;
+    let draw_lines = |root: &DrawingArea<SVGBackend<'_>, Shift>| -> Result<(), String> {
+        let mut builder = ChartBuilder::on(root);
+        builder
+            .margin(12)
+            .margin_right(36)
+            .x_label_area_size(44)
+            .y_label_area_size(70);
+        let floor = 1e-12;
+        if spec.log {
+            let lo = all()
+                .map(|p| p.1.max(floor))
+                .chain(spec.references.iter().map(|r| r.value))
+                .fold(1.0f64, f64::min)
+                / 2.0;
+            let mut chart = builder
+                .build_cartesian_2d(x.clone(), (lo..1.5).log_scale())
+                .map_err(err)?;
+            chart
+                .configure_mesh()
+                .x_labels(6)
+                .y_labels(6)
+                .x_label_formatter(&time_label(span))
+                .y_label_formatter(&|v| short(*v))
+                .x_desc("run (UTC)")
+                .y_desc(spec.y_desc)
+                .label_style((FONT, LABEL_SIZE))
+                .axis_desc_style((FONT, DESC_SIZE))
+                .light_line_style(TRANSPARENT)
+                .draw()
+                .map_err(err)?;
+            plot(&mut chart, spec, floor, &x)
+        } else {
+            let y = padded(
+                all()
+                    .map(|p| p.1)
+                    .chain(spec.references.iter().map(|r| r.value)),
+            );
+            let mut chart = builder.build_cartesian_2d(x.clone(), y).map_err(err)?;
+            chart
+                .configure_mesh()
+                .x_labels(6)
+                .y_labels(6)
+                .x_label_formatter(&time_label(span))
+                .y_label_formatter(&|v| short(*v))
+                .x_desc("run (UTC)")
+                .y_desc(spec.y_desc)
+                .label_style((FONT, LABEL_SIZE))
+                .axis_desc_style((FONT, DESC_SIZE))
+                .light_line_style(TRANSPARENT)
+                .draw()
+                .map_err(err)?;
+            plot(&mut chart, spec, f64::NEG_INFINITY, &x)
+        }
+    };
+    draw(spec.title, (WIDTH, HEIGHT), draw_lines)
+}
+
+fn plot<'a, Y>(
+    chart: &mut ChartContext<'a, SVGBackend<'a>, Cartesian2d<RangedCoordf64, Y>>,
+    spec: &LinesOverTime<'_>,
+    floor: f64,
+    x: &std::ops::Range<f64>,
+) -> Result<(), String>
+where
+    Y: Ranged<ValueType = f64>,
+{
+    for s in spec.series.iter().filter(|s| !s.highlighted) {
+        chart
+            .draw_series(LineSeries::new(
+                s.points.iter().map(|&(t, v)| (t, v.max(floor))),
+                GREY,
+            ))
+            .map_err(err)?;
+    }
+    for (k, s) in spec.series.iter().filter(|s| s.highlighted).enumerate() {
+        let c = colour(k);
+        chart
+            .draw_series(LineSeries::new(
+                s.points.iter().map(|&(t, v)| (t, v.max(floor))),
+                c.stroke_width(2),
+            ))
+            .map_err(err)?
+            .label(cut(&s.name, 24))
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(3)));
+        if s.points.len() == 1 {
+            chart
+                .draw_series(
+                    s.points
+                        .iter()
+                        .map(|&(t, v)| Circle::new((t, v.max(floor)), 4, c.filled())),
+                )
+                .map_err(err)?;
+        }
+    }
+    for r in spec.references {
+        chart
+            .draw_series(DashedLineSeries::new(
+                [(x.start, r.value), (x.end, r.value)],
+                8,
+                5,
+                BLACK_LINE.stroke_width(1),
+            ))
+            .map_err(err)?
+            .label(cut(&r.name, 28))
+            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], BLACK_LINE));
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperLeft)
+        .label_font((FONT, LABEL_SIZE - 2))
+        .background_style(WHITE.mix(0.7))
+        .border_style(GREY)
+        .draw()
+        .map_err(err)
+}
+
+/// Bars in pairs: training share and recent share per bin.
+pub fn distribution(title: &str, bins: &[(String, f64, f64)]) -> Drawn {
+    let top = bins
+        .iter()
+        .map(|b| b.1.max(b.2))
+        .fold(0.0f64, f64::max)
+        .max(0.01)
+        * 1.5;
+    let n = bins.len().max(1);
+    draw(title, (WIDTH, HEIGHT), |root| {
+        let mut chart = ChartBuilder::on(root)
+            .margin(12)
+            .margin_right(36)
+            .x_label_area_size(64)
+            .y_label_area_size(60)
+            .build_cartesian_2d(-0.5..n as f64 - 0.5, 0.0..top)
+            .map_err(err)?;
+        chart
+            .configure_mesh()
+            .disable_x_mesh()
+            .x_labels(n.min(12) + 1)
+            .x_label_formatter(&|v| {
+                let k = v.round();
+                if (v - k).abs() < 1e-6 && k >= 0.0 {
+                    bins.get(k as usize).map_or(String::new(), |b| cut(&b.0, 9))
+                } else {
+                    String::new()
+                }
+            })
+            .y_label_formatter(&|v| format!("{:.0} %", v * 100.0))
+            .x_desc("bin (training deciles, or category)")
+            .y_desc("share of rows")
+            .label_style((FONT, LABEL_SIZE - 3))
+            .axis_desc_style((FONT, DESC_SIZE))
+            .light_line_style(TRANSPARENT)
+            .draw()
+            .map_err(err)?;
+        chart
+            .draw_series(bins.iter().enumerate().map(|(k, b)| {
+                Rectangle::new([(k as f64 - 0.4, 0.0), (k as f64, b.1)], BLUE.filled())
+            }))
+            .map_err(err)?
+            .label("training snapshot")
+            .legend(|(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], BLUE.filled()));
+        chart
+            .draw_series(bins.iter().enumerate().map(|(k, b)| {
+                Rectangle::new([(k as f64, 0.0), (k as f64 + 0.4, b.2)], ORANGE.filled())
+            }))
+            .map_err(err)?
+            .label("recent rows")
+            .legend(|(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], ORANGE.filled()));
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperRight)
+            .label_font((FONT, LABEL_SIZE))
+            .background_style(WHITE.mix(0.7))
+            .border_style(GREY)
+            .draw()
+            .map_err(err)
+    })
+}
+
+/// A heat map of counts, true class down, predicted class across.
+pub fn confusion(title: &str, labels: &[String], counts: &[Vec<u64>]) -> Drawn {
+    let k = labels.len().max(1);
+    let most = counts.iter().flatten().copied().max().unwrap_or(1).max(1) as f64;
+    let side = (HEIGHT + 60).min(80 + 60 * k as u32).max(260);
+    let area = name_area(labels.iter().map(|l| cut(l, 12).chars().count()));
+    draw(title, (area + side + 40, side + 40), |root| {
+        let mut chart = ChartBuilder::on(root)
+            .margin(12)
+            .margin_right(36)
+            .x_label_area_size(54)
+            .y_label_area_size(area)
+            .build_cartesian_2d(-0.5..k as f64 - 0.5, -0.5..k as f64 - 0.5)
+            .map_err(err)?;
+        let name = |v: &f64| {
+            let i = v.round();
+            if (v - i).abs() < 1e-6 && i >= 0.0 {
+                labels.get(i as usize).map_or(String::new(), |l| cut(l, 12))
+            } else {
+                String::new()
+            }
+        };
+        // Rows top to bottom in class order: row t is drawn at k-1-t.
+        let row_name = |v: &f64| name(&(k as f64 - 1.0 - v));
+        chart
+            .configure_mesh()
+            .disable_mesh()
+            .x_labels(k.min(20) + 1)
+            .y_labels(k.min(20) + 1)
+            .x_label_formatter(&name)
+            .y_label_formatter(&row_name)
+            .x_desc("predicted class")
+            .y_desc("true class")
+            .label_style((FONT, LABEL_SIZE))
+            .axis_desc_style((FONT, DESC_SIZE))
+            .draw()
+            .map_err(err)?;
+        let cells = counts.iter().enumerate().flat_map(|(t, row)| {
+            row.iter()
+                .enumerate()
+                .map(move |(p, &c)| (t, p, c as f64 / most))
+        });
+        chart
+            .draw_series(cells.clone().map(|(t, p, share)| {
+                // From white to the palette's blue.
+                let mix = |to: u8| (255.0 - (255.0 - f64::from(to)) * share) as u8;
+                let y = (k - 1 - t) as f64;
+                Rectangle::new(
+                    [(p as f64 - 0.5, y - 0.5), (p as f64 + 0.5, y + 0.5)],
+                    RGBColor(mix(0x00), mix(0x72), mix(0xB2)).filled(),
+                )
+            }))
+            .map_err(err)?;
+        if k <= 12 {
+            chart
+                .draw_series(counts.iter().enumerate().flat_map(|(t, row)| {
+                    row.iter().enumerate().map(move |(p, &c)| {
+                        let dark = c as f64 / most > 0.5;
+                        Text::new(
+                            c.to_string(),
+                            (p as f64 - 0.1, (k - 1 - t) as f64),
+                            (FONT, LABEL_SIZE).into_font().color(if dark {
+                                &WHITE
+                            } else {
+                                &BLACK_LINE
+                            }),
+                        )
+                    })
+                }))
+                .map_err(err)?;
+        }
+        Ok(())
+    })
+}
+
+/// Predicted probability against observed frequency, with the diagonal.
+pub fn calibration(title: &str, of: &str, bins: &[(f64, f64, u64)]) -> Drawn {
+    draw(title, (WIDTH, HEIGHT + 40), |root| {
+        let mut chart = ChartBuilder::on(root)
+            .margin(12)
+            .margin_right(36)
+            .x_label_area_size(44)
+            .y_label_area_size(70)
+            .build_cartesian_2d(0.0..1.0, 0.0..1.0)
+            .map_err(err)?;
+        chart
+            .configure_mesh()
+            .x_labels(6)
+            .y_labels(6)
+            .x_label_formatter(&|v| format!("{:.0} %", v * 100.0))
+            .y_label_formatter(&|v| format!("{:.0} %", v * 100.0))
+            .x_desc(format!("mean predicted: {}", cut(of, 40)))
+            .y_desc("observed share")
+            .label_style((FONT, LABEL_SIZE))
+            .axis_desc_style((FONT, DESC_SIZE))
+            .light_line_style(TRANSPARENT)
+            .draw()
+            .map_err(err)?;
+        chart
+            .draw_series(DashedLineSeries::new(
+                [(0.0, 0.0), (1.0, 1.0)],
+                8,
+                5,
+                GREY.stroke_width(1),
+            ))
+            .map_err(err)?
+            .label("perfectly calibrated")
+            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], GREY));
+        chart
+            .draw_series(LineSeries::new(
+                bins.iter().map(|b| (b.0, b.1)),
+                BLUE.stroke_width(2),
+            ))
+            .map_err(err)?
+            .label("model")
+            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], BLUE.stroke_width(2)));
+        chart
+            .draw_series(
+                bins.iter()
+                    .map(|b| Circle::new((b.0, b.1), 4, BLUE.filled())),
+            )
+            .map_err(err)?;
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperLeft)
+            .label_font((FONT, LABEL_SIZE))
+            .background_style(WHITE.mix(0.7))
+            .border_style(GREY)
+            .draw()
+            .map_err(err)
+    })
+}
+
+/// Actual against predicted, with the line where they agree.
+pub fn residuals(title: &str, target: &str, points: &[(f64, f64)]) -> Drawn {
+    let range = padded(points.iter().flat_map(|p| [p.0, p.1]));
+    draw(title, (WIDTH, HEIGHT + 40), |root| {
+        let mut chart = ChartBuilder::on(root)
+            .margin(12)
+            .margin_right(36)
+            .x_label_area_size(44)
+            .y_label_area_size(70)
+            .build_cartesian_2d(range.clone(), range.clone())
+            .map_err(err)?;
+        chart
+            .configure_mesh()
+            .x_labels(6)
+            .y_labels(6)
+            .x_label_formatter(&|v| short(*v))
+            .y_label_formatter(&|v| short(*v))
+            .x_desc(format!("predicted {}", cut(target, 30)))
+            .y_desc(format!("actual {}", cut(target, 30)))
+            .label_style((FONT, LABEL_SIZE))
+            .axis_desc_style((FONT, DESC_SIZE))
+            .light_line_style(TRANSPARENT)
+            .draw()
+            .map_err(err)?;
+        chart
+            .draw_series(DashedLineSeries::new(
+                [(range.start, range.start), (range.end, range.end)],
+                8,
+                5,
+                GREY.stroke_width(1),
+            ))
+            .map_err(err)?;
+        chart
+            .draw_series(
+                points
+                    .iter()
+                    .map(|&p| Circle::new(p, 3, BLUE.mix(0.6).filled())),
+            )
+            .map_err(err)?;
+        Ok(())
+    })
+}
+
+/// Horizontal bars, one per name, largest first; negative values go left.
+pub fn bars(title: &str, x_desc: &str, items: &[(String, f64)]) -> Drawn {
+    let names: Vec<String> = items.iter().map(|i| cut(&i.0, 24)).collect();
+    let area = name_area(names.iter().map(|n| n.chars().count()));
+    let x = padded(items.iter().map(|i| i.1).chain([0.0]));
+    let n = items.len().max(1);
+    let height = 90 + 26 * n as u32;
+    draw(title, (WIDTH, height), |root| {
+        let mut chart = ChartBuilder::on(root)
+            .margin(12)
+            .margin_right(36)
+            .x_label_area_size(44)
+            .y_label_area_size(area)
+            .build_cartesian_2d(x.clone(), -0.5..n as f64 - 0.5)
+            .map_err(err)?;
+        let name = |v: &f64| {
+            let k = v.round();
+            if (v - k).abs() < 1e-6 && k >= 0.0 {
+                // The first item at the top.
+                names.get(n - 1 - k as usize).cloned().unwrap_or_default()
+            } else {
+                String::new()
+            }
+        };
+        chart
+            .configure_mesh()
+            .disable_y_mesh()
+            .x_labels(6)
+            .y_labels(n + 1)
+            .x_label_formatter(&|v| short(*v))
+            .y_label_formatter(&name)
+            .x_desc(x_desc)
+            .label_style((FONT, LABEL_SIZE - 1))
+            .axis_desc_style((FONT, DESC_SIZE))
+            .light_line_style(TRANSPARENT)
+            .draw()
+            .map_err(err)?;
+        chart
+            .draw_series(items.iter().enumerate().map(|(k, (_, v))| {
+                let y = (n - 1 - k) as f64;
+                let c = if *v >= 0.0 { BLUE } else { VERMILLION };
+                Rectangle::new([(0.0, y - 0.35), (*v, y + 0.35)], c.filled())
+            }))
+            .map_err(err)?;
+        Ok(())
+    })
+}
+
+/// A waterfall: from the bias, each contribution in turn, to the
+/// prediction; rises in blue, falls in vermillion.
+pub fn waterfall(title: &str, explains: &str, bias: f64, steps: &[(String, f64)]) -> Drawn {
+    let mut level = bias;
+    let mut spans = vec![("(bias)".to_string(), 0.0, bias)];
+    for (name, c) in steps {
+        spans.push((name.clone(), level, level + c));
+        level += c;
+    }
+    spans.push(("= prediction".to_string(), 0.0, level));
+    let names: Vec<String> = spans.iter().map(|s| cut(&s.0, 24)).collect();
+    let area = name_area(names.iter().map(|n| n.chars().count()));
+    let x = padded(spans.iter().flat_map(|s| [s.1, s.2]));
+    let n = spans.len();
+    draw(title, (WIDTH, 90 + 26 * n as u32), |root| {
+        let mut chart = ChartBuilder::on(root)
+            .margin(12)
+            .margin_right(36)
+            .x_label_area_size(44)
+            .y_label_area_size(area)
+            .build_cartesian_2d(x.clone(), -0.5..n as f64 - 0.5)
+            .map_err(err)?;
+        let name = |v: &f64| {
+            let k = v.round();
+            if (v - k).abs() < 1e-6 && k >= 0.0 {
+                names.get(n - 1 - k as usize).cloned().unwrap_or_default()
+            } else {
+                String::new()
+            }
+        };
+        chart
+            .configure_mesh()
+            .disable_y_mesh()
+            .x_labels(6)
+            .y_labels(n + 1)
+            .x_label_formatter(&|v| short(*v))
+            .y_label_formatter(&name)
+            .x_desc(cut(explains, 60))
+            .label_style((FONT, LABEL_SIZE - 1))
+            .axis_desc_style((FONT, DESC_SIZE))
+            .light_line_style(TRANSPARENT)
+            .draw()
+            .map_err(err)?;
+        chart
+            .draw_series(spans.iter().enumerate().map(|(k, (_, from, to))| {
+                let y = (n - 1 - k) as f64;
+                let c = if k == 0 || k == n - 1 {
+                    GREY
+                } else if to >= from {
+                    BLUE
+                } else {
+                    VERMILLION
+                };
+                Rectangle::new([(*from, y - 0.35), (*to, y + 0.35)], c.filled())
+            }))
+            .map_err(err)?;
+        Ok(())
+    })
+}
+
+/// Each trial's mean score against its fit time, coloured by algorithm.
+pub struct TrialPoint {
+    pub seconds: f64,
+    pub score: f64,
+    pub algorithm: String,
+    pub chosen: bool,
+}
+
+pub fn trials(title: &str, metric: &str, points: &[TrialPoint]) -> Drawn {
+    let mut algorithms: Vec<&str> = points.iter().map(|p| p.algorithm.as_str()).collect();
+    algorithms.sort_unstable();
+    algorithms.dedup();
+    let lo = points
+        .iter()
+        .map(|p| p.seconds.max(1e-3))
+        .fold(f64::INFINITY, f64::min);
+    let hi = points
+        .iter()
+        .map(|p| p.seconds.max(1e-3))
+        .fold(0.0f64, f64::max);
+    let (lo, hi) = if lo.is_finite() && hi > 0.0 {
+        (lo / 1.5, hi * 1.5)
+    } else {
+        (1e-3, 1.0)
+    };
+    let y = padded(points.iter().map(|p| p.score));
+    draw(title, (WIDTH, HEIGHT + 40), |root| {
+        let mut chart = ChartBuilder::on(root)
+            .margin(12)
+            .margin_right(36)
+            .x_label_area_size(44)
+            .y_label_area_size(70)
+            .build_cartesian_2d((lo..hi).log_scale(), y.clone())
+            .map_err(err)?;
+        chart
+            .configure_mesh()
+            .x_labels(6)
+            .y_labels(6)
+            .x_label_formatter(&|v| short(*v))
+            .y_label_formatter(&|v| short(*v))
+            .x_desc("fit time per trial (seconds, log scale)")
+            .y_desc(format!("mean {metric} over the folds"))
+            .label_style((FONT, LABEL_SIZE))
+            .axis_desc_style((FONT, DESC_SIZE))
+            .light_line_style(TRANSPARENT)
+            .draw()
+            .map_err(err)?;
+        for (k, algorithm) in algorithms.iter().enumerate() {
+            let c = colour(k);
+            chart
+                .draw_series(
+                    points
+                        .iter()
+                        .filter(|p| p.algorithm == *algorithm)
+                        .map(|p| Circle::new((p.seconds.max(1e-3), p.score), 5, c.filled())),
+                )
+                .map_err(err)?
+                .label(cut(algorithm, 24))
+                .legend(move |(x, y)| Circle::new((x, y), 5, c.filled()));
+        }
+        chart
+            .draw_series(
+                points.iter().filter(|p| p.chosen).map(|p| {
+                    Circle::new((p.seconds.max(1e-3), p.score), 10, GREEN.stroke_width(3))
+                }),
+            )
+            .map_err(err)?
+            .label("chosen")
+            .legend(|(x, y)| Circle::new((x, y), 7, GREEN.stroke_width(3)));
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::LowerRight)
+            .label_font((FONT, LABEL_SIZE - 2))
+            .background_style(WHITE.mix(0.7))
+            .border_style(GREY)
+            .draw()
+            .map_err(err)
+    })
+}
+
+/// A small line of values, no axes: the overview's trend.
+pub fn sparkline(title: &str, values: &[f64]) -> Drawn {
+    let y = padded(values.iter().copied());
+    let n = values.len().max(2);
+    draw(title, (160, 40), |root| {
+        let mut chart = ChartBuilder::on(root)
+            .margin(4)
+            .build_cartesian_2d(0.0..(n - 1) as f64, y.clone())
+            .map_err(err)?;
+        chart
+            .draw_series(LineSeries::new(
+                values.iter().enumerate().map(|(i, &v)| (i as f64, v)),
+                BLUE.stroke_width(2),
+            ))
+            .map_err(err)?;
+        if let Some(&last) = values.last() {
+            chart
+                .draw_series([Circle::new(
+                    ((values.len() - 1) as f64, last),
+                    3,
+                    VERMILLION.filled(),
+                )])
+                .map_err(err)?;
+        }
+        Ok(())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_chart_is_one_svg_with_its_title_first_and_labels_escaped() {
+        let svg = bars(
+            "importance of <script>",
+            "drop",
+            &[
+                ("<script>alert(1)</script>".into(), 0.5),
+                ("b".into(), -0.1),
+            ],
+        )
+        .unwrap();
+        assert!(svg.starts_with("<svg role=\"img\" class=\"chart\" style=\"max-width: 680px\" "));
+        assert!(svg.contains("<title>importance of &lt;script&gt;</title>"));
+        assert!(!svg.contains("<script"));
+        assert!(svg.contains("&lt;script&gt;alert(1)"));
+        assert_eq!(svg.matches("<svg").count(), 1);
+        // Two bars beside the background and the axes' frame.
+        assert!(svg.matches("<rect").count() >= 3);
+    }
+
+    #[test]
+    fn labels_are_cut_with_an_ellipsis() {
+        assert_eq!(cut("abcdef", 4), "abc…");
+        assert_eq!(cut("abc", 4), "abc");
+    }
+}
