@@ -53,8 +53,12 @@ deploys and rolls back every second and deploys a third model in
 transactions it rolls back; failed transactions and answers from a model
 that was never committed must be 0.
 
-`--only writes`, `--only scale`, `--only per-row`, `--only features` and
-`--only churn` run one comparison alone and print it, without touching
+report: ambient.report of a project with 10, 50 and 200 versions, 90, 365
+and 1460 daily monitor and drift runs, and 20 features: built (median of 5),
+its size, and its data read alone (ambient.report_data).
+
+`--only writes`, `--only scale`, `--only per-row`, `--only features`,
+`--only churn` and `--only report` run one comparison alone and print it, without touching
 bench/README.md.
 """
 
@@ -745,6 +749,94 @@ def churn_lines():
     return figures, ratios
 
 
+# The report: (versions, daily monitor and drift runs) per size; 20 features.
+REPORT_SIZES = [(10, 90), (50, 365), (200, 1460)]
+REPORT_FEATURES = 20
+
+
+def report_setup(conn, project, versions, days):
+    """A project with `versions` models (every fifth deployed) on 20
+    features, and `days` daily monitor and drift runs (each drift run with
+    every feature's ten-bin distribution), written into the logs directly,
+    as a year of pg_cron runs would have, and a policy with a threshold."""
+    features = ", ".join(f"f{i}" for i in range(1, REPORT_FEATURES + 1))
+    randoms = ", ".join(f"random() AS f{i}" for i in range(1, REPORT_FEATURES + 1))
+    # A table per project: the source guard keeps a live model's table.
+    table = f"{project}_rows"
+    conn.execute(f"""CREATE TABLE {table} AS
+        SELECT {features}, (f1 + f2 * f3 + random() * 0.3 > 0.8) AS label
+          FROM (SELECT {randoms} FROM generate_series(1, 2000)) s""")
+    for v in range(versions):
+        conn.execute(f"""SELECT * FROM ambient.train(%s, relation => '{table}', target => 'label',
+            algorithm => 'decision_tree', hyperparams => %s, deploy => %s)""",
+            (project, json.dumps({"max_depth": 2 + v % 6}), "always" if v % 5 == 0 else "never"))
+    conn.execute("SELECT ambient.set_policy(%s, '{\"min_live_metric\": 0.8}')", (project,))
+    project_id, live = conn.execute(
+        "SELECT p.id, o.live_model_id FROM ambient.projects p JOIN ambient.overview o ON o.project = p.name "
+        "WHERE p.name = %s", (project,)).fetchone()
+    bins = [{"bin": f"bin {k}", "training": 0.1, "recent": 0.1} for k in range(10)]
+    conn.execute("""INSERT INTO ambient.monitor_log (project_id, model_id, run_at, run_by, scope, labelled_rows, metrics)
+        SELECT %s, %s, now() - d * interval '1 day', 'bench', 'all labelled rows', 500,
+               jsonb_build_object('f1', 0.85 + 0.05 * sin(d / 20.0), 'accuracy', 0.9)
+          FROM generate_series(1, %s) d""", (project_id, live, days))
+    conn.execute("""INSERT INTO ambient.drift_log (project_id, model_id, run_at, run_by, source, rows,
+                                                   drifted_share, dataset_drifted, columns)
+        SELECT %s, %s, now() - d * interval '1 day', 'bench', %s, 500, 0.05, false,
+               (SELECT jsonb_agg(jsonb_build_object('feature', 'f' || f, 'kind', 'numeric', 'rows', 500,
+                        'psi', 0.02 * f * (1 + sin(d / 30.0)), 'ks', 0.05, 'ks_p_value', 0.5 / f,
+                        'js', NULL, 'status', 'stable', 'distribution', %s::jsonb))
+                  FROM generate_series(1, %s) f)
+          FROM generate_series(1, %s) d""", (project_id, live, table, json.dumps(bins), REPORT_FEATURES, days))
+
+
+def report_side_by_side():
+    """The report of each size: built (median of REPEATS), its bytes, and
+    reading its data alone (ambient.report_data), the floor under it."""
+    results = {}
+    with psycopg.connect(DSN, autocommit=True) as conn:
+        for versions, days in REPORT_SIZES:
+            project = f"report_{versions}"
+            log(f"bench: report of {versions} versions, {days} daily runs, {REPORT_FEATURES} features")
+            report_setup(conn, project, versions, days)
+            since = f"{days + 1} days"
+            built, fetched = [], []
+            for _ in range(REPEATS):
+                started = time.perf_counter()
+                html = conn.execute("SELECT ambient.report(%s, %s::interval)", (project, since)).fetchone()[0]
+                built.append(time.perf_counter() - started)
+                started = time.perf_counter()
+                conn.execute("SELECT ambient.report_data(%s, %s::interval)", (project, since)).fetchone()
+                fetched.append(time.perf_counter() - started)
+            results[(versions, days)] = (statistics.median(built), statistics.median(fetched),
+                                         len(html.encode()))
+    return results
+
+
+def report_lines(results):
+    figures, ratios = [], []
+    for (versions, days), (built, fetched, size) in results.items():
+        figures.append((f"report of {versions} versions, {days} daily monitor and drift runs, {REPORT_FEATURES} "
+                        "features: built / its data read alone / bytes",
+                        f"{built:.3f} s / {fetched:.3f} s / {size:,}"))
+    built, _, size = results[(50, 365)]
+    ratios.append(("report of 50 versions, 365 runs, 20 features: seconds / 1 s, target <= 1", built, built <= 1))
+    ratios.append(("the same: bytes / 1 MB, target <= 1", size / 1e6, size <= 1e6))
+    (small_v, small_d), (large_v, large_d) = REPORT_SIZES[0], REPORT_SIZES[-1]
+    ratios.append((f"report growth {large_v // small_v}x versions, {large_d // small_d}x runs: time ratio",
+                   results[REPORT_SIZES[-1]][0] / results[REPORT_SIZES[0]][0], None))
+    return figures, ratios
+
+
+def empty_database():
+    """A fresh bench database with only pg_ambient, for the comparisons that
+    make their own tables."""
+    with psycopg.connect(DSN.replace(f"dbname={DB}", "dbname=postgres"), autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)")
+        conn.execute(f"CREATE DATABASE {DB}")
+    with psycopg.connect(DSN, autocommit=True) as conn:
+        conn.execute("CREATE EXTENSION pg_ambient")
+
+
 def print_lines(figures, ratios):
     """One section's figures and ratios, for the `--only` runs."""
     for name, value in figures:
@@ -772,25 +864,21 @@ def main():
         print_lines(figures, ratios)
         return
     if sys.argv[1:] == ["--only", "scale"]:
-        with psycopg.connect(DSN.replace(f"dbname={DB}", "dbname=postgres"), autocommit=True) as conn:
-            conn.execute(f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)")
-            conn.execute(f"CREATE DATABASE {DB}")
-        with psycopg.connect(DSN, autocommit=True) as conn:
-            conn.execute("CREATE EXTENSION pg_ambient")
+        empty_database()
         figures, ratios = scale_lines(scale_side_by_side())
         print_lines(figures, ratios)
         return
     if sys.argv[1:] == ["--only", "features"]:
-        with psycopg.connect(DSN.replace(f"dbname={DB}", "dbname=postgres"), autocommit=True) as conn:
-            conn.execute(f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)")
-            conn.execute(f"CREATE DATABASE {DB}")
-        with psycopg.connect(DSN, autocommit=True) as conn:
-            conn.execute("CREATE EXTENSION pg_ambient")
+        empty_database()
         print_lines(*features_side_by_side())
         return
     if sys.argv[1:] == ["--only", "churn"]:
         setup()
         print_lines(*churn_lines())
+        return
+    if sys.argv[1:] == ["--only", "report"]:
+        empty_database()
+        print_lines(*report_lines(report_side_by_side()))
         return
     if sys.argv[1:] == ["--only", "writes"]:
         setup()
@@ -824,6 +912,8 @@ def main():
     log("bench: the default learner at scale, side by side")
     scale_figures, scale_ratios = scale_lines(scale_side_by_side())
     churn_figures, churn_ratios = churn_lines()
+    log("bench: the report")
+    report_figures, report_ratios = report_lines(report_side_by_side())
 
     assert b_sum == c_sum == e["checksum"], (b_sum, c_sum, e)
     figures = [
@@ -850,7 +940,7 @@ def main():
                         "(of which scikit-learn's predict) / the stored model in plain Rust, one thread (floor)",
                         f"{ours:.2f} s ({ours / ROWS * 1e6:.2f} µs a row) / {theirs:.2f} s ({their_predict:.2f} s) "
                         f"/ {rust:.2f} s"))
-    figures += release_figures + write_figures + feature_figures + scale_figures + churn_figures
+    figures += release_figures + write_figures + feature_figures + scale_figures + churn_figures + report_figures
     ratios = [
         ("(b)/(e) (cost of being in Postgres)", b / e["seconds"], None),
         ("single-row TPS, pinned / bare, target >= 0.8", tps["pinned"] / tps["bare"], tps["pinned"] / tps["bare"] >= 0.8),
@@ -887,7 +977,7 @@ def main():
     ratios += [("(b)/(a), array form, target <= 1.3", b / a, b / a <= 1.3),
                ("(c)/(a), row form, target <= 1.5", c / a, c / a <= 1.5),
                ("(d)/(b), export / array form, target >= 15", d / b, d / b >= 15)]
-    ratios += release_ratios + write_ratios + feature_ratios + scale_ratios + churn_ratios
+    ratios += release_ratios + write_ratios + feature_ratios + scale_ratios + churn_ratios + report_ratios
     lines = [f"Measured {time.strftime('%Y-%m-%d')} on {machine()}, {ROWS} rows; (a)-(c) median of {REPEATS} "
              f"interleaved rounds, pgbench (-M prepared -c 8 -j 2) median of {PGBENCH_ROUNDS} alternating "
              f"{PGBENCH_SECONDS}s rounds, training once per size.", "",

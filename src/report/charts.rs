@@ -6,7 +6,9 @@
 
 use plotters::coord::types::RangedCoordf64;
 use plotters::coord::Shift;
+use plotters::element::DashedPathElement;
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use super::{short, PALETTE};
 
@@ -62,6 +64,50 @@ fn draw(
 
 fn err(e: impl std::fmt::Display) -> String {
     e.to_string()
+}
+
+/// How an entry of a chart's key is drawn.
+#[derive(Clone, Copy)]
+enum Mark {
+    Line(RGBColor),
+    Dashed(RGBColor),
+    Dot(RGBColor),
+    Ring(RGBColor),
+    Block(RGBColor),
+}
+
+/// The width of the strip a key takes, right of its chart.
+const KEY_WIDTH: u32 = 190;
+
+/// Draws `entries` as a key in a strip on the right of `root`, where it
+/// cannot cover any data, and returns the rest for the chart.
+fn with_key<'a>(
+    root: &DrawingArea<SVGBackend<'a>, Shift>,
+    entries: &[(String, Mark)],
+) -> Result<DrawingArea<SVGBackend<'a>, Shift>, String> {
+    let (width, _) = root.dim_in_pixel();
+    let (plot, strip) = root.split_horizontally(width.saturating_sub(KEY_WIDTH));
+    let text = (FONT, LABEL_SIZE - 1)
+        .into_font()
+        .color(&BLACK_LINE)
+        .pos(Pos::new(HPos::Left, VPos::Center));
+    for (k, (label, mark)) in entries.iter().enumerate() {
+        let y = 28 + 22 * k as i32;
+        let swatch: DynElement<'static, SVGBackend<'a>, (i32, i32)> = match *mark {
+            Mark::Line(c) => PathElement::new(vec![(6, y), (28, y)], c.stroke_width(3)).into_dyn(),
+            Mark::Dashed(c) => {
+                DashedPathElement::new(vec![(6, y), (28, y)], 5, 3, c.stroke_width(2)).into_dyn()
+            }
+            Mark::Dot(c) => Circle::new((17, y), 5, c.filled()).into_dyn(),
+            Mark::Ring(c) => Circle::new((17, y), 6, c.stroke_width(3)).into_dyn(),
+            Mark::Block(c) => Rectangle::new([(10, y - 6), (24, y + 6)], c.filled()).into_dyn(),
+        };
+        strip.draw(&swatch).map_err(err)?;
+        strip
+            .draw(&Text::new(cut(label, 20), (36, y), text.clone()))
+            .map_err(err)?;
+    }
+    Ok(plot)
 }
 
 /// A range around `values` with a little room, never empty.
@@ -132,8 +178,15 @@ pub fn versions(title: &str, metric: &str, points: &[VersionPoint]) -> Drawn {
     let x = padded(points.iter().map(|p| p.at));
     let y = padded(points.iter().map(|p| p.score));
     let span = x.end - x.start;
-    draw(title, (WIDTH, HEIGHT), |root| {
-        let mut chart = ChartBuilder::on(root)
+    let key = [
+        ("trained".to_string(), Mark::Ring(SKY)),
+        ("deployed once".to_string(), Mark::Dot(ORANGE)),
+        ("live".to_string(), Mark::Ring(VERMILLION)),
+        ("retrained from".to_string(), Mark::Line(GREY)),
+    ];
+    draw(title, (WIDTH + KEY_WIDTH, HEIGHT), |root| {
+        let plot = with_key(root, &key)?;
+        let mut chart = ChartBuilder::on(&plot)
             .margin(12)
             .margin_right(36)
             .x_label_area_size(44)
@@ -166,9 +219,7 @@ pub fn versions(title: &str, metric: &str, points: &[VersionPoint]) -> Drawn {
                     .filter(|p| !p.deployed)
                     .map(|p| Circle::new((p.at, p.score), 4, SKY.stroke_width(2))),
             )
-            .map_err(err)?
-            .label("trained")
-            .legend(|(x, y)| Circle::new((x, y), 4, SKY.stroke_width(2)));
+            .map_err(err)?;
         chart
             .draw_series(
                 points
@@ -176,32 +227,26 @@ pub fn versions(title: &str, metric: &str, points: &[VersionPoint]) -> Drawn {
                     .filter(|p| p.deployed)
                     .map(|p| Circle::new((p.at, p.score), 5, ORANGE.filled())),
             )
-            .map_err(err)?
-            .label("deployed at some time")
-            .legend(|(x, y)| Circle::new((x, y), 5, ORANGE.filled()));
+            .map_err(err)?;
         chart
-            .draw_series(points.iter().filter(|p| p.live).flat_map(|p| {
-                [
-                    Circle::new((p.at, p.score), 9, VERMILLION.stroke_width(3)).into_dyn(),
-                    Text::new(
+            .draw_series(
+                points
+                    .iter()
+                    .filter(|p| p.live)
+                    .map(|p| Circle::new((p.at, p.score), 9, VERMILLION.stroke_width(3))),
+            )
+            .map_err(err)?;
+        chart
+            .draw_series(points.iter().filter(|p| p.live).map(|p| {
+                EmptyElement::at((p.at, p.score))
+                    + Text::new(
                         format!("live v{}", p.version),
-                        (p.at, p.score),
+                        (12, -22),
                         (FONT, LABEL_SIZE).into_font().color(&BLACK_LINE),
                     )
-                    .into_dyn(),
-                ]
             }))
-            .map_err(err)?
-            .label("live")
-            .legend(|(x, y)| Circle::new((x, y), 7, VERMILLION.stroke_width(3)));
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::LowerRight)
-            .label_font((FONT, LABEL_SIZE))
-            .background_style(WHITE.mix(0.7))
-            .border_style(GREY)
-            .draw()
-            .map_err(err)
+            .map_err(err)?;
+        Ok(())
     })
 }
 
@@ -340,7 +385,24 @@ pub fn lines_over_time(spec: &LinesOverTime<'_>) -> Drawn {
             plot(&mut chart, spec, f64::NEG_INFINITY, &x)
         }
     };
-    draw(spec.title, (WIDTH, HEIGHT), draw_lines)
+    let mut key: Vec<(String, Mark)> = spec
+        .series
+        .iter()
+        .filter(|s| s.highlighted)
+        .enumerate()
+        .map(|(k, s)| (s.name.clone(), Mark::Line(colour(k))))
+        .collect();
+    if spec.series.iter().any(|s| !s.highlighted) {
+        key.push(("the others".to_string(), Mark::Line(GREY)));
+    }
+    key.extend(
+        spec.references
+            .iter()
+            .map(|r| (r.name.clone(), Mark::Dashed(BLACK_LINE))),
+    );
+    draw(spec.title, (WIDTH + KEY_WIDTH, HEIGHT), |root| {
+        draw_lines(&with_key(root, &key)?)
+    })
 }
 
 fn plot<'a, Y>(
@@ -367,9 +429,7 @@ where
                 s.points.iter().map(|&(t, v)| (t, v.max(floor))),
                 c.stroke_width(2),
             ))
-            .map_err(err)?
-            .label(cut(&s.name, 24))
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(3)));
+            .map_err(err)?;
         if s.points.len() == 1 {
             chart
                 .draw_series(
@@ -388,18 +448,9 @@ where
                 5,
                 BLACK_LINE.stroke_width(1),
             ))
-            .map_err(err)?
-            .label(cut(&r.name, 28))
-            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], BLACK_LINE));
+            .map_err(err)?;
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
-        .label_font((FONT, LABEL_SIZE - 2))
-        .background_style(WHITE.mix(0.7))
-        .border_style(GREY)
-        .draw()
-        .map_err(err)
+    Ok(())
 }
 
 /// Bars in pairs: training share and recent share per bin.
@@ -411,8 +462,13 @@ pub fn distribution(title: &str, bins: &[(String, f64, f64)]) -> Drawn {
         .max(0.01)
         * 1.5;
     let n = bins.len().max(1);
-    draw(title, (WIDTH, HEIGHT), |root| {
-        let mut chart = ChartBuilder::on(root)
+    let key = [
+        ("training snapshot".to_string(), Mark::Block(BLUE)),
+        ("recent rows".to_string(), Mark::Block(ORANGE)),
+    ];
+    draw(title, (WIDTH + KEY_WIDTH, HEIGHT), |root| {
+        let plot = with_key(root, &key)?;
+        let mut chart = ChartBuilder::on(&plot)
             .margin(12)
             .margin_right(36)
             .x_label_area_size(64)
@@ -443,24 +499,13 @@ pub fn distribution(title: &str, bins: &[(String, f64, f64)]) -> Drawn {
             .draw_series(bins.iter().enumerate().map(|(k, b)| {
                 Rectangle::new([(k as f64 - 0.4, 0.0), (k as f64, b.1)], BLUE.filled())
             }))
-            .map_err(err)?
-            .label("training snapshot")
-            .legend(|(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], BLUE.filled()));
+            .map_err(err)?;
         chart
             .draw_series(bins.iter().enumerate().map(|(k, b)| {
                 Rectangle::new([(k as f64, 0.0), (k as f64 + 0.4, b.2)], ORANGE.filled())
             }))
-            .map_err(err)?
-            .label("recent rows")
-            .legend(|(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], ORANGE.filled()));
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .label_font((FONT, LABEL_SIZE))
-            .background_style(WHITE.mix(0.7))
-            .border_style(GREY)
-            .draw()
-            .map_err(err)
+            .map_err(err)?;
+        Ok(())
     })
 }
 
@@ -541,8 +586,13 @@ pub fn confusion(title: &str, labels: &[String], counts: &[Vec<u64>]) -> Drawn {
 
 /// Predicted probability against observed frequency, with the diagonal.
 pub fn calibration(title: &str, of: &str, bins: &[(f64, f64, u64)]) -> Drawn {
-    draw(title, (WIDTH, HEIGHT + 40), |root| {
-        let mut chart = ChartBuilder::on(root)
+    let key = [
+        ("perfectly calibrated".to_string(), Mark::Dashed(GREY)),
+        ("model".to_string(), Mark::Line(BLUE)),
+    ];
+    draw(title, (WIDTH + KEY_WIDTH, HEIGHT + 40), |root| {
+        let plot = with_key(root, &key)?;
+        let mut chart = ChartBuilder::on(&plot)
             .margin(12)
             .margin_right(36)
             .x_label_area_size(44)
@@ -569,31 +619,20 @@ pub fn calibration(title: &str, of: &str, bins: &[(f64, f64, u64)]) -> Drawn {
                 5,
                 GREY.stroke_width(1),
             ))
-            .map_err(err)?
-            .label("perfectly calibrated")
-            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], GREY));
+            .map_err(err)?;
         chart
             .draw_series(LineSeries::new(
                 bins.iter().map(|b| (b.0, b.1)),
                 BLUE.stroke_width(2),
             ))
-            .map_err(err)?
-            .label("model")
-            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], BLUE.stroke_width(2)));
+            .map_err(err)?;
         chart
             .draw_series(
                 bins.iter()
                     .map(|b| Circle::new((b.0, b.1), 4, BLUE.filled())),
             )
             .map_err(err)?;
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperLeft)
-            .label_font((FONT, LABEL_SIZE))
-            .background_style(WHITE.mix(0.7))
-            .border_style(GREY)
-            .draw()
-            .map_err(err)
+        Ok(())
     })
 }
 
@@ -774,8 +813,15 @@ pub fn trials(title: &str, metric: &str, points: &[TrialPoint]) -> Drawn {
         (1e-3, 1.0)
     };
     let y = padded(points.iter().map(|p| p.score));
-    draw(title, (WIDTH, HEIGHT + 40), |root| {
-        let mut chart = ChartBuilder::on(root)
+    let mut key: Vec<(String, Mark)> = algorithms
+        .iter()
+        .enumerate()
+        .map(|(k, a)| (a.to_string(), Mark::Dot(colour(k))))
+        .collect();
+    key.push(("chosen".to_string(), Mark::Ring(GREEN)));
+    draw(title, (WIDTH + KEY_WIDTH, HEIGHT + 40), |root| {
+        let plot = with_key(root, &key)?;
+        let mut chart = ChartBuilder::on(&plot)
             .margin(12)
             .margin_right(36)
             .x_label_area_size(44)
@@ -804,9 +850,7 @@ pub fn trials(title: &str, metric: &str, points: &[TrialPoint]) -> Drawn {
                         .filter(|p| p.algorithm == *algorithm)
                         .map(|p| Circle::new((p.seconds.max(1e-3), p.score), 5, c.filled())),
                 )
-                .map_err(err)?
-                .label(cut(algorithm, 24))
-                .legend(move |(x, y)| Circle::new((x, y), 5, c.filled()));
+                .map_err(err)?;
         }
         chart
             .draw_series(
@@ -814,17 +858,8 @@ pub fn trials(title: &str, metric: &str, points: &[TrialPoint]) -> Drawn {
                     Circle::new((p.seconds.max(1e-3), p.score), 10, GREEN.stroke_width(3))
                 }),
             )
-            .map_err(err)?
-            .label("chosen")
-            .legend(|(x, y)| Circle::new((x, y), 7, GREEN.stroke_width(3)));
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::LowerRight)
-            .label_font((FONT, LABEL_SIZE - 2))
-            .background_style(WHITE.mix(0.7))
-            .border_style(GREY)
-            .draw()
-            .map_err(err)
+            .map_err(err)?;
+        Ok(())
     })
 }
 

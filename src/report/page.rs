@@ -45,7 +45,7 @@ dl.facts dd { margin: 0; }
 .ok { color: #006e50; font-weight: 600; }
 .bad { color: #a13b00; font-weight: 600; }
 figure { margin: .75rem 0; overflow-x: auto; }
-figure svg.chart { display: block; width: 100%; min-width: 520px; height: auto; }
+figure svg.chart { display: block; width: 100%; min-width: 600px; height: auto; }
 figcaption { font-size: .9rem; color: #444; margin-top: .25rem; }
 .scroll { overflow-x: auto; max-width: 100%; }
 table { border-collapse: collapse; font-size: .9rem; margin: .5rem 0; }
@@ -395,7 +395,9 @@ fn timeline(d: &ProjectData) -> Markup {
                         }
                     }))
             }
-            @if d.quiet_policy_runs > 0 {
+            @if d.quiet_policy_runs == 1 {
+                p.muted { "1 policy run found nothing to do." }
+            } @else if d.quiet_policy_runs > 1 {
                 p.muted { (d.quiet_policy_runs) " policy runs found nothing to do." }
             }
         }
