@@ -2,12 +2,10 @@
 (pointed at /usr/bin/chromium; no browser is downloaded). The pages are the
 demo's, written by scripts/report.py as `make report` writes them."""
 
-import json
+import datetime
 import os
 import pathlib
 import re
-import shutil
-import subprocess
 import sys
 
 import psycopg
@@ -34,13 +32,14 @@ HOSTILE = "<script>alert(1)</script>"
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
-    """The demo's projects (examples/demo.sql and ambient.sql: iris, a
-    regression, and loans with its policy, monitoring, drift, alerts and
-    approvals), a project whose class label and name carry a script, and
-    every page written to a folder."""
+    """The demo's projects (examples/demo.sql, ambient.sql and features.sql:
+    iris, a regression, loans with its policy, monitoring, drift, alerts and
+    approvals, churn on feature sets), a project whose class label and name
+    carry a script, and every page written to a folder."""
     database = fresh_database("it_report_demo")
     run_example("demo.sql", database)
     run_example("ambient.sql", database)
+    run_example("features.sql", database)
     with connect(database, autocommit=True) as conn:
         conn.execute(f"""CREATE TABLE hostile AS
             SELECT g AS x, CASE WHEN g % 2 = 0 THEN '{HOSTILE}' ELSE 'plain & "quoted"' END AS label
@@ -255,3 +254,48 @@ def test_the_report_data_matches_the_catalog(demo):
             if column["distribution"]:
                 shares = [b["recent"] for b in column["distribution"]]
                 assert abs(sum(shares) - 1) < 1e-9, column["feature"]
+
+
+def test_a_project_on_feature_sets_shows_their_freshness(demo, browser):
+    database, folder, pages = demo
+    visit = Visit(browser, page_of(pages, "churn.html"), 1280)
+    try:
+        rows = visit.page.locator("section#feature-sets tbody tr")
+        with connect(database) as conn:
+            sets = conn.execute("SELECT feature_sets FROM ambient.models WHERE project = 'churn' AND live").fetchone()[0]
+        assert sets and rows.count() == len(sets)
+        for name in sets:
+            assert name in visit.page.locator("section#feature-sets").inner_text()
+        check_charts(visit.page)
+    finally:
+        visit.close()
+
+
+def test_the_overview_shows_each_projects_next_scheduled_run():
+    """pg_cron runs jobs of its own database (postgres) only."""
+    with connect("postgres", autocommit=True) as conn:
+        conn.execute("CREATE EXTENSION IF NOT EXISTS pg_ambient")
+
+        def clean():
+            if conn.execute("SELECT 1 FROM ambient.overview WHERE project = 'report_cron'").fetchone():
+                if conn.execute("SELECT job_id FROM ambient.project_policies WHERE project = 'report_cron'").fetchone()[0]:
+                    conn.execute("SELECT ambient.unschedule('report_cron')")
+                conn.execute("SELECT ambient.drop_project('report_cron', force => true)")
+            conn.execute("DROP TABLE IF EXISTS report_cron_rows")
+
+        clean()
+        try:
+            conn.execute("CREATE TABLE report_cron_rows AS SELECT g::float8 AS x, g % 2 = 0 AS even "
+                         "FROM generate_series(1, 60) g")
+            conn.execute("SELECT * FROM ambient.train('report_cron', relation => 'report_cron_rows', "
+                         "target => 'even', algorithm => 'decision_tree')")
+            conn.execute("SELECT ambient.set_policy('report_cron', '{\"action\": \"alert\"}')")
+            conn.execute("SELECT ambient.schedule('report_cron', '0 3 * * *')")
+            overview, now = conn.execute("SELECT ambient.report(), now() AT TIME ZONE 'UTC'").fetchone()
+            day = now.date() if now.hour < 3 else now.date() + datetime.timedelta(days=1)
+            row = re.search(r'<a href="report_cron.html">.*?</tr>', overview, re.S).group(0)
+            assert f"{day:%Y-%m-%d} 03:00 UTC" in row and "0 3 * * *" in row, row
+            page = conn.execute("SELECT ambient.report('report_cron')").fetchone()[0]
+            assert f"next at {day:%Y-%m-%d} 03:00 UTC" in page
+        finally:
+            clean()
