@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::dataset::{ColumnKind, Dataset, Labels};
 use super::model::Model;
 use super::preprocess::Value;
-use super::{Interrupts, MlResult};
+use super::{Interrupts, MlErrorKind, MlResult};
 
 /// Calibration bins over predicted probabilities in [0, 1].
 const CALIBRATION_BINS: usize = 10;
@@ -119,9 +119,11 @@ impl TypicalRow {
                 }
                 _ if column.is_empty() => None,
                 _ => {
-                    column.sort_by(f64::total_cmp);
-                    // The lower median, so a boolean stays 0 or 1.
-                    Some(Typical::Number(column[(column.len() - 1) / 2]))
+                    // The lower median, so a boolean stays 0 or 1; found in
+                    // linear time, not by sorting millions of values.
+                    let middle = (column.len() - 1) / 2;
+                    let (_, median, _) = column.select_nth_unstable_by(middle, f64::total_cmp);
+                    Some(Typical::Number(*median))
                 }
             });
         }
@@ -133,7 +135,8 @@ impl TypicalRow {
     }
 
     /// Explains the model's prediction for this row, its inputs matched by
-    /// name. `None` if the model takes an input this row lacks.
+    /// name. `None` if the model takes an input this row lacks, or its
+    /// predictions have no additive explanation.
     fn explain(&self, model: &Model) -> MlResult<Option<Example>> {
         let mut inputs = Vec::new();
         let mut values = Vec::new();
@@ -156,8 +159,18 @@ impl TypicalRow {
             inputs.push((name.to_string(), shown));
         }
         let mut x = Vec::new();
-        model.encode(&values, &mut x)?;
-        let e = model.explain(&x)?;
+        // A made-up row the preprocessing refuses (a column never seen,
+        // with `impute: error`) has no example; training goes on.
+        if model.encode(&values, &mut x).is_err() {
+            return Ok(None);
+        }
+        // Naive Bayes, AdaBoost, kNN and SVM predictions do not split into
+        // contributions: their reports show importances only.
+        let e = match model.explain(&x) {
+            Ok(e) => e,
+            Err(e) if e.kind == MlErrorKind::Unsupported => return Ok(None),
+            Err(e) => return Err(e),
+        };
         Ok(Some(Example {
             inputs,
             prediction: model.predict_label(&x),
@@ -369,6 +382,13 @@ mod tests {
         let example = trained.diagnostics.example.expect("an example");
         let sum = example.bias + example.contributions.iter().sum::<f64>();
         assert!((sum - example.prediction.parse::<f64>().unwrap()).abs() < 1e-6);
+    }
+
+    #[test]
+    fn a_model_without_additive_explanations_has_diagnostics_and_no_example() {
+        let trained = train_with_defaults(&two_moons(), "knn", 7, 1);
+        assert!(trained.diagnostics.confusion.is_some());
+        assert!(trained.diagnostics.example.is_none());
     }
 
     #[test]

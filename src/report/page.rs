@@ -60,6 +60,11 @@ footer { max-width: 1040px; margin: 0 auto 2rem; padding: 0 1rem; color: #666; f
   section { padding: .75rem; }
   dl.facts { grid-template-columns: 1fr; }
   dl.facts dd { margin-bottom: .4rem; }
+  table.cards thead { display: none; }
+  table.cards, table.cards tbody, table.cards tr, table.cards td { display: block; width: 100%; }
+  table.cards tr { border-bottom: 2px solid #ccc; padding: .4rem 0; }
+  table.cards td { border: 0; text-align: left; padding: .1rem 0; }
+  table.cards td::before { content: attr(data-label); display: block; font-size: .8rem; color: #666; }
 }
 "#;
 
@@ -887,7 +892,7 @@ pub fn overview_page(d: &OverviewData) -> String {
                 (empty("No project this role may read."))
             } @else {
                 div.scroll {
-                    table {
+                    table.cards {
                         thead { tr {
                             th { "project" } th { "live model" } th.n { "score" } th { "live metric and trend" }
                             th { "drift" } th.n { "open alerts" } th.n { "pending approvals" } th { "next scheduled run" }
@@ -897,16 +902,16 @@ pub fn overview_page(d: &OverviewData) -> String {
                                 @let metric = p.metric.clone().unwrap_or_default();
                                 @let values: Vec<f64> = p.live_metric.iter().filter_map(|r| metric_of(&r.metrics, &metric)).collect();
                                 tr {
-                                    td { a href=(page_name(&p.project, k + 1)) { (p.project) } br; span.muted { (p.task) ", " (p.owner) } }
-                                    td {
+                                    td data-label="project" { a href=(page_name(&p.project, k + 1)) { (p.project) } br; span.muted { (p.task) ", " (p.owner) } }
+                                    td data-label="live model" {
                                         @match (p.version, &p.algorithm) {
                                             (Some(v), Some(a)) => { "v" (v) " " (a) }
                                             _ => span.muted { "none live" },
                                         }
-                                        br; span.muted { (p.models) " models" }
+                                        br; span.muted { (p.models) @if p.models == 1 { " model" } @else { " models" } }
                                     }
-                                    td.n { @if let Some(s) = p.score { (metric) " " (short(s)) } }
-                                    td {
+                                    td.n data-label="score" { @if let Some(s) = p.score { (metric) " " (short(s)) } }
+                                    td data-label="live metric and trend" {
                                         @match values.last() {
                                             Some(last) => {
                                                 (short(*last))
@@ -923,16 +928,16 @@ pub fn overview_page(d: &OverviewData) -> String {
                                             None => span.muted { "not monitored" },
                                         }
                                     }
-                                    td {
+                                    td data-label="drift" {
                                         @match &p.drift {
                                             Some(x) if x.dataset_drifted => { span.bad { "drifted" } " " span.muted { (minute(&x.at)) } }
                                             Some(x) => { span.ok { "stable" } " " span.muted { (format!("{:.0} %", x.drifted_share * 100.0)) " of features, " (minute(&x.at)) } }
                                             None => span.muted { "not measured" },
                                         }
                                     }
-                                    td.n { @if p.open_alerts > 0 { span.bad { (p.open_alerts) } } @else { "0" } }
-                                    td.n { @if p.pending_approvals > 0 { span.bad { (p.pending_approvals) } } @else { "0" } }
-                                    td {
+                                    td.n data-label="open alerts" { @if p.open_alerts > 0 { span.bad { (p.open_alerts) } } @else { "0" } }
+                                    td.n data-label="pending approvals" { @if p.pending_approvals > 0 { span.bad { (p.pending_approvals) } } @else { "0" } }
+                                    td data-label="next scheduled run" {
                                         @match p.schedule.as_ref().and_then(|s| s.schedule.as_deref().map(|c| (c, s.active))) {
                                             Some((_, Some(false))) => span.muted { "inactive" },
                                             Some((cron, _)) => {
