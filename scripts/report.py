@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """`make report`: writes ambient.report_pages() of a database into a folder:
 index.html (the overview of every project the role may read) and one page
-per project, under the names the overview links to.
+per project, under the names the overview links to. The folder's .html
+files are replaced, so a dropped project's page goes too.
 
     scripts/report.py DATABASE FOLDER [SINCE]
 
@@ -22,8 +23,11 @@ def write_pages(dbname, folder, since="30 days", user="postgres"):
     conninfo = f"host={os.environ.get('PGHOST', '/tmp')} port={os.environ.get('PGPORT', '5432')} dbname={dbname} user={user}"
     written = []
     with psycopg.connect(conninfo, autocommit=True) as conn:
-        for path, _project, html in conn.execute(
-                "SELECT path, project, html FROM ambient.report_pages(%s::interval)", (since,)):
+        pages = conn.execute("SELECT path, project, html FROM ambient.report_pages(%s::interval)",
+                             (since,)).fetchall()
+        for stale in folder.glob("*.html"):
+            stale.unlink()
+        for path, _project, html in pages:
             target = folder / path
             target.write_text(html, encoding="utf-8")
             written.append(target)

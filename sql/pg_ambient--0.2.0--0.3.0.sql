@@ -1341,8 +1341,9 @@ WITH p AS (SELECT * FROM ambient.readable_projects r WHERE r.project = $1),
                           ORDER BY d.deployment_id DESC LIMIT 1),
      live_model AS (SELECT m.* FROM ambient.models m JOIN o ON m.model_id = o.live_model_id),
      latest_drift AS (SELECT max(d.run_id) AS run_id FROM ambient.drift_runs d WHERE d.project = $1),
-     -- The newest 400 drift runs and 1000 monitor runs of the period at
-     -- most, so a page stays small whatever the logs keep.
+     -- The newest 400 drift runs (20,000 feature points) and 1,000 monitor
+     -- runs of the period at most, the newest 500 versions and 500 events
+     -- of each kind, so a page stays small whatever the logs keep.
      drift_ids AS (SELECT DISTINCT d.run_id FROM ambient.drift_runs d
                     WHERE d.project = $1 AND d.run_at >= (SELECT at FROM start)
                     ORDER BY d.run_id DESC LIMIT 400),
@@ -1368,34 +1369,44 @@ SELECT jsonb_build_object(
                  'trained_by', m.trained_by, 'parent', m.parent_model_id, 'live', m.live,
                  'tags', to_jsonb(m.tags),
                  'deployed', m.model_id IN (SELECT d.model_id FROM ambient.deployments d WHERE d.project = $1))
-                 ORDER BY m.version), '[]') FROM ambient.models m WHERE m.project = $1),
+                 ORDER BY m.version), '[]')
+                 FROM (SELECT * FROM ambient.models v WHERE v.project = $1
+                        ORDER BY v.version DESC LIMIT 500) m),
   'deployments', (SELECT COALESCE(jsonb_agg(jsonb_build_object(
                     'at', d.deployed_at, 'by', d.deployed_by, 'version', d.version,
                     'strategy', d.strategy, 'reason', d.reason) ORDER BY d.deployment_id), '[]')
-                    FROM ambient.deployments d WHERE d.project = $1 AND d.deployed_at >= (SELECT at FROM start)),
+                    FROM (SELECT * FROM ambient.deployments x WHERE x.project = $1
+                             AND x.deployed_at >= (SELECT at FROM start)
+                           ORDER BY x.deployment_id DESC LIMIT 500) d),
   'challenges', (SELECT COALESCE(jsonb_agg(jsonb_build_object(
                    'at', c.at, 'by', c.by, 'version', c.version, 'mode', c.mode,
                    'traffic', c.traffic, 'event', c.event, 'reason', c.reason) ORDER BY c.event_id), '[]')
-                   FROM ambient.challenges c WHERE c.project = $1 AND c.at >= (SELECT at FROM start)),
+                   FROM (SELECT * FROM ambient.challenges x WHERE x.project = $1
+                            AND x.at >= (SELECT at FROM start)
+                          ORDER BY x.event_id DESC LIMIT 500) c),
   'approvals', (SELECT COALESCE(jsonb_agg(jsonb_build_object(
                   'model_id', a.model_id, 'version', a.version, 'score', a.score, 'state', a.state,
                   'requested_at', a.requested_at, 'decided_at', a.decided_at,
                   'decided_by', a.decided_by, 'reason', a.reason) ORDER BY a.requested_at), '[]')
-                  FROM ambient.approvals a WHERE a.project = $1
-                   AND (a.state = 'awaiting' OR a.requested_at >= (SELECT at FROM start)
-                        OR a.decided_at >= (SELECT at FROM start))),
+                  FROM (SELECT * FROM ambient.approvals x WHERE x.project = $1
+                           AND (x.state = 'awaiting' OR x.requested_at >= (SELECT at FROM start)
+                                OR x.decided_at >= (SELECT at FROM start))
+                         ORDER BY x.requested_at DESC LIMIT 500) a),
   'policy_runs', (SELECT COALESCE(jsonb_agg(jsonb_build_object(
                     'at', r.started_at, 'by', r.run_by, 'status', r.status, 'action', r.action,
                     'reason', r.reason) ORDER BY r.run_id), '[]')
-                    FROM ambient.policy_runs r WHERE r.project = $1 AND r.status <> 'nothing to do'
-                     AND r.started_at >= (SELECT at FROM start)),
+                    FROM (SELECT * FROM ambient.policy_runs x WHERE x.project = $1
+                             AND x.status <> 'nothing to do' AND x.started_at >= (SELECT at FROM start)
+                           ORDER BY x.run_id DESC LIMIT 500) r),
   'quiet_policy_runs', (SELECT count(*) FROM ambient.policy_runs r WHERE r.project = $1
                          AND r.status = 'nothing to do' AND r.started_at >= (SELECT at FROM start)),
   'alerts', (SELECT COALESCE(jsonb_agg(jsonb_build_object(
                'at', a.raised_at, 'kind', a.kind, 'message', a.message,
                'open', a.raised_at > COALESCE((SELECT d.deployed_at FROM live_deployment d), '-infinity'))
                ORDER BY a.alert_id), '[]')
-               FROM ambient.alerts a WHERE a.project = $1 AND a.raised_at >= (SELECT at FROM start)),
+               FROM (SELECT * FROM ambient.alerts x WHERE x.project = $1
+                        AND x.raised_at >= (SELECT at FROM start)
+                      ORDER BY x.alert_id DESC LIMIT 500) a),
   'policy', (SELECT jsonb_build_object('policy', pp.policy, 'schedule', pp.schedule, 'active', pp.active,
                                        'cron_timezone', current_setting('cron.timezone', true))
                FROM ambient.project_policies pp WHERE pp.project = $1),
@@ -1406,7 +1417,9 @@ SELECT jsonb_build_object(
   'drift', (SELECT COALESCE(jsonb_agg(jsonb_build_object(
               'at', d.run_at, 'feature', d.feature, 'psi', d.psi, 'ks_p_value', d.ks_p_value,
               'js', d.js) ORDER BY d.run_id, d.feature), '[]')
-              FROM ambient.drift_runs d WHERE d.project = $1 AND d.run_id IN (SELECT run_id FROM drift_ids)),
+              FROM (SELECT * FROM ambient.drift_runs x WHERE x.project = $1
+                       AND x.run_id IN (SELECT run_id FROM drift_ids)
+                     ORDER BY x.run_id DESC LIMIT 20000) d),
   'latest_drift', (SELECT COALESCE(jsonb_agg(jsonb_build_object(
                      'at', d.run_at, 'feature', d.feature, 'rows', d.rows,
                      'psi', d.psi, 'js', d.js, 'status', d.status,
@@ -1421,14 +1434,18 @@ SELECT jsonb_build_object(
                     'hyperparams', l.hyperparams, 'mean_score', l.mean_score,
                     'std_score', l.std_score, 'seconds', l.seconds, 'status', l.status,
                     'chosen', l.chosen) ORDER BY l.rank, l.trial), '[]')
-                    FROM ambient.leaderboard($1) l),
+                    FROM (SELECT * FROM ambient.leaderboard($1) x ORDER BY x.rank, x.trial LIMIT 200) l),
   'leaderboard_version', (SELECT max(t.version) FROM ambient.trials t WHERE t.project = $1),
-  'feature_sets', (SELECT COALESCE(jsonb_agg(jsonb_build_object(
+  -- Freshness reads every readable set's history: only for a live model
+  -- that reads feature sets (an InitPlan in a CASE runs only if reached).
+  'feature_sets', CASE WHEN (SELECT pg_catalog.cardinality(m.feature_sets) FROM live_model m) > 0
+                  THEN (SELECT COALESCE(jsonb_agg(jsonb_build_object(
                      'feature_set', f.feature_set, 'ttl', f.ttl::text, 'entities', f.entities,
                      'newest_event_time', f.newest_event_time, 'newest_ingested_at', f.newest_ingested_at,
                      'stale_share', f.stale_share) ORDER BY f.feature_set), '[]')
                      FROM ambient.feature_freshness f
                     WHERE f.feature_set = ANY (SELECT unnest(m.feature_sets) FROM live_model m))
+                  ELSE '[]' END
 )
 FROM p
 $$;
@@ -1444,13 +1461,15 @@ SELECT jsonb_build_object(
   'generated_at', now(), 'since', now() - $1,
   'cron_timezone', current_setting('cron.timezone', true),
   'projects', COALESCE(jsonb_agg(jsonb_build_object(
-    'project', o.project, 'task', o.task, 'owner', o.owner::text, 'version', o.live_version,
+    'project', o.project, 'id', (SELECT r.project_id FROM ambient.readable_projects r WHERE r.project = o.project),
+    'task', o.task, 'owner', o.owner::text, 'version', o.live_version,
     'algorithm', o.algorithm, 'metric', o.primary_metric, 'score', o.score, 'models', o.models,
     'live_metric', (SELECT COALESCE(jsonb_agg(jsonb_build_object('metrics', r.metrics)
                                               ORDER BY r.run_id), '[]')
-                      FROM ambient.monitor_runs r
-                     WHERE r.project = o.project AND r.model_id = o.live_model_id
-                       AND r.run_at >= now() - $1),
+                      FROM (SELECT * FROM ambient.monitor_runs x
+                             WHERE x.project = o.project AND x.model_id = o.live_model_id
+                               AND x.run_at >= now() - $1
+                             ORDER BY x.run_id DESC LIMIT 100) r),
     'drift', (SELECT jsonb_build_object('at', d.run_at, 'dataset_drifted', d.dataset_drifted,
                                         'drifted_share', d.drifted_share)
                 FROM ambient.drift_runs d WHERE d.project = o.project

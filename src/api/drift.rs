@@ -162,19 +162,10 @@ pub(super) fn record(
 /// as the dataset's share), or the defaults.
 fn thresholds(project_id: i64) -> AmbientResult<Thresholds> {
     let policy = as_extension_owner(|| operations::policy_of(project_id))?;
-    let mut limits = match policy.as_ref().and_then(|p| p.get("drift")) {
-        Some(drift) => serde_json::from_value(drift.clone())
-            .map_err(|e| AmbientError::invalid(format!("the project's drift thresholds: {e}")))?,
-        None => Thresholds::default(),
-    };
-    if let Some(share) = policy
+    policy
         .as_ref()
-        .and_then(|p| p.get("max_drift"))
-        .and_then(serde_json::Value::as_f64)
-    {
-        limits.share = share;
-    }
-    Ok(limits)
+        .map_or(Ok(Thresholds::default()), Thresholds::of_policy)
+        .map_err(|e| AmbientError::invalid(format!("the project's drift thresholds: {e}")))
 }
 
 /// What one column of recent rows holds.

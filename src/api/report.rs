@@ -9,7 +9,6 @@ use pgrx::prelude::*;
 use pgrx::JsonB;
 
 use super::check_project_name;
-use crate::catalog::{projects, Caller};
 use crate::error::{AmbientError, AmbientResult, OrRaise};
 use crate::report::{self, OverviewData, ProjectData};
 
@@ -44,10 +43,10 @@ fn report_pages(
     let pages = || -> AmbientResult<Vec<(String, Option<String>, String)>> {
         let (index, data) = overview(since)?;
         let mut pages = vec![("index.html".to_string(), None, index)];
-        for (k, p) in data.projects.iter().enumerate() {
+        for p in &data.projects {
             pgrx::check_for_interrupts!();
             pages.push((
-                report::page_name(&p.project, k + 1),
+                report::page_name(&p.project, p.id),
                 Some(p.project.clone()),
                 project_page(&p.project, since)?,
             ));
@@ -63,27 +62,19 @@ fn default_since() -> Interval {
 
 fn project_page(project: &str, since: Interval) -> AmbientResult<String> {
     check_project_name(project)?;
-    let caller = Caller::current();
-    let readable = match projects::find(project)? {
-        Some(found) => projects::may_read(&found, &caller)?,
-        None => false,
-    };
-    // The same answer whether the project is missing or unreadable, so a
-    // report cannot tell a stranger which names exist.
-    let denied = || {
-        AmbientError::privilege(format!(
-            "permission denied for project \"{project}\", or it does not exist"
-        ))
-        .hint("its owner can grant reading: SELECT ambient.grant('project', 'role', 'read')")
-    };
-    if !readable {
-        return Err(denied());
-    }
+    // ambient.report_data reads through the views, so it is NULL for a
+    // project this role may not read, and for one that does not exist: the
+    // same answer, so a report cannot tell a stranger which names exist.
     let data = Spi::get_one_with_args::<JsonB>(
         "SELECT ambient.report_data($1, $2)",
         &[project.into(), since.into()],
     )?
-    .ok_or_else(denied)?;
+    .ok_or_else(|| {
+        AmbientError::privilege(format!(
+            "permission denied for project \"{project}\", or it does not exist"
+        ))
+        .hint("its owner can grant reading: SELECT ambient.grant('project', 'role', 'read')")
+    })?;
     let data: ProjectData = serde_json::from_value(data.0)
         .map_err(|e| AmbientError::invalid(format!("report data of \"{project}\": {e}")))?;
     Ok(report::project_page(&data))
@@ -117,8 +108,9 @@ WITH p AS (SELECT * FROM ambient.readable_projects r WHERE r.project = $1),
                           ORDER BY d.deployment_id DESC LIMIT 1),
      live_model AS (SELECT m.* FROM ambient.models m JOIN o ON m.model_id = o.live_model_id),
      latest_drift AS (SELECT max(d.run_id) AS run_id FROM ambient.drift_runs d WHERE d.project = $1),
-     -- The newest 400 drift runs and 1000 monitor runs of the period at
-     -- most, so a page stays small whatever the logs keep.
+     -- The newest 400 drift runs (20,000 feature points) and 1,000 monitor
+     -- runs of the period at most, the newest 500 versions and 500 events
+     -- of each kind, so a page stays small whatever the logs keep.
      drift_ids AS (SELECT DISTINCT d.run_id FROM ambient.drift_runs d
                     WHERE d.project = $1 AND d.run_at >= (SELECT at FROM start)
                     ORDER BY d.run_id DESC LIMIT 400),
@@ -144,34 +136,44 @@ SELECT jsonb_build_object(
                  'trained_by', m.trained_by, 'parent', m.parent_model_id, 'live', m.live,
                  'tags', to_jsonb(m.tags),
                  'deployed', m.model_id IN (SELECT d.model_id FROM ambient.deployments d WHERE d.project = $1))
-                 ORDER BY m.version), '[]') FROM ambient.models m WHERE m.project = $1),
+                 ORDER BY m.version), '[]')
+                 FROM (SELECT * FROM ambient.models v WHERE v.project = $1
+                        ORDER BY v.version DESC LIMIT 500) m),
   'deployments', (SELECT COALESCE(jsonb_agg(jsonb_build_object(
                     'at', d.deployed_at, 'by', d.deployed_by, 'version', d.version,
                     'strategy', d.strategy, 'reason', d.reason) ORDER BY d.deployment_id), '[]')
-                    FROM ambient.deployments d WHERE d.project = $1 AND d.deployed_at >= (SELECT at FROM start)),
+                    FROM (SELECT * FROM ambient.deployments x WHERE x.project = $1
+                             AND x.deployed_at >= (SELECT at FROM start)
+                           ORDER BY x.deployment_id DESC LIMIT 500) d),
   'challenges', (SELECT COALESCE(jsonb_agg(jsonb_build_object(
                    'at', c.at, 'by', c.by, 'version', c.version, 'mode', c.mode,
                    'traffic', c.traffic, 'event', c.event, 'reason', c.reason) ORDER BY c.event_id), '[]')
-                   FROM ambient.challenges c WHERE c.project = $1 AND c.at >= (SELECT at FROM start)),
+                   FROM (SELECT * FROM ambient.challenges x WHERE x.project = $1
+                            AND x.at >= (SELECT at FROM start)
+                          ORDER BY x.event_id DESC LIMIT 500) c),
   'approvals', (SELECT COALESCE(jsonb_agg(jsonb_build_object(
                   'model_id', a.model_id, 'version', a.version, 'score', a.score, 'state', a.state,
                   'requested_at', a.requested_at, 'decided_at', a.decided_at,
                   'decided_by', a.decided_by, 'reason', a.reason) ORDER BY a.requested_at), '[]')
-                  FROM ambient.approvals a WHERE a.project = $1
-                   AND (a.state = 'awaiting' OR a.requested_at >= (SELECT at FROM start)
-                        OR a.decided_at >= (SELECT at FROM start))),
+                  FROM (SELECT * FROM ambient.approvals x WHERE x.project = $1
+                           AND (x.state = 'awaiting' OR x.requested_at >= (SELECT at FROM start)
+                                OR x.decided_at >= (SELECT at FROM start))
+                         ORDER BY x.requested_at DESC LIMIT 500) a),
   'policy_runs', (SELECT COALESCE(jsonb_agg(jsonb_build_object(
                     'at', r.started_at, 'by', r.run_by, 'status', r.status, 'action', r.action,
                     'reason', r.reason) ORDER BY r.run_id), '[]')
-                    FROM ambient.policy_runs r WHERE r.project = $1 AND r.status <> 'nothing to do'
-                     AND r.started_at >= (SELECT at FROM start)),
+                    FROM (SELECT * FROM ambient.policy_runs x WHERE x.project = $1
+                             AND x.status <> 'nothing to do' AND x.started_at >= (SELECT at FROM start)
+                           ORDER BY x.run_id DESC LIMIT 500) r),
   'quiet_policy_runs', (SELECT count(*) FROM ambient.policy_runs r WHERE r.project = $1
                          AND r.status = 'nothing to do' AND r.started_at >= (SELECT at FROM start)),
   'alerts', (SELECT COALESCE(jsonb_agg(jsonb_build_object(
                'at', a.raised_at, 'kind', a.kind, 'message', a.message,
                'open', a.raised_at > COALESCE((SELECT d.deployed_at FROM live_deployment d), '-infinity'))
                ORDER BY a.alert_id), '[]')
-               FROM ambient.alerts a WHERE a.project = $1 AND a.raised_at >= (SELECT at FROM start)),
+               FROM (SELECT * FROM ambient.alerts x WHERE x.project = $1
+                        AND x.raised_at >= (SELECT at FROM start)
+                      ORDER BY x.alert_id DESC LIMIT 500) a),
   'policy', (SELECT jsonb_build_object('policy', pp.policy, 'schedule', pp.schedule, 'active', pp.active,
                                        'cron_timezone', current_setting('cron.timezone', true))
                FROM ambient.project_policies pp WHERE pp.project = $1),
@@ -182,7 +184,9 @@ SELECT jsonb_build_object(
   'drift', (SELECT COALESCE(jsonb_agg(jsonb_build_object(
               'at', d.run_at, 'feature', d.feature, 'psi', d.psi, 'ks_p_value', d.ks_p_value,
               'js', d.js) ORDER BY d.run_id, d.feature), '[]')
-              FROM ambient.drift_runs d WHERE d.project = $1 AND d.run_id IN (SELECT run_id FROM drift_ids)),
+              FROM (SELECT * FROM ambient.drift_runs x WHERE x.project = $1
+                       AND x.run_id IN (SELECT run_id FROM drift_ids)
+                     ORDER BY x.run_id DESC LIMIT 20000) d),
   'latest_drift', (SELECT COALESCE(jsonb_agg(jsonb_build_object(
                      'at', d.run_at, 'feature', d.feature, 'rows', d.rows,
                      'psi', d.psi, 'js', d.js, 'status', d.status,
@@ -197,14 +201,18 @@ SELECT jsonb_build_object(
                     'hyperparams', l.hyperparams, 'mean_score', l.mean_score,
                     'std_score', l.std_score, 'seconds', l.seconds, 'status', l.status,
                     'chosen', l.chosen) ORDER BY l.rank, l.trial), '[]')
-                    FROM ambient.leaderboard($1) l),
+                    FROM (SELECT * FROM ambient.leaderboard($1) x ORDER BY x.rank, x.trial LIMIT 200) l),
   'leaderboard_version', (SELECT max(t.version) FROM ambient.trials t WHERE t.project = $1),
-  'feature_sets', (SELECT COALESCE(jsonb_agg(jsonb_build_object(
+  -- Freshness reads every readable set's history: only for a live model
+  -- that reads feature sets (an InitPlan in a CASE runs only if reached).
+  'feature_sets', CASE WHEN (SELECT pg_catalog.cardinality(m.feature_sets) FROM live_model m) > 0
+                  THEN (SELECT COALESCE(jsonb_agg(jsonb_build_object(
                      'feature_set', f.feature_set, 'ttl', f.ttl::text, 'entities', f.entities,
                      'newest_event_time', f.newest_event_time, 'newest_ingested_at', f.newest_ingested_at,
                      'stale_share', f.stale_share) ORDER BY f.feature_set), '[]')
                      FROM ambient.feature_freshness f
                     WHERE f.feature_set = ANY (SELECT unnest(m.feature_sets) FROM live_model m))
+                  ELSE '[]' END
 )
 FROM p
 $$;
@@ -220,13 +228,15 @@ SELECT jsonb_build_object(
   'generated_at', now(), 'since', now() - $1,
   'cron_timezone', current_setting('cron.timezone', true),
   'projects', COALESCE(jsonb_agg(jsonb_build_object(
-    'project', o.project, 'task', o.task, 'owner', o.owner::text, 'version', o.live_version,
+    'project', o.project, 'id', (SELECT r.project_id FROM ambient.readable_projects r WHERE r.project = o.project),
+    'task', o.task, 'owner', o.owner::text, 'version', o.live_version,
     'algorithm', o.algorithm, 'metric', o.primary_metric, 'score', o.score, 'models', o.models,
     'live_metric', (SELECT COALESCE(jsonb_agg(jsonb_build_object('metrics', r.metrics)
                                               ORDER BY r.run_id), '[]')
-                      FROM ambient.monitor_runs r
-                     WHERE r.project = o.project AND r.model_id = o.live_model_id
-                       AND r.run_at >= now() - $1),
+                      FROM (SELECT * FROM ambient.monitor_runs x
+                             WHERE x.project = o.project AND x.model_id = o.live_model_id
+                               AND x.run_at >= now() - $1
+                             ORDER BY x.run_id DESC LIMIT 100) r),
     'drift', (SELECT jsonb_build_object('at', d.run_at, 'dataset_drifted', d.dataset_drifted,
                                         'drifted_share', d.drifted_share)
                 FROM ambient.drift_runs d WHERE d.project = o.project

@@ -6,23 +6,26 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::dataset::{ColumnKind, Dataset, Labels};
-use super::model::Model;
+use super::dataset::{ColumnKind, Dataset, LabelEncoding, Labels};
+use super::model::{Model, Predicted};
 use super::preprocess::Value;
-use super::{Interrupts, MlErrorKind, MlResult};
+use super::{Interrupts, MlResult};
 
 /// Calibration bins over predicted probabilities in [0, 1].
 const CALIBRATION_BINS: usize = 10;
-/// Residual points kept at most (evenly spaced over the test rows).
-const RESIDUAL_POINTS: usize = 400;
+/// Steps each way of the predicted-against-actual grid.
+const GRID: usize = 24;
+/// Classes a confusion matrix is kept for at most (k² counts).
+pub const MAX_CONFUSION_CLASSES: usize = 50;
 /// Bins of the residual histogram.
 const RESIDUAL_BINS: usize = 20;
-/// Rows between two interrupt checks.
-const CHECK_EVERY: usize = 1024;
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Diagnostics {
     pub test_rows: usize,
+    /// A classifier's classes (0 for a regressor).
+    #[serde(default)]
+    pub classes: usize,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub confusion: Option<Confusion>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -60,8 +63,13 @@ pub struct CalibrationBin {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Residuals {
-    /// (predicted, actual) for up to `RESIDUAL_POINTS` test rows.
-    pub points: Vec<(f64, f64)>,
+    /// The range both predicted and actual values fall in, cut into `grid`
+    /// equal steps each way; `cells` are (predicted step, actual step,
+    /// test rows), non-empty cells only.
+    pub lo: f64,
+    pub hi: f64,
+    pub grid: usize,
+    pub cells: Vec<(usize, usize, u64)>,
     /// Histogram of actual − predicted over every test row: `edges` has one
     /// more entry than `counts`.
     pub edges: Vec<f64>,
@@ -137,13 +145,11 @@ impl TypicalRow {
     /// Explains the model's prediction for this row, its inputs matched by
     /// name. `None` if the model takes an input this row lacks, or its
     /// predictions have no additive explanation.
-    fn explain(&self, model: &Model) -> MlResult<Option<Example>> {
+    fn explain(&self, model: &Model) -> Option<Example> {
         let mut inputs = Vec::new();
         let mut values = Vec::new();
         for name in model.input_names() {
-            let Some(j) = self.names.iter().position(|n| n == name) else {
-                return Ok(None);
-            };
+            let j = self.names.iter().position(|n| n == name)?;
             let (value, shown) = match (&self.values[j], self.kinds[j]) {
                 (None, _) => (Value::Missing, "(missing)".to_string()),
                 (Some(Typical::Text(t)), _) => (Value::Text(t), t.clone()),
@@ -159,130 +165,164 @@ impl TypicalRow {
             inputs.push((name.to_string(), shown));
         }
         let mut x = Vec::new();
-        // A made-up row the preprocessing refuses (a column never seen,
-        // with `impute: error`) has no example; training goes on.
-        if model.encode(&values, &mut x).is_err() {
-            return Ok(None);
-        }
-        // Naive Bayes, AdaBoost, kNN and SVM predictions do not split into
-        // contributions: their reports show importances only.
-        let e = match model.explain(&x) {
-            Ok(e) => e,
-            Err(e) if e.kind == MlErrorKind::Unsupported => return Ok(None),
-            Err(e) => return Err(e),
-        };
-        Ok(Some(Example {
+        // The example is a picture, never a reason to fail a train: a row
+        // the preprocessing refuses (a column never seen, with `impute:
+        // error`) has none, and naive Bayes, AdaBoost, kNN and SVM
+        // predictions do not split into contributions.
+        model.encode(&values, &mut x).ok()?;
+        let e = model.explain(&x).ok()?;
+        let finite = e.bias.is_finite() && e.contributions.iter().all(|c| c.is_finite());
+        finite.then(|| Example {
             inputs,
             prediction: model.predict_label(&x),
             explains: e.explains,
             bias: e.bias,
             contributions: e.contributions,
-        }))
+        })
     }
 }
 
-/// Predicts `rows` of the encoded `data` (which the model was trained
-/// with) and summarises them, with `typical`'s explanation.
-pub fn diagnose(
+/// Summarises `predicted`, the model's predictions for `rows` of the
+/// encoded `data` it was trained with, with `typical`'s explanation. Only
+/// finite numbers are kept, so the result is always valid JSON.
+pub(crate) fn diagnose(
     model: &Model,
     encoded: &Dataset,
     rows: &[usize],
+    predicted: &Predicted,
     typical: &TypicalRow,
-    interrupts: &Interrupts<'_>,
-) -> MlResult<Diagnostics> {
-    let predictor = model.estimator.predictor();
+) -> Diagnostics {
     let mut d = Diagnostics {
         test_rows: rows.len(),
-        example: typical.explain(model)?,
+        example: typical.explain(model),
         ..Diagnostics::default()
     };
     match &encoded.labels {
         Labels::Classes { encoding, index } => {
             let k = encoding.classes.len();
-            let mut counts = vec![vec![0u64; k]; k];
-            let mut bins = vec![(0u64, 0.0f64, 0.0f64); CALIBRATION_BINS];
-            for (n, &i) in rows.iter().enumerate() {
-                if n % CHECK_EVERY == 0 {
-                    interrupts.check()?;
+            d.classes = k;
+            if k <= MAX_CONFUSION_CLASSES {
+                let mut counts = vec![vec![0u64; k]; k];
+                for (&i, &p) in rows.iter().zip(&predicted.values) {
+                    counts[index[i]][(p as usize).min(k - 1)] += 1;
                 }
-                let x = encoded.row(i);
-                let truth = index[i];
-                let predicted = (predictor.predict(x) as usize).min(k - 1);
-                counts[truth][predicted] += 1;
-                if let Some(p) = predictor.predict_proba(x) {
-                    let (confidence, hit) = if k == 2 {
-                        (p[1], truth == 1)
-                    } else {
-                        (p.get(predicted).copied().unwrap_or(0.0), truth == predicted)
-                    };
-                    let b =
-                        ((confidence * CALIBRATION_BINS as f64) as usize).min(CALIBRATION_BINS - 1);
-                    bins[b].0 += 1;
-                    bins[b].1 += confidence;
-                    bins[b].2 += f64::from(u8::from(hit));
-                }
-            }
-            d.confusion = Some(Confusion {
-                labels: encoding.classes.clone(),
-                counts,
-            });
-            let width = 1.0 / CALIBRATION_BINS as f64;
-            let bins: Vec<CalibrationBin> = bins
-                .into_iter()
-                .enumerate()
-                .filter(|(_, (rows, _, _))| *rows > 0)
-                .map(|(b, (rows, sum_p, hits))| CalibrationBin {
-                    lo: b as f64 * width,
-                    hi: (b + 1) as f64 * width,
-                    rows,
-                    mean_predicted: sum_p / rows as f64,
-                    observed: hits / rows as f64,
-                })
-                .collect();
-            if !bins.is_empty() {
-                d.calibration = Some(Calibration {
-                    of: if k == 2 {
-                        format!("the probability of \"{}\"", encoding.classes[1])
-                    } else {
-                        "the predicted class's probability".to_string()
-                    },
-                    bins,
+                d.confusion = Some(Confusion {
+                    labels: encoding.classes.clone(),
+                    counts,
                 });
+            }
+            if let Some(probabilities) = &predicted.probabilities {
+                d.calibration = calibration(k, encoding, index, rows, predicted, probabilities);
             }
         }
         Labels::Values(values) => {
-            let mut predicted = Vec::with_capacity(rows.len());
-            for (n, &i) in rows.iter().enumerate() {
-                if n % CHECK_EVERY == 0 {
-                    interrupts.check()?;
-                }
-                predicted.push(predictor.predict(encoded.row(i)));
-            }
-            let step = rows.len().div_ceil(RESIDUAL_POINTS).max(1);
-            let points = rows
+            let pairs: Vec<(f64, f64)> = rows
                 .iter()
-                .zip(&predicted)
-                .step_by(step)
+                .zip(&predicted.values)
                 .map(|(&i, &p)| (p, values[i]))
+                .filter(|(p, a)| p.is_finite() && a.is_finite())
                 .collect();
-            let residuals: Vec<f64> = rows
-                .iter()
-                .zip(&predicted)
-                .map(|(&i, &p)| values[i] - p)
-                .filter(|r| r.is_finite())
-                .collect();
-            let (edges, counts) = histogram(&residuals, RESIDUAL_BINS);
-            d.residuals = Some(Residuals {
-                points,
-                edges,
-                counts,
-            });
+            d.residuals = Some(residuals(&pairs));
         }
     }
-    Ok(d)
+    d
 }
 
-/// Equal-width bins from the least to the greatest value.
+fn calibration(
+    k: usize,
+    encoding: &LabelEncoding,
+    index: &[usize],
+    rows: &[usize],
+    predicted: &Predicted,
+    probabilities: &[Vec<f64>],
+) -> Option<Calibration> {
+    let mut bins = vec![(0u64, 0.0f64, 0.0f64); CALIBRATION_BINS];
+    for ((&i, &p), proba) in rows.iter().zip(&predicted.values).zip(probabilities) {
+        let (truth, class) = (index[i], p as usize);
+        let (confidence, hit) = if k == 2 {
+            (proba.get(1).copied().unwrap_or(f64::NAN), truth == 1)
+        } else {
+            (
+                proba.get(class).copied().unwrap_or(f64::NAN),
+                truth == class,
+            )
+        };
+        if !(0.0..=1.0).contains(&confidence) {
+            continue;
+        }
+        let b = ((confidence * CALIBRATION_BINS as f64) as usize).min(CALIBRATION_BINS - 1);
+        bins[b].0 += 1;
+        bins[b].1 += confidence;
+        bins[b].2 += f64::from(u8::from(hit));
+    }
+    let width = 1.0 / CALIBRATION_BINS as f64;
+    let bins: Vec<CalibrationBin> = bins
+        .into_iter()
+        .enumerate()
+        .filter(|(_, (rows, _, _))| *rows > 0)
+        .map(|(b, (rows, sum_p, hits))| CalibrationBin {
+            lo: b as f64 * width,
+            hi: (b + 1) as f64 * width,
+            rows,
+            mean_predicted: sum_p / rows as f64,
+            observed: hits / rows as f64,
+        })
+        .collect();
+    (!bins.is_empty()).then(|| Calibration {
+        of: if k == 2 {
+            format!("the probability of \"{}\"", encoding.classes[1])
+        } else {
+            "the predicted class's probability".to_string()
+        },
+        bins,
+    })
+}
+
+/// (predicted, actual) pairs as counts on a grid over their common range,
+/// not as rows (a reader of the model may not read its source), and the
+/// histogram of actual − predicted.
+fn residuals(pairs: &[(f64, f64)]) -> Residuals {
+    let (lo, hi) = pairs
+        .iter()
+        .flat_map(|&(p, a)| [p, a])
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
+            (lo.min(v), hi.max(v))
+        });
+    let mut cells = std::collections::BTreeMap::new();
+    if lo.is_finite() {
+        let cell = |v: f64| ((share(v, lo, hi) * GRID as f64) as usize).min(GRID - 1);
+        for &(p, a) in pairs {
+            *cells.entry((cell(p), cell(a))).or_insert(0u64) += 1;
+        }
+    }
+    let differences: Vec<f64> = pairs
+        .iter()
+        .map(|(p, a)| a - p)
+        .filter(|r| r.is_finite())
+        .collect();
+    let (edges, counts) = histogram(&differences, RESIDUAL_BINS);
+    Residuals {
+        lo: if lo.is_finite() { lo } else { 0.0 },
+        hi: if hi.is_finite() { hi } else { 0.0 },
+        grid: GRID,
+        cells: cells.into_iter().map(|((p, a), n)| (p, a, n)).collect(),
+        edges,
+        counts,
+    }
+}
+
+/// Where `v` lies between `lo` and `hi`, from 0 to 1, without overflow
+/// however far apart they are (0 when they are equal).
+fn share(v: f64, lo: f64, hi: f64) -> f64 {
+    let span = hi / 2.0 - lo / 2.0;
+    if span > 0.0 {
+        ((v / 2.0 - lo / 2.0) / span).clamp(0.0, 1.0)
+    } else {
+        0.0
+    }
+}
+
+/// Equal-width bins from the least to the greatest of `values` (finite).
 fn histogram(values: &[f64], bins: usize) -> (Vec<f64>, Vec<u64>) {
     let (lo, hi) = values
         .iter()
@@ -292,15 +332,21 @@ fn histogram(values: &[f64], bins: usize) -> (Vec<f64>, Vec<u64>) {
     if values.is_empty() {
         return (Vec::new(), Vec::new());
     }
-    let width = if hi > lo {
-        (hi - lo) / bins as f64
+    // Equal values: one bin's width of room above them, short of overflow.
+    let hi = if hi > lo {
+        hi
     } else {
-        1.0
+        lo + (f64::MAX - lo).min(lo.abs().max(1.0))
     };
-    let edges = (0..=bins).map(|b| lo + b as f64 * width).collect();
+    let edges = (0..=bins)
+        .map(|b| {
+            let t = b as f64 / bins as f64;
+            lo * (1.0 - t) + hi * t
+        })
+        .collect();
     let mut counts = vec![0u64; bins];
     for &v in values {
-        counts[(((v - lo) / width) as usize).min(bins - 1)] += 1;
+        counts[((share(v, lo, hi) * bins as f64) as usize).min(bins - 1)] += 1;
     }
     (edges, counts)
 }
@@ -377,18 +423,103 @@ mod tests {
             trained.diagnostics.test_rows
         );
         assert_eq!(r.edges.len(), r.counts.len() + 1);
-        assert!(!r.points.is_empty() && r.points.len() <= RESIDUAL_POINTS);
+        // The grid counts every test row too, inside the grid.
+        assert_eq!(
+            r.cells.iter().map(|c| c.2).sum::<u64>() as usize,
+            trained.diagnostics.test_rows
+        );
+        assert!(r
+            .cells
+            .iter()
+            .all(|&(p, a, n)| p < r.grid && a < r.grid && n > 0));
+        assert!(r.lo < r.hi);
+        // A good fit lies near the diagonal.
+        let near: u64 = r
+            .cells
+            .iter()
+            .filter(|c| c.0.abs_diff(c.1) <= 1)
+            .map(|c| c.2)
+            .sum();
+        assert!(
+            near as usize * 10 >= trained.diagnostics.test_rows * 9,
+            "{r:?}"
+        );
         assert!(trained.diagnostics.confusion.is_none());
+        assert_eq!(trained.diagnostics.classes, 0);
         let example = trained.diagnostics.example.expect("an example");
         let sum = example.bias + example.contributions.iter().sum::<f64>();
         assert!((sum - example.prediction.parse::<f64>().unwrap()).abs() < 1e-6);
     }
 
     #[test]
-    fn a_model_without_additive_explanations_has_diagnostics_and_no_example() {
-        let trained = train_with_defaults(&two_moons(), "knn", 7, 1);
-        assert!(trained.diagnostics.confusion.is_some());
-        assert!(trained.diagnostics.example.is_none());
+    fn every_algorithm_records_diagnostics_and_only_additive_ones_an_example() {
+        use crate::ml::algorithms::ALGORITHMS;
+        use crate::ml::Task;
+        let mut records = Vec::new();
+        let mut values = Vec::new();
+        for i in 0..200 {
+            records.extend([(i % 20) as f64, (i / 20) as f64]);
+            values.push((i % 20) as f64 * 2.0 + (i / 20) as f64);
+        }
+        let regression = Dataset::new(
+            vec!["x".into(), "y".into()],
+            records,
+            RawLabels::Values(values),
+        )
+        .unwrap();
+        for spec in ALGORITHMS {
+            for task in spec.tasks.iter().map(|t| t.task) {
+                let data = match task {
+                    Task::Classification => two_moons(),
+                    Task::Regression => regression.clone(),
+                };
+                let d = train_with_defaults(&data, spec.name, 7, 1).diagnostics;
+                let name = format!("{} {task:?}", spec.name);
+                match task {
+                    Task::Classification => assert!(d.confusion.is_some(), "{name}"),
+                    Task::Regression => assert!(d.residuals.is_some(), "{name}"),
+                }
+                let additive = !matches!(spec.name, "gaussian_nb" | "adaboost" | "knn" | "svm");
+                assert_eq!(d.example.is_some(), additive, "{name}");
+                // Always valid JSON, read back as written.
+                let json = serde_json::to_value(&d).unwrap();
+                assert_eq!(
+                    serde_json::from_value::<Diagnostics>(json).unwrap(),
+                    d,
+                    "{name}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_confusion_matrix_is_kept_only_for_a_bounded_number_of_classes() {
+        let mut records = Vec::new();
+        let mut labels = Vec::new();
+        for i in 0..(MAX_CONFUSION_CLASSES + 1) * 4 {
+            records.push(i as f64);
+            labels.push(format!("c{}", i % (MAX_CONFUSION_CLASSES + 1)));
+        }
+        let data = Dataset::new(
+            vec!["x".into()],
+            records,
+            RawLabels::Classes(LabelKind::Text, labels),
+        )
+        .unwrap();
+        let d = train_with_defaults(&data, "decision_tree", 7, 1).diagnostics;
+        assert_eq!(d.classes, MAX_CONFUSION_CLASSES + 1);
+        assert!(d.confusion.is_none());
+    }
+
+    #[test]
+    fn residuals_of_huge_or_equal_values_stay_finite() {
+        let r = residuals(&[(1.7e308, -1.7e308), (0.0, 1.7e308)]);
+        assert!(r.lo.is_finite() && r.hi.is_finite());
+        assert_eq!(r.cells.iter().map(|c| c.2).sum::<u64>(), 2);
+        let r = residuals(&[(2.0, 2.0), (2.0, 2.0)]);
+        assert_eq!(r.cells, vec![(0, 0, 2)]);
+        let r = residuals(&[]);
+        assert!(r.cells.is_empty() && r.counts.is_empty());
     }
 
     #[test]

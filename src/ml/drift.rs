@@ -36,6 +36,21 @@ impl Default for Thresholds {
     }
 }
 
+impl Thresholds {
+    /// A stored policy's thresholds (`drift`, and `max_drift` as the
+    /// dataset's share), the defaults for what it leaves out.
+    pub fn of_policy(policy: &serde_json::Value) -> Result<Thresholds, String> {
+        let mut limits = match policy.get("drift") {
+            Some(drift) => serde_json::from_value(drift.clone()).map_err(|e| e.to_string())?,
+            None => Thresholds::default(),
+        };
+        if let Some(share) = policy.get("max_drift").and_then(serde_json::Value::as_f64) {
+            limits.share = share;
+        }
+        Ok(limits)
+    }
+}
+
 /// How far the snapshot's distribution function (from 101 percentiles) may
 /// be off.
 const REFERENCE_RESOLUTION: f64 = 0.01;

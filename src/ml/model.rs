@@ -96,7 +96,13 @@ pub fn train(
         encoded.encoding().cloned(),
         estimator,
     );
-    let metrics = model.score(&encoded, &split.test, fit.threads, interrupts)?;
+    let test_rows = EncodedRows {
+        records: &encoded.records,
+        width: encoded.width(),
+        at: &split.test,
+    };
+    let predicted = model.predict_rows(test_rows, &encoded, fit.threads, interrupts)?;
+    let metrics = model.metrics_of(&encoded, &split.test, &predicted)?;
     let permutation = explain::permutation_importance(
         &model,
         &encoded,
@@ -105,7 +111,7 @@ pub fn train(
         fit.threads,
         interrupts,
     )?;
-    let diagnostics = diagnostics::diagnose(&model, &encoded, &split.test, &typical, interrupts)?;
+    let diagnostics = diagnostics::diagnose(&model, &encoded, &split.test, &predicted, &typical);
     Ok(Trained {
         model,
         metrics,
@@ -283,9 +289,7 @@ impl Model {
         self.score_rows(x, encoded, rows, threads, interrupts)
     }
 
-    /// Row `x.at[k]` of `x.records` is data row `rows[k]`. Predicting can
-    /// take long (a forest, or knn's comparisons with every training row),
-    /// so it runs on `threads` and asks `interrupts` as it goes.
+    /// Row `x.at[k]` of `x.records` is data row `rows[k]`.
     pub(crate) fn score_rows(
         &self,
         x: EncodedRows<'_>,
@@ -294,6 +298,21 @@ impl Model {
         threads: usize,
         interrupts: &Interrupts<'_>,
     ) -> MlResult<Metrics> {
+        let predicted = self.predict_rows(x, data, threads, interrupts)?;
+        self.metrics_of(data, rows, &predicted)
+    }
+
+    /// Predicts rows `x.at` of `x.records`. Predicting can take long (a
+    /// forest, or knn's comparisons with every training row), so it runs on
+    /// `threads` and asks `interrupts` as it goes. Probabilities come only
+    /// when the model's classes are `data`'s.
+    pub(crate) fn predict_rows(
+        &self,
+        x: EncodedRows<'_>,
+        data: &Dataset,
+        threads: usize,
+        interrupts: &Interrupts<'_>,
+    ) -> MlResult<Predicted> {
         let predictor = self.estimator.predictor();
         // Probabilities feed the binary metrics (AUC, log loss), which only
         // mean something when the model's classes are the data's.
@@ -323,12 +342,29 @@ impl Model {
                 Ok((predictions, probabilities))
             },
         )?;
-        let mut predictions = Vec::with_capacity(at.len());
+        let mut values = Vec::with_capacity(at.len());
         let mut probabilities = Vec::new();
         for (p, q) in blocks {
-            predictions.extend(p);
+            values.extend(p);
             probabilities.extend(q);
         }
+        Ok(Predicted {
+            values,
+            probabilities: same_classes.then_some(probabilities),
+        })
+    }
+
+    /// The metrics of `predicted`, the predictions for `rows` of `data`.
+    pub(crate) fn metrics_of(
+        &self,
+        data: &Dataset,
+        rows: &[usize],
+        predicted: &Predicted,
+    ) -> MlResult<Metrics> {
+        let Predicted {
+            values: predictions,
+            probabilities,
+        } = predicted;
         match (&data.labels, &self.labels) {
             (Labels::Classes { encoding, index }, Some(own)) => {
                 let n_classes = encoding.classes.len();
@@ -345,18 +381,26 @@ impl Model {
                     &truth,
                     &predicted,
                     n_classes,
-                    same_classes.then_some(&probabilities[..]),
+                    probabilities.as_deref(),
                 ))
             }
             (Labels::Values(values), None) => {
                 let truth: Vec<f64> = rows.iter().map(|&i| values[i]).collect();
-                Ok(metrics::regression(&truth, &predictions))
+                Ok(metrics::regression(&truth, predictions))
             }
             _ => Err(MlError::invalid(
                 "the model and the data are for different tasks",
             )),
         }
     }
+}
+
+/// Predictions for some rows, in their order: a class index (classifiers)
+/// or the estimate, and each row's class probabilities when the model's
+/// classes are the data's.
+pub(crate) struct Predicted {
+    pub values: Vec<f64>,
+    pub probabilities: Option<Vec<Vec<f64>>>,
 }
 
 /// The 25 % test split the unit tests share, keyed by every column.

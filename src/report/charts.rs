@@ -110,22 +110,45 @@ fn with_key<'a>(
     Ok(plot)
 }
 
-/// A range around `values` with a little room, never empty.
-fn padded(values: impl Iterator<Item = f64>) -> std::ops::Range<f64> {
+/// A range around the finite `values` with a little room, never empty
+/// (0 to 1 when there are none).
+fn padded(values: impl Iterator<Item = f64>) -> Result<std::ops::Range<f64>, String> {
     let (lo, hi) = values
         .filter(|v| v.is_finite())
         .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
             (lo.min(v), hi.max(v))
         });
     if !lo.is_finite() {
-        return 0.0..1.0;
+        return Ok(0.0..1.0);
     }
+    // Halves first: hi − lo itself may not be a finite number.
     let room = if hi > lo {
-        (hi - lo) * 0.08
+        let magnitude = lo.abs().max(hi.abs());
+        ((hi / 2.0 - lo / 2.0) * 0.16).max(magnitude * 1e-5)
     } else {
         lo.abs().max(1.0) * 0.1
     };
-    (lo - room)..(hi + room)
+    drawable((lo - room)..(hi + room))
+}
+
+/// `range` if an axis can be drawn over it: finite, with a finite, positive
+/// width, at least a millionth of its magnitude (plotters steps its ticks
+/// through the range, and loops for ever over an infinite one).
+fn drawable(range: std::ops::Range<f64>) -> Result<std::ops::Range<f64>, String> {
+    let width = range.end - range.start;
+    let magnitude = range.start.abs().max(range.end.abs());
+    if range.start.is_finite()
+        && range.end.is_finite()
+        && width.is_finite()
+        && width > magnitude * 1e-6
+    {
+        Ok(range)
+    } else {
+        Err(format!(
+            "its values ({} to {}) are too large or too close to draw",
+            range.start, range.end
+        ))
+    }
 }
 
 /// Labels epoch seconds as dates, or times within a day.
@@ -175,8 +198,8 @@ pub struct VersionPoint {
 }
 
 pub fn versions(title: &str, metric: &str, points: &[VersionPoint]) -> Drawn {
-    let x = padded(points.iter().map(|p| p.at));
-    let y = padded(points.iter().map(|p| p.score));
+    let x = padded(points.iter().map(|p| p.at))?;
+    let y = padded(points.iter().map(|p| p.score))?;
     let span = x.end - x.start;
     let key = [
         ("trained".to_string(), Mark::Ring(SKY)),
@@ -258,6 +281,7 @@ pub struct Event {
 
 pub fn timeline(title: &str, lanes: &[&str], start: f64, end: f64, events: &[Event]) -> Drawn {
     let span = (end - start).max(1.0);
+    let time = drawable(start..start + span * 1.02)?;
     let height = 60 + 34 * lanes.len() as u32;
     draw(title, (WIDTH, height), |root| {
         let mut chart = ChartBuilder::on(root)
@@ -265,7 +289,7 @@ pub fn timeline(title: &str, lanes: &[&str], start: f64, end: f64, events: &[Eve
             .margin_right(36)
             .x_label_area_size(44)
             .y_label_area_size(name_area(lanes.iter().map(|l| l.chars().count())))
-            .build_cartesian_2d(start..end + span * 0.02, -0.5..lanes.len() as f64 - 0.5)
+            .build_cartesian_2d(time.clone(), -0.5..lanes.len() as f64 - 0.5)
             .map_err(err)?;
         chart
             .configure_mesh()
@@ -329,7 +353,7 @@ pub struct LinesOverTime<'a> {
 
 pub fn lines_over_time(spec: &LinesOverTime<'_>) -> Drawn {
     let all = || spec.series.iter().flat_map(|s| s.points.iter());
-    let x = padded(all().map(|p| p.0));
+    let x = padded(all().map(|p| p.0))?;
     let span = x.end - x.start;
     let draw_lines = |root: &DrawingArea<SVGBackend<'_>, Shift>| -> Result<(), String> {
         let mut builder = ChartBuilder::on(root);
@@ -341,12 +365,13 @@ pub fn lines_over_time(spec: &LinesOverTime<'_>) -> Drawn {
         let floor = 1e-12;
         if spec.log {
             let lo = all()
-                .map(|p| p.1.max(floor))
+                .map(|p| p.1)
                 .chain(spec.references.iter().map(|r| r.value))
-                .fold(1.0f64, f64::min)
+                .fold(1.0f64, |lo, v| lo.min(v.max(floor)))
                 / 2.0;
+            let y = drawable(lo..1.5)?;
             let mut chart = builder
-                .build_cartesian_2d(x.clone(), (lo..1.5).log_scale())
+                .build_cartesian_2d(x.clone(), y.log_scale())
                 .map_err(err)?;
             chart
                 .configure_mesh()
@@ -367,7 +392,7 @@ pub fn lines_over_time(spec: &LinesOverTime<'_>) -> Drawn {
                 all()
                     .map(|p| p.1)
                     .chain(spec.references.iter().map(|r| r.value)),
-            );
+            )?;
             let mut chart = builder.build_cartesian_2d(x.clone(), y).map_err(err)?;
             chart
                 .configure_mesh()
@@ -461,6 +486,7 @@ pub fn distribution(title: &str, bins: &[(String, f64, f64)]) -> Drawn {
         .fold(0.0f64, f64::max)
         .max(0.01)
         * 1.5;
+    let shares = drawable(0.0..top)?;
     let n = bins.len().max(1);
     let key = [
         ("training snapshot".to_string(), Mark::Block(BLUE)),
@@ -473,7 +499,7 @@ pub fn distribution(title: &str, bins: &[(String, f64, f64)]) -> Drawn {
             .margin_right(36)
             .x_label_area_size(64)
             .y_label_area_size(60)
-            .build_cartesian_2d(-0.5..n as f64 - 0.5, 0.0..top)
+            .build_cartesian_2d(-0.5..n as f64 - 0.5, shares.clone())
             .map_err(err)?;
         chart
             .configure_mesh()
@@ -636,9 +662,21 @@ pub fn calibration(title: &str, of: &str, bins: &[(f64, f64, u64)]) -> Drawn {
     })
 }
 
-/// Actual against predicted, with the line where they agree.
-pub fn residuals(title: &str, target: &str, points: &[(f64, f64)]) -> Drawn {
-    let range = padded(points.iter().flat_map(|p| [p.0, p.1]));
+/// Actual against predicted as test-row counts on a grid (darker: more
+/// rows), with the line where they agree.
+pub struct Grid<'a> {
+    pub lo: f64,
+    pub hi: f64,
+    pub steps: usize,
+    /// (predicted step, actual step, rows).
+    pub cells: &'a [(usize, usize, u64)],
+}
+
+pub fn residuals(title: &str, target: &str, grid: &Grid<'_>) -> Drawn {
+    let range = padded([grid.lo, grid.hi].into_iter())?;
+    let steps = grid.steps.max(1);
+    let step = |k: usize| grid.lo + (grid.hi - grid.lo) * k as f64 / steps as f64;
+    let most = grid.cells.iter().map(|c| c.2).max().unwrap_or(1).max(1) as f64;
     draw(title, (WIDTH, HEIGHT + 40), |root| {
         let mut chart = ChartBuilder::on(root)
             .margin(12)
@@ -661,19 +699,23 @@ pub fn residuals(title: &str, target: &str, points: &[(f64, f64)]) -> Drawn {
             .draw()
             .map_err(err)?;
         chart
+            .draw_series(grid.cells.iter().map(|&(p, a, n)| {
+                // From light to the palette's blue; a single row still shows.
+                let share = 0.15 + 0.85 * (n as f64 / most).sqrt();
+                let mix = |to: u8| (255.0 - (255.0 - f64::from(to)) * share) as u8;
+                Rectangle::new(
+                    [(step(p), step(a)), (step(p + 1), step(a + 1))],
+                    RGBColor(mix(0x00), mix(0x72), mix(0xB2)).filled(),
+                )
+            }))
+            .map_err(err)?;
+        chart
             .draw_series(DashedLineSeries::new(
                 [(range.start, range.start), (range.end, range.end)],
                 8,
                 5,
-                GREY.stroke_width(1),
+                VERMILLION.stroke_width(1),
             ))
-            .map_err(err)?;
-        chart
-            .draw_series(
-                points
-                    .iter()
-                    .map(|&p| Circle::new(p, 3, BLUE.mix(0.6).filled())),
-            )
             .map_err(err)?;
         Ok(())
     })
@@ -683,7 +725,7 @@ pub fn residuals(title: &str, target: &str, points: &[(f64, f64)]) -> Drawn {
 pub fn bars(title: &str, x_desc: &str, items: &[(String, f64)]) -> Drawn {
     let names: Vec<String> = items.iter().map(|i| cut(&i.0, 24)).collect();
     let area = name_area(names.iter().map(|n| n.chars().count()));
-    let x = padded(items.iter().map(|i| i.1).chain([0.0]));
+    let x = padded(items.iter().map(|i| i.1).chain([0.0]))?;
     let n = items.len().max(1);
     let height = 90 + 26 * n as u32;
     draw(title, (WIDTH, height), |root| {
@@ -739,7 +781,7 @@ pub fn waterfall(title: &str, explains: &str, bias: f64, steps: &[(String, f64)]
     spans.push(("= prediction".to_string(), 0.0, level));
     let names: Vec<String> = spans.iter().map(|s| cut(&s.0, 24)).collect();
     let area = name_area(names.iter().map(|n| n.chars().count()));
-    let x = padded(spans.iter().flat_map(|s| [s.1, s.2]));
+    let x = padded(spans.iter().flat_map(|s| [s.1, s.2]))?;
     let n = spans.len();
     draw(title, (WIDTH, 90 + 26 * n as u32), |root| {
         let mut chart = ChartBuilder::on(root)
@@ -807,12 +849,12 @@ pub fn trials(title: &str, metric: &str, points: &[TrialPoint]) -> Drawn {
         .iter()
         .map(|p| p.seconds.max(1e-3))
         .fold(0.0f64, f64::max);
-    let (lo, hi) = if lo.is_finite() && hi > 0.0 {
-        (lo / 1.5, hi * 1.5)
+    let seconds = if lo.is_finite() && hi > 0.0 {
+        drawable(lo / 1.5..hi * 1.5)?
     } else {
-        (1e-3, 1.0)
+        1e-3..1.0
     };
-    let y = padded(points.iter().map(|p| p.score));
+    let y = padded(points.iter().map(|p| p.score))?;
     let mut key: Vec<(String, Mark)> = algorithms
         .iter()
         .enumerate()
@@ -826,7 +868,7 @@ pub fn trials(title: &str, metric: &str, points: &[TrialPoint]) -> Drawn {
             .margin_right(36)
             .x_label_area_size(44)
             .y_label_area_size(70)
-            .build_cartesian_2d((lo..hi).log_scale(), y.clone())
+            .build_cartesian_2d(seconds.clone().log_scale(), y.clone())
             .map_err(err)?;
         chart
             .configure_mesh()
@@ -865,7 +907,7 @@ pub fn trials(title: &str, metric: &str, points: &[TrialPoint]) -> Drawn {
 
 /// A small line of values, no axes: the overview's trend.
 pub fn sparkline(title: &str, values: &[f64]) -> Drawn {
-    let y = padded(values.iter().copied());
+    let y = padded(values.iter().copied())?;
     let n = values.len().max(2);
     draw(title, (160, 40), |root| {
         let mut chart = ChartBuilder::on(root)
@@ -913,6 +955,149 @@ mod tests {
         assert_eq!(svg.matches("<svg").count(), 1);
         // Two bars beside the background and the axes' frame.
         assert!(svg.matches("<rect").count() >= 3);
+    }
+
+    /// Runs `draw` on another thread and fails if it takes over 20 s:
+    /// plotters loops for ever over a range it cannot step through.
+    fn finishes(name: &str, draw: impl FnOnce() -> Drawn + Send + 'static) {
+        let (done, wait) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = done.send(draw());
+        });
+        match wait.recv_timeout(std::time::Duration::from_secs(20)) {
+            Ok(Ok(svg)) => assert!(svg.starts_with("<svg "), "{name}"),
+            Ok(Err(why)) => assert!(why.contains("draw"), "{name}: {why}"),
+            Err(_) => panic!("{name}: drawing did not finish"),
+        }
+    }
+
+    #[test]
+    fn every_chart_draws_or_refuses_any_numbers_and_never_hangs() {
+        const ODD: [f64; 12] = [
+            f64::NAN,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            f64::MAX,
+            -f64::MAX,
+            f64::MIN_POSITIVE,
+            0.0,
+            -1.0,
+            1e16,
+            1e16 + 2.0,
+            1.7e308,
+            0.5,
+        ];
+        let sets: Vec<Vec<f64>> = std::iter::once(Vec::new())
+            .chain(ODD.iter().map(|&v| vec![v]))
+            .chain(
+                ODD.iter()
+                    .flat_map(|&a| ODD.iter().map(move |&b| vec![a, b, 0.5])),
+            )
+            .collect();
+        for (k, values) in sets.into_iter().enumerate() {
+            let named = |v: &[f64]| -> Vec<(String, f64)> {
+                v.iter()
+                    .enumerate()
+                    .map(|(i, &x)| (format!("f{i}"), x))
+                    .collect()
+            };
+            let v = values.clone();
+            finishes(&format!("bars {k} {v:?}"), move || {
+                bars("t", "x", &named(&v))
+            });
+            let v = values.clone();
+            finishes(&format!("waterfall {k} {v:?}"), move || {
+                waterfall("t", "e", v.first().copied().unwrap_or(0.0), &named(&v))
+            });
+            let v = values.clone();
+            finishes(&format!("versions {k} {v:?}"), move || {
+                let points: Vec<VersionPoint> = v
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &x)| VersionPoint {
+                        at: i as f64 * 60.0 + 1.8e9,
+                        score: x,
+                        version: i as i64,
+                        deployed: i == 0,
+                        live: i == 1,
+                        parent: (i > 0).then_some((1.8e9, x)),
+                    })
+                    .collect();
+                versions("t", "f1", &points)
+            });
+            let v = values.clone();
+            finishes(&format!("lines {k} {v:?}"), move || {
+                let series = [Series {
+                    name: "s".into(),
+                    points: v
+                        .iter()
+                        .enumerate()
+                        .map(|(i, &x)| (i as f64 + 1.8e9, x))
+                        .collect(),
+                    highlighted: true,
+                }];
+                let references = [Reference {
+                    value: v.first().copied().unwrap_or(0.1),
+                    name: "r".into(),
+                }];
+                for log in [false, true] {
+                    let drawn = lines_over_time(&LinesOverTime {
+                        title: "t",
+                        y_desc: "y",
+                        series: &series,
+                        references: &references,
+                        log,
+                    });
+                    if let Err(why) = &drawn {
+                        assert!(why.contains("draw"), "{why}");
+                    }
+                }
+                Ok("<svg ".into())
+            });
+            let v = values.clone();
+            finishes(&format!("residuals {k} {v:?}"), move || {
+                let (lo, hi) = (
+                    v.first().copied().unwrap_or(0.0),
+                    v.get(1).copied().unwrap_or(1.0),
+                );
+                residuals(
+                    "t",
+                    "y",
+                    &Grid {
+                        lo,
+                        hi,
+                        steps: 24,
+                        cells: &[(0, 0, 1), (23, 23, 5)],
+                    },
+                )
+            });
+            let v = values.clone();
+            finishes(&format!("trials {k} {v:?}"), move || {
+                let points: Vec<TrialPoint> = v
+                    .iter()
+                    .map(|&x| TrialPoint {
+                        seconds: x,
+                        score: x,
+                        algorithm: "a".into(),
+                        chosen: true,
+                    })
+                    .collect();
+                trials("t", "f1", &points)
+            });
+            let v = values.clone();
+            finishes(&format!("distribution {k} {v:?}"), move || {
+                let bins: Vec<(String, f64, f64)> =
+                    v.iter().map(|&x| ("b".into(), x, 0.1)).collect();
+                distribution("t", &bins)
+            });
+            let v = values.clone();
+            finishes(&format!("calibration {k} {v:?}"), move || {
+                let bins: Vec<(f64, f64, u64)> = v.iter().map(|&x| (x, x, 1)).collect();
+                calibration("t", "p", &bins)
+            });
+            let v = values;
+            finishes(&format!("sparkline {k} {v:?}"), move || sparkline("t", &v));
+        }
     }
 
     #[test]

@@ -314,6 +314,7 @@ pub struct OverviewData {
 #[derive(Debug, Deserialize)]
 pub struct OverviewProject {
     pub project: String,
+    pub id: i64,
     pub task: String,
     pub owner: String,
     pub version: Option<i64>,
@@ -375,17 +376,25 @@ pub fn higher_is_better(metric: &str) -> bool {
     !matches!(metric, "rmse" | "mae" | "log_loss" | "mse")
 }
 
-/// A file name for a project's page, unique and safe on every file system:
-/// the name itself when it has only letters, digits, '_' and '-' (and is
-/// not "index"), else those characters with '~' and the project's position
-/// (which no plain name contains).
-pub fn page_name(project: &str, position: usize) -> String {
+/// Names Windows keeps for devices, whatever the extension.
+const RESERVED: [&str; 22] = [
+    "con", "prn", "aux", "nul", "com1", "com2", "com3", "com4", "com5", "com6", "com7", "com8",
+    "com9", "lpt1", "lpt2", "lpt3", "lpt4", "lpt5", "lpt6", "lpt7", "lpt8", "lpt9",
+];
+
+/// A file name for the page of project `id`, unique and safe on every file
+/// system, case-insensitive ones included: the name itself when it has only
+/// lower-case letters, digits, '_' and '-' (and is neither "index" nor a
+/// device name), else those of its characters with '~' and the project's
+/// id, which no plain name contains.
+pub fn page_name(project: &str, id: i64) -> String {
     let plain = !project.is_empty()
         && project.len() <= 100
         && project
             .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-        && project != "index";
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
+        && project != "index"
+        && !RESERVED.contains(&project);
     if plain {
         format!("{project}.html")
     } else {
@@ -394,7 +403,7 @@ pub fn page_name(project: &str, position: usize) -> String {
             .filter(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-')
             .take(60)
             .collect();
-        format!("{kept}~{position}.html")
+        format!("{kept}~{id}.html")
     }
 }
 
@@ -452,5 +461,8 @@ mod tests {
         assert_eq!(page_name("index", 3), "index~3.html");
         assert_eq!(page_name("<script>", 4), "script~4.html");
         assert_eq!(page_name("", 5), "~5.html");
+        // Case-insensitive file systems, and Windows' device names.
+        assert_eq!(page_name("Churn", 6), "Churn~6.html");
+        assert_eq!(page_name("con", 7), "con~7.html");
     }
 }

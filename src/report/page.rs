@@ -13,7 +13,7 @@ use super::{
     epoch, higher_is_better, metric_of, minute, next_run, page_name, short, OverviewData,
     ProjectData,
 };
-use crate::ml::diagnostics::Diagnostics;
+use crate::ml::diagnostics::{Diagnostics, Example, MAX_CONFUSION_CLASSES};
 use crate::ml::drift::{BinShare, Thresholds};
 
 /// Features drawn in colour in the drift charts (the rest in grey).
@@ -529,11 +529,11 @@ struct Measure<'a> {
 }
 
 fn drift(d: &ProjectData) -> Markup {
-    let limits: Thresholds = d
+    // A policy the catalog holds was checked when it was set.
+    let limits = d
         .policy
         .as_ref()
-        .and_then(|p| p.policy.get("drift"))
-        .and_then(|v| serde_json::from_value(v.clone()).ok())
+        .and_then(|p| Thresholds::of_policy(&p.policy).ok())
         .unwrap_or_default();
     let psi = measure_series(d, |p| p.psi, true);
     let ks = measure_series(d, |p| p.ks_p_value, false);
@@ -658,19 +658,23 @@ fn drift(d: &ProjectData) -> Markup {
 }
 
 fn quality(d: &ProjectData) -> Markup {
-    let diagnostics: Option<Diagnostics> = d
+    let diagnostics: Option<Result<Diagnostics, String>> = d
         .live
         .as_ref()
         .and_then(|l| l.diagnostics.clone())
-        .and_then(|v| serde_json::from_value(v).ok());
+        .map(|v| serde_json::from_value(v).map_err(|e| e.to_string()));
     html! {
         section #quality aria-labelledby="quality-h" {
             h2 #quality-h { "Quality of the live model on its test rows" }
             @match (&d.live, &diagnostics) {
                 (None, _) => (empty("No live model.")),
                 (Some(_), None) => (empty("Not recorded for this model (trained before 0.3.0); train it again to see it.")),
-                (Some(live), Some(dg)) => {
+                (Some(_), Some(Err(e))) => p.bad { "What this model did on its test rows could not be read: " (e) },
+                (Some(live), Some(Ok(dg))) => {
                     p { (dg.test_rows) " test rows held out when version " (live.version) " was trained." }
+                    @if dg.confusion.is_none() && dg.classes > MAX_CONFUSION_CLASSES {
+                        p.muted { "No confusion matrix: " (dg.classes) " classes are more than the " (MAX_CONFUSION_CLASSES) " one is kept for." }
+                    }
                     @if let Some(c) = &dg.confusion {
                         h3 { "Confusion matrix" }
                         @let title = format!("confusion matrix of version {} over {} test rows", live.version, dg.test_rows);
@@ -697,10 +701,10 @@ fn quality(d: &ProjectData) -> Markup {
                             }))
                     }
                     @if let Some(r) = &dg.residuals {
-                        h3 { "Residuals" }
-                        @let title = format!("actual against predicted {} for {} test rows of version {}", d.target, r.points.len(), live.version);
-                        (figure(charts::residuals(&title, &d.target, &r.points),
-                            "Actual against predicted values; points on the dashed line were predicted exactly.",
+                        h3 { "Actual against predicted" }
+                        @let title = format!("actual against predicted {} for {} test rows of version {}, as counts on a grid", d.target, dg.test_rows, live.version);
+                        (figure(charts::residuals(&title, &d.target, &charts::Grid { lo: r.lo, hi: r.hi, steps: r.grid, cells: &r.cells }),
+                            "Test rows by predicted and actual value, counted on a grid (darker: more rows); on the dashed line the prediction was right.",
                             html! {
                                 table {
                                     thead { tr { th { "residual (actual − predicted)" } th.n { "test rows" } } }
@@ -780,7 +784,7 @@ fn explanations(d: &ProjectData) -> Markup {
                     }
                     ". Predicted: " strong { (e.prediction) } "."
                 }
-                @let steps: Vec<(String, f64)> = e.inputs.iter().map(|i| i.0.clone()).zip(e.contributions.iter().copied()).collect();
+                @let steps = waterfall_steps(e);
                 @let title = format!("waterfall of {}: bias {} plus one contribution per input", e.explains, short(e.bias));
                 (figure(charts::waterfall(&title, &e.explains, e.bias, &steps),
                     &format!("From the bias, each input's contribution to {}, in input order.", e.explains),
@@ -794,9 +798,40 @@ fn explanations(d: &ProjectData) -> Markup {
                             }
                         }
                     }))
+            } @else if let Some(live) = &d.live {
+                h3 { "One typical row, explained" }
+                p.muted { "The live model (" (live.algorithm) ") does not split a prediction into contributions of its inputs: the importances above are its explanation." }
             }
         }
     }
+}
+
+/// Bars a waterfall draws at most, besides the bias and the prediction.
+const WATERFALL_STEPS: usize = 20;
+
+/// An example's contributions in input order; past `WATERFALL_STEPS`
+/// inputs, the largest keep a bar each and the rest share one.
+fn waterfall_steps(e: &Example) -> Vec<(String, f64)> {
+    let steps: Vec<(String, f64)> = e
+        .inputs
+        .iter()
+        .map(|i| i.0.clone())
+        .zip(e.contributions.iter().copied())
+        .collect();
+    if steps.len() <= WATERFALL_STEPS {
+        return steps;
+    }
+    let mut by_size: Vec<usize> = (0..steps.len()).collect();
+    by_size.sort_by(|&a, &b| steps[b].1.abs().total_cmp(&steps[a].1.abs()));
+    let kept: std::collections::BTreeSet<usize> =
+        by_size[..WATERFALL_STEPS - 1].iter().copied().collect();
+    let rest: f64 = (0..steps.len())
+        .filter(|k| !kept.contains(k))
+        .map(|k| steps[k].1)
+        .sum();
+    let mut shown: Vec<(String, f64)> = kept.iter().map(|&k| steps[k].clone()).collect();
+    shown.push((format!("({} other inputs)", steps.len() - kept.len()), rest));
+    shown
 }
 
 fn model_choice(d: &ProjectData, metric: &str) -> Markup {
@@ -898,11 +933,11 @@ pub fn overview_page(d: &OverviewData) -> String {
                             th { "drift" } th.n { "open alerts" } th.n { "pending approvals" } th { "next scheduled run" }
                         } }
                         tbody {
-                            @for (k, p) in d.projects.iter().enumerate() {
+                            @for p in &d.projects {
                                 @let metric = p.metric.clone().unwrap_or_default();
                                 @let values: Vec<f64> = p.live_metric.iter().filter_map(|r| metric_of(&r.metrics, &metric)).collect();
                                 tr {
-                                    td data-label="project" { a href=(page_name(&p.project, k + 1)) { (p.project) } br; span.muted { (p.task) ", " (p.owner) } }
+                                    td data-label="project" { a href=(page_name(&p.project, p.id)) { (p.project) } br; span.muted { (p.task) ", " (p.owner) } }
                                     td data-label="live model" {
                                         @match (p.version, &p.algorithm) {
                                             (Some(v), Some(a)) => { "v" (v) " " (a) }
