@@ -131,6 +131,16 @@ fn padded(values: impl Iterator<Item = f64>) -> Result<std::ops::Range<f64>, Str
     drawable((lo - room)..(hi + room))
 }
 
+/// `v` inside `range` (NaN at its start): plotters' pixel arithmetic
+/// overflows on a point far outside its axes.
+fn within(range: &std::ops::Range<f64>, v: f64) -> f64 {
+    if v.is_nan() {
+        range.start
+    } else {
+        v.clamp(range.start, range.end)
+    }
+}
+
 /// `range` if an axis can be drawn over it: finite, with a finite, positive
 /// width, at least a millionth of its magnitude (plotters steps its ticks
 /// through the range, and loops for ever over an infinite one).
@@ -198,6 +208,12 @@ pub struct VersionPoint {
 }
 
 pub fn versions(title: &str, metric: &str, points: &[VersionPoint]) -> Drawn {
+    // A score that is not a number has no place on the chart (the table
+    // beside it lists every version).
+    let points: Vec<&VersionPoint> = points
+        .iter()
+        .filter(|p| p.at.is_finite() && p.score.is_finite())
+        .collect();
     let x = padded(points.iter().map(|p| p.at))?;
     let y = padded(points.iter().map(|p| p.score))?;
     let span = x.end - x.start;
@@ -232,6 +248,7 @@ pub fn versions(title: &str, metric: &str, points: &[VersionPoint]) -> Drawn {
         chart
             .draw_series(points.iter().filter_map(|p| {
                 p.parent
+                    .filter(|(at, score)| at.is_finite() && score.is_finite())
                     .map(|(at, score)| PathElement::new(vec![(at, score), (p.at, p.score)], GREY))
             }))
             .map_err(err)?;
@@ -316,10 +333,11 @@ pub fn timeline(title: &str, lanes: &[&str], start: f64, end: f64, events: &[Eve
         chart
             .draw_series(events.iter().map(|e| {
                 let c = colour(e.lane);
+                let at = within(&time, e.at);
                 Rectangle::new(
                     [
-                        (e.at - span * 0.003, e.lane as f64 - 0.3),
-                        (e.at + span * 0.003, e.lane as f64 + 0.3),
+                        (within(&time, at - span * 0.003), e.lane as f64 - 0.3),
+                        (within(&time, at + span * 0.003), e.lane as f64 + 0.3),
                     ],
                     c.filled(),
                 )
@@ -352,7 +370,12 @@ pub struct LinesOverTime<'a> {
 }
 
 pub fn lines_over_time(spec: &LinesOverTime<'_>) -> Drawn {
-    let all = || spec.series.iter().flat_map(|s| s.points.iter());
+    let all = || {
+        spec.series
+            .iter()
+            .flat_map(|s| s.points.iter())
+            .filter(|p| p.0.is_finite() && p.1.is_finite())
+    };
     let x = padded(all().map(|p| p.0))?;
     let span = x.end - x.start;
     let draw_lines = |root: &DrawingArea<SVGBackend<'_>, Shift>| -> Result<(), String> {
@@ -371,7 +394,7 @@ pub fn lines_over_time(spec: &LinesOverTime<'_>) -> Drawn {
                 / 2.0;
             let y = drawable(lo..1.5)?;
             let mut chart = builder
-                .build_cartesian_2d(x.clone(), y.log_scale())
+                .build_cartesian_2d(x.clone(), y.clone().log_scale())
                 .map_err(err)?;
             chart
                 .configure_mesh()
@@ -386,14 +409,16 @@ pub fn lines_over_time(spec: &LinesOverTime<'_>) -> Drawn {
                 .light_line_style(TRANSPARENT)
                 .draw()
                 .map_err(err)?;
-            plot(&mut chart, spec, floor, &x)
+            plot(&mut chart, spec, floor, &x, &y)
         } else {
             let y = padded(
                 all()
                     .map(|p| p.1)
                     .chain(spec.references.iter().map(|r| r.value)),
             )?;
-            let mut chart = builder.build_cartesian_2d(x.clone(), y).map_err(err)?;
+            let mut chart = builder
+                .build_cartesian_2d(x.clone(), y.clone())
+                .map_err(err)?;
             chart
                 .configure_mesh()
                 .x_labels(6)
@@ -407,7 +432,7 @@ pub fn lines_over_time(spec: &LinesOverTime<'_>) -> Drawn {
                 .light_line_style(TRANSPARENT)
                 .draw()
                 .map_err(err)?;
-            plot(&mut chart, spec, f64::NEG_INFINITY, &x)
+            plot(&mut chart, spec, f64::NEG_INFINITY, &x, &y)
         }
     };
     let mut key: Vec<(String, Mark)> = spec
@@ -435,40 +460,40 @@ fn plot<'a, Y>(
     spec: &LinesOverTime<'_>,
     floor: f64,
     x: &std::ops::Range<f64>,
+    y: &std::ops::Range<f64>,
 ) -> Result<(), String>
 where
     Y: Ranged<ValueType = f64>,
 {
+    let shown = |points: &[(f64, f64)]| -> Vec<(f64, f64)> {
+        points
+            .iter()
+            .filter(|p| p.0.is_finite() && p.1.is_finite())
+            .map(|&(t, v)| (within(x, t), within(y, v.max(floor))))
+            .collect()
+    };
     for s in spec.series.iter().filter(|s| !s.highlighted) {
         chart
-            .draw_series(LineSeries::new(
-                s.points.iter().map(|&(t, v)| (t, v.max(floor))),
-                GREY,
-            ))
+            .draw_series(LineSeries::new(shown(&s.points), GREY))
             .map_err(err)?;
     }
     for (k, s) in spec.series.iter().filter(|s| s.highlighted).enumerate() {
         let c = colour(k);
-        chart
-            .draw_series(LineSeries::new(
-                s.points.iter().map(|&(t, v)| (t, v.max(floor))),
-                c.stroke_width(2),
-            ))
-            .map_err(err)?;
-        if s.points.len() == 1 {
+        let points = shown(&s.points);
+        if points.len() == 1 {
             chart
-                .draw_series(
-                    s.points
-                        .iter()
-                        .map(|&(t, v)| Circle::new((t, v.max(floor)), 4, c.filled())),
-                )
+                .draw_series(points.iter().map(|&p| Circle::new(p, 4, c.filled())))
                 .map_err(err)?;
         }
+        chart
+            .draw_series(LineSeries::new(points, c.stroke_width(2)))
+            .map_err(err)?;
     }
-    for r in spec.references {
+    for r in spec.references.iter().filter(|r| r.value.is_finite()) {
+        let value = within(y, r.value.max(floor));
         chart
             .draw_series(DashedLineSeries::new(
-                [(x.start, r.value), (x.end, r.value)],
+                [(x.start, value), (x.end, value)],
                 8,
                 5,
                 BLACK_LINE.stroke_width(1),
@@ -523,12 +548,18 @@ pub fn distribution(title: &str, bins: &[(String, f64, f64)]) -> Drawn {
             .map_err(err)?;
         chart
             .draw_series(bins.iter().enumerate().map(|(k, b)| {
-                Rectangle::new([(k as f64 - 0.4, 0.0), (k as f64, b.1)], BLUE.filled())
+                Rectangle::new(
+                    [(k as f64 - 0.4, 0.0), (k as f64, within(&shares, b.1))],
+                    BLUE.filled(),
+                )
             }))
             .map_err(err)?;
         chart
             .draw_series(bins.iter().enumerate().map(|(k, b)| {
-                Rectangle::new([(k as f64, 0.0), (k as f64 + 0.4, b.2)], ORANGE.filled())
+                Rectangle::new(
+                    [(k as f64, 0.0), (k as f64 + 0.4, within(&shares, b.2))],
+                    ORANGE.filled(),
+                )
             }))
             .map_err(err)?;
         Ok(())
@@ -612,6 +643,12 @@ pub fn confusion(title: &str, labels: &[String], counts: &[Vec<u64>]) -> Drawn {
 
 /// Predicted probability against observed frequency, with the diagonal.
 pub fn calibration(title: &str, of: &str, bins: &[(f64, f64, u64)]) -> Drawn {
+    let unit = 0.0..1.0;
+    let bins: Vec<(f64, f64)> = bins
+        .iter()
+        .filter(|b| b.0.is_finite() && b.1.is_finite())
+        .map(|b| (within(&unit, b.0), within(&unit, b.1)))
+        .collect();
     let key = [
         ("perfectly calibrated".to_string(), Mark::Dashed(GREY)),
         ("model".to_string(), Mark::Line(BLUE)),
@@ -647,16 +684,10 @@ pub fn calibration(title: &str, of: &str, bins: &[(f64, f64, u64)]) -> Drawn {
             ))
             .map_err(err)?;
         chart
-            .draw_series(LineSeries::new(
-                bins.iter().map(|b| (b.0, b.1)),
-                BLUE.stroke_width(2),
-            ))
+            .draw_series(LineSeries::new(bins.iter().copied(), BLUE.stroke_width(2)))
             .map_err(err)?;
         chart
-            .draw_series(
-                bins.iter()
-                    .map(|b| Circle::new((b.0, b.1), 4, BLUE.filled())),
-            )
+            .draw_series(bins.iter().map(|&b| Circle::new(b, 4, BLUE.filled())))
             .map_err(err)?;
         Ok(())
     })
@@ -675,7 +706,11 @@ pub struct Grid<'a> {
 pub fn residuals(title: &str, target: &str, grid: &Grid<'_>) -> Drawn {
     let range = padded([grid.lo, grid.hi].into_iter())?;
     let steps = grid.steps.max(1);
-    let step = |k: usize| grid.lo + (grid.hi - grid.lo) * k as f64 / steps as f64;
+    // Step k's value, without overflow however far apart lo and hi are.
+    let step = |k: usize| {
+        let t = k.min(steps) as f64 / steps as f64;
+        within(&range, grid.lo * (1.0 - t) + grid.hi * t)
+    };
     let most = grid.cells.iter().map(|c| c.2).max().unwrap_or(1).max(1) as f64;
     draw(title, (WIDTH, HEIGHT + 40), |root| {
         let mut chart = ChartBuilder::on(root)
@@ -762,7 +797,7 @@ pub fn bars(title: &str, x_desc: &str, items: &[(String, f64)]) -> Drawn {
             .draw_series(items.iter().enumerate().map(|(k, (_, v))| {
                 let y = (n - 1 - k) as f64;
                 let c = if *v >= 0.0 { BLUE } else { VERMILLION };
-                Rectangle::new([(0.0, y - 0.35), (*v, y + 0.35)], c.filled())
+                Rectangle::new([(0.0, y - 0.35), (within(&x, *v), y + 0.35)], c.filled())
             }))
             .map_err(err)?;
         Ok(())
@@ -822,7 +857,10 @@ pub fn waterfall(title: &str, explains: &str, bias: f64, steps: &[(String, f64)]
                 } else {
                     VERMILLION
                 };
-                Rectangle::new([(*from, y - 0.35), (*to, y + 0.35)], c.filled())
+                Rectangle::new(
+                    [(within(&x, *from), y - 0.35), (within(&x, *to), y + 0.35)],
+                    c.filled(),
+                )
             }))
             .map_err(err)?;
         Ok(())
@@ -838,6 +876,10 @@ pub struct TrialPoint {
 }
 
 pub fn trials(title: &str, metric: &str, points: &[TrialPoint]) -> Drawn {
+    let points: Vec<&TrialPoint> = points
+        .iter()
+        .filter(|p| p.seconds.is_finite() && p.score.is_finite())
+        .collect();
     let mut algorithms: Vec<&str> = points.iter().map(|p| p.algorithm.as_str()).collect();
     algorithms.sort_unstable();
     algorithms.dedup();
@@ -907,6 +949,7 @@ pub fn trials(title: &str, metric: &str, points: &[TrialPoint]) -> Drawn {
 
 /// A small line of values, no axes: the overview's trend.
 pub fn sparkline(title: &str, values: &[f64]) -> Drawn {
+    let values: Vec<f64> = values.iter().copied().filter(|v| v.is_finite()).collect();
     let y = padded(values.iter().copied())?;
     let n = values.len().max(2);
     draw(title, (160, 40), |root| {
@@ -967,7 +1010,12 @@ mod tests {
         match wait.recv_timeout(std::time::Duration::from_secs(20)) {
             Ok(Ok(svg)) => assert!(svg.starts_with("<svg "), "{name}"),
             Ok(Err(why)) => assert!(why.contains("draw"), "{name}: {why}"),
-            Err(_) => panic!("{name}: drawing did not finish"),
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                panic!("{name}: drawing did not finish")
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                panic!("{name}: drawing panicked")
+            }
         }
     }
 
@@ -1094,6 +1142,15 @@ mod tests {
             finishes(&format!("calibration {k} {v:?}"), move || {
                 let bins: Vec<(f64, f64, u64)> = v.iter().map(|&x| (x, x, 1)).collect();
                 calibration("t", "p", &bins)
+            });
+            let v = values.clone();
+            finishes(&format!("timeline {k} {v:?}"), move || {
+                let events: Vec<Event> = v.iter().map(|&at| Event { at, lane: 1 }).collect();
+                let (start, end) = (
+                    v.first().copied().unwrap_or(0.0),
+                    v.last().copied().unwrap_or(1.0),
+                );
+                timeline("t", &["a", "b"], start, end, &events)
             });
             let v = values;
             finishes(&format!("sparkline {k} {v:?}"), move || sparkline("t", &v));
