@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """`make report`: writes ambient.report_pages() of a database into a folder:
 index.html (the overview of every project the role may read) and one page
-per project, under the names the overview links to. The folder's .html
-files are replaced, so a dropped project's page goes too.
+per project, under the names the overview links to. The pages a previous
+run wrote there (listed in the folder's .ambient-report file) and no longer
+exist are removed, so a dropped project's page goes; nothing else is.
 
     scripts/report.py DATABASE FOLDER [SINCE]
 
@@ -25,12 +26,17 @@ def write_pages(dbname, folder, since="30 days", user="postgres"):
     with psycopg.connect(conninfo, autocommit=True) as conn:
         pages = conn.execute("SELECT path, project, html FROM ambient.report_pages(%s::interval)",
                              (since,)).fetchall()
-        for stale in folder.glob("*.html"):
-            stale.unlink()
-        for path, _project, html in pages:
-            target = folder / path
-            target.write_text(html, encoding="utf-8")
-            written.append(target)
+    manifest = folder / ".ambient-report"
+    before = set(manifest.read_text().split("\n")) if manifest.exists() else set()
+    for path, _project, html in pages:
+        target = folder / path
+        target.write_text(html, encoding="utf-8")
+        written.append(target)
+    for stale in before - {p.name for p in written}:
+        # Only page names of ours: never a path out of the folder.
+        if stale.endswith(".html") and "/" not in stale and not stale.startswith("."):
+            (folder / stale).unlink(missing_ok=True)
+    manifest.write_text("\n".join(p.name for p in written) + "\n")
     return written
 
 

@@ -107,13 +107,18 @@ WITH p AS (SELECT * FROM ambient.readable_projects r WHERE r.project = $1),
      live_deployment AS (SELECT d.* FROM ambient.deployments d WHERE d.project = $1
                           ORDER BY d.deployment_id DESC LIMIT 1),
      live_model AS (SELECT m.* FROM ambient.models m JOIN o ON m.model_id = o.live_model_id),
-     latest_drift AS (SELECT max(d.run_id) AS run_id FROM ambient.drift_runs d WHERE d.project = $1),
+     latest_drift AS (SELECT d.run_id FROM ambient.drift_runs d WHERE d.project = $1
+                       ORDER BY d.run_id DESC LIMIT 1),
      -- The newest 400 drift runs (20,000 feature points) and 1,000 monitor
      -- runs of the period at most, the newest 500 versions and 500 events
      -- of each kind, so a page stays small whatever the logs keep.
+     -- Whole runs only: as many as 20,000 points allow at the latest
+     -- run's number of features.
      drift_ids AS (SELECT DISTINCT d.run_id FROM ambient.drift_runs d
                     WHERE d.project = $1 AND d.run_at >= (SELECT at FROM start)
-                    ORDER BY d.run_id DESC LIMIT 400),
+                    ORDER BY d.run_id DESC
+                    LIMIT (SELECT LEAST(400, 20000 / GREATEST(count(*), 1)) FROM ambient.drift_runs l
+                            WHERE l.run_id = (SELECT run_id FROM latest_drift))),
      monitor_ids AS (SELECT r.run_id FROM ambient.monitor_runs r
                       WHERE r.project = $1 AND r.run_at >= (SELECT at FROM start)
                       ORDER BY r.run_id DESC LIMIT 1000)
@@ -184,9 +189,7 @@ SELECT jsonb_build_object(
   'drift', (SELECT COALESCE(jsonb_agg(jsonb_build_object(
               'at', d.run_at, 'feature', d.feature, 'psi', d.psi, 'ks_p_value', d.ks_p_value,
               'js', d.js) ORDER BY d.run_id, d.feature), '[]')
-              FROM (SELECT * FROM ambient.drift_runs x WHERE x.project = $1
-                       AND x.run_id IN (SELECT run_id FROM drift_ids)
-                     ORDER BY x.run_id DESC LIMIT 20000) d),
+              FROM ambient.drift_runs d WHERE d.project = $1 AND d.run_id IN (SELECT run_id FROM drift_ids)),
   'latest_drift', (SELECT COALESCE(jsonb_agg(jsonb_build_object(
                      'at', d.run_at, 'feature', d.feature, 'rows', d.rows,
                      'psi', d.psi, 'js', d.js, 'status', d.status,

@@ -36,6 +36,27 @@ pub struct Diagnostics {
     pub example: Option<Example>,
 }
 
+impl Diagnostics {
+    /// Whether its parts agree with themselves: a k × k matrix, one more
+    /// edge than counts, cells on the grid. What training writes always
+    /// does; a record edited by hand may not, and a report refuses it.
+    pub fn is_consistent(&self) -> bool {
+        let confusion = self.confusion.as_ref().is_none_or(|c| {
+            c.counts.len() == c.labels.len() && c.counts.iter().all(|r| r.len() == c.labels.len())
+        });
+        let residuals = self.residuals.as_ref().is_none_or(|r| {
+            (r.edges.len() == r.counts.len() + 1 || r.edges.is_empty() && r.counts.is_empty())
+                && r.grid > 0
+                && r.cells.iter().all(|&(p, a, _)| p < r.grid && a < r.grid)
+        });
+        let example = self
+            .example
+            .as_ref()
+            .is_none_or(|e| e.contributions.len() == e.inputs.len());
+        confusion && residuals && example
+    }
+}
+
 /// `counts[t][p]`: test rows of true class `labels[t]` predicted `labels[p]`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Confusion {
@@ -313,7 +334,7 @@ fn residuals(pairs: &[(f64, f64)]) -> Residuals {
 
 /// Where `v` lies between `lo` and `hi`, from 0 to 1, without overflow
 /// however far apart they are (0 when they are equal).
-fn share(v: f64, lo: f64, hi: f64) -> f64 {
+pub(crate) fn share(v: f64, lo: f64, hi: f64) -> f64 {
     let span = hi / 2.0 - lo / 2.0;
     if span > 0.0 {
         ((v / 2.0 - lo / 2.0) / span).clamp(0.0, 1.0)
@@ -385,6 +406,14 @@ mod tests {
         assert_eq!(confusion.labels, vec!["no", "yes"]);
         let total: u64 = confusion.counts.iter().flatten().sum();
         assert_eq!(total as usize, split.test.len());
+        // Each row counts the test rows of its true class (not transposed).
+        let Labels::Classes { index, .. } = &data.labels else {
+            unreachable!()
+        };
+        for (t, row) in confusion.counts.iter().enumerate() {
+            let rows = split.test.iter().filter(|&&i| index[i] == t).count();
+            assert_eq!(row.iter().sum::<u64>() as usize, rows, "class {t}");
+        }
         // The diagonal is the accuracy the metrics recorded.
         let right = confusion.counts[0][0] + confusion.counts[1][1];
         let accuracy = right as f64 / total as f64;
@@ -481,6 +510,7 @@ mod tests {
                 }
                 let additive = !matches!(spec.name, "gaussian_nb" | "adaboost" | "knn" | "svm");
                 assert_eq!(d.example.is_some(), additive, "{name}");
+                assert!(d.is_consistent(), "{name}");
                 // Always valid JSON, read back as written.
                 let json = serde_json::to_value(&d).unwrap();
                 assert_eq!(
@@ -490,6 +520,37 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn a_multiclass_calibration_compares_the_predicted_class_with_how_often_it_was_right() {
+        let mut records = Vec::new();
+        let mut labels = Vec::new();
+        for i in 0..300 {
+            records.push((i % 30) as f64);
+            labels.push(["a", "b", "c"][(i % 30) / 10].to_string());
+        }
+        let data = Dataset::new(
+            vec!["x".into()],
+            records,
+            RawLabels::Classes(LabelKind::Text, labels),
+        )
+        .unwrap();
+        let trained = train_with_defaults(&data, "decision_tree", 7, 1);
+        let calibration = trained
+            .diagnostics
+            .calibration
+            .expect("a calibration table");
+        assert_eq!(calibration.of, "the predicted class's probability");
+        // The classes are separable: the tree is sure and right.
+        let rows: u64 = calibration.bins.iter().map(|b| b.rows).sum();
+        let right: f64 = calibration
+            .bins
+            .iter()
+            .map(|b| b.observed * b.rows as f64)
+            .sum();
+        assert!((right / rows as f64 - trained.metrics["accuracy"]).abs() < 1e-9);
+        assert_eq!(trained.diagnostics.classes, 3);
     }
 
     #[test]

@@ -11,6 +11,7 @@ use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use super::{short, PALETTE};
+use crate::ml::diagnostics::share;
 
 /// The charts' drawing size, in SVG units.
 pub const WIDTH: u32 = 680;
@@ -91,7 +92,13 @@ fn with_key<'a>(
         .into_font()
         .color(&BLACK_LINE)
         .pos(Pos::new(HPos::Left, VPos::Center));
-    for (k, (label, mark)) in entries.iter().enumerate() {
+    // As many entries as the strip holds; the last says how many more.
+    let (_, height) = strip.dim_in_pixel();
+    let room = ((height.saturating_sub(28)) / 22).max(1) as usize;
+    let more = entries.len().saturating_sub(room);
+    let shown = if more > 0 { room - 1 } else { entries.len() };
+    let rest = (more > 0).then(|| (format!("… {} more", more + 1), Mark::Line(WHITE)));
+    for (k, (label, mark)) in entries.iter().take(shown).chain(rest.iter()).enumerate() {
         let y = 28 + 22 * k as i32;
         let swatch: DynElement<'static, SVGBackend<'a>, (i32, i32)> = match *mark {
             Mark::Line(c) => PathElement::new(vec![(6, y), (28, y)], c.stroke_width(3)).into_dyn(),
@@ -110,29 +117,107 @@ fn with_key<'a>(
     Ok(plot)
 }
 
-/// A range around the finite `values` with a little room, never empty
-/// (0 to 1 when there are none).
-fn padded(values: impl Iterator<Item = f64>) -> Result<std::ops::Range<f64>, String> {
-    let (lo, hi) = values
-        .filter(|v| v.is_finite())
-        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
-            (lo.min(v), hi.max(v))
-        });
-    if !lo.is_finite() {
-        return Ok(0.0..1.0);
-    }
-    // Halves first: hi − lo itself may not be a finite number.
-    let room = if hi > lo {
-        let magnitude = lo.abs().max(hi.abs());
-        ((hi / 2.0 - lo / 2.0) * 0.16).max(magnitude * 1e-5)
-    } else {
-        lo.abs().max(1.0) * 0.1
-    };
-    drawable((lo - room)..(hi + room))
+/// A linear axis over some values, drawn in their own units when plotters
+/// can step through them: else (a range narrower than 1e-9, or than a
+/// millionth of its magnitude, where plotters' ticks number in the millions
+/// or never end, and no interrupt reaches it) in units of the range, 0 to 1,
+/// labelled back in theirs. Every coordinate goes through `at`, which also
+/// keeps it on the axis (plotters' pixel arithmetic overflows on a point far
+/// outside).
+#[derive(Clone, Copy, Debug)]
+struct Axis {
+    lo: f64,
+    hi: f64,
+    scaled: bool,
 }
 
-/// `v` inside `range` (NaN at its start): plotters' pixel arithmetic
-/// overflows on a point far outside its axes.
+impl Axis {
+    /// Over the finite `values`, with 8 % of room each side, or
+    /// `room_if_equal` when they are all equal; 0 to 1 when there are none.
+    fn over(values: impl Iterator<Item = f64>, room_if_equal: f64) -> Result<Axis, String> {
+        let (lo, hi) = values
+            .filter(|v| v.is_finite())
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
+                (lo.min(v), hi.max(v))
+            });
+        if !lo.is_finite() {
+            return Ok(Axis::fixed(0.0, 1.0));
+        }
+        // Halves first: hi − lo itself may not be a finite number.
+        let room = if hi > lo {
+            (hi / 2.0 - lo / 2.0) * 0.16
+        } else {
+            room_if_equal
+        };
+        let (lo, hi) = (lo - room, hi + room);
+        if !(lo.is_finite() && hi.is_finite()) {
+            return Err(format!("its values ({lo} to {hi}) are too large to draw"));
+        }
+        let width = hi - lo;
+        let magnitude = lo.abs().max(hi.abs());
+        let natural = width.is_finite() && width >= 1e-9 && width > magnitude * 1e-6;
+        Ok(Axis {
+            lo,
+            hi,
+            scaled: !natural,
+        })
+    }
+
+    /// A range the caller knows plotters can step through (0 to 1).
+    fn fixed(lo: f64, hi: f64) -> Axis {
+        Axis {
+            lo,
+            hi,
+            scaled: false,
+        }
+    }
+
+    fn range(&self) -> std::ops::Range<f64> {
+        if self.scaled {
+            0.0..1.0
+        } else {
+            self.lo..self.hi
+        }
+    }
+
+    /// Where `v` is drawn: on the axis, NaN at its start.
+    fn at(&self, v: f64) -> f64 {
+        if v.is_nan() {
+            self.range().start
+        } else if self.scaled {
+            share(v, self.lo, self.hi)
+        } else {
+            v.clamp(self.lo, self.hi)
+        }
+    }
+
+    /// The value drawn at `u`, for a tick's label.
+    fn value(&self, u: f64) -> f64 {
+        if self.scaled {
+            self.lo * (1.0 - u) + self.hi * u
+        } else {
+            u
+        }
+    }
+
+    /// The range's width, for choosing how times are labelled.
+    fn span(&self) -> f64 {
+        (self.hi / 2.0 - self.lo / 2.0) * 2.0
+    }
+}
+
+/// Room around a single point in time: a minute each side.
+const MINUTE: f64 = 60.0;
+
+/// Room around a single value: a tenth of it, at least 0.1.
+fn tenth(values: &[f64]) -> f64 {
+    values
+        .iter()
+        .find(|v| v.is_finite())
+        .map_or(0.1, |v| v.abs().max(1.0) * 0.1)
+}
+
+/// `v` inside `range` (NaN at its start), on a log axis.
 fn within(range: &std::ops::Range<f64>, v: f64) -> f64 {
     if v.is_nan() {
         range.start
@@ -141,9 +226,9 @@ fn within(range: &std::ops::Range<f64>, v: f64) -> f64 {
     }
 }
 
-/// `range` if an axis can be drawn over it: finite, with a finite, positive
-/// width, at least a millionth of its magnitude (plotters steps its ticks
-/// through the range, and loops for ever over an infinite one).
+/// `range` if a log axis can be drawn over it: finite, with a finite,
+/// positive width, at least a millionth of its magnitude (plotters loops for
+/// ever over an infinite one).
 fn drawable(range: std::ops::Range<f64>) -> Result<std::ops::Range<f64>, String> {
     let width = range.end - range.start;
     let magnitude = range.start.abs().max(range.end.abs());
@@ -161,9 +246,12 @@ fn drawable(range: std::ops::Range<f64>) -> Result<std::ops::Range<f64>, String>
     }
 }
 
-/// Labels epoch seconds as dates, or times within a day.
-fn time_label(span: f64) -> impl Fn(&f64) -> String {
-    move |&t: &f64| {
+/// Labels the epoch seconds an axis draws at `u` as dates, or times within
+/// a day.
+fn time_label(axis: Axis) -> impl Fn(&f64) -> String {
+    let span = axis.span();
+    move |&u: &f64| {
+        let t = axis.value(u);
         let Ok(at) = jiff::Timestamp::from_second(t as i64) else {
             return String::new();
         };
@@ -214,9 +302,10 @@ pub fn versions(title: &str, metric: &str, points: &[VersionPoint]) -> Drawn {
         .iter()
         .filter(|p| p.at.is_finite() && p.score.is_finite())
         .collect();
-    let x = padded(points.iter().map(|p| p.at))?;
-    let y = padded(points.iter().map(|p| p.score))?;
-    let span = x.end - x.start;
+    let x = Axis::over(points.iter().map(|p| p.at), MINUTE)?;
+    let scores: Vec<f64> = points.iter().map(|p| p.score).collect();
+    let y = Axis::over(scores.iter().copied(), tenth(&scores))?;
+    let at = |t: f64, v: f64| (x.at(t), y.at(v));
     let key = [
         ("trained".to_string(), Mark::Ring(SKY)),
         ("deployed once".to_string(), Mark::Dot(ORANGE)),
@@ -230,14 +319,14 @@ pub fn versions(title: &str, metric: &str, points: &[VersionPoint]) -> Drawn {
             .margin_right(36)
             .x_label_area_size(44)
             .y_label_area_size(70)
-            .build_cartesian_2d(x.clone(), y.clone())
+            .build_cartesian_2d(x.range(), y.range())
             .map_err(err)?;
         chart
             .configure_mesh()
             .x_labels(6)
             .y_labels(6)
-            .x_label_formatter(&time_label(span))
-            .y_label_formatter(&|v| short(*v))
+            .x_label_formatter(&time_label(x))
+            .y_label_formatter(&|u| short(y.value(*u)))
             .x_desc("trained (UTC)")
             .y_desc(format!("{metric} on its test rows"))
             .label_style((FONT, LABEL_SIZE))
@@ -249,7 +338,7 @@ pub fn versions(title: &str, metric: &str, points: &[VersionPoint]) -> Drawn {
             .draw_series(points.iter().filter_map(|p| {
                 p.parent
                     .filter(|(at, score)| at.is_finite() && score.is_finite())
-                    .map(|(at, score)| PathElement::new(vec![(at, score), (p.at, p.score)], GREY))
+                    .map(|(t, v)| PathElement::new(vec![at(t, v), at(p.at, p.score)], GREY))
             }))
             .map_err(err)?;
         chart
@@ -257,7 +346,7 @@ pub fn versions(title: &str, metric: &str, points: &[VersionPoint]) -> Drawn {
                 points
                     .iter()
                     .filter(|p| !p.deployed)
-                    .map(|p| Circle::new((p.at, p.score), 4, SKY.stroke_width(2))),
+                    .map(|p| Circle::new(at(p.at, p.score), 4, SKY.stroke_width(2))),
             )
             .map_err(err)?;
         chart
@@ -265,7 +354,7 @@ pub fn versions(title: &str, metric: &str, points: &[VersionPoint]) -> Drawn {
                 points
                     .iter()
                     .filter(|p| p.deployed)
-                    .map(|p| Circle::new((p.at, p.score), 5, ORANGE.filled())),
+                    .map(|p| Circle::new(at(p.at, p.score), 5, ORANGE.filled())),
             )
             .map_err(err)?;
         chart
@@ -273,12 +362,12 @@ pub fn versions(title: &str, metric: &str, points: &[VersionPoint]) -> Drawn {
                 points
                     .iter()
                     .filter(|p| p.live)
-                    .map(|p| Circle::new((p.at, p.score), 9, VERMILLION.stroke_width(3))),
+                    .map(|p| Circle::new(at(p.at, p.score), 9, VERMILLION.stroke_width(3))),
             )
             .map_err(err)?;
         chart
             .draw_series(points.iter().filter(|p| p.live).map(|p| {
-                EmptyElement::at((p.at, p.score))
+                EmptyElement::at(at(p.at, p.score))
                     + Text::new(
                         format!("live v{}", p.version),
                         (12, -22),
@@ -297,8 +386,9 @@ pub struct Event {
 }
 
 pub fn timeline(title: &str, lanes: &[&str], start: f64, end: f64, events: &[Event]) -> Drawn {
-    let span = (end - start).max(1.0);
-    let time = drawable(start..start + span * 1.02)?;
+    let time = Axis::over([start, end].into_iter(), MINUTE)?;
+    // An event's mark: 0.6 % of the axis wide.
+    let half = 0.003 * (time.range().end - time.range().start);
     let height = 60 + 34 * lanes.len() as u32;
     draw(title, (WIDTH, height), |root| {
         let mut chart = ChartBuilder::on(root)
@@ -306,14 +396,14 @@ pub fn timeline(title: &str, lanes: &[&str], start: f64, end: f64, events: &[Eve
             .margin_right(36)
             .x_label_area_size(44)
             .y_label_area_size(name_area(lanes.iter().map(|l| l.chars().count())))
-            .build_cartesian_2d(time.clone(), -0.5..lanes.len() as f64 - 0.5)
+            .build_cartesian_2d(time.range(), -0.5..lanes.len() as f64 - 0.5)
             .map_err(err)?;
         chart
             .configure_mesh()
             .x_labels(6)
             .y_labels(lanes.len() + 1)
             .disable_y_mesh()
-            .x_label_formatter(&time_label(span))
+            .x_label_formatter(&time_label(time))
             .y_label_formatter(&|v| {
                 let k = v.round();
                 if (v - k).abs() < 1e-6 && k >= 0.0 {
@@ -333,11 +423,11 @@ pub fn timeline(title: &str, lanes: &[&str], start: f64, end: f64, events: &[Eve
         chart
             .draw_series(events.iter().map(|e| {
                 let c = colour(e.lane);
-                let at = within(&time, e.at);
+                let at = time.at(e.at);
                 Rectangle::new(
                     [
-                        (within(&time, at - span * 0.003), e.lane as f64 - 0.3),
-                        (within(&time, at + span * 0.003), e.lane as f64 + 0.3),
+                        (at - half, e.lane as f64 - 0.3),
+                        (at + half, e.lane as f64 + 0.3),
                     ],
                     c.filled(),
                 )
@@ -376,8 +466,7 @@ pub fn lines_over_time(spec: &LinesOverTime<'_>) -> Drawn {
             .flat_map(|s| s.points.iter())
             .filter(|p| p.0.is_finite() && p.1.is_finite())
     };
-    let x = padded(all().map(|p| p.0))?;
-    let span = x.end - x.start;
+    let x = Axis::over(all().map(|p| p.0), MINUTE)?;
     let draw_lines = |root: &DrawingArea<SVGBackend<'_>, Shift>| -> Result<(), String> {
         let mut builder = ChartBuilder::on(root);
         builder
@@ -394,13 +483,13 @@ pub fn lines_over_time(spec: &LinesOverTime<'_>) -> Drawn {
                 / 2.0;
             let y = drawable(lo..1.5)?;
             let mut chart = builder
-                .build_cartesian_2d(x.clone(), y.clone().log_scale())
+                .build_cartesian_2d(x.range(), y.clone().log_scale())
                 .map_err(err)?;
             chart
                 .configure_mesh()
                 .x_labels(6)
                 .y_labels(6)
-                .x_label_formatter(&time_label(span))
+                .x_label_formatter(&time_label(x))
                 .y_label_formatter(&|v| short(*v))
                 .x_desc("run (UTC)")
                 .y_desc(spec.y_desc)
@@ -409,22 +498,22 @@ pub fn lines_over_time(spec: &LinesOverTime<'_>) -> Drawn {
                 .light_line_style(TRANSPARENT)
                 .draw()
                 .map_err(err)?;
-            plot(&mut chart, spec, floor, &x, &y)
+            plot(&mut chart, spec, x, |v| within(&y, v.max(floor)))
         } else {
-            let y = padded(
-                all()
-                    .map(|p| p.1)
-                    .chain(spec.references.iter().map(|r| r.value)),
-            )?;
+            let values: Vec<f64> = all()
+                .map(|p| p.1)
+                .chain(spec.references.iter().map(|r| r.value))
+                .collect();
+            let y = Axis::over(values.iter().copied(), tenth(&values))?;
             let mut chart = builder
-                .build_cartesian_2d(x.clone(), y.clone())
+                .build_cartesian_2d(x.range(), y.range())
                 .map_err(err)?;
             chart
                 .configure_mesh()
                 .x_labels(6)
                 .y_labels(6)
-                .x_label_formatter(&time_label(span))
-                .y_label_formatter(&|v| short(*v))
+                .x_label_formatter(&time_label(x))
+                .y_label_formatter(&|u| short(y.value(*u)))
                 .x_desc("run (UTC)")
                 .y_desc(spec.y_desc)
                 .label_style((FONT, LABEL_SIZE))
@@ -432,7 +521,7 @@ pub fn lines_over_time(spec: &LinesOverTime<'_>) -> Drawn {
                 .light_line_style(TRANSPARENT)
                 .draw()
                 .map_err(err)?;
-            plot(&mut chart, spec, f64::NEG_INFINITY, &x, &y)
+            plot(&mut chart, spec, x, |v| y.at(v))
         }
     };
     let mut key: Vec<(String, Mark)> = spec
@@ -455,12 +544,13 @@ pub fn lines_over_time(spec: &LinesOverTime<'_>) -> Drawn {
     })
 }
 
+/// Draws the series and references of `spec` on `chart`, with `on_y`
+/// placing a value on its y axis.
 fn plot<'a, Y>(
     chart: &mut ChartContext<'a, SVGBackend<'a>, Cartesian2d<RangedCoordf64, Y>>,
     spec: &LinesOverTime<'_>,
-    floor: f64,
-    x: &std::ops::Range<f64>,
-    y: &std::ops::Range<f64>,
+    x: Axis,
+    on_y: impl Fn(f64) -> f64,
 ) -> Result<(), String>
 where
     Y: Ranged<ValueType = f64>,
@@ -469,7 +559,7 @@ where
         points
             .iter()
             .filter(|p| p.0.is_finite() && p.1.is_finite())
-            .map(|&(t, v)| (within(x, t), within(y, v.max(floor))))
+            .map(|&(t, v)| (x.at(t), on_y(v)))
             .collect()
     };
     for s in spec.series.iter().filter(|s| !s.highlighted) {
@@ -490,10 +580,11 @@ where
             .map_err(err)?;
     }
     for r in spec.references.iter().filter(|r| r.value.is_finite()) {
-        let value = within(y, r.value.max(floor));
+        let value = on_y(r.value);
+        let ends = x.range();
         chart
             .draw_series(DashedLineSeries::new(
-                [(x.start, value), (x.end, value)],
+                [(ends.start, value), (ends.end, value)],
                 8,
                 5,
                 BLACK_LINE.stroke_width(1),
@@ -511,7 +602,7 @@ pub fn distribution(title: &str, bins: &[(String, f64, f64)]) -> Drawn {
         .fold(0.0f64, f64::max)
         .max(0.01)
         * 1.5;
-    let shares = drawable(0.0..top)?;
+    let shares = Axis::over([0.0, top].into_iter(), 0.1)?;
     let n = bins.len().max(1);
     let key = [
         ("training snapshot".to_string(), Mark::Block(BLUE)),
@@ -524,7 +615,7 @@ pub fn distribution(title: &str, bins: &[(String, f64, f64)]) -> Drawn {
             .margin_right(36)
             .x_label_area_size(64)
             .y_label_area_size(60)
-            .build_cartesian_2d(-0.5..n as f64 - 0.5, shares.clone())
+            .build_cartesian_2d(-0.5..n as f64 - 0.5, shares.range())
             .map_err(err)?;
         chart
             .configure_mesh()
@@ -538,7 +629,7 @@ pub fn distribution(title: &str, bins: &[(String, f64, f64)]) -> Drawn {
                     String::new()
                 }
             })
-            .y_label_formatter(&|v| format!("{:.0} %", v * 100.0))
+            .y_label_formatter(&|u| format!("{:.0} %", shares.value(*u) * 100.0))
             .x_desc("bin (training deciles, or category)")
             .y_desc("share of rows")
             .label_style((FONT, LABEL_SIZE - 3))
@@ -549,7 +640,7 @@ pub fn distribution(title: &str, bins: &[(String, f64, f64)]) -> Drawn {
         chart
             .draw_series(bins.iter().enumerate().map(|(k, b)| {
                 Rectangle::new(
-                    [(k as f64 - 0.4, 0.0), (k as f64, within(&shares, b.1))],
+                    [(k as f64 - 0.4, shares.at(0.0)), (k as f64, shares.at(b.1))],
                     BLUE.filled(),
                 )
             }))
@@ -557,7 +648,7 @@ pub fn distribution(title: &str, bins: &[(String, f64, f64)]) -> Drawn {
         chart
             .draw_series(bins.iter().enumerate().map(|(k, b)| {
                 Rectangle::new(
-                    [(k as f64, 0.0), (k as f64 + 0.4, within(&shares, b.2))],
+                    [(k as f64, shares.at(0.0)), (k as f64 + 0.4, shares.at(b.2))],
                     ORANGE.filled(),
                 )
             }))
@@ -569,7 +660,19 @@ pub fn distribution(title: &str, bins: &[(String, f64, f64)]) -> Drawn {
 /// A heat map of counts, true class down, predicted class across.
 pub fn confusion(title: &str, labels: &[String], counts: &[Vec<u64>]) -> Drawn {
     let k = labels.len().max(1);
-    let most = counts.iter().flatten().copied().max().unwrap_or(1).max(1) as f64;
+    // A k × k matrix, whatever was stored.
+    let counts: Vec<&[u64]> = counts
+        .iter()
+        .take(k)
+        .map(|row| &row[..row.len().min(k)])
+        .collect();
+    let most = counts
+        .iter()
+        .flat_map(|r| r.iter())
+        .copied()
+        .max()
+        .unwrap_or(1)
+        .max(1) as f64;
     let side = (HEIGHT + 60).min(80 + 60 * k as u32).max(260);
     let area = name_area(labels.iter().map(|l| cut(l, 12).chars().count()));
     draw(title, (area + side + 40, side + 40), |root| {
@@ -593,7 +696,7 @@ pub fn confusion(title: &str, labels: &[String], counts: &[Vec<u64>]) -> Drawn {
         chart
             .configure_mesh()
             .disable_mesh()
-            .x_labels(k.min(20) + 1)
+            .x_labels(k.min(12) + 1)
             .y_labels(k.min(20) + 1)
             .x_label_formatter(&name)
             .y_label_formatter(&row_name)
@@ -643,11 +746,11 @@ pub fn confusion(title: &str, labels: &[String], counts: &[Vec<u64>]) -> Drawn {
 
 /// Predicted probability against observed frequency, with the diagonal.
 pub fn calibration(title: &str, of: &str, bins: &[(f64, f64, u64)]) -> Drawn {
-    let unit = 0.0..1.0;
+    let unit = Axis::fixed(0.0, 1.0);
     let bins: Vec<(f64, f64)> = bins
         .iter()
         .filter(|b| b.0.is_finite() && b.1.is_finite())
-        .map(|b| (within(&unit, b.0), within(&unit, b.1)))
+        .map(|b| (unit.at(b.0), unit.at(b.1)))
         .collect();
     let key = [
         ("perfectly calibrated".to_string(), Mark::Dashed(GREY)),
@@ -704,12 +807,13 @@ pub struct Grid<'a> {
 }
 
 pub fn residuals(title: &str, target: &str, grid: &Grid<'_>) -> Drawn {
-    let range = padded([grid.lo, grid.hi].into_iter())?;
+    let axis = Axis::over([grid.lo, grid.hi].into_iter(), tenth(&[grid.lo]))?;
+    let ends = axis.range();
     let steps = grid.steps.max(1);
     // Step k's value, without overflow however far apart lo and hi are.
     let step = |k: usize| {
         let t = k.min(steps) as f64 / steps as f64;
-        within(&range, grid.lo * (1.0 - t) + grid.hi * t)
+        axis.at(grid.lo * (1.0 - t) + grid.hi * t)
     };
     let most = grid.cells.iter().map(|c| c.2).max().unwrap_or(1).max(1) as f64;
     draw(title, (WIDTH, HEIGHT + 40), |root| {
@@ -718,14 +822,14 @@ pub fn residuals(title: &str, target: &str, grid: &Grid<'_>) -> Drawn {
             .margin_right(36)
             .x_label_area_size(44)
             .y_label_area_size(70)
-            .build_cartesian_2d(range.clone(), range.clone())
+            .build_cartesian_2d(ends.clone(), ends.clone())
             .map_err(err)?;
         chart
             .configure_mesh()
             .x_labels(6)
             .y_labels(6)
-            .x_label_formatter(&|v| short(*v))
-            .y_label_formatter(&|v| short(*v))
+            .x_label_formatter(&|u| short(axis.value(*u)))
+            .y_label_formatter(&|u| short(axis.value(*u)))
             .x_desc(format!("predicted {}", cut(target, 30)))
             .y_desc(format!("actual {}", cut(target, 30)))
             .label_style((FONT, LABEL_SIZE))
@@ -746,7 +850,7 @@ pub fn residuals(title: &str, target: &str, grid: &Grid<'_>) -> Drawn {
             .map_err(err)?;
         chart
             .draw_series(DashedLineSeries::new(
-                [(range.start, range.start), (range.end, range.end)],
+                [(ends.start, ends.start), (ends.end, ends.end)],
                 8,
                 5,
                 VERMILLION.stroke_width(1),
@@ -760,7 +864,8 @@ pub fn residuals(title: &str, target: &str, grid: &Grid<'_>) -> Drawn {
 pub fn bars(title: &str, x_desc: &str, items: &[(String, f64)]) -> Drawn {
     let names: Vec<String> = items.iter().map(|i| cut(&i.0, 24)).collect();
     let area = name_area(names.iter().map(|n| n.chars().count()));
-    let x = padded(items.iter().map(|i| i.1).chain([0.0]))?;
+    let values: Vec<f64> = items.iter().map(|i| i.1).chain([0.0]).collect();
+    let x = Axis::over(values.iter().copied(), tenth(&values))?;
     let n = items.len().max(1);
     let height = 90 + 26 * n as u32;
     draw(title, (WIDTH, height), |root| {
@@ -769,7 +874,7 @@ pub fn bars(title: &str, x_desc: &str, items: &[(String, f64)]) -> Drawn {
             .margin_right(36)
             .x_label_area_size(44)
             .y_label_area_size(area)
-            .build_cartesian_2d(x.clone(), -0.5..n as f64 - 0.5)
+            .build_cartesian_2d(x.range(), -0.5..n as f64 - 0.5)
             .map_err(err)?;
         let name = |v: &f64| {
             let k = v.round();
@@ -785,7 +890,7 @@ pub fn bars(title: &str, x_desc: &str, items: &[(String, f64)]) -> Drawn {
             .disable_y_mesh()
             .x_labels(6)
             .y_labels(n + 1)
-            .x_label_formatter(&|v| short(*v))
+            .x_label_formatter(&|u| short(x.value(*u)))
             .y_label_formatter(&name)
             .x_desc(x_desc)
             .label_style((FONT, LABEL_SIZE - 1))
@@ -797,7 +902,7 @@ pub fn bars(title: &str, x_desc: &str, items: &[(String, f64)]) -> Drawn {
             .draw_series(items.iter().enumerate().map(|(k, (_, v))| {
                 let y = (n - 1 - k) as f64;
                 let c = if *v >= 0.0 { BLUE } else { VERMILLION };
-                Rectangle::new([(0.0, y - 0.35), (within(&x, *v), y + 0.35)], c.filled())
+                Rectangle::new([(x.at(0.0), y - 0.35), (x.at(*v), y + 0.35)], c.filled())
             }))
             .map_err(err)?;
         Ok(())
@@ -816,7 +921,8 @@ pub fn waterfall(title: &str, explains: &str, bias: f64, steps: &[(String, f64)]
     spans.push(("= prediction".to_string(), 0.0, level));
     let names: Vec<String> = spans.iter().map(|s| cut(&s.0, 24)).collect();
     let area = name_area(names.iter().map(|n| n.chars().count()));
-    let x = padded(spans.iter().flat_map(|s| [s.1, s.2]))?;
+    let values: Vec<f64> = spans.iter().flat_map(|s| [s.1, s.2]).collect();
+    let x = Axis::over(values.iter().copied(), tenth(&values))?;
     let n = spans.len();
     draw(title, (WIDTH, 90 + 26 * n as u32), |root| {
         let mut chart = ChartBuilder::on(root)
@@ -824,7 +930,7 @@ pub fn waterfall(title: &str, explains: &str, bias: f64, steps: &[(String, f64)]
             .margin_right(36)
             .x_label_area_size(44)
             .y_label_area_size(area)
-            .build_cartesian_2d(x.clone(), -0.5..n as f64 - 0.5)
+            .build_cartesian_2d(x.range(), -0.5..n as f64 - 0.5)
             .map_err(err)?;
         let name = |v: &f64| {
             let k = v.round();
@@ -839,7 +945,7 @@ pub fn waterfall(title: &str, explains: &str, bias: f64, steps: &[(String, f64)]
             .disable_y_mesh()
             .x_labels(6)
             .y_labels(n + 1)
-            .x_label_formatter(&|v| short(*v))
+            .x_label_formatter(&|u| short(x.value(*u)))
             .y_label_formatter(&name)
             .x_desc(cut(explains, 60))
             .label_style((FONT, LABEL_SIZE - 1))
@@ -857,10 +963,7 @@ pub fn waterfall(title: &str, explains: &str, bias: f64, steps: &[(String, f64)]
                 } else {
                     VERMILLION
                 };
-                Rectangle::new(
-                    [(within(&x, *from), y - 0.35), (within(&x, *to), y + 0.35)],
-                    c.filled(),
-                )
+                Rectangle::new([(x.at(*from), y - 0.35), (x.at(*to), y + 0.35)], c.filled())
             }))
             .map_err(err)?;
         Ok(())
@@ -896,7 +999,9 @@ pub fn trials(title: &str, metric: &str, points: &[TrialPoint]) -> Drawn {
     } else {
         1e-3..1.0
     };
-    let y = padded(points.iter().map(|p| p.score))?;
+    let scores: Vec<f64> = points.iter().map(|p| p.score).collect();
+    let y = Axis::over(scores.iter().copied(), tenth(&scores))?;
+    let at = |p: &TrialPoint| (within(&seconds, p.seconds.max(1e-3)), y.at(p.score));
     let mut key: Vec<(String, Mark)> = algorithms
         .iter()
         .enumerate()
@@ -910,14 +1015,14 @@ pub fn trials(title: &str, metric: &str, points: &[TrialPoint]) -> Drawn {
             .margin_right(36)
             .x_label_area_size(44)
             .y_label_area_size(70)
-            .build_cartesian_2d(seconds.clone().log_scale(), y.clone())
+            .build_cartesian_2d(seconds.clone().log_scale(), y.range())
             .map_err(err)?;
         chart
             .configure_mesh()
             .x_labels(6)
             .y_labels(6)
             .x_label_formatter(&|v| short(*v))
-            .y_label_formatter(&|v| short(*v))
+            .y_label_formatter(&|u| short(y.value(*u)))
             .x_desc("fit time per trial (seconds, log scale)")
             .y_desc(format!("mean {metric} over the folds"))
             .label_style((FONT, LABEL_SIZE))
@@ -932,7 +1037,7 @@ pub fn trials(title: &str, metric: &str, points: &[TrialPoint]) -> Drawn {
                     points
                         .iter()
                         .filter(|p| p.algorithm == *algorithm)
-                        .map(|p| Circle::new((p.seconds.max(1e-3), p.score), 5, c.filled())),
+                        .map(|p| Circle::new(at(p), 5, c.filled())),
                 )
                 .map_err(err)?;
         }
@@ -950,23 +1055,23 @@ pub fn trials(title: &str, metric: &str, points: &[TrialPoint]) -> Drawn {
 /// A small line of values, no axes: the overview's trend.
 pub fn sparkline(title: &str, values: &[f64]) -> Drawn {
     let values: Vec<f64> = values.iter().copied().filter(|v| v.is_finite()).collect();
-    let y = padded(values.iter().copied())?;
+    let y = Axis::over(values.iter().copied(), tenth(&values))?;
     let n = values.len().max(2);
     draw(title, (160, 40), |root| {
         let mut chart = ChartBuilder::on(root)
             .margin(4)
-            .build_cartesian_2d(0.0..(n - 1) as f64, y.clone())
+            .build_cartesian_2d(0.0..(n - 1) as f64, y.range())
             .map_err(err)?;
         chart
             .draw_series(LineSeries::new(
-                values.iter().enumerate().map(|(i, &v)| (i as f64, v)),
+                values.iter().enumerate().map(|(i, &v)| (i as f64, y.at(v))),
                 BLUE.stroke_width(2),
             ))
             .map_err(err)?;
         if let Some(&last) = values.last() {
             chart
                 .draw_series([Circle::new(
-                    ((values.len() - 1) as f64, last),
+                    ((values.len() - 1) as f64, y.at(last)),
                     3,
                     VERMILLION.filled(),
                 )])
@@ -1021,13 +1126,18 @@ mod tests {
 
     #[test]
     fn every_chart_draws_or_refuses_any_numbers_and_never_hangs() {
-        const ODD: [f64; 12] = [
+        const ODD: [f64; 17] = [
             f64::NAN,
             f64::INFINITY,
             f64::NEG_INFINITY,
             f64::MAX,
             -f64::MAX,
             f64::MIN_POSITIVE,
+            5e-324,
+            1e-323,
+            1e-30,
+            1e-25,
+            3e-25,
             0.0,
             -1.0,
             1e16,
@@ -1035,8 +1145,13 @@ mod tests {
             1.7e308,
             0.5,
         ];
+        // Alone, in pairs (narrow and wide ranges), and in pairs with 0.5.
         let sets: Vec<Vec<f64>> = std::iter::once(Vec::new())
             .chain(ODD.iter().map(|&v| vec![v]))
+            .chain(
+                ODD.iter()
+                    .flat_map(|&a| ODD.iter().map(move |&b| vec![a, b])),
+            )
             .chain(
                 ODD.iter()
                     .flat_map(|&a| ODD.iter().map(move |&b| vec![a, b, 0.5])),
@@ -1152,9 +1267,59 @@ mod tests {
                 );
                 timeline("t", &["a", "b"], start, end, &events)
             });
+            let v = values.clone();
+            finishes(&format!("confusion {k} {v:?}"), move || {
+                let labels: Vec<String> = v.iter().map(|x| format!("{x}")).collect();
+                // More rows than labels, and counts up to u64::MAX.
+                let counts: Vec<Vec<u64>> = (0..v.len() + 1)
+                    .map(|i| vec![u64::MAX >> i; v.len() + 2])
+                    .collect();
+                confusion("t", &labels, &counts)
+            });
             let v = values;
             finishes(&format!("sparkline {k} {v:?}"), move || sparkline("t", &v));
         }
+    }
+
+    /// The `cx` of each circle an SVG draws.
+    fn circles(svg: &str) -> Vec<f64> {
+        svg.match_indices("<circle cx=\"")
+            .map(|(at, open)| {
+                let rest = &svg[at + open.len()..];
+                rest[..rest.find('"').unwrap()].parse().unwrap()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn ordinary_inputs_draw_and_spread_over_their_axes() {
+        // Versions a minute apart, this year: apart on the chart.
+        let now = 1.8e9;
+        let points: Vec<VersionPoint> = (0..3)
+            .map(|i| VersionPoint {
+                at: now + 60.0 * f64::from(i),
+                score: 0.8 + 0.05 * f64::from(i),
+                version: i64::from(i),
+                deployed: false,
+                live: false,
+                parent: None,
+            })
+            .collect();
+        let cx = circles(&versions("t", "f1", &points).unwrap());
+        assert_eq!(cx.len(), 3 + 3, "the key's three marks, then three points");
+        assert!(cx[3] + 100.0 < cx[4] && cx[4] + 100.0 < cx[5], "{cx:?}");
+        // A timeline of ten minutes, and values in tiny units, draw.
+        let events = [Event {
+            at: now + 300.0,
+            lane: 0,
+        }];
+        assert!(timeline("t", &["a"], now, now + 600.0, &events).is_ok());
+        let tiny = [("a".to_string(), 1e-30), ("b".to_string(), 3e-30)];
+        let svg = bars("t", "x", &tiny).unwrap();
+        assert!(
+            svg.contains("e-30\n</text>"),
+            "labelled in its own units: {svg}"
+        );
     }
 
     #[test]

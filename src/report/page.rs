@@ -662,7 +662,17 @@ fn quality(d: &ProjectData) -> Markup {
         .live
         .as_ref()
         .and_then(|l| l.diagnostics.clone())
-        .map(|v| serde_json::from_value(v).map_err(|e| e.to_string()));
+        .map(|v| {
+            serde_json::from_value::<Diagnostics>(v)
+                .map_err(|e| e.to_string())
+                .and_then(|dg| {
+                    if dg.is_consistent() {
+                        Ok(dg)
+                    } else {
+                        Err("its parts do not agree".to_string())
+                    }
+                })
+        });
     html! {
         section #quality aria-labelledby="quality-h" {
             h2 #quality-h { "Quality of the live model on its test rows" }
@@ -745,6 +755,7 @@ fn explanations(d: &ProjectData) -> Markup {
         .as_ref()
         .and_then(|l| l.diagnostics.clone())
         .and_then(|v| serde_json::from_value::<Diagnostics>(v).ok())
+        .filter(Diagnostics::is_consistent)
         .and_then(|dg| dg.example);
     let table = |items: &[(String, f64)], what: &str| {
         html! {

@@ -15,15 +15,22 @@ import psycopg
 from conftest import pg_ctl, PRIVATE_DIR, psql
 
 
-def wait_until_up(conninfo, timeout=60):
+def wait_until_up(conninfo, killed=None, timeout=60):
+    """Waits until the server takes connections; after a backend `killed`
+    with SIGKILL, until crash recovery is over: the dead backend's entry
+    stays in pg_stat_activity until the postmaster resets shared memory, so
+    a connection that still sees it came before the restart (and would be
+    cut by it)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
             with psycopg.connect(conninfo, autocommit=True, connect_timeout=2) as conn:
-                conn.execute("SELECT 1")
-                return
+                if killed is None or not conn.execute(
+                        "SELECT 1 FROM pg_stat_activity WHERE pid = %s", [killed]).fetchone():
+                    return
         except psycopg.OperationalError:
-            time.sleep(0.2)
+            pass
+        time.sleep(0.2)
     raise AssertionError("the server did not come back")
 
 
@@ -57,7 +64,7 @@ def run_and_kill(conninfo, statement, when_active_for=1.0, setup=None):
         os.kill(pid, signal.SIGKILL)
         worker.join(60)
         assert failure, "the killed statement reported success"
-    wait_until_up(conninfo)
+    wait_until_up(conninfo, killed=pid)
 
 
 def state(conninfo):

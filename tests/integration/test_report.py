@@ -276,9 +276,9 @@ def test_an_additive_model_explains_its_typical_row_as_a_waterfall(demo, browser
     try:
         section = visit.page.locator("section#explanations")
         assert section.locator("svg title", has_text="waterfall").count() == 1
-        # The bias and each input add up to what the table's last row says.
+        # Its table: the bias, a row per input (iris has four), the prediction.
         rows = section.locator("table", has_text="(bias)").locator("tbody tr").all_text_contents()
-        assert rows[0].startswith("(bias)") and rows[-1].startswith("= ")
+        assert rows[0].startswith("(bias)") and rows[-1].startswith("= ") and len(rows) == 1 + 4 + 1
         check_charts(visit.page)
     finally:
         visit.close()
