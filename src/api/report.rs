@@ -24,7 +24,10 @@ fn report_project(project: &str, since: default!(Interval, "'30 days'")) -> Stri
 /// its page as `ambient.report_pages` names it.
 #[pg_extern(stable, parallel_restricted, name = "report")]
 fn report_overview() -> String {
-    overview(default_since()).map(|(html, _)| html).or_raise()
+    default_since()
+        .and_then(overview)
+        .map(|(html, _)| html)
+        .or_raise()
 }
 
 /// The overview (`index.html`) and every readable project's page, with the
@@ -56,8 +59,9 @@ fn report_pages(
     TableIterator::new(pages().or_raise())
 }
 
-fn default_since() -> Interval {
-    Interval::new(0, 30, 0).expect("30 days is an interval")
+/// 30 days, as `report_pages` and `report(project)` default to.
+fn default_since() -> AmbientResult<Interval> {
+    Interval::new(0, 30, 0).map_err(|e| AmbientError::invalid(format!("30 days: {e}")))
 }
 
 fn project_page(project: &str, since: Interval) -> AmbientResult<String> {

@@ -862,13 +862,66 @@ pub fn residuals(title: &str, target: &str, grid: &Grid<'_>) -> Drawn {
 
 /// Horizontal bars, one per name, largest first; negative values go left.
 pub fn bars(title: &str, x_desc: &str, items: &[(String, f64)]) -> Drawn {
-    let names: Vec<String> = items.iter().map(|i| cut(&i.0, 24)).collect();
+    let rows: Vec<Bar> = items
+        .iter()
+        .map(|(name, v)| Bar {
+            name: name.clone(),
+            from: 0.0,
+            to: *v,
+            colour: if *v >= 0.0 { BLUE } else { VERMILLION },
+        })
+        .collect();
+    horizontal_bars(title, x_desc, &rows)
+}
+
+/// A waterfall: from the bias, each contribution in turn, to the
+/// prediction; rises in blue, falls in vermillion.
+pub fn waterfall(title: &str, explains: &str, bias: f64, steps: &[(String, f64)]) -> Drawn {
+    let mut level = bias;
+    let mut rows = vec![Bar {
+        name: "(bias)".to_string(),
+        from: 0.0,
+        to: bias,
+        colour: GREY,
+    }];
+    for (name, c) in steps {
+        rows.push(Bar {
+            name: name.clone(),
+            from: level,
+            to: level + c,
+            colour: if *c >= 0.0 { BLUE } else { VERMILLION },
+        });
+        level += c;
+    }
+    rows.push(Bar {
+        name: "= prediction".to_string(),
+        from: 0.0,
+        to: level,
+        colour: GREY,
+    });
+    horizontal_bars(title, &cut(explains, 60), &rows)
+}
+
+/// One bar of `horizontal_bars`: from `from` to `to`, in `colour`.
+struct Bar {
+    name: String,
+    from: f64,
+    to: f64,
+    colour: RGBColor,
+}
+
+/// Bars across, the first at the top, each named on the left.
+fn horizontal_bars(title: &str, x_desc: &str, rows: &[Bar]) -> Drawn {
+    let names: Vec<String> = rows.iter().map(|r| cut(&r.name, 24)).collect();
     let area = name_area(names.iter().map(|n| n.chars().count()));
-    let values: Vec<f64> = items.iter().map(|i| i.1).chain([0.0]).collect();
+    let values: Vec<f64> = rows
+        .iter()
+        .flat_map(|r| [r.from, r.to])
+        .chain([0.0])
+        .collect();
     let x = Axis::over(values.iter().copied(), tenth(&values))?;
-    let n = items.len().max(1);
-    let height = 90 + 26 * n as u32;
-    draw(title, (WIDTH, height), |root| {
+    let n = rows.len().max(1);
+    draw(title, (WIDTH, 90 + 26 * n as u32), |root| {
         let mut chart = ChartBuilder::on(root)
             .margin(12)
             .margin_right(36)
@@ -879,8 +932,10 @@ pub fn bars(title: &str, x_desc: &str, items: &[(String, f64)]) -> Drawn {
         let name = |v: &f64| {
             let k = v.round();
             if (v - k).abs() < 1e-6 && k >= 0.0 {
-                // The first item at the top.
-                names.get(n - 1 - k as usize).cloned().unwrap_or_default()
+                (n - 1)
+                    .checked_sub(k as usize)
+                    .and_then(|i| names.get(i).cloned())
+                    .unwrap_or_default()
             } else {
                 String::new()
             }
@@ -899,71 +954,12 @@ pub fn bars(title: &str, x_desc: &str, items: &[(String, f64)]) -> Drawn {
             .draw()
             .map_err(err)?;
         chart
-            .draw_series(items.iter().enumerate().map(|(k, (_, v))| {
+            .draw_series(rows.iter().enumerate().map(|(k, r)| {
                 let y = (n - 1 - k) as f64;
-                let c = if *v >= 0.0 { BLUE } else { VERMILLION };
-                Rectangle::new([(x.at(0.0), y - 0.35), (x.at(*v), y + 0.35)], c.filled())
-            }))
-            .map_err(err)?;
-        Ok(())
-    })
-}
-
-/// A waterfall: from the bias, each contribution in turn, to the
-/// prediction; rises in blue, falls in vermillion.
-pub fn waterfall(title: &str, explains: &str, bias: f64, steps: &[(String, f64)]) -> Drawn {
-    let mut level = bias;
-    let mut spans = vec![("(bias)".to_string(), 0.0, bias)];
-    for (name, c) in steps {
-        spans.push((name.clone(), level, level + c));
-        level += c;
-    }
-    spans.push(("= prediction".to_string(), 0.0, level));
-    let names: Vec<String> = spans.iter().map(|s| cut(&s.0, 24)).collect();
-    let area = name_area(names.iter().map(|n| n.chars().count()));
-    let values: Vec<f64> = spans.iter().flat_map(|s| [s.1, s.2]).collect();
-    let x = Axis::over(values.iter().copied(), tenth(&values))?;
-    let n = spans.len();
-    draw(title, (WIDTH, 90 + 26 * n as u32), |root| {
-        let mut chart = ChartBuilder::on(root)
-            .margin(12)
-            .margin_right(36)
-            .x_label_area_size(44)
-            .y_label_area_size(area)
-            .build_cartesian_2d(x.range(), -0.5..n as f64 - 0.5)
-            .map_err(err)?;
-        let name = |v: &f64| {
-            let k = v.round();
-            if (v - k).abs() < 1e-6 && k >= 0.0 {
-                names.get(n - 1 - k as usize).cloned().unwrap_or_default()
-            } else {
-                String::new()
-            }
-        };
-        chart
-            .configure_mesh()
-            .disable_y_mesh()
-            .x_labels(6)
-            .y_labels(n + 1)
-            .x_label_formatter(&|u| short(x.value(*u)))
-            .y_label_formatter(&name)
-            .x_desc(cut(explains, 60))
-            .label_style((FONT, LABEL_SIZE - 1))
-            .axis_desc_style((FONT, DESC_SIZE))
-            .light_line_style(TRANSPARENT)
-            .draw()
-            .map_err(err)?;
-        chart
-            .draw_series(spans.iter().enumerate().map(|(k, (_, from, to))| {
-                let y = (n - 1 - k) as f64;
-                let c = if k == 0 || k == n - 1 {
-                    GREY
-                } else if to >= from {
-                    BLUE
-                } else {
-                    VERMILLION
-                };
-                Rectangle::new([(x.at(*from), y - 0.35), (x.at(*to), y + 0.35)], c.filled())
+                Rectangle::new(
+                    [(x.at(r.from), y - 0.35), (x.at(r.to), y + 0.35)],
+                    r.colour.filled(),
+                )
             }))
             .map_err(err)?;
         Ok(())
